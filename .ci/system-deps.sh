@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages some tests need (Icarus Verilog; Chromium and ripgrep for the VS Code
+# end-to-end test). Never fails the build: tests that need a missing tool skip with the reason.
+set -u
+need=()
+command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v rg >/dev/null 2>&1 || need+=(ripgrep)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+  echo "system-deps: not root, cannot install ${need[*]}; the tests that need them will skip" >&2
+  exit 0
+fi
+SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo -n"
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+( $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" ) >/tmp/inhouse-apt.log 2>&1 \
+  || echo "system-deps: apt-get failed (see /tmp/inhouse-apt.log); the tests that need ${need[*]} will skip" >&2
+exit 0

@@ -1,0 +1,44 @@
+# inhouse: `make demo` runs the main job on the embedded default model; `make test` runs every test.
+# Both create .venv when missing and install what they need (torch first, a CPU build, so nothing pulls CUDA).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.inhouse-installed
+OUT ?= demo-out
+QUICK ?=
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps extension demo test test-fast bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Simulators and a browser for the tests; each is optional (tests that need one skip and say why).
+system-deps:
+	@bash .ci/system-deps.sh
+
+extension: $(STAMP)
+	@if [ -f vscode-extension/package.json ]; then $(MAKE) -C vscode-extension build; fi
+
+demo: $(STAMP)
+	$(PY) -m bench.demo --out $(OUT) $(if $(QUICK),--quick,)
+
+test: $(STAMP) system-deps extension
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,87 @@
+"""The `inhouse.json` file that travels with every model and adapter directory, and atomic directory writes.
+
+It names the FIM format (the contract between training and serving), the base model of an adapter, and
+the dataset it was trained on. Read by the trainer, the server (reported in /info) and the language server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelError
+
+INFO_FILE = "inhouse.json"
+
+
+def read_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `inhouse.json` of a model or adapter directory ({} when the directory has none)."""
+    path = Path(directory) / INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: must hold a JSON object")
+    return data
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON to a temporary name beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_info(directory: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    write_json_atomic(Path(directory) / INFO_FILE, info)
+
+
+def fim_format_of(directory: str | os.PathLike[str], default: str | None = None) -> str | None:
+    """The FIM format name a model or adapter directory declares."""
+    return read_info(directory).get("fim_format", default)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `target`, on failure it is removed.
+
+    An interrupted run therefore never leaves something at `target` that looks complete.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise ModelError(f"output {str(target)!r} already exists (use --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)

@@ -1,0 +1,186 @@
+"""The `inhouse` console script: one Typer app with a sub-app or command per component.
+
+This is the process edge: it sets up logging, catches every error and prints one clear line (a traceback
+only with --debug). Components are found through the table below by module path and imported here only;
+their CLI modules import nothing heavy (torch and friends load inside the commands).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from core import __version__
+from core.config import resolve
+from core.errors import InhouseError
+
+T = TypeVar("T")
+
+# (name on the command line, "module:attribute", "group" for a Typer sub-app or "command" for a function)
+COMPONENTS: tuple[tuple[str, str, str], ...] = (
+    ("corpus", "finetune.corpus.cli:app", "group"),
+    ("train", "finetune.cli:train", "command"),
+    ("eval", "finetune.cli:eval_command", "command"),
+    ("export", "finetune.cli:export", "command"),
+    ("model", "finetune.model_cli:app", "group"),
+    ("serve", "server.cli:serve", "command"),
+    ("lsp", "lsp.cli:lsp", "command"),
+    ("verif-env", "verifenv.cli:verif_env", "command"),
+)
+
+# The config modules of every component: imported so `--config` files are checked against all sections.
+CONFIG_MODULES = ("finetune.corpus.config", "finetune.config", "server.config", "lsp.config", "verifenv.config",
+                  "core.client")
+
+
+@dataclass
+class RunState:
+    config_file: Path | None = None
+    debug: bool = False
+
+
+STATE = RunState()
+
+app = typer.Typer(
+    name="inhouse",
+    help="inhouse: a private, on-premises code assistant trained on your own repositories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: ./inhouse.toml)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
+) -> None:
+    STATE.config_file = config
+    STATE.debug = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config is not None and not config.is_file():
+        raise InhouseError(f"config file {str(config)!r} does not exist")
+
+
+def resolve_section(cls: type[T], **overrides: Any) -> T:
+    """Resolve a component's config at the entry point: defaults < file < env < these CLI flags."""
+    return resolve(cls, config_file=STATE.config_file, overrides=overrides)
+
+
+def git_sha(path: Path | None = None) -> str:
+    """The git commit of the inhouse checkout, or "unknown" outside a git checkout."""
+    here = path or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def run_metadata() -> dict[str, str]:
+    """Version and git sha, written next to every run's outputs."""
+    return {"inhouse_version": __version__, "git_sha": git_sha()}
+
+
+@app.command()
+def version() -> None:
+    """Print the version and the git sha."""
+    typer.echo(f"inhouse {__version__} (git {git_sha()})")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the installation: tree-sitter grammars, optional components."""
+    from core import languages
+
+    ok = True
+    for lang_id, problem in languages.available().items():
+        typer.echo(f"{'ok  ' if problem is None else 'FAIL'} grammar {lang_id}" + (f": {problem}" if problem else ""))
+        ok = ok and problem is None
+    for name, target, _kind in COMPONENTS:
+        module = target.split(":")[0]
+        try:
+            importlib.import_module(module)
+            typer.echo(f"ok   component {name}")
+        except Exception as exc:  # report, never crash: this is the diagnosis command
+            ok = False
+            typer.echo(f"FAIL component {name}: {exc}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _unavailable(name: str, error: Exception):
+    def command() -> None:
+        raise InhouseError(f"`inhouse {name}` is not available in this installation: {error}")
+
+    command.__doc__ = f"(unavailable: {error})"
+    return command
+
+
+def _register() -> None:
+    for name, target, kind in COMPONENTS:
+        module_name, attr = target.split(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # the component is not part of this installation
+            obj, kind = _unavailable(name, exc), "command"
+        except (ImportError, AttributeError) as exc:
+            obj, kind = _unavailable(name, exc), "command"
+        if kind == "group":
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+
+
+def _load_config_modules() -> None:
+    for module in CONFIG_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("INHOUSE_DEBUG") == "1"
+    _load_config_modules()
+    _register()
+    try:
+        app(args=argv, prog_name="inhouse", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("inhouse: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("inhouse: interrupted", err=True)
+        return 130
+    except Exception as exc:  # the process edge: one clear line, a traceback only with --debug
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error from the command-line parser: its own message, exit 2
+            return exc.exit_code
+        if debug:
+            raise
+        prefix = "error" if isinstance(exc, InhouseError) else f"unexpected error ({type(exc).__name__})"
+        typer.echo(f"inhouse: {prefix}: {exc}", err=True)
+        if not isinstance(exc, InhouseError):
+            typer.echo("inhouse: run again with --debug for the traceback", err=True)
+        return 2 if isinstance(exc, InhouseError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The one exception tree of inhouse; every component raises these and entry points map them.
+
+    InhouseError
+    ├── ConfigError                 bad config file, key, value or flag
+    ├── CorpusError                 corpus input or output unusable (missing repo, existing output...)
+    ├── ValidationError             a request or argument out of bounds (HTTP 422)
+    ├── GenerationError             the model failed while generating (HTTP 424)
+    ├── OverloadedError             too many requests in flight (HTTP 429)
+    ├── BackendUnavailableError     the completion backend cannot be reached or timed out
+    ├── ModelError                  a model directory or artifact is missing or malformed
+    └── GrammarError                a tree-sitter grammar failed to load (names the language)
+"""
+
+from __future__ import annotations
+
+
+class InhouseError(Exception):
+    """Base of every error inhouse raises on purpose; its message is meant for a user."""
+
+    error_type: str = "inhouse_error"
+
+
+class ConfigError(InhouseError):
+    error_type = "config"
+
+
+class CorpusError(InhouseError):
+    error_type = "corpus"
+
+
+class ValidationError(InhouseError):
+    error_type = "validation"
+
+
+class GenerationError(InhouseError):
+    error_type = "generation"
+
+
+class OverloadedError(InhouseError):
+    error_type = "overloaded"
+
+
+class BackendUnavailableError(InhouseError):
+    error_type = "backend_unavailable"
+
+
+class ModelError(InhouseError):
+    error_type = "model"
+
+
+class GrammarError(InhouseError):
+    error_type = "grammar"

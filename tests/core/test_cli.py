@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_help_lists_components():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for name in ("model", "version"):
+        assert name in proc.stdout
+
+
+def test_version_prints_version_and_sha():
+    proc = run("version")
+    assert proc.returncode == 0 and proc.stdout.startswith("inhouse 0.") and "git" in proc.stdout
+
+
+def test_missing_config_file_is_one_clear_line(tmp_path):
+    proc = run("--config", str(tmp_path / "nope.toml"), "version")
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_error_without_traceback_then_with_debug(tmp_path):
+    proc = run("model", "import-gguf", str(tmp_path / "missing.gguf"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "GGUF file" in proc.stderr and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("--debug", "model", "import-gguf", str(tmp_path / "missing.gguf"), "-o", str(tmp_path / "out"))
+    assert "Traceback" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_flag_is_usage_error():
+    proc = run("version", "--bogus")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
