@@ -1,0 +1,36 @@
+/**
+ * Entry point of the inhouse VS Code extension: creates the Controller (language server + status bar) and
+ * registers the commands. Kept thin on purpose; completion logic lives in the language server.
+ */
+import * as vscode from 'vscode';
+import { AcceptedArgs } from './acceptance';
+import { Controller, INTERNAL_ACCEPTED } from './controller';
+
+let controller: Controller | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const log = vscode.window.createOutputChannel('inhouse', { log: true });
+  const statusItem = vscode.window.createStatusBarItem('inhouse.status', vscode.StatusBarAlignment.Right, 100);
+  statusItem.name = 'inhouse';
+  statusItem.command = 'inhouse.toggle';
+  controller = new Controller(log, statusItem);
+  const c = controller;
+  context.subscriptions.push(
+    log,
+    statusItem,
+    c,
+    vscode.commands.registerCommand('inhouse.toggle', () => c.toggle()),
+    vscode.commands.registerCommand('inhouse.showServerLog', () => c.showLog()),
+    vscode.commands.registerCommand('inhouse.restartServer', () => c.restart()),
+    vscode.commands.registerCommand(INTERNAL_ACCEPTED, (args: AcceptedArgs, original?: vscode.Command) =>
+      c.onAccepted(args, original),
+    ),
+  );
+  await c.start();
+}
+
+export async function deactivate(): Promise<void> {
+  const c = controller;
+  controller = undefined;
+  await c?.stop();
+}
