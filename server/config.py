@@ -1,0 +1,40 @@
+"""The `[serve]` config section of `inhouse serve` and `server.app.create_app` (resolved once at the entry point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import config
+
+
+@config.section("serve")
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    adapters: str | None = None           # directory of peft adapters, one sub-directory per adapter id
+    api_key_file: str | None = None       # a file holding the bearer token; no auth when unset
+    model_id: str | None = None           # the name reported in /info (default: the model directory's name)
+    device: str = "auto"                  # "auto" | "cpu" | "cuda" | "cuda:N"
+    dtype: str = "auto"                   # "auto" (float32 on CPU, bfloat16 on GPU) | "float32" | "bfloat16" | "float16"
+    max_concurrent_requests: int = 128    # queued + running; more answers 429
+    max_batch_size: int = 8               # sequences decoded together
+    max_input_tokens: int = 4096
+    max_total_tokens: int = 4608          # input + new tokens
+    default_max_new_tokens: int = 64      # when a request gives no max_new_tokens
+    max_stop_sequences: int = 16          # FIM stop lists are longer than TGI's default 4
+    prefix_cache_entries: int = 4         # prompts kept per adapter for key/value reuse (0 disables)
+    log_level: str = "info"               # uvicorn's log level
+
+    def __post_init__(self) -> None:
+        config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
+        config.require(self.max_concurrent_requests > 0, "max_concurrent_requests", "> 0", self.max_concurrent_requests)
+        config.require(self.max_batch_size > 0, "max_batch_size", "> 0", self.max_batch_size)
+        config.require(self.max_input_tokens > 0, "max_input_tokens", "> 0", self.max_input_tokens)
+        config.require(self.max_total_tokens > self.max_input_tokens, "max_total_tokens",
+                       f"> max_input_tokens ({self.max_input_tokens})", self.max_total_tokens)
+        config.require(self.default_max_new_tokens > 0, "default_max_new_tokens", "> 0", self.default_max_new_tokens)
+        config.require(self.max_stop_sequences >= 0, "max_stop_sequences", ">= 0", self.max_stop_sequences)
+        config.require(self.prefix_cache_entries >= 0, "prefix_cache_entries", ">= 0", self.prefix_cache_entries)
+        config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
+                       "one of auto, float32, bfloat16, float16", self.dtype)

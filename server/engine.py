@@ -1,0 +1,392 @@
+"""The generation engine: a queue and one background thread that decodes every active request together.
+
+Requests arrive from the HTTP handlers (`submit`, any thread) and wait in a queue. The engine thread admits
+them into the running batch: it prefills each new prompt on its own (reusing cached prompt key/values of the
+same adapter, `server.kvcache`), then merges it into the batch; every step is one padded forward over all
+active sequences, each with its own adapter (peft mixed-batch LoRA), sampling, stop sequences and healing
+constraint. Tokens travel back to the request's asyncio loop as events on its `Handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import GenerationError, InhouseError
+from core.healing import VocabIndex, advance, strip_healed
+from server import kvcache
+from server.decoding import IncrementalDecoder, find_stop
+from server.metrics import Metrics
+from server.sampling import Sampler, SamplingParams
+
+log = logging.getLogger(__name__)
+
+_PROMPT_TAIL = 4  # prompt tokens decoded with the first generated ones (word-boundary spaces)
+
+
+@dataclass
+class GenerationRequest:
+    input_ids: list[int]
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    adapter_id: str | None = None
+    adapter_path: Path | None = None
+    required_start: str = ""      # the output must begin with this text (token healing, grammar)
+    hidden_start: str = ""        # the part of required_start not returned (server-side token healing)
+    decoder_input_details: bool = False
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    index: int
+    id: int
+    text: str
+    logprob: float
+    special: bool
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    generated_text: str
+    finish_reason: str
+    generated_tokens: int
+    seed: int | None
+    input_length: int
+    tokens: tuple[TokenEvent, ...]
+    prefill: tuple[tuple[int, str, float | None], ...]
+    reused_tokens: int
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    error: InhouseError
+
+
+class Handle:
+    """One request's side of the engine: events arrive on `events()`; `cancel()` stops its generation."""
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> None:
+        self.request = request
+        self._loop = loop
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.enqueued_at = time.monotonic()
+
+    def emit(self, event: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:  # the request's event loop is gone: nobody listens any more
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    async def events(self):
+        """Token events, then one FinishEvent; an ErrorEvent's error is raised."""
+        while True:
+            event = await self._events.get()
+            if isinstance(event, ErrorEvent):
+                raise event.error
+            yield event
+            if isinstance(event, FinishEvent):
+                return
+
+    async def result(self) -> FinishEvent:
+        async for event in self.events():
+            if isinstance(event, FinishEvent):
+                return event
+        raise GenerationError("generation ended without a result")
+
+
+@dataclass
+class _Seq:
+    handle: Handle
+    sampler: Sampler
+    decoder: IncrementalDecoder
+    history: torch.Tensor            # prompt + generated ids (for repetition penalties)
+    kv_len: int                      # tokens in the key/value cache (all but `next_token`)
+    remaining: str                   # text the output still has to re-type
+    started: float
+    reused: int = 0
+    next_token: int = -1
+    text: str = ""
+    emitted: str = ""
+    tokens: list[TokenEvent] = field(default_factory=list)
+    prefill: tuple = ()
+    finish: str | None = None
+
+
+class Engine:
+    """Owns the model; one thread runs `_loop`. `submit` and `cancel` are safe from any thread."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, prefix_cache_entries: int = 4,
+                 metrics: Metrics | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.max_batch_size = max_batch_size
+        self.metrics = metrics or Metrics()
+        self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
+        self.special_ids = set(tokenizer.all_special_ids) | {
+            i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._prefix = kvcache.PrefixCache(prefix_cache_entries)
+        self._queue: queue.Queue[Handle] = queue.Queue()
+        self._rows: list[_Seq] = []
+        self._cache = None
+        self._mask: torch.Tensor | None = None
+        self._adapters: dict[str, float] = {}  # loaded adapter id -> mtime of its directory's files
+        self._vocab: tuple[VocabIndex, list[str]] | None = None
+        self._vocab_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inhouse-engine", daemon=True)
+        self._thread.start()
+
+    # ---- the caller's side -------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closing.is_set()
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, request: GenerationRequest) -> Handle:
+        handle = Handle(request, asyncio.get_running_loop())
+        self._queue.put(handle)
+        self.metrics.queue_size.set(self._queue.qsize())
+        return handle
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._closing.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def vocab(self) -> tuple[VocabIndex, list[str]]:
+        """Each token's text and the healing index over them (built once, on first use: ~1 s per 50k tokens)."""
+        with self._vocab_lock:
+            if self._vocab is None:
+                size = self._decoder.get_vocab_size() if hasattr(self._decoder, "get_vocab_size") else len(
+                    self.tokenizer)
+                texts = [self._decoder.decode([i], skip_special_tokens=False) for i in range(size)]
+                self._vocab = (VocabIndex(texts, self.special_ids), texts)
+            return self._vocab
+
+    # ---- the engine thread ----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while not self._closing.is_set():
+                try:
+                    self._admit()
+                    if self._rows:
+                        self._step()
+                except Exception as exc:  # the engine thread's edge: fail the batch, keep serving
+                    log.exception("decoding step failed")
+                    self._fail_batch(GenerationError(f"generation failed: {type(exc).__name__}: {exc}"))
+        self._fail_batch(GenerationError("the server is shutting down"))
+        while not self._queue.empty():
+            self._queue.get_nowait().emit(ErrorEvent(GenerationError("the server is shutting down")))
+
+    def _admit(self) -> None:
+        block = not self._rows
+        while len(self._rows) < self.max_batch_size:
+            try:
+                handle = self._queue.get(timeout=0.05) if block else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            block = False
+            self.metrics.queue_size.set(self._queue.qsize())
+            if handle.cancelled.is_set():
+                self.metrics.failure("cancelled")
+                continue
+            self.metrics.queue_duration.observe(time.monotonic() - handle.enqueued_at)
+            try:
+                self._prefill(handle)
+            except InhouseError as exc:
+                handle.emit(ErrorEvent(exc))
+                self.metrics.failure(exc.error_type)
+            except Exception as exc:  # a failure of one prompt must not take the batch down
+                log.exception("prefill failed")
+                handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
+                self.metrics.failure("generation")
+        self.metrics.batch_size.set(len(self._rows))
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
+                 adapters: list[str | None], all_logits: bool = False):
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions,
+                                  "past_key_values": cache, "use_cache": True, "logits_to_keep": 0 if all_logits else 1}
+        if self._adapters:
+            kwargs["adapter_names"] = [a if a is not None else "__base__" for a in adapters]
+        return self.model(**kwargs)
+
+    def _ensure_adapter(self, request: GenerationRequest) -> None:
+        if request.adapter_id is None or request.adapter_path is None:
+            return
+        from server.adapters import adapter_mtime
+
+        name, path = request.adapter_id, request.adapter_path
+        mtime = adapter_mtime(path)
+        if self._adapters.get(name) == mtime:
+            return
+        from peft import PeftModel
+
+        try:
+            if name in self._adapters:
+                self.model.delete_adapter(name)
+                self._prefix.clear(name)
+            if not isinstance(self.model, PeftModel):
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
+            else:
+                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        except Exception as exc:  # peft raises many types for a malformed adapter
+            self._adapters.pop(name, None)
+            raise GenerationError(f"adapter {name!r} could not be loaded: {exc}") from exc
+        self.model.eval()
+        self._adapters[name] = mtime
+        log.info("loaded adapter %s from %s", name, path)
+
+    def _prefill(self, handle: Handle) -> None:
+        req = handle.request
+        started = time.monotonic()
+        self._ensure_adapter(req)
+        ids = req.input_ids
+        n = len(ids)
+        reused, past = (0, None) if req.decoder_input_details else self._prefix.lookup(req.adapter_id, ids)
+        cache = kvcache.new_cache(past)
+        input_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=self.device)
+        positions = torch.arange(reused, n, device=self.device).unsqueeze(0)
+        mask = torch.ones((1, n), dtype=torch.long, device=self.device)
+        t0 = time.monotonic()
+        out = self._forward(input_ids, mask, positions, cache, [req.adapter_id], all_logits=req.decoder_input_details)
+        self.metrics.batch_forward("prefill", time.monotonic() - t0)
+        self._prefix.store(req.adapter_id, ids, kvcache.layers_of(cache))
+        self.metrics.prefix_reused.inc(reused)
+        history = torch.tensor(ids, dtype=torch.long, device=self.device)
+        seq = _Seq(handle=handle, sampler=Sampler(req.sampling, self.device),
+                   decoder=IncrementalDecoder(self._decoder, ids[-_PROMPT_TAIL:]), history=history, kv_len=n,
+                   remaining=req.required_start, started=started, reused=reused)
+        if req.decoder_input_details:
+            seq.prefill = self._prefill_details(ids, out.logits[0])
+        self._choose(seq, out.logits[0, -1])
+        if seq.finish is not None:
+            return
+        if self._rows:
+            self._mask = kvcache.append_rows(self._cache, self._mask, cache, mask)
+        else:
+            self._cache, self._mask = cache, mask
+        self._rows.append(seq)
+
+    def _prefill_details(self, ids: list[int], logits: torch.Tensor) -> tuple:
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out = [(ids[0], self._decoder.decode([ids[0]], skip_special_tokens=False), None)]
+        for i in range(1, len(ids)):
+            out.append((ids[i], self._decoder.decode([ids[i]], skip_special_tokens=False),
+                        float(logprobs[i - 1, ids[i]])))
+        return tuple(out)
+
+    def _step(self) -> None:
+        cancelled = [i for i, s in enumerate(self._rows) if s.handle.cancelled.is_set()]
+        if cancelled:
+            for i in cancelled:
+                self.metrics.failure("cancelled")
+            self._drop(set(cancelled))
+            if not self._rows:
+                return
+        rows = self._rows
+        input_ids = torch.tensor([[s.next_token] for s in rows], dtype=torch.long, device=self.device)
+        positions = torch.tensor([[s.kv_len] for s in rows], dtype=torch.long, device=self.device)
+        mask = torch.cat([self._mask, torch.ones((len(rows), 1), dtype=self._mask.dtype, device=self.device)], dim=1)
+        t0 = time.monotonic()
+        out = self._forward(input_ids, mask, positions, self._cache, [s.handle.request.adapter_id for s in rows])
+        self.metrics.batch_forward("decode", time.monotonic() - t0)
+        self._mask = mask
+        logits = out.logits[:, -1]
+        for i, seq in enumerate(rows):
+            seq.kv_len += 1
+            self._choose(seq, logits[i])
+        done = {i for i, s in enumerate(rows) if s.finish is not None}
+        if done:
+            self._drop(done)
+
+    def _drop(self, rows: set[int]) -> None:
+        keep = [i for i in range(len(self._rows)) if i not in rows]
+        self._rows = [self._rows[i] for i in keep]
+        if self._rows:
+            self._mask = kvcache.keep_rows(self._cache, self._mask, keep)
+        else:
+            self._cache, self._mask = None, None
+        self.metrics.batch_size.set(len(self._rows))
+
+    def _choose(self, seq: _Seq, logits: torch.Tensor) -> None:
+        allowed = None
+        if seq.remaining:
+            index, _texts = self.vocab()
+            allowed = index.allowed(seq.remaining) or None
+            if allowed is None:
+                seq.remaining = ""  # no token fits: give the constraint up rather than emit garbage
+        token, logprob = seq.sampler.choose(logits.float(), seq.history, allowed)
+        self._accept(seq, token, logprob)
+
+    def _accept(self, seq: _Seq, token: int, logprob: float) -> None:
+        req = seq.handle.request
+        seq.next_token = token
+        seq.history = torch.cat([seq.history, torch.tensor([token], dtype=torch.long, device=self.device)])
+        generated = len(seq.tokens) + 1
+        if token in self.eos_ids:
+            seq.finish = "eos_token"
+            delta = self._decoder.decode([token], skip_special_tokens=False)
+        else:
+            piece = seq.decoder.push(token)
+            if seq.remaining:
+                seq.remaining = advance(seq.remaining, self.vocab()[1][token])
+            before = len(seq.text)
+            seq.text += piece
+            end = find_stop(seq.text, before, req.stop) if req.stop else None
+            if end is not None:
+                seq.text = seq.text[:end]
+                seq.finish = "stop_sequence"
+            elif generated >= req.max_new_tokens:
+                seq.finish = "length"
+            visible = self._visible(seq)
+            delta = visible[len(seq.emitted):]
+            seq.emitted = visible
+        event = TokenEvent(generated - 1, token, delta, logprob, token in self.special_ids)
+        seq.tokens.append(event)
+        seq.handle.emit(event)
+        if seq.finish is not None:
+            self._finish(seq)
+
+    def _visible(self, seq: _Seq) -> str:
+        """The text returned so far: without the hidden healed start, held back while it is still being typed."""
+        hidden = seq.handle.request.hidden_start
+        if not hidden:
+            return seq.text
+        if hidden.startswith(seq.text):  # still re-typing what was before the cursor
+            return ""
+        return strip_healed(seq.text, hidden)
+
+    def _finish(self, seq: _Seq) -> None:
+        req = seq.handle.request
+        seq.handle.emit(FinishEvent(self._visible(seq), seq.finish or "length", len(seq.tokens), seq.sampler.seed,
+                                    len(req.input_ids), tuple(seq.tokens), seq.prefill, seq.reused))
+        elapsed = time.monotonic() - seq.started
+        self.metrics.success(elapsed, len(seq.tokens))
+
+    def _fail_batch(self, error: InhouseError) -> None:
+        for seq in self._rows:
+            seq.handle.emit(ErrorEvent(error))
+            self.metrics.failure(error.error_type)
+        self._rows, self._cache, self._mask = [], None, None
+        self.metrics.batch_size.set(0)

@@ -1,0 +1,46 @@
+"""Loading the base model and tokenizer of a model directory for serving (device and dtype chosen here)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """(model in eval mode on its device, tokenizer) from a checkpoint directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
+    device = pick_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=pick_dtype(dtype, device))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the model in {str(model_dir)!r}: {exc}") from exc
+    model.to(device)
+    model.eval()
+    log.info("loaded %s on %s", model_dir, device)
+    return model, tokenizer

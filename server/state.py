@@ -1,0 +1,132 @@
+"""What one running server holds: config, model, engine, adapters, metrics, and the bound on requests in flight.
+
+Built by `server.app.create_app`; the route modules (`server.app`, `server.openai`) reach it as `app.state.server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from core import __version__
+from core.artifacts import read_info
+from core.errors import OverloadedError
+from server.adapters import AdapterDirectory
+from server.config import ServeConfig
+from server.engine import Engine, FinishEvent, Handle
+from server.metrics import Metrics
+from server.schema import GenerateParameters
+from server.validation import Limits, Prepared, prepare
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its result was ready; its generation was stopped."""
+
+
+@dataclass
+class ServerState:
+    config: ServeConfig
+    model_dir: Path
+    model_id: str
+    tokenizer: Any
+    engine: Engine
+    adapters: AdapterDirectory
+    metrics: Metrics
+    limits: Limits
+    fim_format: str | None
+    sha: str
+    _in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: str | Path, cfg: ServeConfig) -> ServerState:
+        from core.cli import git_sha
+        from server.loading import load_model
+
+        model_dir = Path(model_dir)
+        adapters = AdapterDirectory(cfg.adapters)
+        model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype)
+        metrics = Metrics()
+        engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
+                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics)
+        max_pos = getattr(model.config, "max_position_embeddings", None) or cfg.max_total_tokens
+        max_total = min(cfg.max_total_tokens, max_pos)
+        limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
+                        max_stop_sequences=cfg.max_stop_sequences, default_max_new_tokens=cfg.default_max_new_tokens)
+        return cls(config=cfg, model_dir=model_dir, model_id=cfg.model_id or model_dir.resolve().name,
+                   tokenizer=tokenizer, engine=engine, adapters=adapters, metrics=metrics, limits=limits,
+                   fim_format=read_info(model_dir).get("fim_format"), sha=git_sha())
+
+    def info(self) -> dict[str, Any]:
+        """TGI's /info fields, plus `fim_format`, `adapters` and `token_healing`."""
+        cfg, lim, model = self.config, self.limits, self.engine.model
+        return {
+            "model_id": self.model_id, "model_sha": None, "model_dtype": str(next(model.parameters()).dtype),
+            "model_device_type": self.engine.device.type, "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": cfg.max_concurrent_requests, "max_best_of": lim.max_best_of,
+            "max_stop_sequences": lim.max_stop_sequences, "max_input_tokens": lim.max_input_tokens,
+            "max_input_length": lim.max_input_tokens, "max_total_tokens": lim.max_total_tokens,
+            "waiting_served_ratio": 0.0, "max_batch_total_tokens": cfg.max_batch_size * lim.max_total_tokens,
+            "max_waiting_tokens": 0, "max_batch_size": cfg.max_batch_size, "validation_workers": 1,
+            "max_client_batch_size": 1, "router": "inhouse", "version": __version__, "sha": self.sha,
+            "docker_label": None, "fim_format": self.fim_format, "adapters": self.adapters.ids(),
+            "token_healing": True,
+        }
+
+    async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
+        t0 = time.monotonic()
+        self.metrics.request_count.inc()
+        try:
+            prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters)
+        except Exception:
+            self.metrics.failure("validation")
+            raise
+        if prepared.request.required_start:
+            await asyncio.to_thread(self.engine.vocab)  # built once; off the event loop
+        self.metrics.validation_duration.observe(time.monotonic() - t0)
+        self.metrics.input_length.observe(len(prepared.request.input_ids))
+        self.metrics.max_new_tokens.observe(prepared.request.max_new_tokens)
+        return prepared
+
+    @asynccontextmanager
+    async def generation(self, prepared: Prepared):
+        """Submit to the engine within the bound on requests in flight (429 beyond it); cancel on exit."""
+        with self._lock:
+            if self._in_flight >= self.config.max_concurrent_requests:
+                self.metrics.failure("overloaded")
+                raise OverloadedError(f"Model is overloaded: {self._in_flight} requests in flight "
+                                      f"(max_concurrent_requests {self.config.max_concurrent_requests})")
+            self._in_flight += 1
+        started = time.monotonic()
+        handle = self.engine.submit(prepared.request)
+        try:
+            yield handle
+        finally:
+            handle.cancel()
+            with self._lock:
+                self._in_flight -= 1
+            self.metrics.request_duration.observe(time.monotonic() - started)
+
+    async def wait(self, handle: Handle, request: Request) -> FinishEvent:
+        """The result, unless the client disconnects first (then the generation is stopped)."""
+        task = asyncio.ensure_future(handle.result())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.2)
+                if done:
+                    return task.result()
+                if await request.is_disconnected():
+                    handle.cancel()
+                    raise ClientDisconnected()
+        finally:
+            if not task.done():
+                task.cancel()
