@@ -1,0 +1,294 @@
+"""The completion client: one `CompletionBackend` Protocol, a TGI and an OpenAI-compatible implementation.
+
+Used by the language server, verif-env, the benches and the demo. `create_backend(cfg)` is the one factory,
+keyed on `cfg.kind`. Token healing travels as `CompletionRequest.heal`: the TGI backend sends TGI's
+`grammar` regex (core.healing.healing_grammar) and strips the healed text from the result; the OpenAI
+backend, which has no constrained start, appends it to the prompt instead. Every transport failure is
+mapped to the `core.errors` tree here, so callers only ever catch those.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from core import config
+from core.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    GenerationError,
+    OverloadedError,
+    ValidationError,
+)
+from core.fim import cut_at_stop
+from core.healing import healing_grammar
+
+log = logging.getLogger(__name__)
+
+BACKEND_KINDS = ("tgi", "openai")
+
+
+@config.section("client")
+@dataclass(frozen=True)
+class ClientConfig:
+    url: str = "http://127.0.0.1:8080"
+    kind: str = "tgi"
+    adapter_id: str | None = None
+    timeout_s: float = 10.0
+    api_key_file: str | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        config.require(self.kind in BACKEND_KINDS, "kind", f"one of {', '.join(BACKEND_KINDS)}", self.kind)
+        config.require(self.timeout_s > 0, "timeout_s", "> 0", self.timeout_s)
+        config.require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
+
+    def api_key(self) -> str | None:
+        """The API key read from `api_key_file` (stripped), or None when no file is configured."""
+        if not self.api_key_file:
+            return None
+        try:
+            return Path(self.api_key_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(f"`api_key_file` {self.api_key_file!r} cannot be read: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    prompt: str
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    adapter_id: str | None = None
+    heal: str = ""  # text the output must start with (token healing); stripped from the result
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    text: str
+    generated_tokens: int
+    elapsed_ms: float
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    model_id: str
+    fim_format: str | None
+    max_input_tokens: int
+    max_total_tokens: int
+    adapters: tuple[str, ...]
+    token_healing: bool
+
+
+class CompletionBackend(Protocol):
+    async def info(self) -> BackendInfo: ...
+
+    async def complete(self, req: CompletionRequest) -> CompletionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _finish_text(generated: str, heal: str, stop: tuple[str, ...]) -> str:
+    """The part of a generation that follows the cursor, cut at the first stop sequence."""
+    if heal:
+        if not generated.startswith(heal):
+            # The backend did not honour the constrained start: the text does not continue the word at the
+            # cursor, so inserting it would be wrong. Nothing is better than garbage.
+            log.debug("healed generation does not start with %r; dropped", heal)
+            return ""
+        generated = generated[len(heal):]
+    return cut_at_stop(generated, stop)
+
+
+def _map_status(status: int, message: str) -> Exception:
+    if status == 429:
+        return OverloadedError(f"backend overloaded: {message}")
+    if status == 422:
+        return ValidationError(f"backend rejected the request: {message}")
+    if status in (502, 503, 504):
+        return BackendUnavailableError(f"backend unavailable ({status}): {message}")
+    return GenerationError(f"backend failed ({status}): {message}")
+
+
+def _info_from_json(data: dict[str, Any], url: str) -> BackendInfo:
+    try:
+        return BackendInfo(
+            model_id=str(data.get("model_id") or ""),
+            fim_format=data.get("fim_format"),
+            max_input_tokens=int(data.get("max_input_tokens") or data.get("max_input_length") or 0),
+            max_total_tokens=int(data.get("max_total_tokens") or 0),
+            adapters=tuple(str(a) for a in data.get("adapters") or ()),
+            token_healing=bool(data.get("token_healing", False)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise GenerationError(f"{url}/info returned malformed data: {exc}") from exc
+
+
+class TgiBackend:
+    """A TGI-compatible server (real TGI or `inhouse serve`) through huggingface_hub's AsyncInferenceClient."""
+
+    def __init__(self, cfg: ClientConfig) -> None:
+        from huggingface_hub import AsyncInferenceClient
+
+        self.cfg = cfg
+        self.base = cfg.url.rstrip("/")
+        self._api_key = cfg.api_key()
+        self._client = AsyncInferenceClient(base_url=self.base, api_key=self._api_key, timeout=cfg.timeout_s)
+        self._http = httpx.AsyncClient(timeout=cfg.timeout_s, headers=self._headers())
+        self._max_stop: int | None = None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    async def info(self) -> BackendInfo:
+        try:
+            resp = await self._http.get(f"{self.base}/info")
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise BackendUnavailableError(f"cannot reach {self.base}/info: {exc}") from exc
+        if resp.status_code != 200:
+            raise _map_status(resp.status_code, resp.text[:200])
+        data = resp.json()
+        self._max_stop = int(data.get("max_stop_sequences") or 4)
+        return _info_from_json(data, self.base)
+
+    async def complete(self, req: CompletionRequest) -> CompletionResult:
+        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+
+        stops = list(req.stop)
+        if self._max_stop is not None:
+            stops = stops[: self._max_stop]  # TGI rejects more than max_stop_sequences; the rest are cut below
+        adapter = req.adapter_id if req.adapter_id is not None else self.cfg.adapter_id
+        start = time.perf_counter()
+        try:
+            out = await self._client.text_generation(
+                req.prompt,
+                # The explicit /generate route: TGI and `inhouse serve` both have it (the bare base URL is
+                # TGI's compat route, which other TGI-compatible servers may lack).
+                model=f"{self.base}/generate",
+                details=True,
+                adapter_id=adapter,
+                grammar=healing_grammar(req.heal) if req.heal else None,
+                stop=stops or None,
+                max_new_tokens=req.max_new_tokens,
+                do_sample=req.temperature > 0,
+                temperature=req.temperature if req.temperature > 0 else None,
+                seed=req.seed,
+            )
+        except InferenceTimeoutError as exc:
+            raise BackendUnavailableError(f"{self.base} timed out after {self.cfg.timeout_s}s") from exc
+        except TextGenerationError as exc:
+            cause = exc.__cause__
+            status = getattr(getattr(cause, "response", None), "status_code", 0) or 0
+            raise _map_status(status, str(exc)) from exc
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", 0) or 0
+            raise _map_status(status, str(exc).splitlines()[0] if str(exc) else "") from exc
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
+        except Exception as exc:  # httpx2 transport errors are not OSError; classify by name, not import
+            if type(exc).__name__ in ("ConnectError", "ReadError", "WriteError", "RemoteProtocolError",
+                                      "ConnectTimeout", "ReadTimeout", "PoolTimeout", "NetworkError"):
+                raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
+            raise
+        elapsed = (time.perf_counter() - start) * 1000
+        details = out.details
+        return CompletionResult(
+            text=_finish_text(out.generated_text, req.heal, req.stop),
+            generated_tokens=int(details.generated_tokens) if details else 0,
+            elapsed_ms=elapsed,
+            finish_reason=str(details.finish_reason) if details else "unknown",
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible server (vLLM, llama.cpp, Ollama...) with a raw FIM prompt on `/v1/completions`."""
+
+    def __init__(self, cfg: ClientConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.cfg = cfg
+        self.base = cfg.url.rstrip("/").removesuffix("/v1")
+        key = cfg.api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.AsyncClient(timeout=cfg.timeout_s, headers=headers, transport=transport)
+        self._model: str | None = cfg.model
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            resp = await self._http.request(method, f"{self.base}{path}", **kwargs)
+        except httpx.TimeoutException as exc:
+            raise BackendUnavailableError(f"{self.base}{path} timed out after {self.cfg.timeout_s}s") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(f"cannot reach {self.base}{path}: {exc}") from exc
+        if resp.status_code != 200:
+            raise _map_status(resp.status_code, resp.text[:200])
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise GenerationError(f"{self.base}{path} returned invalid JSON") from exc
+
+    async def info(self) -> BackendInfo:
+        data = await self._request("GET", "/v1/models")
+        models = [m for m in data.get("data") or [] if isinstance(m, dict)]
+        if not models:
+            raise GenerationError(f"{self.base}/v1/models lists no model")
+        base = next((m for m in models if not m.get("parent")), models[0])
+        if self._model is None:
+            self._model = str(base.get("id"))
+        max_len = int(base.get("max_model_len") or 2048)
+        adapters = tuple(str(m["id"]) for m in models if m.get("parent"))
+        return BackendInfo(model_id=str(base.get("id")), fim_format=None, max_input_tokens=max_len - 1,
+                           max_total_tokens=max_len, adapters=adapters, token_healing=False)
+
+    async def complete(self, req: CompletionRequest) -> CompletionResult:
+        model = req.adapter_id or self.cfg.adapter_id or self._model
+        if model is None:
+            model = (await self.info()).model_id
+        # No constrained start on this API: the healed text goes back at the end of the prompt, which makes
+        # the model continue it exactly as if it had produced it.
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": req.prompt + req.heal,
+            "max_tokens": req.max_new_tokens,
+            "temperature": req.temperature,
+        }
+        if req.stop:
+            body["stop"] = list(req.stop)[:4]
+        if req.seed is not None:
+            body["seed"] = req.seed
+        start = time.perf_counter()
+        data = await self._request("POST", "/v1/completions", json=body)
+        elapsed = (time.perf_counter() - start) * 1000
+        try:
+            choice = data["choices"][0]
+            text = str(choice.get("text") or "")
+        except (KeyError, IndexError, TypeError) as exc:
+            raise GenerationError(f"{self.base}/v1/completions returned no choice") from exc
+        usage = data.get("usage") or {}
+        return CompletionResult(
+            text=cut_at_stop(text, req.stop),
+            generated_tokens=int(usage.get("completion_tokens") or 0),
+            elapsed_ms=elapsed,
+            finish_reason=str(choice.get("finish_reason") or "unknown"),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def create_backend(cfg: ClientConfig) -> CompletionBackend:
+    """The backend for `cfg.kind` ("tgi" or "openai")."""
+    if cfg.kind == "tgi":
+        return TgiBackend(cfg)
+    if cfg.kind == "openai":
+        return OpenAIBackend(cfg)
+    raise ConfigError(f"`kind` must be one of {', '.join(BACKEND_KINDS)}, got {cfg.kind!r}")
