@@ -1,0 +1,122 @@
+"""The `[corpus]` config section: every default of `inhouse corpus build`, with where it comes from.
+
+Resolved once by the CLI (defaults < inhouse.toml < INHOUSE_CORPUS_* env < flags) and passed down to
+`finetune.corpus.pipeline.build`. docs/corpus.md explains each default and cites its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core import config
+
+# Span kinds and their share of the examples of a file (normalised at use). AST kinds dominate, as in
+# AST-aware FIM (Gong et al. 2024); IDE-shaped and character-level spans keep the model robust to real cursors.
+DEFAULT_SPAN_MIX: dict[str, float] = {
+    "function_body": 0.10,
+    "block": 0.10,
+    "statement": 0.14,
+    "expression": 0.10,
+    "call_arguments": 0.06,
+    "condition": 0.05,
+    "ast_aligned": 0.10,
+    "line_end": 0.15,
+    "block_end": 0.08,
+    "char_random": 0.07,
+    "empty": 0.05,
+}
+
+# The exam measures what an editor asks for: whole AST units and IDE-shaped cursors, no random character cuts.
+DEFAULT_EVAL_SPAN_MIX: dict[str, float] = {
+    "function_body": 0.15,
+    "block": 0.15,
+    "statement": 0.20,
+    "expression": 0.10,
+    "call_arguments": 0.05,
+    "condition": 0.05,
+    "line_end": 0.20,
+    "block_end": 0.10,
+}
+
+SPAN_KINDS = (*DEFAULT_SPAN_MIX, "line_fallback")
+
+
+@config.section("corpus")
+@dataclass(frozen=True)
+class CorpusConfig:
+    # Model and format: token lengths are counted in this tokenizer; the format defaults to the model's.
+    model: str | None = None
+    tokenizer: str | None = None
+    fim_format: str | None = None
+    seed: int = 0
+    workers: int = 0  # 0: all cores
+    # Split (files, grouped by near-duplicate clusters).
+    eval_fraction: float = 0.05
+    dev_fraction: float = 0.02
+    eval_since: str | None = None  # YYYY-MM-DD: files changed after it are the exam
+    split_threshold: float = 0.5  # Jaccard at which files are grouped for the split (below the dedup 0.7)
+    # Filters (StarCoder / The Stack defaults).
+    max_file_bytes: int = 1_000_000
+    max_lines: int = 100_000
+    max_avg_line_length: float = 100.0
+    max_line_length: int = 1000
+    min_alpha_fraction: float = 0.25
+    header_lines: int = 5  # where auto-generated markers are looked for
+    max_encoded_blob_chars: int = 1024  # longest base64/hex/\u-escape run kept
+    languages: tuple[str, ...] = ()  # empty: every language of core/languages.toml
+    # Dedup.
+    near_dup_threshold: float = 0.7
+    shingle_size: int = 5
+    num_perm: int = 128
+    # Spans.
+    max_examples_per_file: int = 8
+    eval_examples_per_file: int = 3
+    max_middle_tokens: int = 256
+    max_prefix_tokens: int = 1024
+    max_suffix_tokens: int = 512
+    min_prefix_chars: int = 16
+    max_char_span: int = 200
+    span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPAN_MIX))
+    eval_span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVAL_SPAN_MIX))
+    # Render (Bavarian et al. 2022: FIM rate 0.9, SPM half of it).
+    fim_rate: float = 0.9
+    spm_rate: float = 0.5
+    context_rate: float = 0.25  # share of train FIM/L2R rows that carry repo-level context
+    max_context_files: int = 3
+    max_context_tokens: int = 1024
+    max_l2r_tokens: int = 2048
+    # Write.
+    rows_per_shard: int = 50_000
+
+    def __post_init__(self) -> None:
+        require = config.require
+        require(self.workers >= 0, "workers", ">= 0 (0 means all cores)", self.workers)
+        for name in ("eval_fraction", "dev_fraction", "fim_rate", "spm_rate", "context_rate",
+                     "min_alpha_fraction"):
+            value = getattr(self, name)
+            require(0.0 <= value <= 1.0, name, "between 0 and 1", value)
+        require(self.eval_fraction + self.dev_fraction < 1.0, "eval_fraction + dev_fraction", "< 1",
+                self.eval_fraction + self.dev_fraction)
+        for name in ("near_dup_threshold", "split_threshold"):
+            value = getattr(self, name)
+            require(0.0 < value <= 1.0, name, "in (0, 1]", value)
+        for name in ("max_file_bytes", "max_lines", "max_line_length", "shingle_size", "num_perm",
+                     "max_middle_tokens", "max_prefix_tokens", "max_suffix_tokens", "max_l2r_tokens",
+                     "rows_per_shard", "max_char_span"):
+            value = getattr(self, name)
+            require(value > 0, name, "> 0", value)
+        require(self.max_examples_per_file >= 0, "max_examples_per_file", ">= 0", self.max_examples_per_file)
+        require(self.eval_examples_per_file >= 1, "eval_examples_per_file", ">= 1", self.eval_examples_per_file)
+        for name in ("span_mix", "eval_span_mix"):
+            mix = getattr(self, name)
+            unknown = sorted(set(mix) - set(SPAN_KINDS))
+            require(not unknown, name, f"made of span kinds {', '.join(SPAN_KINDS)}", unknown)
+            require(all(w >= 0 for w in mix.values()) and sum(mix.values()) > 0, name,
+                    "non-negative weights with a positive sum", mix)
+        if self.eval_since is not None:
+            import datetime
+
+            try:
+                datetime.date.fromisoformat(self.eval_since)
+            except ValueError:
+                require(False, "eval_since", "a date YYYY-MM-DD", self.eval_since)

@@ -1,0 +1,251 @@
+"""`build`: the corpus pipeline, discover -> filter -> secrets -> dedup -> split -> parse/select_spans ->
+render -> write_shards, each stage counted in manifest.json. Called by `inhouse corpus build` and the bench.
+
+Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`); dedup and split
+are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
+texts wait in a spool directory on disk between the two parallel passes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core import config as core_config
+from core import fim, languages
+from core.artifacts import atomic_directory, read_info
+from core.errors import CorpusError, ModelError
+from finetune.corpus import dedup, discover, filters, split, worker
+from finetune.corpus.config import CorpusConfig
+from finetune.corpus.context import index_by_dir
+from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
+from finetune.corpus.write import FILE_SCHEMA, ROW_SCHEMA, ShardWriter, write_manifest
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
+    """(tokenizer.json path, FIM format name, what to record as the tokenizer) from --model / --tokenizer."""
+    if cfg.model:
+        model = Path(cfg.model)
+        if not model.is_dir():
+            raise CorpusError(f"model directory {str(model)!r} does not exist")
+        tok = model / "tokenizer.json"
+        if not tok.is_file():
+            raise CorpusError(f"model directory {str(model)!r} has no tokenizer.json")
+        try:
+            name = cfg.fim_format or read_info(model).get("fim_format")
+        except ModelError as exc:
+            raise CorpusError(str(exc)) from exc
+        if not name:
+            raise CorpusError(f"{model}/inhouse.json names no fim_format; pass --fim-format NAME")
+        label = str(model)
+    elif cfg.tokenizer:
+        tok = Path(cfg.tokenizer)
+        if not tok.is_file():
+            raise CorpusError(f"tokenizer file {str(tok)!r} does not exist")
+        if not cfg.fim_format:
+            raise CorpusError("--tokenizer needs --fim-format NAME (a model directory names its own format)")
+        name, label = cfg.fim_format, str(tok)
+    else:
+        raise CorpusError("give --model MODEL_DIR or --tokenizer tokenizer.json: lengths are counted in the "
+                          "target model's tokens")
+    fmt = fim.get_format(name)
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(tok))
+    except Exception as exc:  # the tokenizers library raises a bare Exception for an unreadable file
+        raise CorpusError(f"cannot load tokenizer {str(tok)!r}: {exc}") from exc
+    try:
+        fim.check_sentinels(fmt, tokenizer)
+    except ModelError as exc:
+        raise CorpusError(f"FIM format {fmt.name!r} does not fit tokenizer {str(tok)!r}: {exc}") from exc
+    return str(tok), fmt.name, label
+
+
+@contextmanager
+def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., Iterable[Any]]]:
+    """An ordered map over files: a fork pool of `workers` processes, or in-process when workers == 1."""
+    if workers <= 1:
+        worker.init(state)
+        yield lambda fn, items: map(fn, items)
+        return
+    ctx = multiprocessing.get_context("fork")
+    pool = ctx.Pool(workers, initializer=worker.init, initargs=(state,))
+    try:
+        yield lambda fn, items: pool.imap(fn, items, chunksize=8)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@contextmanager
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled, transient=False)
+    with progress:
+        yield progress
+
+
+def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], date: str) -> set[int]:
+    """Keys of files changed after `date`: from git history, or from modification times outside git."""
+    changed: dict[str, set[str] | None] = {}
+    for repo in repos:
+        root = Path(repo.path)
+        top = git_toplevel(root)
+        if top is None:
+            changed[repo.name] = None
+            continue
+        prefix = os.path.relpath(root.resolve(), top.resolve()).replace(os.sep, "/")
+        names = git_changed_since(top, date)
+        if prefix != ".":
+            names = {n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")}
+        changed[repo.name] = names
+    cutoff = datetime.datetime.fromisoformat(date).replace(tzinfo=datetime.timezone.utc).timestamp()
+    out = set()
+    for job in jobs:
+        names = changed[job.repo]
+        if names is None:
+            try:
+                if os.stat(job.abspath).st_mtime >= cutoff:
+                    out.add(job.key)
+            except OSError:
+                continue
+        elif job.path in names:
+            out.add(job.key)
+    return out
+
+
+def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Build the dataset at `out` (written to a temporary sibling, renamed at the end); returns the manifest."""
+    from core.cli import run_metadata
+
+    out = Path(out)
+    repos = check_repos(list(repos))
+    if out.exists() and not overwrite:
+        raise CorpusError(f"output {str(out)!r} already exists (use --overwrite to replace it)")
+    tokenizer_file, fmt_name, tokenizer_label = resolve_tokenizer(cfg)
+    workers = cfg.workers or os.cpu_count() or 1
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # our parallelism is the process pool
+    counts: dict[str, Counter] = defaultdict(Counter)
+
+    # 1. discover, and the path-only filters (no file is opened for them)
+    jobs: list[worker.FileJob] = []
+    repo_rows = []
+    for repo in repos:
+        found = discover.discover(repo, counts["discover"])
+        repo_rows.append({"name": repo.name, "path": str(Path(repo.path).resolve()), "team": repo.team,
+                          "visibility": repo.visibility, "commit": git_commit(Path(repo.path)),
+                          "discovery": discover.discovery_method(repo), "candidates": len(found)})
+        for cand in found:
+            reason = filters.path_reason(cand.path, cfg)
+            if reason:
+                counts["filter"][reason] += 1
+                continue
+            lang = languages.detect(cand.path)
+            assert lang is not None
+            jobs.append(worker.FileJob(len(jobs), cand.repo, cand.path, cand.abspath, lang.id))
+    forced = _eval_since_keys(repos, jobs, cfg.eval_since) if cfg.eval_since else set()
+    by_key = {job.key: job for job in jobs}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spool = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".spool", dir=out.parent)
+    try:
+        with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar:
+            state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool)
+            # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
+            prepared: list[worker.Prepared] = []
+            task = bar.add_task("prepare", total=len(jobs))
+            with _mapper(min(workers, max(len(jobs), 1)), state) as pmap:
+                for item in pmap(worker.prepare, jobs):
+                    prepared.append(item)
+                    bar.advance(task)
+            lang_stats: dict[str, Counter] = defaultdict(Counter)
+            for item in prepared:
+                if item.reason:
+                    counts["filter"][item.reason] += 1
+                    continue
+                counts["filter"]["kept"] += 1
+                counts["secrets"].update(item.secrets)
+                counts["secrets"]["files_with_secrets"] += int(bool(item.secrets))
+                lang_stats[by_key[item.key].language]["bytes"] += item.nbytes
+            counts["secrets"]["found"] = sum(v for k, v in counts["secrets"].items() if k != "files_with_secrets")
+            # 4b. dedup (exact, then MinHash LSH)
+            items = [dedup.DedupInput(p.key, p.exact, p.sig, p.key in forced) for p in prepared if not p.reason]
+            kept = set(dedup.dedup(items, cfg.near_dup_threshold, counts["dedup"]))
+            kept_items = [it for it in items if it.key in kept]
+            # 5. split by near-duplicate groups
+            groups = dedup.near_duplicate_groups(kept_items, cfg.split_threshold)
+            names = {k: f"{by_key[k].repo}/{by_key[k].path}" for k in kept}
+            splits = split.assign_splits(names, groups, forced & kept, cfg.eval_fraction, cfg.dev_fraction,
+                                         cfg.seed, counts["split"], eval_since=bool(cfg.eval_since))
+            split.check_disjoint(splits, groups)
+            # 6-7. parse, select spans, render (parallel); 8. write shards as rows arrive, in file order
+            train_paths: dict[str, list[str]] = defaultdict(list)
+            for k, s in splits.items():
+                if s == split.TRAIN:
+                    train_paths[by_key[k].repo].append(by_key[k].path)
+            state = worker.WorkerState(
+                cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool,
+                context_index={r: index_by_dir(ps) for r, ps in train_paths.items()},
+                keys={(by_key[k].repo, by_key[k].path): k for k, s in splits.items() if s == split.TRAIN})
+            ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k])
+                       for k in sorted(splits)]
+            writers = {s: ShardWriter(tmp / s, ROW_SCHEMA, cfg.rows_per_shard) for s in split.SPLITS}
+            task = bar.add_task("examples", total=len(ex_jobs))
+            with _mapper(min(workers, max(len(ex_jobs), 1)), state) as pmap:
+                for job, (rows, file_counts) in zip(ex_jobs, pmap(worker.examples, ex_jobs), strict=True):
+                    writers[job.split].write(rows)
+                    for key, value in file_counts.items():
+                        counts["spans" if key.startswith(("kind:", "no_span:")) else "parse"
+                               if not key.startswith(("objective:", "has_context")) else "render"][key] += value
+                    counts[f"rows_{job.split}"][job.language] += len(rows)
+                    lang_stats[job.language]["files"] += 1
+                    lang_stats[job.language][f"{job.split}_rows"] += len(rows)
+                    counts[f"kinds_{job.split}"].update({k[5:]: v for k, v in file_counts.items()
+                                                         if k.startswith("kind:")})
+                    bar.advance(task)
+            split_rows = {s: w.close() for s, w in writers.items()}
+            files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
+            for k in sorted(splits):
+                with open(worker.spool_path(spool, k), encoding="utf-8", newline="") as fh:
+                    files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path,
+                                         "language": by_key[k].language, "split": splits[k], "content": fh.read()}])
+            n_files = files_writer.close()
+            manifest = {
+                "manifest_version": MANIFEST_VERSION,
+                **run_metadata(),
+                "config": core_config.to_dict(cfg),
+                "fim_format": fmt_name,
+                "tokenizer": tokenizer_label,
+                "tokenizer_file": tokenizer_file,
+                "repos": repo_rows,
+                "stages": ["discover", "filter", "secrets", "dedup", "split", "parse", "select_spans", "render",
+                           "write_shards"],
+                "counts": {name: dict(sorted(c.items())) for name, c in sorted(counts.items())},
+                "languages": {lang: dict(sorted(c.items())) for lang, c in sorted(lang_stats.items())},
+                "splits": split_rows,
+                "files": n_files,
+            }
+            write_manifest(tmp, manifest)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    log.info("wrote %s: %s", out, split_rows)
+    return manifest

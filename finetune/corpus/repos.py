@@ -1,0 +1,107 @@
+"""The input repositories: paths given on the command line or a `repos.toml` listing name, path, team, visibility.
+
+`repos.toml`::
+
+    [[repo]]
+    name = "billing"           # defaults to the directory name
+    path = "../billing"        # relative to the file
+    team = "payments"          # optional, recorded in the manifest
+    visibility = "internal"    # optional, recorded in the manifest
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import CorpusError
+
+
+@dataclass(frozen=True)
+class RepoSpec:
+    name: str
+    path: Path
+    team: str = ""
+    visibility: str = ""
+
+
+def from_paths(paths: list[Path]) -> list[RepoSpec]:
+    return [RepoSpec(name=Path(p).resolve().name, path=Path(p)) for p in paths]
+
+
+def read_repos_toml(path: Path) -> list[RepoSpec]:
+    """Parse a repos.toml; a clear CorpusError names the file and the entry that is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"repository list {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read it as TOML: {exc}") from exc
+    rows = data.get("repo", data.get("repos"))
+    if not isinstance(rows, list) or not rows:
+        raise CorpusError(f"{path}: must hold one or more [[repo]] tables with a `path`")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            raise CorpusError(f"{path}: [[repo]] number {i + 1} needs a string `path`")
+        unknown = set(row) - {"name", "path", "team", "visibility"}
+        if unknown:
+            raise CorpusError(f"{path}: [[repo]] number {i + 1} has unknown keys {sorted(unknown)}")
+        repo_path = (path.parent / row["path"]) if not Path(row["path"]).is_absolute() else Path(row["path"])
+        out.append(RepoSpec(name=str(row.get("name") or repo_path.resolve().name), path=repo_path,
+                            team=str(row.get("team", "")), visibility=str(row.get("visibility", ""))))
+    return out
+
+
+def check_repos(repos: list[RepoSpec]) -> list[RepoSpec]:
+    """Every path must be an existing directory and every name unique."""
+    if not repos:
+        raise CorpusError("no repository given (pass REPO paths or --repos repos.toml)")
+    seen: dict[str, Path] = {}
+    for repo in repos:
+        if not repo.path.exists():
+            raise CorpusError(f"repository path {str(repo.path)!r} does not exist")
+        if not repo.path.is_dir():
+            raise CorpusError(f"repository path {str(repo.path)!r} is not a directory")
+        if repo.name in seen:
+            raise CorpusError(f"two repositories are named {repo.name!r} ({seen[repo.name]} and {repo.path}); "
+                              "give them distinct names in repos.toml")
+        seen[repo.name] = repo.path
+    return repos
+
+
+def git_toplevel(path: Path) -> Path | None:
+    """The top of the git work tree holding `path`, or None when `path` is not inside one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True,
+                             timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return Path(out.stdout.strip())
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=30,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_changed_since(path: Path, date: str) -> set[str]:
+    """Paths (relative to the repository) touched by a commit after `date` (YYYY-MM-DD)."""
+    try:
+        out = subprocess.run(["git", "log", f"--since={date}", "--name-only", "--pretty=format:", "-z", "HEAD"],
+                             cwd=path, capture_output=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CorpusError(f"{path}: `git log` failed: {exc}") from exc
+    if out.returncode != 0:
+        return set()  # an empty repository has no history to hold out
+    names = out.stdout.decode("utf-8", "surrogateescape").replace("\n", "\0").split("\0")
+    return {n for n in names if n}

@@ -1,0 +1,242 @@
+"""Stage 3, secrets: find keys, tokens, passwords, private keys, emails and IP addresses and replace them.
+
+Two layers, so that one's blind spot is the other's catch: our regexes for well-known shapes (private key
+blocks, cloud and SaaS token formats, credentials in URLs, secret-named assignments, emails, IP addresses),
+then every `detect-secrets` plugin (keyword, high-entropy strings and its vendor detectors) over what is left.
+Each finding becomes a placeholder (`<KEY>`, `<TOKEN>`, `<PASSWORD>`, `<PRIVATE_KEY>`, `<EMAIL>`,
+`<IP_ADDRESS>`, `<USER>`) and is counted by kind. BigCode's StarPII pipeline does the same for The Stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Callable
+
+PLACEHOLDERS = ("<KEY>", "<TOKEN>", "<PASSWORD>", "<PRIVATE_KEY>", "<EMAIL>", "<IP_ADDRESS>", "<USER>")
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+    r"|PuTTY-User-Key-File-\d:.*?(?:Private-MAC:[^\n]*|\Z)",
+    re.DOTALL)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://)(?P<user>[^\s:/@'\"<>]+):"
+                              r"(?P<pw>[^\s@/'\"<>]+)@")
+# (name, gate literals, pattern, placeholder): well-known formats, after gitleaks / detect-secrets rules.
+# A rule's regex runs only when one of its literals occurs in the text (a `str.__contains__` is far
+# cheaper than a regex pass); a gate starting with "~" is looked for in the lower-cased text.
+_TOKEN_RULES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
+    ("aws_access_key_id", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+     r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", "<KEY>"),
+    ("aws_secret_access_key", ("~aws_secret_access_key",),
+     r"(?i)(?<=aws_secret_access_key)(['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9/+]{40}\b", None),
+    ("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+     r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})", "<TOKEN>"),
+    ("gitlab_token", ("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}", "<TOKEN>"),
+    ("slack_webhook", ("hooks.slack.com",), r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+",
+     "<TOKEN>"),
+    ("slack_token", ("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}", "<TOKEN>"),
+    ("stripe_key", ("_live_", "_test_"), r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}", "<KEY>"),
+    ("google_api_key", ("AIza",), r"\bAIza[0-9A-Za-z_-]{35}", "<KEY>"),
+    ("openai_key", ("sk-",), r"\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}", "<KEY>"),
+    ("jwt", ("eyJ",), r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "<TOKEN>"),
+    ("sendgrid_key", ("SG.",), r"\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}", "<KEY>"),
+    ("twilio_key", ("SK", "AC"), r"\b(?:SK|AC)[0-9a-fA-F]{32}\b", "<KEY>"),
+    ("npm_token", ("npm_",), r"\bnpm_[A-Za-z0-9]{36}\b", "<TOKEN>"),
+    ("pypi_token", ("pypi-",), r"\bpypi-AgE[A-Za-z0-9_-]{50,}", "<TOKEN>"),
+    ("huggingface_token", ("hf_",), r"\bhf_[A-Za-z0-9]{30,}\b", "<TOKEN>"),
+    ("azure_storage_key", ("AccountKey=",), r"(?<=AccountKey=)[A-Za-z0-9+/=]{40,}", "<KEY>"),
+    ("mailchimp_key", ("-us",), r"\b[0-9a-f]{32}-us\d{1,2}\b", "<KEY>"),
+    ("telegram_token", (":AA",), r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b", "<TOKEN>"),
+    ("bearer_token", ("earer ",), r"(?<=[Bb]earer )[A-Za-z0-9._~+/-]{16,}=*", "<TOKEN>"),
+    ("basic_auth_header", ("asic ",), r"(?<=[Bb]asic )[A-Za-z0-9+/]{16,}={0,2}", "<TOKEN>"),
+)
+_COMPILED_RULES = tuple((name, gates, re.compile(p), ph) for name, gates, p, ph in _TOKEN_RULES)
+# Words near which a secret is assigned; lines holding none of them skip the keyword-style detectors.
+_KEYWORD_GATE = re.compile(r"key|pwd|pass|token|secret|auth|cred|cloudant|softlayer|api|contrase")
+# A secret-named variable, key or flag assigned a literal: keep the name, replace the value.
+_ASSIGNMENT = re.compile(
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*?(?:passw(?:or)?d|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
+    r"auth[_-]?token|access[_-]?token|refresh[_-]?token|private[_-]?key|client[_-]?secret|credentials?|"
+    r"token)[A-Za-z0-9_]*)(?P<sep>['\"]?\s*(?::=|=>|==|=|:)\s*[rbuf]?)(?P<q>['\"`])(?P<value>[^'\"`\s]{6,})(?P=q)",
+    re.IGNORECASE)
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}:?[0-9A-Fa-f]{0,4}(?:[0-9A-Fa-f]{1,4}|:)?(?![\w:])")
+_VERSION_CONTEXT = re.compile(r"(?i)(version|ver|release|v)\s*[=:]?\s*['\"]?$")
+_HARMLESS_VALUES = re.compile(r"^(?:<[A-Z_]+>|\$\{?\w+\}?|%\(?\w*\)?s|\{\{?\s*\w+\s*\}?\}|None|null|nil|true|false|"
+                              r"changeme|password|secret|xxx+|\*+|\.\.\.+|os\.environ.*|getenv.*)$", re.IGNORECASE)
+
+
+def _password_like(name: str) -> bool:
+    return bool(re.search(r"(?i)pass|pwd|credential", name))
+
+
+def _keep_ip(ip: str) -> bool:
+    """Addresses that identify nobody: loopback, unspecified, broadcast, documentation masks."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return True  # not an address at all (a version string such as 1.2.300.4)
+    return addr.is_loopback or addr.is_unspecified or str(addr) in ("255.255.255.255", "255.255.255.0",
+                                                                   "255.255.0.0", "255.0.0.0")
+
+
+@functools.cache
+def _detectors() -> tuple:
+    """Every detect-secrets plugin, instantiated with its defaults (built once per process)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    plugins = []
+    for _secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+        try:
+            plugins.append(cls())
+        except TypeError:
+            continue  # a plugin that needs configuration we do not have
+    return tuple(plugins)
+
+
+@functools.cache
+def _keyword_line() -> re.Pattern[str]:
+    from detect_secrets.plugins.keyword import DENYLIST
+
+    return re.compile(r"^.*(?:" + "|".join(DENYLIST) + r").*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _placeholder_for(secret_type: str, line: str) -> str:
+    if secret_type == "Private Key":
+        return "<PRIVATE_KEY>"
+    if secret_type == "Secret Keyword":
+        return "<PASSWORD>" if _password_like(line) else "<KEY>"
+    if "Token" in secret_type or "JSON Web" in secret_type:
+        return "<TOKEN>"
+    if "IP" in secret_type:
+        return "<IP_ADDRESS>"
+    if "Basic Auth" in secret_type:
+        return "<PASSWORD>"
+    return "<KEY>"
+
+
+def _keyword_lines(text: str) -> str:
+    """The lines of `text` that mention a secret-ish word, joined by newlines (often a tiny part of a file)."""
+    low = text.lower()
+    spans: list[tuple[int, int]] = []
+    for match in _KEYWORD_GATE.finditer(low):
+        if spans and match.start() < spans[-1][1]:
+            continue
+        start = low.rfind("\n", 0, match.start()) + 1
+        end = low.find("\n", match.end())
+        spans.append((start, len(low) if end == -1 else end))
+    return "\n".join(text[a:b] for a, b in spans)
+
+
+# Plugins whose patterns pair a keyword with a value: they only run on the keyword lines.
+_LINE_PLUGINS = frozenset({"KeywordDetector", "CloudantDetector", "IbmCloudIamDetector", "IbmCosHmacDetector",
+                           "SoftlayerDetector", "BasicAuthDetector"})
+# IP addresses are handled (with their exceptions) by our own rule above.
+_SKIPPED_PLUGINS = frozenset({"IPPublicDetector"})
+
+
+def _plugin_findings(text: str, filename: str) -> list[tuple[str, str, str]]:
+    """(secret value, placeholder, count key) for everything detect-secrets finds in `text`."""
+    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+    from detect_secrets.plugins.keyword import (
+        QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
+        REGEX_BY_FILETYPE,
+        KeywordDetector,
+    )
+    from detect_secrets.util.filetype import determine_file_type
+
+    keyword_lines = _keyword_lines(text)
+    found: list[tuple[str, str, str]] = []
+    for plugin in _detectors():
+        name = type(plugin).__name__
+        key = "detect_secrets:" + plugin.secret_type
+        if name in _SKIPPED_PLUGINS:
+            continue
+        if isinstance(plugin, KeywordDetector):
+            table = REGEX_BY_FILETYPE.get(determine_file_type(filename), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
+            for line in keyword_lines.split("\n") if keyword_lines else ():
+                for value in plugin.analyze_string(line, denylist_regex_to_group=table):
+                    if value and not _HARMLESS_VALUES.match(value) and len(value) >= 4 and "<" not in value:
+                        found.append((value, _placeholder_for(plugin.secret_type, line), key))
+        elif isinstance(plugin, HighEntropyStringsPlugin):
+            for value in plugin.analyze_string(text):
+                if "\n" not in value and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
+                    found.append((value, "<KEY>", key))
+        elif name == "ArtifactoryDetector" and "AKC" not in text and "AP" not in text:
+            continue
+        else:
+            scope = keyword_lines if name in _LINE_PLUGINS else text
+            for value in plugin.analyze_string(scope) if scope else ():
+                if value and len(value) >= 6:
+                    found.append((value, _placeholder_for(plugin.secret_type, value), key))
+    return found
+
+
+def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
+    """`text` with every secret replaced by its placeholder; `counts` gets one entry per kind found."""
+    counts = Counter() if counts is None else counts
+
+    def sub(regex: re.Pattern[str], kind: str, repl: str | Callable[[re.Match[str]], str]) -> None:
+        nonlocal text
+
+        def one(match: re.Match[str]) -> str:
+            out = repl(match) if callable(repl) else repl
+            if out != match.group(0):
+                counts[kind] += 1
+            return out
+
+        text = regex.sub(one, text)
+
+    if "PRIVATE KEY" in text or "PuTTY" in text:
+        sub(_PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")
+    if "://" in text and "@" in text:
+        sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@")
+    low = text.lower()
+    for name, gates, regex, placeholder in _COMPILED_RULES:
+        if not any((g[1:] in low) if g.startswith("~") else (g in text) for g in gates):
+            continue
+        if placeholder is None:  # keep the separator group, replace the value
+            sub(regex, name, lambda m: m.group(1) + "<KEY>")
+        else:
+            sub(regex, name, placeholder)
+
+    def assignment(m: re.Match[str]) -> str:
+        if _HARMLESS_VALUES.match(m["value"]) or "<" in m["value"]:
+            return m.group(0)
+        ph = "<PASSWORD>" if _password_like(m["name"]) else ("<TOKEN>" if "token" in m["name"].lower() else "<KEY>")
+        return f"{m['name']}{m['sep']}{m['q']}{ph}{m['q']}"
+
+    lines = _keyword_lines(text)
+    if lines:
+        redacted = _ASSIGNMENT.sub(assignment, lines)
+        if redacted != lines:
+            for old, new in zip(lines.split("\n"), redacted.split("\n"), strict=True):
+                if old != new:
+                    counts["secret_assignment"] += 1
+                    text = text.replace(old, new)
+    if "@" in text:
+        sub(_EMAIL, "email", "<EMAIL>")
+
+    def ipv4(m: re.Match[str]) -> str:
+        ip = m.group(0)
+        if _keep_ip(ip) or _VERSION_CONTEXT.search(text[max(0, m.start() - 12):m.start()]):
+            return ip
+        return "<IP_ADDRESS>"
+
+    def ipv6(m: re.Match[str]) -> str:
+        ip = m.group(0)
+        if ip.count(":") < 3:
+            return ip
+        return ip if _keep_ip(ip) else "<IP_ADDRESS>"
+
+    sub(_IPV4, "ip_address", ipv4)
+    sub(_IPV6, "ip_address", ipv6)
+    for value, placeholder, key in sorted(set(_plugin_findings(text, filename)), key=lambda f: (-len(f[0]), f)):
+        n = text.count(value)
+        if n and value not in PLACEHOLDERS:
+            text = text.replace(value, placeholder)
+            counts[key] += n
+    return text

@@ -1,0 +1,98 @@
+"""Stage 8, write: Parquet shards per split, the files/ table and manifest.json (CONTRACTS.md layout).
+
+Rows arrive in a fixed order (files sorted by repository and path, rows in per-file order), and Parquet is
+written with fixed settings, so the same input and seed give byte-identical shards. Everything is written
+under the temporary directory `core.artifacts.atomic_directory` renames into place at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.artifacts import write_json_atomic
+
+ROW_SCHEMA = pa.schema([
+    ("text", pa.string()),
+    ("objective", pa.string()),
+    ("prompt_chars", pa.int64()),
+    ("prefix", pa.string()),
+    ("middle", pa.string()),
+    ("suffix", pa.string()),
+    ("kind", pa.string()),
+    ("language", pa.string()),
+    ("path", pa.string()),
+    ("repo", pa.string()),
+    ("fim_format", pa.string()),
+    ("has_context", pa.bool_()),
+])
+FILE_SCHEMA = pa.schema([
+    ("repo", pa.string()),
+    ("path", pa.string()),
+    ("language", pa.string()),
+    ("split", pa.string()),
+    ("content", pa.string()),
+])
+BATCH_ROWS = 2048
+DICTIONARY_COLUMNS = ("objective", "kind", "language", "path", "repo", "fim_format", "split")
+
+
+class ShardWriter:
+    """Streams rows into DIR/part-00000.parquet, part-00001.parquet... of at most `rows_per_shard` rows."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_shard: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.rows_per_shard = rows_per_shard
+        self.shard = 0
+        self.in_shard = 0
+        self.total = 0
+        self.buffer: list[dict[str, Any]] = []
+        self.writer: pq.ParquetWriter | None = None
+
+    def _open(self) -> pq.ParquetWriter:
+        path = self.directory / f"part-{self.shard:05d}.parquet"
+        return pq.ParquetWriter(path, self.schema, compression="zstd", compression_level=3,
+                                write_statistics=True, use_dictionary=[c for c in DICTIONARY_COLUMNS
+                                                                       if c in self.schema.names])
+
+    def _flush(self) -> None:
+        rows = self.buffer
+        self.buffer = []
+        while rows:
+            if self.writer is None:
+                self.writer = self._open()
+            room = self.rows_per_shard - self.in_shard
+            take, rows = rows[:room], rows[room:]
+            self.writer.write_table(pa.Table.from_pylist(take, schema=self.schema), row_group_size=BATCH_ROWS)
+            self.in_shard += len(take)
+            if self.in_shard >= self.rows_per_shard:
+                self.writer.close()
+                self.writer = None
+                self.shard += 1
+                self.in_shard = 0
+
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.buffer.append(row)
+            self.total += 1
+            if len(self.buffer) >= BATCH_ROWS:
+                self._flush()
+
+    def close(self) -> int:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        elif self.total == 0:  # an empty split still gets a readable shard with the schema
+            pq.write_table(self.schema.empty_table(), self.directory / "part-00000.parquet", compression="zstd")
+        return self.total
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    write_json_atomic(Path(directory) / "manifest.json", manifest)
