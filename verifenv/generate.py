@@ -1,0 +1,220 @@
+"""Generate, deterministically, a cocotb 2.x environment from an interface and its file closure.
+
+`generate(iface, fileset, out_dir, options)` renders templates/ into OUT: the cocotb tests, a pytest runner
+(cocotb_tools.runner), a Makefile, and the files people or the model own (reference model, stimulus
+constraints, coverage points), which are written only when absent unless `force`. Same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pprint
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.artifacts import write_json_atomic
+from verifenv import sim as simulators
+from verifenv.filelist import FileSet
+from verifenv.interface import ModuleInterface
+
+log = logging.getLogger(__name__)
+
+OWNED = ("tb/ref_model.py", "tb/constraints.py", "tb/coverage_points.py")
+MANIFEST = "verifenv.json"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    sim: str = "icarus"
+    cycles: int = 200
+    reset_cycles: int = 3
+    seed: int = 1
+    period_ns: int = 10
+    force: bool = False
+    pyuvm: bool = False
+    defines: tuple[str, ...] = ()
+
+
+@dataclass
+class GenerateResult:
+    out_dir: Path
+    written: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # owned files left as they were
+
+
+def template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def render(name: str, values: dict[str, str]) -> str:
+    text = template(name)
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", value)
+    leftover = re.findall(r"@@[A-Z_]+@@", text)
+    if leftover:
+        raise AssertionError(f"template {name}: unfilled placeholders {leftover}")
+    return text
+
+
+def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
+    """What the cocotb tests need to know about the design (widths are read from the simulator at run time)."""
+    special = {c.name for c in iface.clocks} | {r.name for r in iface.resets}
+    clocks = [{"name": c.name, "edge": c.edge, "period_ns": options.period_ns + 4 * i}
+              for i, c in enumerate(iface.clocks)]
+    outputs = [p.name for p in iface.outputs(options.defines)]
+    return {
+        "top": iface.name,
+        "clocks": clocks,
+        "resets": [{"name": r.name, "active_low": r.active_low, "asynchronous": r.asynchronous} for r in iface.resets],
+        "inputs": [p.name for p in iface.inputs(options.defines) if p.name not in special],
+        "outputs": outputs,
+        "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},
+        "params": {p.name: p.value for p in iface.params if p.value is not None},
+        "cycles": options.cycles,
+        "reset_cycles": options.reset_cycles,
+    }
+
+
+def run_spec(iface: ModuleInterface, fileset: FileSet, options: GenerateOptions) -> dict:
+    return {
+        "top": iface.name,
+        "module": f"cocotb_{iface.name}",
+        "sim": options.sim,
+        "rtl": [str(Path(f).resolve()) for f in fileset.files],
+        "includes": [str(Path(i).resolve()) for i in fileset.includes],
+        "defines": sorted(set(fileset.defines) | set(options.defines)),
+        "build_args": {sim: list(args) for sim, args in simulators.BUILD_ARGS.items()},
+        "seed": options.seed,
+    }
+
+
+def port_table(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> str:
+    rows = []
+    for p in iface.ports:
+        if not p.active(defines):
+            continue
+        role = ""
+        if any(c.name == p.name for c in iface.clocks):
+            role = " (clock)"
+        reset = next((r for r in iface.resets if r.name == p.name), None)
+        if reset is not None:
+            role = f" (reset, active {'low' if reset.active_low else 'high'}, {'async' if reset.asynchronous else 'sync'})"
+        if p.name in iface.qualifiers:
+            role = f" (valid while {iface.qualifiers[p.name]})"
+        rows.append(f"    {p.name:<16} {p.direction:<7} {p.width if p.width is not None else '?'}{role}")
+    return "\n".join(rows)
+
+
+def _contract(iface: ModuleInterface) -> tuple[str, str]:
+    if iface.clocks:
+        clock = iface.clocks[0].name
+        contract = (f"`step(inputs)` is called once per rising edge of `{clock}` with the inputs the design sampled\n"
+                    f"at that edge, and returns the outputs as they read right after it (inputs still held).\n"
+                    "Return None, or leave a port out, to compare nothing for it.")
+        if len(iface.clocks) > 1:
+            contract += f"\nOnly the `{clock}` domain is compared; other clocks: {', '.join(c.name for c in iface.clocks[1:])}."
+        method = (
+            "    def step(self, inputs: dict[str, int]) -> dict[str, int] | None:\n"
+            "        \"\"\"Inputs at an active clock edge -> the outputs right after it (None: compare nothing).\"\"\"\n"
+            "        # <hole:step>\n"
+            "        return None\n"
+            "        # </hole:step>\n")
+    else:
+        contract = ("`eval(inputs)` is called with the inputs driven and returns the outputs the design must show\n"
+                    "once they settle. Return None, or leave a port out, to compare nothing for it.")
+        method = (
+            "    def eval(self, inputs: dict[str, int]) -> dict[str, int] | None:\n"
+            "        \"\"\"Inputs -> the settled outputs (None: compare nothing).\"\"\"\n"
+            "        # <hole:eval>\n"
+            "        return None\n"
+            "        # </hole:eval>\n")
+    return contract, method
+
+
+_FORBID = re.compile(r"^\s*!\s*\(\s*(!?)\s*(\w+)\s*&&?\s*(!?)\s*(\w+)\s*\)\s*$")
+
+
+def derived_constraints(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> list[str]:
+    """Constraint lines read from assertions of the form `assert (!(in && out))`: never drive `in` while `out`."""
+    inputs = {p.name for p in iface.inputs(defines) if p.width == 1}
+    outputs = {p.name for p in iface.outputs(defines)}
+    lines = []
+    for text in iface.assertions:
+        match = re.search(r"\b(?:assert|assume)\s*(?:property\s*)?\((.*?)\)\s*(?:else\b|;)", text)
+        if match is None:
+            continue
+        expr = match.group(1).strip()
+        if expr.startswith("(") and expr.endswith(")") and expr.count("(") == 1 + expr[1:-1].count("("):
+            expr = expr[1:-1]
+        forbid = _FORBID.match(expr)
+        if forbid is None:
+            continue
+        neg_a, a, neg_b, b = forbid.groups()
+        if a in outputs and b in inputs:
+            neg_a, a, neg_b, b = neg_b, b, neg_a, a
+        if a in inputs and b in outputs and not neg_a:
+            test = f"outputs.get({b!r}) == 0" if neg_b else f"outputs.get({b!r})"
+            lines.append(f"    if {test}:  # from: {text[:90]}\n        inputs[{a!r}] = 0\n")
+    return lines
+
+
+def _write(out_dir: Path, rel: str, text: str, result: GenerateResult, owned: bool, force: bool) -> None:
+    path = out_dir / rel
+    if owned and path.exists() and not force:
+        result.kept.append(rel)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    result.written.append(rel)
+
+
+def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: GenerateOptions,
+             metadata: dict | None = None) -> GenerateResult:
+    """Write the environment for `iface` into out_dir; returns what was written and which owned files were kept."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = GenerateResult(out_dir)
+    spec = tb_spec(iface, options)
+    run = run_spec(iface, fileset, options)
+    rtl_names = ", ".join(Path(f).name for f in fileset.files)
+    contract, method = _contract(iface)
+    assertions = "\n".join(f"    {a}" for a in iface.assertions) or "    (none found in the RTL)"
+    derived = derived_constraints(iface, options.defines)
+    files = {
+        f"tb/cocotb_{iface.name}.py": (render("cocotb_tb.py.tmpl", {
+            "TOP": iface.name, "RTL": rtl_names, "SPEC": pprint.pformat(spec, sort_dicts=True, width=100)}), False),
+        "tb/test_runner.py": (render("test_runner.py.tmpl", {
+            "TOP": iface.name, "RUN": pprint.pformat(run, sort_dicts=True, width=100)}), False),
+        "Makefile": (render("Makefile.tmpl", {"TOP": iface.name, "SIM": options.sim,
+                                              "CYCLES": str(options.cycles)}), False),
+        "pytest.ini": (template("pytest.ini.tmpl"), False),
+        "tb/ref_model.py": (render("ref_model.py.tmpl", {
+            "TOP": iface.name, "CONTRACT": contract, "PORT_TABLE": port_table(iface, options.defines),
+            "METHOD": method}), True),
+        "tb/constraints.py": (render("constraints.py.tmpl", {
+            "TOP": iface.name, "ASSERTIONS": assertions, "DERIVED": "".join(derived)}), True),
+        "tb/coverage_points.py": (render("coverage_points.py.tmpl", {"TOP": iface.name, "POINTS": ""}), True),
+    }
+    if options.pyuvm:
+        files[f"tb/uvm_{iface.name}.py"] = (render("pyuvm_tb.py.tmpl", {"TOP": iface.name, "RTL": rtl_names}), False)
+    for rel, (text, owned) in files.items():
+        _write(out_dir, rel, text, result, owned, options.force)
+    write_json_atomic(out_dir / "interface.json", iface.to_json())
+    fileset.write_f(out_dir / "rtl.f")
+    manifest = {
+        "top": iface.name, "sim": options.sim, "rtl": run["rtl"], "defines": run["defines"],
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()},
+        "generated": sorted(rel for rel, (_t, owned) in files.items() if not owned),
+        "owned": sorted(rel for rel, (_t, owned) in files.items() if owned),
+        "hashes": {rel: hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()[:16] for rel in sorted(files)},
+        "kept": sorted(result.kept), **(metadata or {}),
+    }
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    log.info("generated %s: wrote %d file(s), kept %d owned", out_dir, len(result.written), len(result.kept))
+    return result

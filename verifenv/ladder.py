@@ -1,0 +1,298 @@
+"""The acceptance ladder (`--check`): what a generated environment has shown, level by level.
+
+L0 well-formed code, L1 builds, L2 smoke (reset, no X, no DUT assertion, no hang), L3 the scoreboard agrees
+with the RTL over several seeds, L4 coverage, L5 RTL mutation score. Each level runs the environment's own
+pytest runner in a subprocess (process group killed on a wall-clock timeout) and reads the JSON the tests
+write. Written to reports/check.json and reports/check.txt; `claimed` is the highest level with all below it
+passed. pytest exit codes 2-5 are harness errors, never a killed mutant.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.artifacts import write_json_atomic
+from verifenv import mutate, process
+from verifenv import sim as simulators
+from verifenv.config import VerifEnvConfig
+from verifenv.filelist import declarations
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("L0", "L1", "L2", "L3", "L4", "L5")
+NAMES = {"L0": "well-formed", "L1": "builds", "L2": "smoke", "L3": "scoreboard", "L4": "coverage", "L5": "mutants"}
+_REQUIRED = {"tb/ref_model.py": ("Model",), "tb/constraints.py": ("constrain",), "tb/coverage_points.py": ("POINTS",)}
+
+
+@dataclass
+class Level:
+    level: str
+    name: str
+    status: str  # pass | fail | error | not_shown | skip
+    detail: str = ""
+    seconds: float = 0.0
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    top: str
+    sim: str
+    levels: list[Level] = field(default_factory=list)
+    mutants: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def status(self, level: str) -> str:
+        return next((lv.status for lv in self.levels if lv.level == level), "skip")
+
+    @property
+    def claimed(self) -> str:
+        """The highest level such that it and every level below it passed ('none' if L0 did not)."""
+        best = "none"
+        for lv in self.levels:
+            if lv.status != "pass":
+                break
+            best = lv.level
+        return best
+
+    def to_json(self) -> dict:
+        return {"top": self.top, "sim": self.sim, "claimed": self.claimed,
+                "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes}
+
+    def table(self) -> str:
+        lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",
+                 f"{'level':<6}{'check':<13}{'status':<11}{'secs':>7}  detail"]
+        for lv in self.levels:
+            lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status:<11}{lv.seconds:>7.1f}  {lv.detail}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+class Runner:
+    """Runs the environment's pytest runner with the simulator's environment."""
+
+    def __init__(self, out_dir: Path, sim: str, cfg: VerifEnvConfig) -> None:
+        self.out_dir = out_dir
+        self.sim = sim
+        self.cfg = cfg
+
+    def pytest(self, select: str, timeout_s: float, **env: str) -> process.RunResult:
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("PYTEST_", "COCOTB_", "VERIFENV_"))}
+        full = simulators.environment(self.sim, base)
+        full.update({"VERIFENV_SIM": self.sim, "VERIFENV_CYCLES": str(self.cfg.cycles), "PYTHONDONTWRITEBYTECODE": "1",
+                     "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})  # the runner needs no plugin; each costs start-up
+        full.update(env)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tb/test_runner.py", "-k", select]
+        return process.run(cmd, self.out_dir, full, timeout_s)
+
+
+def _describe(result: process.RunResult) -> str:
+    if result.timed_out:
+        return f"wall-clock timeout after {result.seconds:.0f}s (process group killed)"
+    if result.harness_error:
+        return f"harness error (pytest exit {result.returncode}): {_last_error(result.output)}"
+    return _last_error(result.output)
+
+
+def _last_error(output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for marker in ("AssertionError", "E   ", "FAILED", "Error", "error"):
+        hits = [ln for ln in lines if marker in ln]
+        if hits:
+            return hits[0][:300] if marker == "E   " else hits[-1][:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def level0(out_dir: Path) -> Level:
+    problems = []
+    for path in sorted((out_dir / "tb").glob("*.py")):
+        rel = str(path.relative_to(out_dir))
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
+        except SyntaxError as exc:
+            problems.append(f"{rel}:{exc.lineno}: {exc.msg}")
+            continue
+        names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+        names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        for required in _REQUIRED.get(rel, ()):
+            if required not in names:
+                problems.append(f"{rel}: `{required}` is not defined")
+    return Level("L0", NAMES["L0"], "fail" if problems else "pass", "; ".join(problems) or "all tb/*.py parse")
+
+
+def _read_reports(folder: Path, prefix: str) -> list[dict]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob(f"{prefix}_seed*.json"))]
+
+
+def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants: int = 0,
+          seeds: int | None = None, write: bool = True) -> Report:
+    """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail."""
+    out_dir = Path(out_dir)
+    report = Report(top=top, sim=sim)
+    runner = Runner(out_dir, sim, cfg)
+    sim_reports = out_dir / "reports" / "sim"
+    shutil.rmtree(sim_reports, ignore_errors=True)
+    seeds = seeds or cfg.seeds
+
+    def add(level: Level) -> Level:
+        report.levels.append(level)
+        log.info("%s %s: %s %s", level.level, level.name, level.status, level.detail)
+        return level
+
+    def skip_rest(after: str, why: str) -> None:
+        for lv in LEVELS[LEVELS.index(after) + 1:]:
+            add(Level(lv, NAMES[lv], "skip", why))
+
+    start = time.monotonic()
+    l0 = level0(out_dir)
+    l0.seconds = time.monotonic() - start
+    if add(l0).status != "pass":
+        skip_rest("L0", "L0 failed")
+        return _finish(report, out_dir, write)
+    missing = simulators.unavailable(sim)
+    if missing:
+        add(Level("L1", NAMES["L1"], "error", missing))
+        skip_rest("L1", "no simulator")
+        return _finish(report, out_dir, write)
+
+    result = runner.pytest("test_build", cfg.build_timeout_s)
+    if add(Level("L1", NAMES["L1"], _status(result), "built" if result.returncode == 0 else _describe(result),
+                 result.seconds)).status != "pass":
+        skip_rest("L1", "L1 failed")
+        return _finish(report, out_dir, write)
+
+    smoke_dir = sim_reports / "L2"
+    result = runner.pytest("test_reset or test_random", cfg.run_timeout_s, VERIFENV_SEED="1",
+                           VERIFENV_REPORT_DIR=str(smoke_dir))
+    detail = f"reset, X/Z and {cfg.cycles} random cycles passed" if result.returncode == 0 else _describe(result)
+    if add(Level("L2", NAMES["L2"], _status(result), detail, result.seconds)).status != "pass":
+        skip_rest("L2", "L2 failed")
+        return _finish(report, out_dir, write)
+
+    add(level3(runner, sim_reports / "L3", seeds))
+    add(level4(smoke_dir, cfg))
+    if mutants > 0:
+        if report.status("L3") == "fail":
+            add(Level("L5", NAMES["L5"], "skip", "L3 failed: the scoreboard disagrees with the unmutated RTL"))
+        else:
+            add(level5(runner, out_dir, top, mutants, report))
+    else:
+        add(Level("L5", NAMES["L5"], "skip", "not requested (--mutants N)"))
+    return _finish(report, out_dir, write)
+
+
+def _status(result: process.RunResult) -> str:
+    if result.returncode == 0:
+        return "pass"
+    return "error" if result.timed_out or result.harness_error else "fail"
+
+
+def level3(runner: Runner, folder: Path, seeds: int) -> Level:
+    total = 0.0
+    compared = 0
+    for seed in range(1, seeds + 1):
+        result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED=str(seed),
+                               VERIFENV_REPORT_DIR=str(folder))
+        total += result.seconds
+        board = next((r for r in _read_reports(folder, "scoreboard") if r.get("seed") == seed), None)
+        if result.returncode != 0:
+            detail = f"seed {seed}: "
+            if board and board.get("mismatches"):
+                detail += f"{board['mismatch_count']} mismatch(es); first: {board['mismatches'][0]}"
+            else:
+                detail += _describe(result)
+            return Level("L3", NAMES["L3"], _status(result), detail[:500], total,
+                         {"seed": seed, "compared": board.get("compared", 0) if board else 0})
+        compared += board.get("compared", 0) if board else 0
+    if compared == 0:
+        return Level("L3", NAMES["L3"], "not_shown", "the reference model returned no values to compare", total)
+    return Level("L3", NAMES["L3"], "pass", f"{compared} values agreed over {seeds} seed(s)", total,
+                 {"compared": compared, "seeds": seeds})
+
+
+def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
+    reports = _read_reports(folder, "coverage")
+    if not reports:
+        return Level("L4", NAMES["L4"], "error", "no coverage report was written")
+    cov = reports[0]
+    points = cov.get("points", {})
+    unhit = sorted(name for name, hits in points.items() if not hits)
+    toggle = cov.get("toggle", 0.0)
+    ok = toggle >= cfg.min_toggle and not unhit
+    detail = f"toggle {toggle:.0%} (bar {cfg.min_toggle:.0%}); points {len(points) - len(unhit)}/{len(points)} hit"
+    if unhit:
+        detail += f"; never hit: {', '.join(unhit[:5])}"
+    if not points:
+        detail += " (no coverage points defined)"
+    return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
+
+
+def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) -> Level:
+    manifest = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
+    rtl = [Path(p) for p in manifest["rtl"]]
+    top_file = declarations(rtl).get(top, rtl[-1])
+    chosen = mutate.mutants(top_file, top, count)
+    if not chosen:
+        return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
+    src = top_file.read_bytes()
+    start = time.monotonic()
+    tally = {"killed": 0, "survived": 0, "timeout": 0, "stillborn": 0, "error": 0}
+    for m in chosen:
+        folder = out_dir / "mutants" / m.id
+        folder.mkdir(parents=True, exist_ok=True)
+        mutated = folder / top_file.name
+        mutated.write_bytes(mutate.apply(src, m))
+        sources = os.pathsep.join(str(mutated if p == top_file else p) for p in rtl)
+        env = {"VERIFENV_RTL": sources, "VERIFENV_BUILD_DIR": str(out_dir / "sim_build" / "mutants" / m.id),
+               "VERIFENV_SEED": "1", "VERIFENV_REPORT_DIR": str(folder / "reports")}
+        build = runner.pytest("test_build", runner.cfg.build_timeout_s, **env)
+        if build.returncode != 0:
+            outcome = "stillborn" if build.returncode == 1 else "error"
+            why = _describe(build)
+        else:
+            run = runner.pytest("test_random or test_scoreboard", runner.cfg.run_timeout_s, **env)
+            if run.timed_out:
+                outcome, why = "timeout", _describe(run)
+            elif run.harness_error:
+                outcome, why = "error", _describe(run)  # never counted as killed
+            else:
+                outcome = "killed" if run.returncode == process.PYTEST_FAILED else "survived"
+                why = _kill_reason(folder / "reports", run) if outcome == "killed" else "all tests passed"
+        tally[outcome] += 1
+        report.mutants.append({"id": m.id, "mutation": m.description, "outcome": outcome, "why": why[:300]})
+        shutil.rmtree(out_dir / "sim_build" / "mutants" / m.id, ignore_errors=True)
+    counted = tally["killed"] + tally["survived"] + tally["timeout"]
+    score = tally["killed"] / counted if counted else 0.0
+    survivors = [m["mutation"] for m in report.mutants if m["outcome"] == "survived"]
+    detail = (f"score {score:.0%} ({tally['killed']} killed / {counted}); survived {tally['survived']}, "
+              f"timeout {tally['timeout']}, stillborn {tally['stillborn']}, harness errors {tally['error']}")
+    if survivors:
+        detail += f"; survivors: {'; '.join(survivors[:3])}"
+    status = "not_shown" if counted == 0 else ("pass" if score >= runner.cfg.min_mutation_score else "fail")
+    return Level("L5", NAMES["L5"], status, detail, time.monotonic() - start, {**tally, "score": round(score, 4)})
+
+
+def _kill_reason(folder: Path, run: process.RunResult) -> str:
+    board = next(iter(_read_reports(folder, "scoreboard")), None)
+    if board and board.get("mismatches"):
+        return f"scoreboard: {board['mismatches'][0]}"
+    return _last_error(run.output)
+
+
+def _finish(report: Report, out_dir: Path, write: bool) -> Report:
+    if write:
+        (out_dir / "reports").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "reports" / "check.json", report.to_json())
+        tmp = out_dir / "reports" / "check.txt.tmp"
+        tmp.write_text(report.table() + "\n", encoding="utf-8")
+        tmp.replace(out_dir / "reports" / "check.txt")
+    return report
