@@ -1,0 +1,131 @@
+"""Training checkpoints: written atomically every N steps, found again by `--resume` after a crash or kill -9.
+
+A checkpoint is a directory `checkpoints/step-XXXXXXXX/` holding the adapter weights, the optimizer state,
+the RNG states and `state.json` (step, tokens, the planned number of steps, the best dev loss). It is written
+under a temporary name and renamed when complete, so a half-written checkpoint is never seen. Called by
+finetune/train.py on the main process only (DDP replicas hold identical states).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from core.artifacts import atomic_directory, write_json_atomic
+from core.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+ADAPTER_FILE = "adapter.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_dir(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / CHECKPOINTS / f"step-{step:08d}"
+
+
+def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first (temporary `.partial` directories never match)."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        m = _NAME.match(path.name)
+        if m and (path / STATE_FILE).is_file() and (path / ADAPTER_FILE).is_file():
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1][1] if found else None
+
+
+def adapter_state(model) -> dict[str, Any]:
+    """The trainable LoRA weights of a peft model, detached on CPU."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out_dir: Path, step: int, model, optimizer, state: dict[str, Any]) -> Path:
+    """Write checkpoint `step` atomically; the state JSON goes last so only complete directories count."""
+    import torch
+    from safetensors.torch import save_file
+
+    target = checkpoint_dir(out_dir, step)
+    with atomic_directory(target, overwrite=True) as tmp:
+        save_file(adapter_state(model), str(tmp / ADAPTER_FILE))
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(rng_state(), tmp / RNG_FILE)
+        write_json_atomic(tmp / STATE_FILE, dict(state, step=step))
+    log.info("checkpoint %s", target)
+    return target
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
+
+
+def load_adapter_weights(path: Path, model) -> None:
+    """Put a checkpoint's LoRA weights into a peft model."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    result = set_peft_model_state_dict(model, load_file(str(Path(path) / ADAPTER_FILE)))
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ModelError(f"checkpoint {str(path)!r} does not match this model (unexpected keys {unexpected[:3]})")
+
+
+def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
+    """Restore weights, optimizer and RNG states; returns the saved state dict."""
+    import torch
+
+    path = Path(path)
+    load_adapter_weights(path, model)
+    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
+    set_rng_state(torch.load(path / RNG_FILE, map_location="cpu", weights_only=False))
+    return read_state(path)
+
+
+def prune(out_dir: Path, keep: int, protect: set[int]) -> None:
+    """Remove all but the newest `keep` checkpoints, never one whose step is in `protect` (the best on dev)."""
+    found = list_checkpoints(out_dir)
+    for step, path in found[:-keep] if keep else found:
+        if step not in protect:
+            shutil.rmtree(path, ignore_errors=True)

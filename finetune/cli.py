@@ -1,0 +1,115 @@
+"""`inhouse train`, `inhouse eval` and `inhouse export`: flags → resolved config → the work in train/exam/export.
+
+Plain functions with typer options, registered by core/cli.py. Nothing heavy is imported here: torch,
+transformers and peft load inside the commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def train(
+    base: Path = typer.Option(..., "--base", help="Base model directory (config.json, tokenizer, inhouse.json)."),
+    data: Path = typer.Option(..., "--data", help="Dataset directory written by `inhouse corpus build`."),
+    out: Path = typer.Option(..., "-o", "--out", help="Adapter directory to write."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time budget; stop and save when spent."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (0: from --epochs)."),
+    epochs: float | None = typer.Option(None, "--epochs"),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Sequences per micro-batch per process."),
+    grad_accum: int | None = typer.Option(None, "--grad-accum"),
+    seq_len: int | None = typer.Option(None, "--seq-len"),
+    loss: str | None = typer.Option(None, "--loss", help="full (sentinels masked) or middle."),
+    objectives: str | None = typer.Option(None, "--objectives", help="Comma list of psm, spm, l2r."),
+    lora_r: int | None = typer.Option(None, "--lora-r"),
+    lora_alpha: int | None = typer.Option(None, "--lora-alpha"),
+    lora_dropout: float | None = typer.Option(None, "--lora-dropout"),
+    pack: bool | None = typer.Option(None, "--pack/--no-pack", help="Pack several examples per sequence."),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Dev loss every N steps."),
+    save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
+    bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision (CUDA)."),
+    qlora: bool | None = typer.Option(None, "--qlora/--no-qlora", help="4-bit base weights (CUDA, bitsandbytes)."),
+    gradient_checkpointing: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    seed: int | None = typer.Option(None, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (0: default)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """LoRA-tune a base model on a corpus dataset (the best checkpoint on the dev split is kept)."""
+    from core.cli import resolve_section, run_metadata
+    from finetune.config import TrainConfig
+    from finetune.train import train as run
+
+    cfg = resolve_section(
+        TrainConfig, max_minutes=max_minutes, max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size,
+        grad_accum=grad_accum, seq_len=seq_len, loss=loss, objectives=_csv(objectives), lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, pack=pack, eval_every=eval_every, save_every=save_every,
+        bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads)
+    run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
+        run_metadata=run_metadata())
+    typer.echo(f"wrote {out}", err=True)
+
+
+def eval_command(
+    base: Path = typer.Option(..., "--base", help="Base model directory."),
+    data: Path = typer.Option(..., "--data", help="Dataset directory (its eval split is the exam)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Report directory to write."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="Adapter directory from `inhouse train`."),
+    compare: bool = typer.Option(False, "--compare", help="Score the base in every mode and the tuned model."),
+    limit: int | None = typer.Option(None, "--limit", help="Score only N eval rows (0: all)."),
+    modes: str | None = typer.Option(None, "--modes", help="Comma list of l2r, psm, spm, l2r+ctx, psm+ctx, spm+ctx."),
+    tuned_modes: str | None = typer.Option(None, "--tuned-modes", help="Modes for the tuned model (default: --modes)."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    heal: bool | None = typer.Option(None, "--heal/--no-heal", help="Token healing for l2r and spm."),
+    bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
+    threads: int | None = typer.Option(None, "--threads"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """The exam: complete held-out middles, post-process them like the language server, score, compare."""
+    from core.cli import resolve_section, run_metadata
+    from finetune.config import EvalConfig
+    from finetune.exam import run_exam
+
+    if compare and adapter is None:
+        raise ConfigError("--compare needs --adapter (the tuned model to compare with the base)")
+    cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
+                          max_new_tokens=max_new_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
+                          threads=threads)
+    report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
+                      run_metadata=run_metadata())
+    typer.echo((out / "report.md").read_text(encoding="utf-8") if (out / "report.md").is_file() else str(report))
+
+
+def export(
+    adapter: Path = typer.Argument(..., help="Adapter directory from `inhouse train`."),
+    out: Path = typer.Option(..., "-o", "--out", help="Directory to write."),
+    merge: bool = typer.Option(False, "--merge", help="Merge into a full checkpoint (servers without LoRA)."),
+    name: str | None = typer.Option(None, "--name", help="Adapter name for TGI/vLLM (default: directory name)."),
+    base: Path | None = typer.Option(None, "--base", help="Base model (default: the one in inhouse.json)."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Export an adapter: a TGI/vLLM layout with the commands to start each, or a merged checkpoint."""
+    from finetune.export import export_layout, export_merged
+
+    if merge:
+        export_merged(adapter, out, base=base, overwrite=overwrite)
+        typer.echo(f"wrote merged checkpoint {out}")
+        return
+    commands = export_layout(adapter, out, name=name, base=base, overwrite=overwrite)
+    typer.echo(commands)

@@ -1,0 +1,114 @@
+"""Config sections of `inhouse train` ([train]) and `inhouse eval` ([eval]): frozen dataclasses, all defaulted.
+
+Resolved once by finetune/cli.py (defaults < inhouse.toml < INHOUSE_TRAIN_*/INHOUSE_EVAL_* env < flags) and
+passed down; train.py and exam.py never read the environment. The defaults and their reasons: docs/training.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import config
+
+# Every attention and MLP projection of the Llama/Qwen/StarCoder2/Gemma families peft knows by these names.
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+LOSS_MODES = ("full", "middle")
+EXAM_MODES = ("l2r", "psm", "spm", "l2r+ctx", "psm+ctx", "spm+ctx")
+
+
+@config.section("train")
+@dataclass(frozen=True)
+class TrainConfig:
+    # LoRA: rank 16 / alpha 32 on every projection; nothing else trainable, no new tokens (TGI/vLLM can serve it).
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    # Data: which dataset objectives to train on, loss mask, sequence length and packing.
+    objectives: tuple[str, ...] = ("psm", "spm", "l2r")
+    loss: str = "full"            # "full": whole example, sentinels masked; "middle": the middle (+ end token) only
+    seq_len: int = 256
+    pack: bool = True             # several examples per sequence, each attending only to itself
+    # Optimisation.
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: int = 0            # 0: as many as `epochs` takes
+    max_minutes: float = 0.0      # 0: no time budget; else stop (and save) when the budget is spent
+    seed: int = 0
+    # Bookkeeping.
+    eval_every: int = 50          # dev loss every N optimizer steps (0: only at the end)
+    dev_limit: int = 256          # dev rows scored each time
+    save_every: int = 50          # checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    # Hardware: these take effect on a CUDA GPU.
+    bf16: bool = False
+    qlora: bool = False
+    gradient_checkpointing: bool = False
+    threads: int = 0              # torch intra-op threads on CPU (0: torch's default)
+
+    def __post_init__(self) -> None:
+        config.require(self.lora_r > 0, "lora_r", "> 0", self.lora_r)
+        config.require(self.lora_alpha > 0, "lora_alpha", "> 0", self.lora_alpha)
+        config.require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "in [0, 1)", self.lora_dropout)
+        config.require(len(self.target_modules) > 0, "target_modules", "non-empty", self.target_modules)
+        config.require(bool(self.objectives) and set(self.objectives) <= {"psm", "spm", "l2r"}, "objectives",
+                       "a non-empty subset of psm, spm, l2r", self.objectives)
+        config.require(self.loss in LOSS_MODES, "loss", f"one of {', '.join(LOSS_MODES)}", self.loss)
+        config.require(self.seq_len >= 16, "seq_len", ">= 16", self.seq_len)
+        config.require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
+        config.require(self.grad_accum > 0, "grad_accum", "> 0", self.grad_accum)
+        config.require(self.lr > 0, "lr", "> 0", self.lr)
+        config.require(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        config.require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        config.require(self.max_grad_norm >= 0, "max_grad_norm", ">= 0", self.max_grad_norm)
+        config.require(self.epochs > 0, "epochs", "> 0", self.epochs)
+        config.require(self.max_steps >= 0, "max_steps", ">= 0", self.max_steps)
+        config.require(self.max_minutes >= 0, "max_minutes", ">= 0", self.max_minutes)
+        config.require(self.eval_every >= 0, "eval_every", ">= 0", self.eval_every)
+        config.require(self.save_every >= 0, "save_every", ">= 0", self.save_every)
+        config.require(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
+        config.require(self.dev_limit >= 0, "dev_limit", ">= 0", self.dev_limit)
+        config.require(self.log_every >= 1, "log_every", ">= 1", self.log_every)
+        config.require(self.threads >= 0, "threads", ">= 0", self.threads)
+
+
+@config.section("eval")
+@dataclass(frozen=True)
+class EvalConfig:
+    modes: tuple[str, ...] = EXAM_MODES       # every prompting mode a user could give the base
+    tuned_modes: tuple[str, ...] = ()         # modes the tuned model runs in (empty: the same as `modes`)
+    limit: int = 0                            # 0: every eval row
+    max_new_tokens: int = 48                  # single-line cursors (the language server's defaults)
+    max_new_tokens_multiline: int = 128
+    batch_size: int = 8
+    max_prompt_tokens: int = 1024             # prompt budget, split as the language server does (core.completion)
+    suffix_share: float = 0.15
+    context_share: float = 0.25               # of the budget, for repository context in the "+ctx" modes
+    heal: bool = True                         # token healing for l2r and spm (the middle continues the prefix)
+    bootstrap: int = 2000                     # paired bootstrap resamples for every difference
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        config.require(bool(self.modes) and set(self.modes) <= set(EXAM_MODES), "modes",
+                       f"a non-empty subset of {', '.join(EXAM_MODES)}", self.modes)
+        config.require(set(self.tuned_modes) <= set(EXAM_MODES), "tuned_modes",
+                       f"a subset of {', '.join(EXAM_MODES)}", self.tuned_modes)
+        config.require(self.limit >= 0, "limit", ">= 0", self.limit)
+        config.require(self.max_new_tokens > 0, "max_new_tokens", "> 0", self.max_new_tokens)
+        config.require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
+        config.require(self.max_new_tokens_multiline > 0, "max_new_tokens_multiline", "> 0",
+                       self.max_new_tokens_multiline)
+        config.require(self.max_prompt_tokens >= 32, "max_prompt_tokens", ">= 32", self.max_prompt_tokens)
+        config.require(0 <= self.suffix_share < 1, "suffix_share", "in [0, 1)", self.suffix_share)
+        config.require(0 <= self.context_share < 1, "context_share", "in [0, 1)", self.context_share)
+        config.require(self.bootstrap >= 100, "bootstrap", ">= 100", self.bootstrap)
+        config.require(self.threads >= 0, "threads", ">= 0", self.threads)

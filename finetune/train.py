@@ -1,0 +1,394 @@
+"""`inhouse train`: LoRA-tune a base model on a corpus dataset; reads top to bottom like a training script.
+
+resolved config → tokenizer and model → peft LoraConfig → data → loop (cosine schedule with warmup, gradient
+accumulation and clipping, dev loss every N steps, atomic checkpoints, time budget) → save (adapter, inhouse.json,
+config.json, metrics.jsonl, loss curve). Runs alone or under `accelerate launch` / `torchrun` (DDP; FSDP and
+DeepSpeed through the configs in finetune/accelerate/). Called by finetune/cli.py and bench/train.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core import fim
+from core.artifacts import read_info, write_info, write_json_atomic
+from core.config import to_dict
+from core.errors import ConfigError, CorpusError, ModelError
+from finetune import checkpoint as ckpt
+from finetune import data as D
+from finetune.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+LOSS_CURVE = "loss_curve.png"
+
+
+def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, resume: bool = False,
+          overwrite: bool = False, progress: bool = True, run_metadata: dict[str, str] | None = None) -> Path:
+    """Train an adapter of `base` on `dataset` into `out`; returns `out`."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, set_seed
+
+    # --- 1. resolved config, inputs and the output directory ------------------------------------------------------
+    base, dataset, out = Path(base).resolve(), Path(dataset).resolve(), Path(out)
+    if not (base / "config.json").is_file():
+        raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
+    manifest = D.read_manifest(dataset)
+    fmt = fim.get_format(_fim_format(base, manifest))
+    cuda = torch.cuda.is_available()
+    if cfg.qlora and not cuda:
+        raise ConfigError("`qlora` needs a CUDA GPU (bitsandbytes 4-bit); run without --qlora on this machine")
+    accelerator = Accelerator(mixed_precision="bf16" if (cfg.bf16 and cuda) else "no", cpu=not cuda)
+    main = accelerator.is_main_process
+    if cfg.bf16 and not cuda:
+        log.warning("--bf16 takes effect on a CUDA GPU only; training in float32")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    start_from = _prepare_output(out, resume, overwrite) if main else None
+    accelerator.wait_for_everyone()
+    if not main:
+        start_from = ckpt.latest_checkpoint(out) if resume else None
+
+    # --- 2. tokenizer and model -----------------------------------------------------------------------------------
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    fim.check_sentinels(fmt, tokenizer)
+    model = _load_model(base, cfg, cuda, accelerator.local_process_index)
+
+    # --- 3. LoRA: every attention and MLP projection; no modules_to_save, no new tokens ---------------------------
+    set_seed(cfg.seed)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise ConfigError(f"`target_modules` {list(cfg.target_modules)} do not fit this model: {exc}") from exc
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    # --- 4. data: tokenize with loss masks, pack with per-example isolation, fixed batch order -------------------
+    rows = D.load_rows(dataset, "train")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    examples, stats = D.tokenize_rows(rows, tokenizer, fmt, cfg.loss, cfg.seq_len, cfg.objectives)
+    if not examples:
+        raise CorpusError(f"no training examples in {dataset} for objectives {list(cfg.objectives)} within "
+                          f"seq_len {cfg.seq_len} ({stats.dropped_too_long} rows were longer)")
+    if stats.dropped_too_long > 0.1 * stats.rows:
+        log.warning("%d of %d FIM rows are longer than seq_len %d and were dropped", stats.dropped_too_long,
+                    stats.rows, cfg.seq_len)
+    packed = D.pack(examples, cfg.seq_len, pad_id, packing=cfg.pack, seed=cfg.seed)
+    dev = _dev_sets(dataset, tokenizer, fmt, cfg, pad_id, stats)
+    plan = D.BatchPlan(len(packed), cfg.batch_size, cfg.grad_accum, accelerator.num_processes, cfg.seed)
+    if plan.steps_per_epoch == 0:
+        raise CorpusError(f"{len(packed)} packed sequences are fewer than one optimizer step needs "
+                          f"(batch_size*grad_accum*processes = {plan.per_step})")
+    planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * plan.steps_per_epoch))
+
+    # --- 5. the loop ----------------------------------------------------------------------------------------------
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state: dict[str, Any] = {"step": 0, "planned_steps": planned, "elapsed_s": 0.0, "tokens": 0,
+                             "best_dev_loss": None, "best_step": None, "budget_fixed": False}
+    if start_from is not None:
+        state.update(ckpt.load_checkpoint(start_from, model, optimizer))
+        log.info("resuming from %s (step %d)", start_from, state["step"])
+        if main:
+            _truncate_metrics(out / METRICS_FILE, state["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+    metrics = _MetricsLog(out / METRICS_FILE, enabled=main)
+    if state["step"] == 0:
+        metrics.write({"event": "start", "sequences": len(packed), "steps_per_epoch": plan.steps_per_epoch,
+                       "planned_steps": planned, "examples": stats.examples, "tokens": stats.tokens,
+                       "loss_tokens": stats.loss_tokens, "dropped_too_long": stats.dropped_too_long,
+                       "processes": accelerator.num_processes})
+    budget_s = cfg.max_minutes * 60.0
+    step_times: list[float] = []
+    bar = _progress_bar(planned, state["step"], enabled=main and progress)
+    started = time.perf_counter() - state["elapsed_s"]
+    step = state["step"]
+    while step < state["planned_steps"]:
+        model.train()
+        t0 = time.perf_counter()
+        micro = [plan.indices(step, m, accelerator.process_index) for m in range(cfg.grad_accum)]
+        targets = sum(int((packed.labels[idx][:, 1:] != D.IGNORE).sum()) for idx in micro)
+        loss_sum = torch.zeros((), device=device)
+        for m, idx in enumerate(micro):
+            sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                out_ = model(input_ids=packed.input_ids[idx].to(device),
+                             position_ids=packed.position_ids[idx].to(device),
+                             labels=packed.labels[idx].to(device), use_cache=False,
+                             num_items_in_batch=max(targets, 1))
+                accelerator.backward(out_.loss)
+            loss_sum += out_.loss.detach()
+        lr = _lr_at(step, state["planned_steps"], cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        grad_norm = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        dt = time.perf_counter() - t0
+        step_times.append(dt)
+        tokens = plan.per_step * cfg.seq_len
+        state["tokens"] += tokens
+        state["elapsed_s"] = time.perf_counter() - started
+        if step % cfg.log_every == 0 or step == state["planned_steps"]:
+            loss_val = float(accelerator.reduce(loss_sum, reduction="mean"))
+            record = {"step": step, "loss": round(loss_val, 5), "lr": lr, "tokens": state["tokens"],
+                      "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(state["elapsed_s"], 2),
+                      "epoch": round(step / plan.steps_per_epoch, 4), "batch_hash": D.batch_hash(
+                          packed.input_ids[micro[0]])}
+            if grad_norm is not None:
+                record["grad_norm"] = round(float(grad_norm), 4)
+            metrics.write(record)
+            bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:,.0f}", refresh=False)
+        bar.update(1)
+        if budget_s and not state["budget_fixed"] and len(step_times) >= 5:
+            state["planned_steps"] = _fit_budget(step, state, step_times, budget_s)
+            state["budget_fixed"] = True
+            bar.total = state["planned_steps"]
+        out_of_time = bool(budget_s) and state["elapsed_s"] >= budget_s
+        last = step >= state["planned_steps"] or out_of_time
+        if main and dev and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
+            dev_loss = _evaluate(accelerator.unwrap_model(model), dev, cfg.batch_size, device)
+            metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2), **dev_loss})
+            if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
+                state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
+        if main and (last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step):
+            ckpt.save_checkpoint(out, step, accelerator.unwrap_model(model), optimizer, state)
+            ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
+        if out_of_time:
+            log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
+            break
+    bar.close()
+
+    # --- 6. save: the best adapter on dev, inhouse.json, resolved config, metrics and the loss curve -------------
+    final = accelerator.unwrap_model(model)
+    hashes = gather_object([_weights_hash(final)])
+    accelerator.wait_for_everyone()
+    if not main:
+        return out
+    if len(set(hashes)) != 1:
+        raise ModelError(f"data-parallel ranks disagree on the trained weights: {hashes}")
+    chosen = state["best_step"] or step
+    if chosen != step:
+        ckpt.load_adapter_weights(ckpt.checkpoint_dir(out, chosen), final)
+    _save_adapter(final, out)
+    tokenizer.save_pretrained(out)
+    write_json_atomic(out / CONFIG_FILE, {
+        "train": to_dict(cfg), "base": str(base), "data": str(dataset), "processes": accelerator.num_processes,
+        "rank_weight_hashes": hashes, **(run_metadata or {})})
+    metrics.write({"event": "end", "step": step, "chosen_step": chosen, "best_dev_loss": state["best_dev_loss"],
+                   "elapsed_s": round(state["elapsed_s"], 2), "weights_sha256": hashes[0]})
+    from finetune.report import plot_loss_curve
+
+    plot_loss_curve(out / METRICS_FILE, out / LOSS_CURVE)
+    write_info(out, {
+        "kind": "adapter", "base_model": str(base), "fim_format": fmt.name, "dataset": str(dataset),
+        "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
+        "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
+        "seq_len": cfg.seq_len, "primary_mode": _primary_mode(rows, cfg), **(run_metadata or {})})
+    log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
+    return out
+
+
+def _fim_format(base: Path, manifest: dict[str, Any]) -> str:
+    model_fmt = read_info(base).get("fim_format")
+    data_fmt = manifest.get("fim_format")
+    if model_fmt and data_fmt and fim.get_format(model_fmt).name != fim.get_format(data_fmt).name:
+        raise ConfigError(f"the dataset is rendered in FIM format {data_fmt!r} but the base model uses "
+                          f"{model_fmt!r}; rebuild the corpus with --fim-format {model_fmt}")
+    name = data_fmt or model_fmt
+    if not name:
+        raise ConfigError("neither the base model's inhouse.json nor the dataset manifest names a FIM format")
+    return name
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check the output directory; the checkpoint to resume from (None: start fresh)."""
+    if out.exists() and overwrite and not resume:
+        shutil.rmtree(out)
+    if out.exists() and not resume:
+        if (out / "inhouse.json").is_file():
+            raise ModelError(f"output {str(out)!r} already holds a trained adapter (use --overwrite)")
+        if any(out.iterdir()):
+            raise ModelError(f"output {str(out)!r} exists and is not empty (use --resume to continue the run "
+                             "or --overwrite to start again)")
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        return None
+    found = ckpt.latest_checkpoint(out)
+    if found is None:
+        log.warning("--resume: no complete checkpoint in %s; starting from the beginning", out)
+    return found
+
+
+def _load_model(base: Path, cfg: TrainConfig, cuda: bool, local_rank: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if (cfg.bf16 and cuda) else torch.float32}
+    if cfg.qlora:
+        kwargs["quantization_config"] = qlora_config()
+        kwargs["device_map"] = {"": local_rank}
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    model.config.use_cache = False
+    return model
+
+
+def qlora_config():
+    """4-bit NF4 with double quantization, bf16 compute (QLoRA); needs bitsandbytes and a CUDA GPU to load."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def _dev_sets(dataset: Path, tokenizer, fmt, cfg: TrainConfig, pad_id: int, stats) -> dict[str, Any]:
+    """Dev rows in each FIM order the model trains on, scored on the middle only (what the exam measures)."""
+    if cfg.dev_limit == 0:
+        return {}
+    rows = D.load_rows(dataset, "dev", required=False)[:cfg.dev_limit]
+    if not rows:
+        log.warning("dataset has no dev split: the last step is kept (no checkpoint choice)")
+        return {}
+    orders = [o for o in ("psm", "spm") if o in cfg.objectives and stats.by_objective.get(o)] or ["psm"]
+    out = {}
+    for order in orders:
+        examples, _ = D.tokenize_rows(D.dev_rows_in(rows, fmt, order), tokenizer, fmt, "middle", cfg.seq_len,
+                                      (order,))
+        if examples:
+            out[order] = D.pack(examples, cfg.seq_len, pad_id, packing=cfg.pack, seed=0)
+    return out
+
+
+def _evaluate(model, dev: dict[str, Any], batch_size: int, device) -> dict[str, float]:
+    """Mean middle-token loss on the dev split, per FIM order and averaged."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    result: dict[str, float] = {}
+    with torch.no_grad():
+        for order, packed in dev.items():
+            total, count = 0.0, 0
+            for i in range(0, len(packed), batch_size):
+                labels = packed.labels[i:i + batch_size]
+                n = int((labels[:, 1:] != D.IGNORE).sum())
+                if n == 0:
+                    continue
+                out = model(input_ids=packed.input_ids[i:i + batch_size].to(device),
+                            position_ids=packed.position_ids[i:i + batch_size].to(device),
+                            labels=labels.to(device), use_cache=False, num_items_in_batch=1)
+                total += float(out.loss)
+                count += n
+            result[f"dev_loss_{order}"] = round(total / max(count, 1), 5)
+    result["dev_loss"] = round(sum(result.values()) / len(result), 5)
+    model.train(was_training)
+    return result
+
+
+def _lr_at(step: int, planned: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at the planned last step."""
+    warmup = max(1, round(cfg.warmup_ratio * planned))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, planned - warmup))
+    floor = cfg.min_lr_ratio
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _fit_budget(step: int, state: dict[str, Any], step_times: list[float], budget_s: float) -> int:
+    """Shrink the planned steps so the cosine schedule ends when the time budget does (measured pace,
+    10% kept for dev evaluations and checkpoints)."""
+    pace = sorted(step_times[1:])[len(step_times[1:]) // 2]
+    left = max(0.0, budget_s - state["elapsed_s"]) * 0.9
+    fitted = step + max(1, int(left / max(pace, 1e-6)))
+    return min(state["planned_steps"], fitted)
+
+
+def _primary_mode(rows: list[dict[str, Any]], cfg: TrainConfig) -> str:
+    """The exam mode an adapter is scored in by default: its main FIM order, with context if it trained so."""
+    counts = {o: sum(1 for r in rows if r.get("objective") == o) for o in ("psm", "spm") if o in cfg.objectives}
+    order = max(counts, key=lambda o: counts[o]) if counts and max(counts.values()) else "psm"
+    fim_rows = [r for r in rows if r.get("objective") in ("psm", "spm")]
+    with_context = fim_rows and sum(1 for r in fim_rows if r.get("has_context")) * 2 >= len(fim_rows)
+    return f"{order}+ctx" if with_context else order
+
+
+def _save_adapter(model, out: Path) -> None:
+    """peft's adapter files, written to a temporary directory and moved into `out`."""
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
+    try:
+        model.save_pretrained(tmp)
+        for item in tmp.iterdir():
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _weights_hash(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(ckpt.adapter_state(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from (they will be written again)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if rec.get("step", 0) <= step and rec.get("event") != "end":
+            keep.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _MetricsLog:
+    """Append-only JSON lines, flushed at once so a killed run keeps what it logged."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True,
+                desc="train")
