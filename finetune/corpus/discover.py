@@ -52,10 +52,14 @@ def _git_files(root: Path) -> list[str] | None:
     return [n for n in out.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
 
 
-def _walk_files(root: Path) -> list[str]:
+def _walk_files(root: Path, counts: Counter) -> list[str]:
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: log.warning("%s", e)):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        counts["symlink"] += len(links)
+        counts["skipped_dirs"] += sum(1 for d in dirnames if d in SKIP_DIRS or d.endswith(".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in SKIP_DIRS and not d.endswith(".egg-info") and d not in links)
         rel = os.path.relpath(dirpath, root)
         for name in filenames:
             found.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
@@ -68,7 +72,7 @@ def discover(repo: RepoSpec, counts: Counter) -> list[Candidate]:
     names = _git_files(root) if git_toplevel(root) is not None else None
     method = "git" if names is not None else "walk"
     if names is None:
-        names = _walk_files(root)
+        names = _walk_files(root, counts)
     counts[f"listed_{method}"] += len(names)
     out: list[Candidate] = []
     for name in sorted(set(names)):
