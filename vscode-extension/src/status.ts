@@ -40,7 +40,7 @@ export type StatusEvent =
   | { kind: 'requestStarted' }
   | { kind: 'requestFinished' };
 
-export const SERVER_STATES: readonly string[] = ['ready', 'generating', 'unreachable', 'disabled'];
+export const SERVER_STATES: readonly string[] = ['starting', 'ready', 'generating', 'unreachable', 'disabled'];
 
 export function initialStatus(enabled: boolean): StatusModel {
   return { enabled, server: 'starting', model: null, adapter: null, inflight: 0, detail: null };

@@ -35,6 +35,13 @@ describe('status state machine', () => {
     assert.equal(display(m), 'unreachable');
   });
 
+  it('takes the server\'s own "starting" (backend not asked yet) until it reports ready', () => {
+    let m = run([{ kind: 'started' }, server({ state: 'starting', model: null })]);
+    assert.equal(display(m), 'starting');
+    m = reduce(m, server({ state: 'ready', model: 'tiny' }));
+    assert.equal(render(m).text, '$(check) inhouse: ready · tiny');
+  });
+
   it('ignores unknown states but takes the names', () => {
     const m = run([{ kind: 'started' }, server({ state: 'exploding', model: 'm2' })]);
     assert.equal(display(m), 'ready');

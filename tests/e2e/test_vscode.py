@@ -1,0 +1,299 @@
+"""End-to-end: the packaged VS Code extension in a real VS Code (code-server from npm, headless Debian Chromium
+driven by playwright-core), talking to the real `inhouse lsp` and the embedded server with the tiny model.
+
+Builds what it needs itself (`make -C vscode-extension build`, code-server into .cache/code-server), so a fresh
+clone runs it cold; both stay cached for the next run. Skips only when Chromium is missing and cannot be
+installed. Screenshots of every step land in tmp_path/shots (and out/e2e-screenshots/ when
+INHOUSE_KEEP_SCREENSHOTS is set). The browser side is vscode-extension/e2e/e2e.mjs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(290)]
+
+REPO = Path(__file__).resolve().parents[2]
+EXT_DIR = REPO / "vscode-extension"
+HARNESS = EXT_DIR / "e2e"
+CODE_SERVER_DIR = REPO / ".cache" / "code-server"
+NPM_CACHE = REPO / ".cache" / "npm"
+KEEP_DIR = REPO / "out" / "e2e-screenshots"
+
+PY_SOURCE = 'import math\n\n\ndef area(radius):\n    return \n\n\nprint(area(2.0))\n'
+TS_SOURCE = (
+    "export function greet(name: string): string {\n"
+    "  const message = \n"
+    "  return message;\n"
+    "}\n"
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A file of the workspace and the cursor (1-based line and column) where ghost text is expected."""
+
+    name: str
+    file: str
+    source: str
+    line: int
+    column: int
+
+    @property
+    def offset(self) -> int:
+        lines = self.source.split("\n")
+        return sum(len(x) + 1 for x in lines[: self.line - 1]) + self.column - 1
+
+
+CASES = (
+    Case("python", "circle.py", PY_SOURCE, line=5, column=12),
+    Case("typescript", "greet.ts", TS_SOURCE, line=2, column=19),
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited with {proc.returncode} before {url} answered:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{url} did not answer within {timeout_s:.0f} s:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no {path})"
+
+
+def _run(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str] | None = None) -> None:
+    with log.open("ab") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, env=env, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stops a process started in its own session, with its children (code-server's extension host, the LSP)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    else:
+        try:  # children may outlive the leader
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _find_chromium() -> str:
+    """Debian's Chromium; installed with apt when missing and possible, else the test skips."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    why = "not root, cannot apt-get install chromium"
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        proc = subprocess.run(
+            "apt-get install -y -q --no-install-recommends chromium || "
+            "(apt-get update -qq && apt-get install -y -q --no-install-recommends chromium)",
+            shell=True, capture_output=True, text=True, env=env, timeout=240, check=False,
+        )
+        found = shutil.which("chromium")
+        if found:
+            return found
+        why = f"apt-get install chromium failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+    pytest.skip(f"Chromium is not installed and cannot be installed here ({why}); the VS Code e2e test needs it")
+
+
+@pytest.fixture
+def timings() -> Iterator[dict[str, float]]:
+    data: dict[str, float] = {}
+    yield data
+    print("\nvscode e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in data.items()))
+
+
+@pytest.fixture
+def embedded_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """`inhouse serve` with the tiny model on a free port (greedy decoding: deterministic output)."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _write_user_config(user_dir: Path, backend_url: str, tiny_model_dir: Path) -> None:
+    user_dir.mkdir(parents=True, exist_ok=True)
+    settings = json.loads((HARNESS / "config" / "settings.json").read_text())
+    server_command = os.environ.get("INHOUSE_E2E_SERVER_COMMAND") or f"{sys.executable} -m core.cli lsp"
+    settings.update({
+        "inhouse.server.command": server_command,
+        "inhouse.backendUrl": backend_url,
+        "inhouse.maxTokens": 24,
+        "inhouse.tokenizer": str(tiny_model_dir / "tokenizer.json"),
+    })
+    (user_dir / "settings.json").write_text(json.dumps(settings, indent=2))
+    shutil.copy(HARNESS / "config" / "keybindings.json", user_dir / "keybindings.json")
+
+
+def _extension_log(user_data_dir: Path) -> str:
+    logs = sorted(user_data_dir.glob("logs/**/*inhouse*.log"))
+    return "\n".join(p.read_text(errors="replace") for p in logs)
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_server: str, tiny_model_dir: Path,
+                                                  timings: dict[str, float]) -> None:
+    t0 = time.monotonic()
+    chromium = _find_chromium()
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.fail("the VS Code e2e test needs Node 20+ and npm on PATH (apt-get install nodejs npm)")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    # 1. the .vsix (npm ci + tsc + vsce, offline) and code-server, both cached between runs
+    t = time.monotonic()
+    _run(["make", "-C", str(EXT_DIR), "build"], logs / "build.log", 240)
+    vsix = EXT_DIR / "dist" / f"inhouse-{json.loads((EXT_DIR / 'package.json').read_text())['version']}.vsix"
+    assert vsix.is_file(), f"make build made no {vsix}"
+    timings["build_vsix"] = time.monotonic() - t
+    t = time.monotonic()
+    _run([str(HARNESS / "install-code-server.sh"), str(CODE_SERVER_DIR), str(NPM_CACHE)],
+         logs / "install-code-server.log", 240)
+    code_server = CODE_SERVER_DIR / "node_modules" / ".bin" / "code-server"
+    timings["install_code_server"] = time.monotonic() - t
+
+    # 2. an isolated VS Code profile with the packaged extension installed from the .vsix
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    user_data, extensions, workspace, shots = (tmp_path / "user-data", tmp_path / "extensions",
+                                               tmp_path / "workspace", tmp_path / "shots")
+    for d in (home, tmp, user_data, extensions, workspace, shots):
+        d.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_CACHE_HOME": str(home / ".cache"),
+           "TMPDIR": str(tmp)}
+    env.pop("VSCODE_IPC_HOOK_CLI", None)
+    cs_config = tmp_path / "code-server.yaml"
+    cs_config.write_text("auth: none\ncert: false\n")
+    _write_user_config(user_data / "User", embedded_server, tiny_model_dir)
+    t = time.monotonic()
+    _run([str(code_server), "--config", str(cs_config), "--user-data-dir", str(user_data),
+          "--extensions-dir", str(extensions), "--install-extension", str(vsix)],
+         logs / "install-extension.log", 120, env=env)
+    installed = [p.name for p in extensions.iterdir() if p.is_dir()]
+    assert any(n.startswith("inhouse.inhouse-") for n in installed), f"extension not installed: {installed}"
+    timings["install_vsix"] = time.monotonic() - t
+    for case in CASES:
+        (workspace / case.file).write_text(case.source)
+
+    # 3. code-server on 127.0.0.1, then the browser side
+    port = _free_port()
+    cs_log = logs / "code-server.log"
+    t = time.monotonic()
+    with cs_log.open("wb") as out:
+        cs = subprocess.Popen(
+            [str(code_server), "--config", str(cs_config), "--bind-addr", f"127.0.0.1:{port}", "--auth", "none",
+             "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+             "--disable-getting-started-override", "--user-data-dir", str(user_data),
+             "--extensions-dir", str(extensions)],
+            cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 60, cs, cs_log)
+        timings["code_server_up"] = time.monotonic() - t
+        spec = {
+            "url": f"http://127.0.0.1:{port}/?folder={quote(str(workspace))}",
+            "workspace": str(workspace), "shots": str(shots), "result": str(tmp_path / "result.json"),
+            "tmp": str(tmp), "chromium": chromium, "readyTimeoutMs": 90000, "ghostTimeoutMs": 45000,
+            "cases": [{"name": c.name, "file": c.file, "line": c.line, "column": c.column} for c in CASES],
+        }
+        (tmp_path / "spec.json").write_text(json.dumps(spec, indent=2))
+        t = time.monotonic()
+        browser = subprocess.run(["node", str(HARNESS / "e2e.mjs"), str(tmp_path / "spec.json")], cwd=HARNESS,
+                                 env=env, capture_output=True, text=True, timeout=200, check=False)
+        timings["browser"] = time.monotonic() - t
+    finally:
+        _stop(cs)
+        if os.environ.get("INHOUSE_KEEP_SCREENSHOTS"):
+            shutil.rmtree(KEEP_DIR, ignore_errors=True)
+            shutil.copytree(shots, KEEP_DIR)
+    timings["total"] = time.monotonic() - t0
+
+    # 4. what happened
+    (logs / "browser.log").write_text(browser.stdout + browser.stderr)
+    ext_log = _extension_log(user_data)
+    (logs / "extension.log").write_text(ext_log)
+    if not (tmp_path / "result.json").is_file():
+        pytest.fail(f"the browser side wrote no result ({browser.returncode}):\n{browser.stdout}\n{browser.stderr}")
+    result = json.loads((tmp_path / "result.json").read_text())
+    context = (f"\nbrowser: {browser.stdout[-3000:]}\n{browser.stderr[-2000:]}\nextension log:\n{ext_log[-4000:]}"
+               f"\nscreenshots: {shots}")
+    assert result["ok"], f"e2e failed: {result['error']}{context}"
+    assert result["status"]["ready"].startswith("inhouse: ready"), result["status"]
+
+    for case, got in zip(CASES, result["cases"], strict=True):
+        ghost = got["ghost"]
+        shown = "\n".join([ghost["inline"], *ghost["lines"]])
+        assert shown.strip(), f"{case.file}: empty ghost text {ghost}"
+        saved = (workspace / case.file).read_text()
+        assert saved == got["saved"]
+        assert got["dirtyAfterSave"] == 0, f"{case.file}: editor still dirty after Ctrl+S"
+        before, after = case.source[: case.offset], case.source[case.offset:]
+        assert saved.startswith(before) and saved.endswith(after) and len(saved) > len(case.source), (
+            f"{case.file}: the accepted text is not at the cursor:\n{saved!r}")
+        inserted = saved[len(before): len(saved) - len(after)]
+        assert _collapse(inserted) == _collapse(shown), (
+            f"{case.file}: saved {inserted!r} but the ghost text showed {shown!r}")
+
+    assert result["toggle"]["off"].startswith("inhouse: disabled"), result["toggle"]
+    assert result["toggle"]["ghostWhileOff"] is None, f"ghost text while disabled: {result['toggle']}"
+    assert result["toggle"]["on"].startswith("inhouse: ready"), result["toggle"]
+    assert ext_log.count("sending inhouse.accepted (full") >= len(CASES), f"no acceptance reports:{context}"
+    assert "language server started" in ext_log, context
+    assert len(list(shots.glob("*.png"))) >= 4 + 4 * len(CASES)
