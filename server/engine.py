@@ -26,6 +26,7 @@ from server import kvcache
 from server.decoding import IncrementalDecoder, find_stop
 from server.metrics import Metrics
 from server.sampling import Sampler, SamplingParams
+from server.vocab import as_bytes, build_index
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class _Seq:
     decoder: IncrementalDecoder
     history: torch.Tensor            # prompt + generated ids (for repetition penalties)
     kv_len: int                      # tokens in the key/value cache (all but `next_token`)
-    remaining: str                   # text the output still has to re-type
+    remaining: str                   # bytes (as latin-1) the output still has to re-type
     started: float
     reused: int = 0
     next_token: int = -1
@@ -175,13 +176,10 @@ class Engine:
             self._thread.join(timeout)
 
     def vocab(self) -> tuple[VocabIndex, list[str]]:
-        """Each token's text and the healing index over them (built once, on first use: ~1 s per 50k tokens)."""
+        """Each token's bytes and the healing index over them (`server.vocab`; built once, on first use)."""
         with self._vocab_lock:
             if self._vocab is None:
-                size = self._decoder.get_vocab_size() if hasattr(self._decoder, "get_vocab_size") else len(
-                    self.tokenizer)
-                texts = [self._decoder.decode([i], skip_special_tokens=False) for i in range(size)]
-                self._vocab = (VocabIndex(texts, self.special_ids), texts)
+                self._vocab = build_index(self._decoder, self.special_ids)
             return self._vocab
 
     # ---- the engine thread ----------------------------------------------------------------------------------------
@@ -276,7 +274,7 @@ class Engine:
         history = torch.tensor(ids, dtype=torch.long, device=self.device)
         seq = _Seq(handle=handle, sampler=Sampler(req.sampling, self.device),
                    decoder=IncrementalDecoder(self._decoder, ids[-_PROMPT_TAIL:]), history=history, kv_len=n,
-                   remaining=req.required_start, started=started, reused=reused)
+                   remaining=as_bytes(req.required_start), started=started, reused=reused)
         if req.decoder_input_details:
             seq.prefill = self._prefill_details(ids, out.logits[0])
         self._choose(seq, out.logits[0, -1])

@@ -27,8 +27,13 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
+               threads: int = 0) -> tuple[Any, Any]:
     """(model in eval mode on its device, tokenizer) from a checkpoint directory."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # process-wide: the server owns its process
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(model_dir)

@@ -54,7 +54,7 @@ class ServerState:
 
         model_dir = Path(model_dir)
         adapters = AdapterDirectory(cfg.adapters)
-        model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype)
+        model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype, cfg.torch_threads)
         metrics = Metrics()
         engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
                         prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics)

@@ -1,0 +1,65 @@
+"""Token healing: TGI's `grammar` of the healing form as a constrained start, and the `token_healing` extension."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from core.healing import healing_grammar, rewind_prefix, strip_healed
+
+CURSOR_IN_WORD = "import json\n\ndef load(path):\n    with open(path) as fh:\n        return json.lo"
+
+
+@pytest.fixture
+async def http(make_app):
+    app = make_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60) as c:
+        yield c
+
+
+async def _generate(http, inputs: str, **params) -> dict:
+    r = await http.post("/generate", json={"inputs": inputs, "parameters": {"max_new_tokens": 8, **params}})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("literal", ["lo", "loads(", "ä錯誤😋\n  x", "a\u0308 (\\d+)*?"])
+async def test_grammar_constrains_the_start(http, literal):
+    free = await _generate(http, "x = ")
+    assert not free["generated_text"].startswith(literal)  # the random model would not write it by itself
+    out = await _generate(http, "x = ", grammar=healing_grammar(literal), max_new_tokens=len(literal.encode()) + 4)
+    assert out["generated_text"].startswith(literal)
+
+
+async def test_token_healing_extension_returns_text_after_the_cursor(http, tiny_tokenizer):
+    rewind = rewind_prefix(CURSOR_IN_WORD, tiny_tokenizer)
+    assert rewind.removed and CURSOR_IN_WORD == rewind.prefix + rewind.removed
+    via_grammar = await _generate(http, rewind.prefix, grammar=healing_grammar(rewind.removed))
+    assert via_grammar["generated_text"].startswith(rewind.removed)
+    healed = await _generate(http, CURSOR_IN_WORD, token_healing=True)
+    assert healed["generated_text"] == strip_healed(via_grammar["generated_text"], rewind.removed)
+    full = await _generate(http, CURSOR_IN_WORD, token_healing=True, return_full_text=True)
+    assert full["generated_text"] == CURSOR_IN_WORD + healed["generated_text"]
+
+
+async def test_token_healing_stream_over_http(http):
+    body = {"inputs": CURSOR_IN_WORD, "parameters": {"max_new_tokens": 8, "token_healing": True}}
+    plain = (await http.post("/generate", json=body)).json()["generated_text"]
+    stream = await http.post("/generate_stream", json=body)
+    import json
+
+    events = [json.loads(line[5:]) for line in stream.text.splitlines() if line.startswith("data:")]
+    assert "".join(e["token"]["text"] for e in events) == events[-1]["generated_text"] == plain
+
+
+@pytest.mark.parametrize("grammar", [
+    {"type": "regex", "value": r"\d+"},
+    {"type": "regex", "value": r"ab[\s\S]*x"},
+    {"type": "regex", "value": r"a.b[\s\S]*"},
+    {"type": "json", "value": {"type": "object"}},
+])
+async def test_other_grammars_are_rejected(http, grammar):
+    r = await http.post("/generate", json={"inputs": "x", "parameters": {"grammar": grammar}})
+    assert r.status_code == 422
+    assert r.json()["error_type"] == "validation"
+    assert "parameters.grammar" in r.json()["error"]
