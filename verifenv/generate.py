@@ -162,6 +162,21 @@ def derived_constraints(iface: ModuleInterface, defines: tuple[str, ...] = ()) -
     return lines
 
 
+def owned_files(iface: ModuleInterface, options: GenerateOptions) -> dict[str, str]:
+    """The initial text of the files people and the model own (their holes as generated)."""
+    contract, method = _contract(iface)
+    assertions = "\n".join(f"    {a}" for a in iface.assertions) or "    (none found in the RTL)"
+    return {
+        "tb/ref_model.py": render("ref_model.py.tmpl", {
+            "TOP": iface.name, "CONTRACT": contract, "PORT_TABLE": port_table(iface, options.defines),
+            "METHOD": method}),
+        "tb/constraints.py": render("constraints.py.tmpl", {
+            "TOP": iface.name, "ASSERTIONS": assertions,
+            "DERIVED": "".join(derived_constraints(iface, options.defines))}),
+        "tb/coverage_points.py": render("coverage_points.py.tmpl", {"TOP": iface.name, "POINTS": ""}),
+    }
+
+
 def _write(out_dir: Path, rel: str, text: str, result: GenerateResult, owned: bool, force: bool) -> None:
     path = out_dir / rel
     if owned and path.exists() and not force:
@@ -183,9 +198,6 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
     spec = tb_spec(iface, options)
     run = run_spec(iface, fileset, options)
     rtl_names = ", ".join(Path(f).name for f in fileset.files)
-    contract, method = _contract(iface)
-    assertions = "\n".join(f"    {a}" for a in iface.assertions) or "    (none found in the RTL)"
-    derived = derived_constraints(iface, options.defines)
     files = {
         f"tb/cocotb_{iface.name}.py": (render("cocotb_tb.py.tmpl", {
             "TOP": iface.name, "RTL": rtl_names, "SPEC": pprint.pformat(spec, sort_dicts=True, width=100)}), False),
@@ -194,13 +206,8 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
         "Makefile": (render("Makefile.tmpl", {"TOP": iface.name, "SIM": options.sim,
                                               "CYCLES": str(options.cycles)}), False),
         "pytest.ini": (template("pytest.ini.tmpl"), False),
-        "tb/ref_model.py": (render("ref_model.py.tmpl", {
-            "TOP": iface.name, "CONTRACT": contract, "PORT_TABLE": port_table(iface, options.defines),
-            "METHOD": method}), True),
-        "tb/constraints.py": (render("constraints.py.tmpl", {
-            "TOP": iface.name, "ASSERTIONS": assertions, "DERIVED": "".join(derived)}), True),
-        "tb/coverage_points.py": (render("coverage_points.py.tmpl", {"TOP": iface.name, "POINTS": ""}), True),
     }
+    files.update({rel: (text, True) for rel, text in owned_files(iface, options).items()})
     if options.pyuvm:
         files[f"tb/uvm_{iface.name}.py"] = (render("pyuvm_tb.py.tmpl", {"TOP": iface.name, "RTL": rtl_names}), False)
     for rel, (text, owned) in files.items():

@@ -49,6 +49,7 @@ class Report:
     levels: list[Level] = field(default_factory=list)
     mutants: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fill: list[dict] = field(default_factory=list)  # --fill: each hole, accepted or rejected and why
 
     def status(self, level: str) -> str:
         return next((lv.status for lv in self.levels if lv.level == level), "skip")
@@ -65,13 +66,17 @@ class Report:
 
     def to_json(self) -> dict:
         return {"top": self.top, "sim": self.sim, "claimed": self.claimed,
-                "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes}
+                "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes,
+                "fill": self.fill}
 
     def table(self) -> str:
         lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",
                  f"{'level':<6}{'check':<13}{'status':<11}{'secs':>7}  detail"]
         for lv in self.levels:
             lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status:<11}{lv.seconds:>7.1f}  {lv.detail}")
+        for item in self.fill:
+            lines.append(f"fill  {item['file']}: {item['status']} after {item['rounds']} round(s)"
+                         + (f" - {item['reasons'][-1]}" if item.get("reasons") else ""))
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -134,7 +139,8 @@ def _read_reports(folder: Path, prefix: str) -> list[dict]:
 
 
 def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants: int = 0,
-          seeds: int | None = None, write: bool = True) -> Report:
+          seeds: int | None = None, write: bool = True, reuse_build: bool = False,
+          upto: str = "L5") -> Report:
     """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail."""
     out_dir = Path(out_dir)
     report = Report(top=top, sim=sim)
@@ -157,18 +163,18 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     l0.seconds = time.monotonic() - start
     if add(l0).status != "pass":
         skip_rest("L0", "L0 failed")
-        return _finish(report, out_dir, write)
+        return write_report(report, out_dir, write)
     missing = simulators.unavailable(sim)
     if missing:
         add(Level("L1", NAMES["L1"], "error", missing))
         skip_rest("L1", "no simulator")
-        return _finish(report, out_dir, write)
+        return write_report(report, out_dir, write)
 
-    result = runner.pytest("test_build", cfg.build_timeout_s)
+    result = runner.pytest("test_build", cfg.build_timeout_s, **({"VERIFENV_REUSE_BUILD": "1"} if reuse_build else {}))
     if add(Level("L1", NAMES["L1"], _status(result), "built" if result.returncode == 0 else _describe(result),
                  result.seconds)).status != "pass":
         skip_rest("L1", "L1 failed")
-        return _finish(report, out_dir, write)
+        return write_report(report, out_dir, write)
 
     smoke_dir = sim_reports / "L2"
     result = runner.pytest("test_reset or test_random", cfg.run_timeout_s, VERIFENV_SEED="1",
@@ -176,18 +182,23 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     detail = f"reset, X/Z and {cfg.cycles} random cycles passed" if result.returncode == 0 else _describe(result)
     if add(Level("L2", NAMES["L2"], _status(result), detail, result.seconds)).status != "pass":
         skip_rest("L2", "L2 failed")
-        return _finish(report, out_dir, write)
+        return write_report(report, out_dir, write)
 
+    if upto == "L2":
+        skip_rest("L2", "not part of this check")
+        return write_report(report, out_dir, write)
     add(level3(runner, sim_reports / "L3", seeds))
     add(level4(smoke_dir, cfg))
-    if mutants > 0:
+    if upto != "L5":
+        add(Level("L5", NAMES["L5"], "skip", "not part of this check"))
+    elif mutants > 0:
         if report.status("L3") == "fail":
             add(Level("L5", NAMES["L5"], "skip", "L3 failed: the scoreboard disagrees with the unmutated RTL"))
         else:
             add(level5(runner, out_dir, top, mutants, report))
     else:
         add(Level("L5", NAMES["L5"], "skip", "not requested (--mutants N)"))
-    return _finish(report, out_dir, write)
+    return write_report(report, out_dir, write)
 
 
 def _status(result: process.RunResult) -> str:
@@ -288,7 +299,8 @@ def _kill_reason(folder: Path, run: process.RunResult) -> str:
     return _last_error(run.output)
 
 
-def _finish(report: Report, out_dir: Path, write: bool) -> Report:
+def write_report(report: Report, out_dir: Path, write: bool = True) -> Report:
+    """Write reports/check.json and reports/check.txt (when `write`); returns the report."""
     if write:
         (out_dir / "reports").mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "reports" / "check.json", report.to_json())
