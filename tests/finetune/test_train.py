@@ -1,0 +1,122 @@
+"""`inhouse train` on the tiny model: it learns, writes a servable adapter, and refuses bad setups."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.artifacts import read_info
+from core.errors import ConfigError, CorpusError, ModelError
+from finetune.config import DEFAULT_TARGETS, TrainConfig
+from tests.finetune.conftest import FAST
+
+
+def _records(adapter):
+    return [json.loads(line) for line in (adapter / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_training_lowers_dev_loss(trained_adapter):
+    dev = [r["dev_loss"] for r in _records(trained_adapter) if r.get("event") == "dev"]
+    assert len(dev) >= 3
+    assert dev[-1] < dev[0] - 0.2
+    train = [r["loss"] for r in _records(trained_adapter) if "loss" in r]
+    assert sum(train[-4:]) / 4 < sum(train[:4]) / 4
+
+
+def test_output_directory_holds_everything(trained_adapter, tiny_model_dir, tiny_dataset):
+    from finetune.data import manifest_hash
+
+    info = read_info(trained_adapter)
+    assert info["kind"] == "adapter" and info["fim_format"] == "starcoder"
+    assert info["base_model"] == str(tiny_model_dir.resolve())
+    assert info["dataset_manifest_sha256"] == manifest_hash(tiny_dataset)
+    assert info["chosen_step"] in {8, 16, 24} and info["dev_loss"] is not None
+    assert set(info["objectives"]) == {"psm", "spm", "l2r"}
+    cfg = json.loads((trained_adapter / "config.json").read_text())
+    assert cfg["train"]["lora_r"] == 16 and cfg["git_sha"] == "test" and cfg["processes"] == 1
+    for name in ("adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.jsonl"):
+        assert (trained_adapter / name).is_file(), name
+    assert (trained_adapter / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adapter_loads_back_and_changes_outputs(trained_adapter, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok("def total_apple(items, scale=3):\n    result = 0\n", return_tensors="pt")["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        before = base(ids).logits
+    tuned = PeftModel.from_pretrained(base, trained_adapter)
+    cfg = tuned.peft_config["default"]
+    assert cfg.r == 16 and cfg.lora_alpha == 32 and cfg.lora_dropout == 0.05
+    assert set(cfg.target_modules) == set(DEFAULT_TARGETS) and not cfg.modules_to_save
+    assert tuned.get_input_embeddings().weight.shape[0] == len(tok)  # no new tokens
+    with torch.no_grad():
+        after = tuned(ids).logits
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_refuses_to_overwrite_or_mix_runs(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path):
+    from finetune.train import train
+
+    with pytest.raises(ModelError, match="already holds a trained adapter"):
+        train(tiny_model_dir, tiny_dataset, trained_adapter, TrainConfig(**FAST), progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    with pytest.raises(ModelError, match="--resume"):
+        train(tiny_model_dir, tiny_dataset, tmp_path / "busy", TrainConfig(**FAST), progress=False)
+
+
+def test_qlora_without_gpu_says_so(tiny_model_dir, tiny_dataset, tmp_path):
+    import torch
+
+    from finetune.train import train
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    with pytest.raises(ConfigError, match="qlora"):
+        train(tiny_model_dir, tiny_dataset, tmp_path / "q", TrainConfig(qlora=True), progress=False)
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ConfigError, match="`loss` must be one of full, middle, got 'prefix'"):
+        TrainConfig(loss="prefix")
+    with pytest.raises(ConfigError, match="`lora_r` must be > 0"):
+        TrainConfig(lora_r=0)
+
+
+def test_middle_loss_padding_checkpointing_and_time_budget(tiny_model_dir, tiny_dataset, tmp_path):
+    """The other options run: middle-only loss, padding instead of packing, gradient checkpointing, and a
+    time budget that stops a run planned far longer and still saves the adapter."""
+    from finetune.train import train
+
+    cfg = TrainConfig(**dict(FAST, max_steps=10_000, eval_every=0, save_every=0), loss="middle", pack=False,
+                      gradient_checkpointing=True, max_minutes=0.05)
+    out = train(tiny_model_dir, tiny_dataset, tmp_path / "m", cfg, progress=False)
+    info = read_info(out)
+    assert 5 <= info["steps"] < 10_000
+    end = [r for r in _records(out) if r.get("event") == "end"][0]
+    assert end["elapsed_s"] < 0.05 * 60 + 30
+
+
+def test_empty_objectives_selection_is_an_error(tiny_model_dir, tiny_dataset, tmp_path):
+    from finetune.train import train
+
+    with pytest.raises(CorpusError, match="no training examples"):
+        train(tiny_model_dir, tiny_dataset, tmp_path / "e", TrainConfig(**dict(FAST, objectives=("psm",), seq_len=16)),
+              progress=False)
+
+
+@pytest.mark.gpu
+def test_qlora_and_bf16_on_gpu(tiny_model_dir, tiny_dataset, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from finetune.train import train
+
+    cfg = TrainConfig(**dict(FAST, max_steps=3, eval_every=0, save_every=0), qlora=True, bf16=True,
+                      gradient_checkpointing=True)
+    out = train(tiny_model_dir, tiny_dataset, tmp_path / "g", cfg, progress=False)
+    assert read_info(out)["steps"] == 3
