@@ -213,12 +213,12 @@ class Engine:
             try:
                 self._prefill(handle)
             except InhouseError as exc:
-                handle.emit(ErrorEvent(exc))
                 self.metrics.failure(exc.error_type)
+                handle.emit(ErrorEvent(exc))
             except Exception as exc:  # a failure of one prompt must not take the batch down
                 log.exception("prefill failed")
-                handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
                 self.metrics.failure("generation")
+                handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
         self.metrics.batch_size.set(len(self._rows))
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,
@@ -377,14 +377,13 @@ class Engine:
 
     def _finish(self, seq: _Seq) -> None:
         req = seq.handle.request
+        self.metrics.success(time.monotonic() - seq.started, len(seq.tokens))  # before the client can read them
         seq.handle.emit(FinishEvent(self._visible(seq), seq.finish or "length", len(seq.tokens), seq.sampler.seed,
                                     len(req.input_ids), tuple(seq.tokens), seq.prefill, seq.reused))
-        elapsed = time.monotonic() - seq.started
-        self.metrics.success(elapsed, len(seq.tokens))
 
     def _fail_batch(self, error: InhouseError) -> None:
         for seq in self._rows:
-            seq.handle.emit(ErrorEvent(error))
             self.metrics.failure(error.error_type)
+            seq.handle.emit(ErrorEvent(error))
         self._rows, self._cache, self._mask = [], None, None
         self.metrics.batch_size.set(0)

@@ -34,11 +34,11 @@ def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
         import torch
 
         torch.set_num_threads(threads)  # process-wide: the server owns its process
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     device = pick_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

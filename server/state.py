@@ -17,7 +17,7 @@ from fastapi import Request
 
 from core import __version__
 from core.artifacts import read_info
-from core.errors import OverloadedError
+from core.errors import ModelError, OverloadedError
 from server.adapters import AdapterDirectory
 from server.config import ServeConfig
 from server.engine import Engine, FinishEvent, Handle
@@ -53,6 +53,8 @@ class ServerState:
         from server.loading import load_model
 
         model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
         adapters = AdapterDirectory(cfg.adapters)
         model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype, cfg.torch_threads)
         metrics = Metrics()

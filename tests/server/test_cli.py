@@ -1,0 +1,64 @@
+"""`inhouse serve` as a subprocess (what the language server and VS Code tests start), and the [serve] config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import resolve
+from core.errors import ConfigError
+from server.config import ServeConfig
+from tests.server.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.e2e
+def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
+    port = free_port()
+    env = {**os.environ, "INHOUSE_SERVE_TORCH_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir),
+                             "--port", str(port), "--max-stop-sequences", "8"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        info = httpx.get(f"http://127.0.0.1:{port}/info").json()
+        assert info["max_stop_sequences"] == 8 and info["fim_format"] == "starcoder"
+        r = httpx.post(f"http://127.0.0.1:{port}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
+        assert r.status_code == 200 and r.json()["generated_text"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_serve_reports_a_missing_model_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "core.cli", "serve", "--model", str(tmp_path / "nope")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "is not a model directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_config_section_precedence_and_validation(tmp_path):
+    cfg_file = tmp_path / "inhouse.toml"
+    cfg_file.write_text("[serve]\nport = 9000\nmax_batch_size = 4\n", encoding="utf-8")
+    cfg = resolve(ServeConfig, config_file=cfg_file, env={"INHOUSE_SERVE_PORT": "9100"}, overrides={"host": "0.0.0.0"})
+    assert (cfg.port, cfg.max_batch_size, cfg.host) == (9100, 4, "0.0.0.0")
+    with pytest.raises(ConfigError, match="`max_batch_size` must be > 0, got 0"):
+        ServeConfig(max_batch_size=0)
+    with pytest.raises(ConfigError, match="`max_total_tokens` must be > max_input_tokens"):
+        ServeConfig(max_input_tokens=100, max_total_tokens=100)
