@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from server.threaded import serve_in_thread
 
 
 def make_adapter(model_dir: Path, out: Path, seed: int = 1) -> Path:
@@ -59,41 +57,13 @@ def make_app(tiny_model_dir) -> Iterator[Callable]:
         app.state.server.engine.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def serve(make_app) -> Iterator[Callable]:
     """serve(**create_app options) -> base URL of a real server on 127.0.0.1 (stopped at teardown)."""
     stack = []
 
     def start(adapters_dir: Path | None = None, **options) -> str:
-        cm = running(make_app(adapters_dir=adapters_dir, **options))
+        cm = serve_in_thread(make_app(adapters_dir=adapters_dir, **options))
         url = cm.__enter__()
         stack.append(cm)
         return url

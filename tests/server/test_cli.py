@@ -14,7 +14,7 @@ import pytest
 from core.config import resolve
 from core.errors import ConfigError
 from server.config import ServeConfig
-from tests.server.conftest import free_port
+from server.threaded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
