@@ -89,6 +89,7 @@ def run_spec(iface: ModuleInterface, fileset: FileSet, options: GenerateOptions)
         "defines": sorted(set(fileset.defines) | set(options.defines)),
         "build_args": {sim: list(args) for sim, args in simulators.BUILD_ARGS.items()},
         "seed": options.seed,
+        "uvm_module": f"uvm_{iface.name}" if options.pyuvm else None,
     }
 
 

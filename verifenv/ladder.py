@@ -109,11 +109,13 @@ def _describe(result: process.RunResult) -> str:
 
 
 def _last_error(output: str) -> str:
+    """The most telling line of a failed pytest run: the assertion message, else the summary line."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    for marker in ("AssertionError", "E   ", "FAILED", "Error", "error"):
-        hits = [ln for ln in lines if marker in ln]
+    for pick in (lambda ln: ln.startswith("E ") and "Error:" in ln, lambda ln: ln.startswith("E "),
+                 lambda ln: ln.startswith("FAILED"), lambda ln: "rror" in ln):
+        hits = [ln for ln in lines if pick(ln)]
         if hits:
-            return hits[0][:300] if marker == "E   " else hits[-1][:300]
+            return hits[0].removeprefix("E").strip()[:400]
     return lines[-1][:300] if lines else "no output"
 
 

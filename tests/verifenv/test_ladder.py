@@ -1,0 +1,153 @@
+"""The generated environments under real simulators, and the acceptance ladder's verdicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.verifenv.conftest import MODELS, make_env, require_sim
+from verifenv import ladder
+
+SMOKE = [
+    ("counter.v", "counter", "icarus"),
+    ("adder95.v", "adder95", "icarus"),
+    ("ifdef_ports.v", "ifdef_ports", "icarus"),
+    ("stream_reg.v", "stream_reg", "icarus"),
+    ("two_clock.v", "two_clock", "icarus"),
+]
+
+
+@pytest.mark.parametrize(("rtl", "top", "sim"), SMOKE, ids=[s[1] for s in SMOKE])
+def test_generated_environment_builds_and_passes_smoke(tmp_path, quick_cfg, rtl, top, sim):
+    require_sim(sim)
+    iface, chosen = make_env(tmp_path, rtl, top)
+    assert chosen == sim  # Verilog to Icarus, SystemVerilog to Verilator
+    report = ladder.check(tmp_path, quick_cfg, sim, top, upto="L2")
+    assert [lv.status for lv in report.levels[:3]] == ["pass", "pass", "pass"], report.table()
+    assert report.claimed == "L2"
+    saved = json.loads((tmp_path / "reports" / "check.json").read_text())
+    assert saved["claimed"] == "L2" and saved["levels"][2]["status"] == "pass"
+    assert (tmp_path / "reports" / "check.txt").read_text().startswith(f"verif-env check: {top}")
+    cov = json.loads(next((tmp_path / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())
+    assert set(cov["ports"]) == set(iface_ports(iface))
+
+
+@pytest.fixture(scope="module")
+def fifo_env(tmp_path_factory):
+    """One Verilator build of the FIFO shared by the tests below (a build costs tens of seconds here)."""
+    require_sim("verilator")
+    out = tmp_path_factory.mktemp("fifo")
+    make_env(out, "fifo.sv", "fifo")
+    return out
+
+
+def test_systemverilog_fifo_under_verilator(fifo_env, quick_cfg):
+    report = ladder.check(fifo_env, quick_cfg, "verilator", "fifo", upto="L2")
+    assert [lv.status for lv in report.levels[:3]] == ["pass", "pass", "pass"], report.table()
+
+
+def iface_ports(iface):
+    special = {c.name for c in iface.clocks} | {r.name for r in iface.resets}
+    return [p.name for p in iface.ports if p.active() and p.name not in special]
+
+
+def test_hand_model_agrees_and_kills_mutants(tmp_path, quick_cfg):
+    require_sim("icarus")
+    make_env(tmp_path, "counter.v", "counter", model="counter_model.py")
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "counter", mutants=3)
+    assert report.status("L3") == "pass", report.table()
+    assert report.levels[3].data["compared"] > 0
+    l5 = report.levels[5]
+    assert l5.level == "L5" and l5.status == "pass", report.table()
+    assert l5.data["killed"] == 3 and l5.data["score"] == 1.0
+    assert [m["outcome"] for m in report.mutants] == ["killed"] * 3
+    assert report.claimed == "L5"
+
+
+def test_combinational_model_and_mutants(tmp_path, quick_cfg):
+    require_sim("icarus")
+    make_env(tmp_path, "adder95.v", "adder95", model="adder95_model.py")
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "adder95", mutants=2)
+    assert report.status("L3") == "pass" and report.status("L5") == "pass", report.table()
+
+
+def test_wrong_model_is_caught_by_l3(tmp_path, quick_cfg):
+    require_sim("icarus")
+    make_env(tmp_path, "counter.v", "counter", model="counter_wrong.py")
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "counter", mutants=2)
+    l3 = report.levels[3]
+    assert l3.status == "fail" and "mismatch" in l3.detail and "count" in l3.detail, report.table()
+    assert report.status("L5") == "skip"  # mutants are meaningless against a model that disagrees already
+    assert report.claimed == "L2"
+
+
+def test_a_model_that_returns_nothing_claims_nothing(tmp_path, quick_cfg):
+    require_sim("icarus")
+    make_env(tmp_path, "stream_reg.v", "stream_reg")
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "stream_reg")
+    assert report.status("L3") == "not_shown" and report.claimed == "L2"
+
+
+def test_broken_generated_code_stops_at_l0(tmp_path, quick_cfg):
+    make_env(tmp_path, "counter.v", "counter")
+    (tmp_path / "tb" / "ref_model.py").write_text("class Model(:\n")
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "counter")
+    assert report.levels[0].status == "fail" and "ref_model.py:1" in report.levels[0].detail
+    assert {lv.status for lv in report.levels[1:]} == {"skip"} and report.claimed == "none"
+
+
+def test_rtl_that_does_not_build_fails_l1(tmp_path, quick_cfg):
+    require_sim("icarus")
+    bad = tmp_path / "rtl"
+    bad.mkdir()
+    shutil.copy(MODELS.parent / "rtl" / "counter.v", bad / "counter.v")
+    from verifenv import filelist, generate, interface
+
+    fs = filelist.resolve([bad / "counter.v"], "counter")
+    iface = interface.extract(fs.files, "counter")
+    generate.generate(iface, fs, tmp_path / "env", generate.GenerateOptions(sim="icarus", cycles=10))
+    (bad / "counter.v").write_text((bad / "counter.v").read_text().replace("count + 1'b1", "count + "))
+    report = ladder.check(tmp_path / "env", quick_cfg, "icarus", "counter")
+    assert report.levels[1].status == "fail" and report.claimed == "L0", report.table()
+
+
+def test_dut_assertion_fails_smoke(fifo_env, quick_cfg):
+    """Without the constraints read from its assertions, random stimulus pops an empty FIFO: L2 must say so."""
+    constraints = fifo_env / "tb" / "constraints.py"
+    text = constraints.read_text()
+    start, end = text.index("    # <hole:constraints>"), text.index("    return inputs")
+    try:
+        constraints.write_text(text[:start] + text[end:])
+        report = ladder.check(fifo_env, quick_cfg, "verilator", "fifo", upto="L2", reuse_build=True)
+    finally:
+        constraints.write_text(text)
+    assert report.levels[2].status == "fail", report.table()
+    assert "DUT assertion fired" in report.levels[2].detail and "while" in report.levels[2].detail
+
+
+def test_pyuvm_variant_runs(tmp_path):
+    require_sim("icarus")
+    make_env(tmp_path, "stream_reg.v", "stream_reg", model="stream_reg_model.py", pyuvm=True)
+    env = dict(__import__("os").environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env.pop("PYTEST_ADDOPTS", None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "tb/test_runner.py", "-k", "test_uvm"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "scoreboard compared" in (tmp_path / "sim_build" / "icarus" / "uvm.log").read_text()
+
+
+@pytest.mark.slow
+def test_fifo_hand_model_mutation_score(tmp_path):
+    """Verilator rebuilds per mutant: minutes. bench/verifenv.py reports the same score."""
+    require_sim("verilator")
+    from verifenv.config import VerifEnvConfig
+
+    make_env(tmp_path, "fifo.sv", "fifo", model="fifo_model.py")
+    report = ladder.check(tmp_path, VerifEnvConfig(cycles=100, seeds=2), "verilator", "fifo", mutants=6)
+    assert report.status("L3") == "pass", report.table()
+    assert report.levels[5].data["score"] >= 0.8, report.table()
