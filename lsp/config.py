@@ -1,0 +1,147 @@
+"""Language server settings: the `[lsp]` config section, and the client's settings on top of it.
+
+`inhouse lsp` resolves `LspConfig` once (defaults < file < env < flags); editors then send their own
+settings in `initializationOptions` and `workspace/didChangeConfiguration` (section "inhouse") with the
+camelCase names of `CLIENT_KEYS`, which `apply_client_settings` maps onto the same dataclass. A bad client
+value is reported and ignored, never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core import config
+from core.errors import ConfigError
+from core.fim import get_format
+
+log = logging.getLogger(__name__)
+
+
+@config.section("lsp")
+@dataclass(frozen=True)
+class LspConfig:
+    backend_url: str = "http://127.0.0.1:8080"
+    backend_kind: str = "tgi"              # "tgi" or "openai"
+    adapter: str | None = None             # LoRA adapter id; None for the base model
+    fim_format: str | None = None          # None: the format the backend reports in /info
+    tokenizer: str | None = None           # tokenizer.json (or a model directory) for exact token budgets
+    max_prompt_tokens: int = 2048          # capped by the backend's max_input_tokens
+    max_tokens: int = 64                   # new tokens for a multi-line suggestion
+    max_tokens_single_line: int = 48       # new tokens for a single-line suggestion (capped by max_tokens)
+    suffix_share: float = 0.15
+    context_share: float = 0.25
+    enabled_languages: tuple[str, ...] = ()  # empty: every language inhouse knows
+    enabled: bool = True
+    timeout_s: float = 5.0
+    debounce_ms: int = 0
+    telemetry: bool = False
+    telemetry_path: str | None = None      # default: ~/.local/state/inhouse/telemetry.jsonl
+    message_interval_s: float = 180.0      # at most one window/showMessage per this many seconds
+    index_workspace: bool = True
+    index_max_files: int = 2000
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        config.require(self.backend_kind in ("tgi", "openai"), "backend_kind", "one of tgi, openai",
+                       self.backend_kind)
+        config.require(self.backend_url.startswith(("http://", "https://")), "backend_url", "an http(s) URL",
+                       self.backend_url)
+        config.require(self.max_prompt_tokens >= 64, "max_prompt_tokens", ">= 64", self.max_prompt_tokens)
+        config.require(1 <= self.max_tokens <= 4096, "max_tokens", "in 1..4096", self.max_tokens)
+        config.require(1 <= self.max_tokens_single_line <= 4096, "max_tokens_single_line", "in 1..4096",
+                       self.max_tokens_single_line)
+        config.require(0 <= self.suffix_share < 1, "suffix_share", "in [0, 1)", self.suffix_share)
+        config.require(0 <= self.context_share < 1, "context_share", "in [0, 1)", self.context_share)
+        config.require(self.suffix_share + self.context_share < 0.9, "suffix_share + context_share", "< 0.9",
+                       self.suffix_share + self.context_share)
+        config.require(self.timeout_s > 0, "timeout_s", "> 0", self.timeout_s)
+        config.require(self.debounce_ms >= 0, "debounce_ms", ">= 0", self.debounce_ms)
+        config.require(self.log_level.lower() in ("debug", "info", "warning", "error"), "log_level",
+                       "one of debug, info, warning, error", self.log_level)
+        if self.fim_format is not None:
+            get_format(self.fim_format)  # ConfigError naming the known formats
+
+
+# Client setting name (camelCase, as editors send them) -> LspConfig field.
+CLIENT_KEYS: dict[str, str] = {
+    "backendUrl": "backend_url",
+    "backendKind": "backend_kind",
+    "adapter": "adapter",
+    "fimFormat": "fim_format",
+    "tokenizer": "tokenizer",
+    "maxPromptTokens": "max_prompt_tokens",
+    "maxTokens": "max_tokens",
+    "maxTokensSingleLine": "max_tokens_single_line",
+    "suffixShare": "suffix_share",
+    "contextShare": "context_share",
+    "enabledLanguages": "enabled_languages",
+    "enable": "enabled",
+    "enabled": "enabled",
+    "timeoutMs": "timeout_s",
+    "debounceMs": "debounce_ms",
+    "telemetry": "telemetry",
+    "telemetryPath": "telemetry_path",
+    "indexWorkspace": "index_workspace",
+}
+
+_NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path"}
+
+
+def _convert(field: str, key: str, value: Any) -> Any:
+    if field in _NULLABLE and (value is None or value == ""):
+        return None
+    if field == "timeout_s":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{key}` must be a number of milliseconds, got {value!r}")
+        return float(value) / 1000.0
+    if field == "enabled_languages":
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"`{key}` must be a list of language ids, got {value!r}")
+        return tuple(v.strip() for v in value if v.strip())
+    if field in ("enabled", "telemetry", "index_workspace"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{key}` must be true or false, got {value!r}")
+        return value
+    if field in ("max_prompt_tokens", "max_tokens", "max_tokens_single_line", "debounce_ms"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"`{key}` must be an integer, got {value!r}")
+        return value
+    if field in ("suffix_share", "context_share"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{key}` must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"`{key}` must be a string, got {value!r}")
+    if field == "backend_url":
+        return value.strip().rstrip("/")
+    return value.strip()
+
+
+def apply_client_settings(cfg: LspConfig, options: Mapping[str, Any] | None) -> tuple[LspConfig, list[str]]:
+    """`cfg` with the editor's settings applied; every rejected setting comes back as a message.
+
+    Accepts the settings themselves or wrapped in an "inhouse" section. Unknown keys are ignored.
+    """
+    if not options:
+        return cfg, []
+    if isinstance(options.get("inhouse"), Mapping):
+        options = options["inhouse"]
+    problems: list[str] = []
+    for key, value in options.items():
+        field = CLIENT_KEYS.get(key)
+        if field is None:
+            log.debug("ignoring unknown client setting %r", key)
+            continue
+        try:
+            cfg = dataclasses.replace(cfg, **{field: _convert(field, key, value)})
+        except ConfigError as exc:
+            problems.append(str(exc))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"`{key}`: {exc}")
+    return cfg, problems

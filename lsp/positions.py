@@ -1,0 +1,83 @@
+"""LSP positions to string offsets and back, in UTF-16 code units as the protocol says (or UTF-8/32 when
+the client negotiated them). Lines end at \\n, \\r\\n or \\r only; a character past the end of its line
+means the end of the line, a line past the end of the document means the end of the document."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def _units(ch: str, encoding: str) -> int:
+    if encoding == "utf-8":
+        return len(ch.encode("utf-8"))
+    if encoding == "utf-32":
+        return 1
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def line_starts(text: str) -> list[int]:
+    """Offsets at which each line starts."""
+    return [0] + [m.end() for m in _EOL.finditer(text)]
+
+
+def _line_end(text: str, start: int) -> int:
+    m = _EOL.search(text, start)
+    return m.start() if m else len(text)
+
+
+def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int:
+    """The string offset of an LSP position (clamped to the document)."""
+    if line < 0:
+        return 0
+    starts = line_starts(text) if line > 0 else [0]
+    if line >= len(starts):
+        return len(text)
+    start = starts[line]
+    end = _line_end(text, start)
+    if character <= 0:
+        return start
+    units = 0
+    i = start
+    while i < end:
+        units += _units(text[i], encoding)
+        if units > character:
+            return i  # inside a surrogate pair / multi-byte character: stay before it
+        i += 1
+        if units == character:
+            return i
+    return end
+
+
+def position_at(text: str, offset: int, encoding: str = "utf-16") -> tuple[int, int]:
+    """The LSP (line, character) of a string offset."""
+    offset = max(0, min(offset, len(text)))
+    starts = line_starts(text)
+    lo, hi = 0, len(starts) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if starts[mid] <= offset:
+            lo = mid
+        else:
+            hi = mid - 1
+    start = starts[lo]
+    return lo, sum(_units(c, encoding) for c in text[start:offset])
+
+
+@dataclass(frozen=True)
+class Cursor:
+    prefix: str
+    suffix: str
+    offset: int
+
+
+PREFIX_WINDOW = 100_000
+SUFFIX_WINDOW = 20_000
+
+
+def split_at(text: str, line: int, character: int, encoding: str = "utf-16") -> Cursor:
+    """The text before and after a position, windowed so huge files cost no more than big ones."""
+    offset = offset_at(text, line, character, encoding)
+    return Cursor(text[max(0, offset - PREFIX_WINDOW):offset], text[offset:offset + SUFFIX_WINDOW], offset)
