@@ -103,7 +103,7 @@ async def _complete(pipeline, path: Path, text: str, name: str, header: str, max
     from core.completion.should_complete import Decision
 
     start, end, indent, _body = holes(text)[name]
-    inp = CompletionInput(path=str(path), prefix=header + text[:start] + indent, suffix=text[end:],
+    inp = CompletionInput(path=str(path), prefix=header + text[:start], suffix=text[end:],
                           language_id="python")
     decision = Decision(complete=True, multiline=True, reason="verif-env hole")
     prompt, _max, _t = pipeline.prepare(inp, decision)
