@@ -75,6 +75,9 @@ class CorpusConfig:
     max_prefix_tokens: int = 1024
     max_suffix_tokens: int = 512
     min_prefix_chars: int = 16
+    # "exact": every file is tokenized once and cuts are exact within a token; "estimate": large files are
+    # cut by a characters-per-token ratio measured on slices of them (faster; middles stay exact).
+    token_budgets: str = "exact"
     max_char_span: int = 200
     span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPAN_MIX))
     eval_span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVAL_SPAN_MIX))
@@ -113,6 +116,8 @@ class CorpusConfig:
             require(not unknown, name, f"made of span kinds {', '.join(SPAN_KINDS)}", unknown)
             require(all(w >= 0 for w in mix.values()) and sum(mix.values()) > 0, name,
                     "non-negative weights with a positive sum", mix)
+        require(self.token_budgets in ("exact", "estimate"), "token_budgets", '"exact" or "estimate"',
+                self.token_budgets)
         if self.eval_since is not None:
             import datetime
 

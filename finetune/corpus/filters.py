@@ -27,6 +27,7 @@ GENERATED = re.compile(
 # one run is longer than `max_encoded_blob_chars` (1024) or runs cover more than half of it.
 BASE64_RUN = re.compile(r"[a-zA-Z0-9+/\n=]{64,}")
 HEX_RUN = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
+HEX_GATE = re.compile(r"[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]")
 ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}")
 
 REASONS = ("vendored", "lock_file", "unknown_language", "language_not_selected", "too_large", "unreadable",
@@ -61,7 +62,12 @@ def bytes_reason(data: bytes, cfg: CorpusConfig) -> str | None:
 
 def _encoded_run_too_long(text: str, limit: int) -> bool:
     covered = 0
-    for regex in (BASE64_RUN, HEX_RUN, ESCAPE_RUN):
+    regexes = [BASE64_RUN]
+    if "0x" in text or "\\x" in text or HEX_GATE.search(text):  # skip the slow \b-anchored pattern when it cannot match
+        regexes.append(HEX_RUN)
+    if "\\u" in text:
+        regexes.append(ESCAPE_RUN)
+    for regex in regexes:
         for match in regex.finditer(text):
             run = match.group(0)
             if regex is not BASE64_RUN or _looks_encoded(run):
@@ -95,7 +101,7 @@ def text_reason(text: str, cfg: CorpusConfig, sentinels: tuple[str, ...] = ()) -
     longest = max((len(line) for line in lines), default=0)
     if longest > cfg.max_line_length or len(text) / max(len(lines), 1) > cfg.max_avg_line_length:
         return "long_lines"
-    alpha = sum(1 for c in text if c.isalpha())
+    alpha = sum(map(str.isalpha, text))
     if alpha / len(text) < cfg.min_alpha_fraction:
         return "low_alpha"
     if GENERATED.search("\n".join(lines[: cfg.header_lines])):

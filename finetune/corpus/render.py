@@ -9,14 +9,19 @@ share `context_rate` carries related files of the same repository in the format'
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.fim import FimFormat, FimMode, RepoContext, RepoFile
 
-# The most characters one token of a code tokenizer covers (runs of spaces): windows are cut this wide
-# before encoding, so a 1 MB file is never encoded whole to keep 1024 tokens of it.
+# The most characters one token of a code tokenizer covers (runs of spaces): no middle longer than this many
+# characters per token of its cap can fit.
 MAX_CHARS_PER_TOKEN = 8
+# How wide a window `head`/`tail` encode to keep `limit` tokens: code averages 3-4.5 characters a token in
+# BPE code tokenizers, so a window of 5 per token nearly always holds the limit; when it holds fewer, the cut
+# is simply shorter than the budget (never longer), and a 1 MB file is never encoded whole for 1024 tokens.
+WINDOW_CHARS_PER_TOKEN = 5
 SNAP_CHARS = 400
 
 
@@ -43,7 +48,7 @@ class Tokens:
         """The longest end of `text` within `limit` tokens, starting at a line start when one is near."""
         if not text or limit <= 0:
             return ""
-        window = text[-limit * MAX_CHARS_PER_TOKEN:]
+        window = text[-limit * WINDOW_CHARS_PER_TOKEN:]
         offsets = self._encode(window).offsets
         if len(offsets) > limit:
             cut = offsets[len(offsets) - limit][0]
@@ -60,7 +65,7 @@ class Tokens:
         """The longest start of `text` within `limit` tokens, ending at a line end when one is near."""
         if not text or limit <= 0:
             return ""
-        window = text[: limit * MAX_CHARS_PER_TOKEN]
+        window = text[: limit * WINDOW_CHARS_PER_TOKEN]
         offsets = self._encode(window).offsets
         if len(offsets) > limit:
             cut = offsets[limit][0]
@@ -72,6 +77,83 @@ class Tokens:
         if nl > 0 and cut - nl < SNAP_CHARS:
             cut = nl + 1
         return window[:cut]
+
+
+class FileTokens:
+    """A file encoded once: every budget of its examples becomes a bisection over token start offsets.
+
+    Piece boundaries may tokenize a token differently from the whole file, so budgets hold within a token or
+    two; middles are also checked exactly with `Tokens.fits`.
+    """
+
+    def __init__(self, tokens: Tokens, text: str) -> None:
+        self.text = text
+        self.starts = [start for start, _ in tokens._encode(text).offsets] if text else []
+
+    def count(self, a: int, b: int) -> int:
+        return bisect_left(self.starts, b) - bisect_left(self.starts, a)
+
+    def tail_start(self, a: int, limit: int) -> int:
+        """Where a prefix ending at `a` starts to hold at most `limit` tokens (at a line start when near)."""
+        j = bisect_left(self.starts, a) - limit
+        if j <= 0:
+            return 0
+        cut = self.starts[j]
+        nl = self.text.find("\n", cut, a)
+        return nl + 1 if nl != -1 and nl - cut < SNAP_CHARS else cut
+
+    def head_end(self, b: int, limit: int) -> int:
+        """Where a suffix starting at `b` ends to hold at most `limit` tokens (at a line end when near)."""
+        j = bisect_left(self.starts, b) + limit
+        if j >= len(self.starts):
+            return len(self.text)
+        cut = self.starts[j]
+        nl = self.text.rfind("\n", b, cut)
+        return nl + 1 if nl != -1 and cut - nl < SNAP_CHARS else cut
+
+
+class EstimatedTokens:
+    """Budgets for a large file from its characters-per-token ratio, measured on a few slices of it.
+
+    `token_budgets = "estimate"`: the tokenizer sees ~6 kB per file instead of all of it (tokenizing is the
+    largest cost of a build). The ratio used is the densest slice's, minus 5 %, so budgets err short.
+    """
+
+    SLICE = 2048
+
+    def __init__(self, tokens: Tokens, text: str, rng: random.Random) -> None:
+        self.text = text
+        starts = sorted(rng.randrange(0, len(text) - self.SLICE) for _ in range(3))
+        ratios = []
+        for a in starts:
+            piece = text[a:a + self.SLICE]
+            ratios.append(len(piece) / max(tokens.count(piece), 1))
+        self.chars_per_token = min(ratios) * 0.95
+        self.mean_chars_per_token = sum(ratios) / len(ratios)
+
+    def count(self, a: int, b: int) -> int:
+        return int((b - a) / self.mean_chars_per_token + 0.5)
+
+    def tail_start(self, a: int, limit: int) -> int:
+        cut = a - int(limit * self.chars_per_token)
+        if cut <= 0:
+            return 0
+        nl = self.text.find("\n", cut, a)
+        return nl + 1 if nl != -1 and nl - cut < SNAP_CHARS else cut
+
+    def head_end(self, b: int, limit: int) -> int:
+        cut = b + int(limit * self.chars_per_token)
+        if cut >= len(self.text):
+            return len(self.text)
+        nl = self.text.rfind("\n", b, cut)
+        return nl + 1 if nl != -1 and cut - nl < SNAP_CHARS else cut
+
+
+def file_tokens(tokens: Tokens, text: str, mode: str, rng: random.Random) -> FileTokens | EstimatedTokens:
+    """Exact token offsets of the file, or (mode "estimate", files over 3 slices) a calibrated estimate."""
+    if mode == "estimate" and len(text) > 4 * EstimatedTokens.SLICE:
+        return EstimatedTokens(tokens, text, rng)
+    return FileTokens(tokens, text)
 
 
 @dataclass(frozen=True)

@@ -74,15 +74,23 @@ def check_repos(repos: list[RepoSpec]) -> list[RepoSpec]:
 
 
 def git_toplevel(path: Path) -> Path | None:
-    """The top of the git work tree holding `path`, or None when `path` is not inside one."""
+    """The top of the git work tree holding `path`, or None when `path` is not inside one or that work tree
+    ignores it (a copy of sources under an ignored folder of another repository is treated as a plain folder).
+    """
     try:
         out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True,
                              timeout=30, check=False)
+        if out.returncode != 0:
+            return None
+        top = Path(out.stdout.strip())
+        if top.resolve() != Path(path).resolve():
+            ignored = subprocess.run(["git", "check-ignore", "-q", "."], cwd=path, capture_output=True, timeout=30,
+                                     check=False)
+            if ignored.returncode == 0:
+                return None
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    return Path(out.stdout.strip())
+    return top
 
 
 def git_commit(path: Path) -> str | None:

@@ -55,12 +55,16 @@ _TOKEN_RULES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
 _COMPILED_RULES = tuple((name, gates, re.compile(p), ph) for name, gates, p, ph in _TOKEN_RULES)
 # Words near which a secret is assigned; lines holding none of them skip the keyword-style detectors.
 _KEYWORD_GATE = re.compile(r"key|pwd|pass|token|secret|auth|cred|cloudant|softlayer|api|contrase")
-# A secret-named variable, key or flag assigned a literal: keep the name, replace the value.
+# A variable, key or flag assigned a quoted literal; `_SECRET_NAME` then decides from the name alone. The
+# lookbehind anchors the match at the start of a name, so each name is tried once (no quadratic backtracking).
 _ASSIGNMENT = re.compile(
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*?(?:passw(?:or)?d|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|"
-    r"auth[_-]?token|access[_-]?token|refresh[_-]?token|private[_-]?key|client[_-]?secret|credentials?|"
-    r"token)[A-Za-z0-9_]*)(?P<sep>['\"]?\s*(?::=|=>|==|=|:)\s*[rbuf]?)(?P<q>['\"`])(?P<value>[^'\"`\s]{6,})(?P=q)",
-    re.IGNORECASE)
+    r"(?<![\w.-])(?P<name>[A-Za-z_][\w.-]*)(?P<sep>['\"]?\s*(?::=|=>|==|=|:)\s*[rbuf]?)(?P<q>['\"`])"
+    r"(?P<value>[^'\"`\s]{6,})(?P=q)")
+_SECRET_NAME = re.compile(
+    r"passw(?:or)?d|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|access[_-]?token|"
+    r"refresh[_-]?token|private[_-]?key|client[_-]?secret|credential|token", re.IGNORECASE)
+# Values the vendor detectors with keyword patterns (Cloudant, IBM, SoftLayer) need: a long unbroken run.
+_LONG_VALUE = re.compile(r"[A-Za-z0-9_\-/+]{24,}")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}:?[0-9A-Fa-f]{0,4}(?:[0-9A-Fa-f]{1,4}|:)?(?![\w:])")
@@ -136,9 +140,31 @@ _LINE_PLUGINS = frozenset({"KeywordDetector", "CloudantDetector", "IbmCloudIamDe
                            "SoftlayerDetector", "BasicAuthDetector"})
 # IP addresses are handled (with their exceptions) by our own rule above.
 _SKIPPED_PLUGINS = frozenset({"IPPublicDetector"})
+# Vendor plugins whose patterns start with a fixed literal run only when that literal occurs.
+_PLUGIN_GATES: dict[str, tuple[str, ...]] = {
+    "AWSKeyDetector": ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws", "AWS", "Aws"),
+    "ArtifactoryDetector": ("AKC", "AP"),
+    "AzureStorageKeyDetector": ("AccountKey=",),
+    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "GitLabTokenDetector": ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "GR1348941", "glcbt-", "glimt-",
+                            "glptt-", "glagent-"),
+    "JwtTokenDetector": ("eyJ",),
+    "MailchimpDetector": ("-us",),
+    "NpmDetector": ("_authToken",),
+    "OpenAIDetector": ("T3BlbkFJ",),
+    "PrivateKeyDetector": ("PRIVATE KEY", "PuTTY"),
+    "PypiTokenDetector": ("pypi-",),
+    "SendGridDetector": ("SG.",),
+    "SlackDetector": ("xox", "hooks.slack.com"),
+    "SquareOAuthDetector": ("sq0csp-",),
+    "StripeDetector": ("k_live_",),
+    "TwilioKeyDetector": ("AC", "SK"),
+}
+# The least Shannon entropy a string can have above each plugin's limit needs this many characters.
+_MIN_ENTROPY_LENGTH = {"Base64HighEntropyString": 23, "HexHighEntropyString": 9}
 
 
-def _plugin_findings(text: str, filename: str) -> list[tuple[str, str, str]]:
+def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple[str, str, str]]:
     """(secret value, placeholder, count key) for everything detect-secrets finds in `text`."""
     from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
     from detect_secrets.plugins.keyword import (
@@ -148,7 +174,6 @@ def _plugin_findings(text: str, filename: str) -> list[tuple[str, str, str]]:
     )
     from detect_secrets.util.filetype import determine_file_type
 
-    keyword_lines = _keyword_lines(text)
     found: list[tuple[str, str, str]] = []
     for plugin in _detectors():
         name = type(plugin).__name__
@@ -162,13 +187,20 @@ def _plugin_findings(text: str, filename: str) -> list[tuple[str, str, str]]:
                     if value and not _HARMLESS_VALUES.match(value) and len(value) >= 4 and "<" not in value:
                         found.append((value, _placeholder_for(plugin.secret_type, line), key))
         elif isinstance(plugin, HighEntropyStringsPlugin):
+            shortest = _MIN_ENTROPY_LENGTH.get(name, 1)
             for value in plugin.analyze_string(text):
-                if "\n" not in value and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
+                if len(value) >= shortest and "\n" not in value \
+                        and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                     found.append((value, "<KEY>", key))
-        elif name == "ArtifactoryDetector" and "AKC" not in text and "AP" not in text:
+        elif name in _PLUGIN_GATES and not any(g in text for g in _PLUGIN_GATES[name]):
             continue
         else:
-            scope = keyword_lines if name in _LINE_PLUGINS else text
+            if name == "BasicAuthDetector":
+                scope = keyword_lines if "://" in keyword_lines else ""
+            elif name in _LINE_PLUGINS:
+                scope = "\n".join(line for line in keyword_lines.split("\n") if _LONG_VALUE.search(line))
+            else:
+                scope = text
             for value in plugin.analyze_string(scope) if scope else ():
                 if value and len(value) >= 6:
                     found.append((value, _placeholder_for(plugin.secret_type, value), key))
@@ -204,7 +236,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
             sub(regex, name, placeholder)
 
     def assignment(m: re.Match[str]) -> str:
-        if _HARMLESS_VALUES.match(m["value"]) or "<" in m["value"]:
+        if not _SECRET_NAME.search(m["name"]) or _HARMLESS_VALUES.match(m["value"]) or "<" in m["value"]:
             return m.group(0)
         ph = "<PASSWORD>" if _password_like(m["name"]) else ("<TOKEN>" if "token" in m["name"].lower() else "<KEY>")
         return f"{m['name']}{m['sep']}{m['q']}{ph}{m['q']}"
@@ -234,7 +266,8 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
 
     sub(_IPV4, "ip_address", ipv4)
     sub(_IPV6, "ip_address", ipv6)
-    for value, placeholder, key in sorted(set(_plugin_findings(text, filename)), key=lambda f: (-len(f[0]), f)):
+    findings = _plugin_findings(text, filename, _keyword_lines(text))
+    for value, placeholder, key in sorted(set(findings), key=lambda f: (-len(f[0]), f)):
         n = text.count(value)
         if n and value not in PLACEHOLDERS:
             text = text.replace(value, placeholder)

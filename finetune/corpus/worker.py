@@ -5,6 +5,7 @@ distributed engine can run them as map steps (docs/corpus.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections import Counter
@@ -35,13 +36,19 @@ _STATE: WorkerState | None = None
 _TOKENS: render.Tokens | None = None
 
 
-def init(state: WorkerState) -> None:
-    """Pool initializer: keep the state and load the tokenizer once per process."""
-    global _STATE, _TOKENS
+@functools.cache
+def load_tokenizer(path: str):
+    """The tokenizer, loaded once per process (the parent loads it before forking: children inherit it)."""
     from tokenizers import Tokenizer
 
+    return Tokenizer.from_file(path)
+
+
+def init(state: WorkerState) -> None:
+    """Pool initializer: keep the state and the tokenizer."""
+    global _STATE, _TOKENS
     _STATE = state
-    _TOKENS = render.Tokens(Tokenizer.from_file(state.tokenizer_file))
+    _TOKENS = render.Tokens(load_tokenizer(state.tokenizer_file))
 
 
 def spool_path(spool: str, key: int) -> str:
@@ -138,8 +145,17 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     src = spans.parse_source(text, job.language, counts, languages.parse)
     is_train = job.split == "train"
 
+    file_tokens = render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}"))
+    cap = cfg.max_middle_tokens
+
     def ok(a: int, b: int) -> bool:
-        return a == b or tokens.fits(text[a:b], cfg.max_middle_tokens)
+        # The whole-file count is within a token or two of the middle's own; encode only near the cap.
+        if a == b:
+            return True
+        if b - a > cap * render.MAX_CHARS_PER_TOKEN:
+            return False
+        approx = file_tokens.count(a, b)
+        return approx <= cap - 4 or (approx <= cap + 4 and tokens.fits(text[a:b], cap))
 
     if is_train:
         objectives = [render.choose_objective(rng, cfg.fim_rate, cfg.spm_rate)
@@ -151,29 +167,28 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     fim_objectives = [o for o in objectives if o != "l2r"]
     chosen = spans.select_spans(src, len(fim_objectives), mix, rng, ok, counts, cfg.max_char_span,
                                 cfg.min_prefix_chars)
-    context_files: list[tuple[str, str]] | None = None
+    context: list = []  # built on first use, then shared by every row of the file that carries context
 
     def maybe_context():
-        nonlocal context_files
         if not (is_train and fmt.has_repo_layout and rng.random() < cfg.context_rate):
             return None
-        if context_files is None:
-            context_files = _context_files(job, text, rng)
-        if not context_files:
-            return None
-        return render.build_context(tokens, job.repo, job.path, context_files, cfg.max_context_tokens)
+        if not context:
+            files = _context_files(job, text, rng)
+            context.append(render.build_context(tokens, job.repo, job.path, files, cfg.max_context_tokens)
+                           if files else None)
+        return context[0]
 
     rows: list[dict[str, Any]] = []
     for span, objective in zip(chosen, fim_objectives, strict=False):
-        prefix = tokens.tail(text[: span.start], cfg.max_prefix_tokens)
-        suffix = tokens.head(text[span.end:], cfg.max_suffix_tokens)
+        prefix = text[file_tokens.tail_start(span.start, cfg.max_prefix_tokens):span.start]
+        suffix = text[span.end:file_tokens.head_end(span.end, cfg.max_suffix_tokens)]
         rows.append(render.fim_row(fmt, meta, prefix, text[span.start:span.end], suffix, objective, span.kind,
                                    maybe_context()))
         counts[f"kind:{span.kind}"] += 1
     for _ in range(objectives.count("l2r")):
         starts = src.line_starts
         start = starts[rng.randrange(len(starts))] if len(text) > cfg.max_l2r_tokens * 2 else 0
-        body = tokens.head(text[start:], cfg.max_l2r_tokens)
+        body = text[start:file_tokens.head_end(start, cfg.max_l2r_tokens)]
         if body.strip():
             rows.append(render.l2r_row(fmt, meta, body, maybe_context()))
             counts["kind:l2r"] += 1
