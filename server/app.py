@@ -101,14 +101,35 @@ def _sse(data: dict[str, Any]) -> str:
     return f"data:{json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+class _GenerationStream(StreamingResponse):
+    """A stream that releases its generation however the response ends (even if it never started)."""
+
+    def __init__(self, content, release, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._release()
+
+
 async def open_stream(state: ServerState, prepared: Prepared, render) -> StreamingResponse:
     """Start a generation and stream its events, each rendered by `render(token, finish)` into SSE text.
 
     The generation is submitted before the response starts, so a 429 is a plain HTTP error; when the client
-    disconnects, the stream is closed and its `finally` cancels the generation.
+    disconnects, the response ends and the generation is cancelled.
     """
     cm = state.generation(prepared)
     handle = await cm.__aenter__()
+    released = False
+
+    async def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            await cm.__aexit__(None, None, None)
 
     async def body():
         held: TokenEvent | None = None
@@ -123,9 +144,9 @@ async def open_stream(state: ServerState, prepared: Prepared, render) -> Streami
         except InhouseError as exc:
             yield errors.sse_error(exc)
         finally:
-            await cm.__aexit__(None, None, None)
+            await release()
 
-    return StreamingResponse(body(), media_type="text/event-stream",
+    return _GenerationStream(body(), release, media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 

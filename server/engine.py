@@ -238,6 +238,9 @@ class Engine:
         mtime = adapter_mtime(path)
         if self._adapters.get(name) == mtime:
             return
+        weights = [p for p in ("adapter_model.safetensors", "adapter_model.bin") if (path / p).is_file()]
+        if not weights:
+            raise GenerationError(f"adapter {name!r} could not be loaded: {path} has no adapter_model.safetensors")
         from peft import PeftModel
 
         try:
@@ -250,6 +253,8 @@ class Engine:
                 self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
         except Exception as exc:  # peft raises many types for a malformed adapter
             self._adapters.pop(name, None)
+            if isinstance(self.model, PeftModel) and name in self.model.peft_config:
+                self.model.delete_adapter(name)
             raise GenerationError(f"adapter {name!r} could not be loaded: {exc}") from exc
         self.model.eval()
         self._adapters[name] = mtime

@@ -17,7 +17,7 @@ from fastapi import Request
 
 from core import __version__
 from core.artifacts import read_info
-from core.errors import ModelError, OverloadedError
+from core.errors import GenerationError, ModelError, OverloadedError
 from server.adapters import AdapterDirectory
 from server.config import ServeConfig
 from server.engine import Engine, FinishEvent, Handle
@@ -102,6 +102,8 @@ class ServerState:
     @asynccontextmanager
     async def generation(self, prepared: Prepared):
         """Submit to the engine within the bound on requests in flight (429 beyond it); cancel on exit."""
+        if not self.engine.alive:
+            raise GenerationError("the generation engine is not running")
         with self._lock:
             if self._in_flight >= self.config.max_concurrent_requests:
                 self.metrics.failure("overloaded")

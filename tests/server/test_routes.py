@@ -91,7 +91,7 @@ async def test_symlink_out_of_the_directory_is_refused(app, http, adapters_dir, 
     assert r.status_code == 422
 
 
-async def test_new_adapter_is_picked_up_without_restart(app, http, tiny_model_dir):
+async def test_new_adapter_is_picked_up_without_restart(app, http, tiny_model_dir, tmp_path):
     live = app.state.server.adapters.directory
     r = await http.post("/generate", json={"inputs": "x = ", "parameters": {"adapter_id": "team-b"}})
     assert r.status_code == 422
@@ -104,6 +104,13 @@ async def test_new_adapter_is_picked_up_without_restart(app, http, tiny_model_di
         assert r.status_code == 200
         outs[adapter] = r.json()["generated_text"]
     assert len(set(outs.values())) == 3
+    # A retrained adapter replaces the directory: the next request is served by the new weights.
+    make_adapter(tiny_model_dir, tmp_path / "team-b-v2", seed=9)
+    shutil.rmtree(live / "team-b")
+    shutil.copytree(tmp_path / "team-b-v2", live / "team-b")
+    r = await http.post("/generate", json={"inputs": "x = ", "parameters": {"adapter_id": "team-b",
+                                                                             "max_new_tokens": 8}})
+    assert r.status_code == 200 and r.json()["generated_text"] != outs["team-b"]
     shutil.rmtree(live / "team-b")
     r = await http.post("/generate", json={"inputs": "x = ", "parameters": {"adapter_id": "team-b"}})
     assert r.status_code == 422
