@@ -72,7 +72,7 @@ def test_good_fill_accepted_wrong_fill_repaired_with_feedback(tmp_path):
         "    'loaded': lambda i, o: i.get('load') == 1,\n",
     ])
     cfg = VerifEnvConfig(cycles=30, seeds=1, max_repair=1)
-    outcome = fill.fill(tmp_path, iface, cfg, "icarus", backend=backend, mutants=2)
+    outcome = fill.fill(tmp_path, iface, cfg, "icarus", backend=backend)
     status = {i["file"]: (i["status"], i["rounds"]) for i in outcome.items}
     assert status == {"tb/constraints.py": ("accepted", 1), "tb/ref_model.py": ("accepted", 2),
                       "tb/coverage_points.py": ("accepted", 1)}, outcome.summary()
@@ -81,7 +81,7 @@ def test_good_fill_accepted_wrong_fill_repaired_with_feedback(tmp_path):
     # the round-2 prompt carried the round-1 failure back to the model
     assert "previous attempt was rejected" in backend.prompts[4]
     report = json.loads((tmp_path / "reports" / "check.json").read_text())
-    assert report["claimed"] == "L5" and [f["status"] for f in report["fill"]] == ["accepted"] * 3
+    assert report["claimed"] == "L4" and [f["status"] for f in report["fill"]] == ["accepted"] * 3
     assert "self.count = inputs['din'] & m" in (tmp_path / "tb" / "ref_model.py").read_text()
 
 
