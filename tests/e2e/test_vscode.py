@@ -35,11 +35,13 @@ CODE_SERVER_DIR = REPO / ".cache" / "code-server"
 NPM_CACHE = REPO / ".cache" / "npm"
 KEEP_DIR = REPO / "out" / "e2e-screenshots"
 
-PY_SOURCE = 'import math\n\n\ndef area(radius):\n    return \n\n\nprint(area(2.0))\n'
+# What the rewired tiny model says after any FIM prompt (valid Python and TypeScript at both cursors).
+GHOST = "(radius ** 2) * 3.14"
+PY_SOURCE = "def circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n"
 TS_SOURCE = (
-    "export function greet(name: string): string {\n"
-    "  const message = \n"
-    "  return message;\n"
+    "export function circleArea(radius: number): number {\n"
+    "  const area = \n"
+    "  return area;\n"
     "}\n"
 )
 
@@ -61,8 +63,8 @@ class Case:
 
 
 CASES = (
-    Case("python", "circle.py", PY_SOURCE, line=5, column=12),
-    Case("typescript", "greet.ts", TS_SOURCE, line=2, column=19),
+    Case("python", "circle.py", PY_SOURCE, line=2, column=12),
+    Case("typescript", "circle.ts", TS_SOURCE, line=2, column=16),
 )
 
 
@@ -148,14 +150,50 @@ def timings() -> Iterator[dict[str, float]]:
     print("\nvscode e2e timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in data.items()))
 
 
+def build_ghost_model(tiny_dir: Path, out_dir: Path, text: str) -> Path:
+    """The tiny random model rewired to answer `text` after `<fim_middle>` whatever the prompt (greedy).
+
+    A random model with tied embeddings repeats its last token: the final hidden state is closest to the
+    embedding of the token it just read. With an untied head whose row for token chain[i+1] is the embedding of
+    chain[i] (a permutation of the rows), the argmax steps along <fim_middle> -> text's tokens -> <|endoftext|>.
+    """
+    from safetensors.torch import load_file, save_file
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    chain = [tok.token_to_id("<fim_middle>"), *tok.encode(text).ids, tok.token_to_id("<|endoftext|>")]
+    assert len(set(chain)) == len(chain), f"{text!r} repeats a token of the tiny tokenizer: {chain}"
+    tensors = load_file(str(tiny_dir / "model.safetensors"))
+    embeddings = tensors["model.embed_tokens.weight"]
+    rows = list(range(embeddings.shape[0]))
+    for prev, nxt in zip(chain, chain[1:]):
+        rows[nxt] = prev
+    rows[chain[0]] = chain[-1]
+    tensors["lm_head.weight"] = embeddings[rows].clone()
+    out_dir.mkdir(parents=True)
+    for f in tiny_dir.iterdir():
+        if f.is_file() and f.name not in ("model.safetensors", "config.json"):
+            shutil.copy(f, out_dir / f.name)
+    config = json.loads((tiny_dir / "config.json").read_text())
+    config["tie_word_embeddings"] = False
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def ghost_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_ghost_model(tiny_model_dir, tmp_path_factory.mktemp("ghost") / "model", GHOST)
+
+
 @pytest.fixture
-def embedded_server(tiny_model_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """`inhouse serve` with the tiny model on a free port (greedy decoding: deterministic output)."""
+def embedded_server(ghost_model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """`inhouse serve` with the rewired tiny model on a free port (greedy decoding: deterministic output)."""
     port = _free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
+            [sys.executable, "-m", "core.cli", "serve", "--model", str(ghost_model_dir), "--port", str(port)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -188,7 +226,7 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_server: str, tiny_model_dir: Path,
+def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_server: str, ghost_model_dir: Path,
                                                   timings: dict[str, float]) -> None:
     t0 = time.monotonic()
     chromium = _find_chromium()
@@ -219,9 +257,11 @@ def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_serve
            "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_CACHE_HOME": str(home / ".cache"),
            "TMPDIR": str(tmp)}
     env.pop("VSCODE_IPC_HOOK_CLI", None)
+    # the language server inherits this: a busy 2-core machine can take more than the default 5 s per answer
+    env["INHOUSE_LSP_TIMEOUT_S"] = "30"
     cs_config = tmp_path / "code-server.yaml"
     cs_config.write_text("auth: none\ncert: false\n")
-    _write_user_config(user_data / "User", embedded_server, tiny_model_dir)
+    _write_user_config(user_data / "User", embedded_server, ghost_model_dir)
     t = time.monotonic()
     _run([str(code_server), "--config", str(cs_config), "--user-data-dir", str(user_data),
           "--extensions-dir", str(extensions), "--install-extension", str(vsix)],
@@ -276,6 +316,9 @@ def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_serve
                f"\nscreenshots: {shots}")
     assert result["ok"], f"e2e failed: {result['error']}{context}"
     assert result["status"]["ready"].startswith("inhouse: ready"), result["status"]
+    with urllib.request.urlopen(f"{embedded_server}/info", timeout=5) as resp:
+        model_id = json.loads(resp.read())["model_id"]
+    assert model_id in result["status"]["ready"], f"model {model_id!r} not in the status bar: {result['status']}"
 
     for case, got in zip(CASES, result["cases"], strict=True):
         ghost = got["ghost"]
@@ -290,6 +333,7 @@ def test_vscode_ghost_text_accept_save_and_status(tmp_path: Path, embedded_serve
         inserted = saved[len(before): len(saved) - len(after)]
         assert _collapse(inserted) == _collapse(shown), (
             f"{case.file}: saved {inserted!r} but the ghost text showed {shown!r}")
+        assert inserted == GHOST, f"{case.file}: inserted {inserted!r}, the model says {GHOST!r}"
 
     assert result["toggle"]["off"].startswith("inhouse: disabled"), result["toggle"]
     assert result["toggle"]["ghostWhileOff"] is None, f"ghost text while disabled: {result['toggle']}"

@@ -148,12 +148,15 @@ async function triggerUntilGhost(page, totalMs) {
   return { ghost: null, attempts };
 }
 
+// The file on disk once it differs from `before` and two reads 150 ms apart agree (a save truncates, then writes).
 async function waitFileChange(file, before, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
+  let last = null;
   while (Date.now() < deadline) {
     const now = fs.readFileSync(file, 'utf8');
-    if (now !== before) return now;
-    await new Promise((r) => setTimeout(r, 100));
+    if (now !== before && now === last) return now;
+    last = now;
+    await new Promise((r) => setTimeout(r, 150));
   }
   return fs.readFileSync(file, 'utf8');
 }

@@ -8,8 +8,17 @@
 /** The server-side command name (LSP `workspace/executeCommand`). */
 export const ACCEPTED_COMMAND = 'inhouse.accepted';
 
+/** The suggestion id the server put in its own `inhouse.accepted` command on an item, if any. */
+export function serverSuggestionId(command: { command: string; arguments?: unknown[] } | undefined): string | undefined {
+  if (!command || command.command !== ACCEPTED_COMMAND || !Array.isArray(command.arguments)) return undefined;
+  const first = command.arguments[0] as { id?: unknown } | undefined;
+  return first && typeof first.id === 'string' ? first.id : undefined;
+}
+
 /** Arguments of "inhouse.accepted" (one object). */
 export interface AcceptedArgs {
+  /** The server's id of the suggestion, when its item carried one. */
+  readonly id?: string;
   readonly uri: string;
   readonly languageId: string;
   /** Where the accepted text starts (0-based line, UTF-16 character as in LSP). */
@@ -25,6 +34,7 @@ export interface AcceptedArgs {
 
 /** A suggestion on screen: `remaining` is the ghost text still to be accepted, starting at line/character. */
 export interface ShownSuggestion {
+  readonly id?: string;
   readonly uri: string;
   readonly languageId: string;
   readonly line: number;
@@ -112,6 +122,7 @@ export class PartialAcceptTracker {
     this.shown.set(uri, [{ ...hit, line: next.line, character: next.character, remaining: rest }]);
     if (c.text.length < 2) return null;
     return {
+      ...(hit.id !== undefined ? { id: hit.id } : {}),
       uri,
       languageId: hit.languageId,
       line: hit.line,

@@ -19,7 +19,14 @@ import {
   ServerOptions,
   State,
 } from 'vscode-languageclient/node';
-import { ACCEPTED_COMMAND, AcceptedArgs, ghostRemainder, PartialAcceptTracker, ShownSuggestion } from './acceptance';
+import {
+  ACCEPTED_COMMAND,
+  AcceptedArgs,
+  ghostRemainder,
+  PartialAcceptTracker,
+  serverSuggestionId,
+  ShownSuggestion,
+} from './acceptance';
 import { findExecutable, Probes, resolveServerCommand, ServerCommand, StartFailure, startFailureMessage } from './serverCommand';
 import { didChangeConfigurationSettings, ExtensionSettings, needsRestart, needsServerUpdate, readSettings, toServerSettings } from './settings';
 import { initialStatus, reduce, render, StatusEvent, StatusModel, StatusNotification } from './status';
@@ -28,6 +35,8 @@ export const STATUS_NOTIFICATION = '$/inhouse/status';
 /** Local command put on every suggestion; VS Code runs it when the suggestion is accepted in full. */
 export const INTERNAL_ACCEPTED = 'inhouse.internal.accepted';
 const MAX_RESTARTS = 3;
+/** A server that sends no `$/inhouse/status` within this long after `initialize` is taken as ready. */
+const STATUS_GRACE_MS = 5000;
 const RESTART_WINDOW_MS = 3 * 60 * 1000;
 
 /** The client never shows its own notifications: the controller shows one clear message itself. */
@@ -156,7 +165,9 @@ export class Controller implements vscode.Disposable {
     const client = new QuietLanguageClient('inhouse', 'inhouse', serverOptions, this.clientOptions());
     // textDocument/inlineCompletion is a proposed LSP 3.18 feature in vscode-languageclient 10
     client.registerProposedFeatures();
+    let heardStatus = false;
     client.onNotification(STATUS_NOTIFICATION, (params: StatusNotification) => {
+      heardStatus = true;
       this.log.debug(`status ${JSON.stringify(params)}`);
       this.dispatch({ kind: 'server', params });
     });
@@ -164,7 +175,11 @@ export class Controller implements vscode.Disposable {
     try {
       await client.start();
       this.log.info(`language server started: ${JSON.stringify(client.initializeResult?.serverInfo ?? {})}`);
-      this.dispatch({ kind: 'started' });
+      // the server reports ready (with the model) once it has reached its backend; wait for that
+      const timer = setTimeout(() => {
+        if (!heardStatus && this.client === client) this.dispatch({ kind: 'started' });
+      }, STATUS_GRACE_MS);
+      this.disposables.push({ dispose: () => clearTimeout(timer) });
     } catch (err) {
       this.client = undefined;
       await client.dispose(2000).catch(() => undefined);
@@ -311,7 +326,9 @@ export class Controller implements vscode.Disposable {
         const start = item.range && item.range.start.line === position.line ? item.range.start : position;
         const typed = start.isBefore(position) ? document.getText(new vscode.Range(start, position)) : null;
         const remaining = ghostRemainder(text, typed);
+        const id = serverSuggestionId(item.command);
         const args: AcceptedArgs = {
+          ...(id !== undefined ? { id } : {}),
           uri,
           languageId: document.languageId,
           line: start.line,
@@ -323,6 +340,7 @@ export class Controller implements vscode.Disposable {
         item.command = { command: INTERNAL_ACCEPTED, title: 'inhouse: accepted', arguments: [args, item.command] };
         if (remaining !== null && remaining !== '') {
           shown.push({
+            ...(id !== undefined ? { id } : {}),
             uri,
             languageId: document.languageId,
             line: position.line,
@@ -344,12 +362,24 @@ export class Controller implements vscode.Disposable {
     }
   }
 
-  /** Run by VS Code after a full accept (the item's command). */
+  /**
+   * Run by VS Code after a full accept (the item's command). The server's own `inhouse.accepted` command
+   * (with its suggestion id) is sent as it is; any other command the server attached still runs, and the
+   * accept is then reported with the extension's own arguments.
+   */
   async onAccepted(args: AcceptedArgs, original?: vscode.Command): Promise<void> {
     this.tracker.fullyAccepted(args.uri);
+    if (original?.command === ACCEPTED_COMMAND) {
+      const serverArgs = (original.arguments ?? [])[0] as AcceptedArgs | undefined;
+      await this.sendAccepted(serverArgs ?? args);
+      return;
+    }
     if (original?.command) {
-      await vscode.commands.executeCommand(original.command, ...(original.arguments ?? []));
-      if (original.command === ACCEPTED_COMMAND) return; // the server's own command already told it
+      try {
+        await vscode.commands.executeCommand(original.command, ...(original.arguments ?? []));
+      } catch (err) {
+        this.log.warn(`command ${original.command} of the accepted suggestion failed: ${String(err)}`);
+      }
     }
     await this.sendAccepted(args);
   }
@@ -371,9 +401,9 @@ export class Controller implements vscode.Disposable {
   private async sendAccepted(args: AcceptedArgs): Promise<void> {
     const client = this.client;
     if (!client || client.state !== State.Running) return;
-    this.log.info(
-      `sending ${ACCEPTED_COMMAND} (${args.full ? 'full' : 'partial'}, ${args.text.length} chars) for ${args.uri}`,
-    );
+    const full = args.full !== false;
+    const chars = typeof args.text === 'string' ? args.text.length : 0;
+    this.log.info(`sending ${ACCEPTED_COMMAND} (${full ? 'full' : 'partial'}, ${chars} chars) for ${args.uri}`);
     try {
       await client.sendRequest(ExecuteCommandRequest.type, { command: ACCEPTED_COMMAND, arguments: [args] });
       this.log.info(`${ACCEPTED_COMMAND} acknowledged by the server`);

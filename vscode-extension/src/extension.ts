@@ -12,14 +12,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const log = vscode.window.createOutputChannel('inhouse', { log: true });
   const statusItem = vscode.window.createStatusBarItem('inhouse.status', vscode.StatusBarAlignment.Right, 100);
   statusItem.name = 'inhouse';
-  statusItem.command = 'inhouse.toggle';
+  statusItem.command = 'inhouse.toggleCompletions';
   controller = new Controller(log, statusItem);
   const c = controller;
   context.subscriptions.push(
     log,
     statusItem,
     c,
-    vscode.commands.registerCommand('inhouse.toggle', () => c.toggle()),
+    vscode.commands.registerCommand('inhouse.toggleCompletions', () => c.toggle()),
     vscode.commands.registerCommand('inhouse.showServerLog', () => c.showLog()),
     vscode.commands.registerCommand('inhouse.restartServer', () => c.restart()),
     vscode.commands.registerCommand(INTERNAL_ACCEPTED, (args: AcceptedArgs, original?: vscode.Command) =>

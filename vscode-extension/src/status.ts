@@ -93,7 +93,9 @@ export function display(m: StatusModel): Display {
   if (!m.enabled) return 'disabled';
   if (m.server === 'failed' || m.server === 'stopped' || m.server === 'starting') return m.server;
   if (m.server === 'unreachable' || m.server === 'disabled') return m.server;
-  if (m.server === 'generating' || m.inflight > 0) return 'generating';
+  // The client knows exactly when it waits for an answer; a server "generating" with nothing in flight is a
+  // request the editor cancelled (the server may not report ready after a cancellation).
+  if (m.inflight > 0) return 'generating';
   return 'ready';
 }
 

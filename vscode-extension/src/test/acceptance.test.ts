@@ -1,6 +1,6 @@
 /** Unit tests: which edits are partial accepts of a shown suggestion, and the ghost text of an item. */
 import { strict as assert } from 'node:assert';
-import { advance, ghostRemainder, PartialAcceptTracker, ShownSuggestion } from '../acceptance';
+import { advance, ghostRemainder, PartialAcceptTracker, serverSuggestionId, ShownSuggestion } from '../acceptance';
 
 const U = 'file:///ws/a.py';
 const shown = (over: Partial<ShownSuggestion> = {}): ShownSuggestion => ({
@@ -92,5 +92,22 @@ describe('PartialAcceptTracker', () => {
     const t = new PartialAcceptTracker();
     t.setShown(U, [shown({ remaining: 'pass', suggestion: 'pass' }), shown({ remaining: 'yield x', suggestion: 'yield x' })]);
     assert.equal(t.onChange(U, [{ line: 1, character: 4, rangeLength: 0, text: 'yield' }])?.suggestion, 'yield x');
+  });
+});
+
+describe('serverSuggestionId', () => {
+  it('reads the id from the server\'s own inhouse.accepted command only', () => {
+    const args = [{ id: 's-17', uri: U, text: 'x', full: true }];
+    assert.equal(serverSuggestionId({ command: 'inhouse.accepted', arguments: args }), 's-17');
+    assert.equal(serverSuggestionId({ command: 'other.command', arguments: args }), undefined);
+    assert.equal(serverSuggestionId({ command: 'inhouse.accepted', arguments: [{ id: 17 }] }), undefined);
+    assert.equal(serverSuggestionId({ command: 'inhouse.accepted' }), undefined);
+    assert.equal(serverSuggestionId(undefined), undefined);
+  });
+
+  it('partial accepts carry the id of the suggestion they come from', () => {
+    const t = new PartialAcceptTracker();
+    t.setShown(U, [shown({ id: 's-3' })]);
+    assert.equal(t.onChange(U, [{ line: 1, character: 4, rangeLength: 0, text: 'return' }])?.id, 's-3');
   });
 });

@@ -16,9 +16,11 @@ describe('status state machine', () => {
     let m = run([{ kind: 'started' }, server({ state: 'ready', model: 'tiny', adapter: 'team-a' })]);
     assert.equal(display(m), 'ready');
     assert.equal(render(m).text, '$(check) inhouse: ready · tiny · team-a');
-    m = reduce(m, server({ state: 'generating' }));
+    m = run([{ kind: 'requestStarted' }, server({ state: 'generating' })], m);
     assert.equal(display(m), 'generating');
     assert.equal(m.model, 'tiny');
+    m = reduce(m, { kind: 'requestFinished' });
+    assert.equal(display(m), 'ready', 'a cancelled request leaves the server at "generating": not shown');
     m = reduce(m, server({ state: 'unreachable', detail: 'http://127.0.0.1:9/ refused' }));
     assert.equal(display(m), 'unreachable');
     assert.equal(render(m).background, 'warning');
