@@ -28,6 +28,10 @@ from server.threaded import serve_in_thread  # noqa: E402
 SOURCE = (ROOT / "core" / "fim.py").read_text(encoding="utf-8")
 
 
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def _prompts(tag: str, n: int) -> list[str]:
     """n code prompts that share no prefix with each other or with other tags' prompts."""
     body = SOURCE[:1200]
@@ -81,6 +85,7 @@ async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, flo
             errors.append(f"{type(exc).__name__}: {exc}")
             return 0, 0.0
 
+    _progress("one stream")
     # 1. one stream, tokens/s (after a warm-up request)
     await guarded(one_stream(client, _prompts("warm", 1)[0], 4))
     rates = []
@@ -90,6 +95,7 @@ async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, flo
         out["stream_tokens"] = n
     out["stream_tps"] = statistics.median(rates)
 
+    _progress("8 concurrent, then 8 in a row")
     # 2. eight clients at once vs the same eight requests in a row (different prompts: no prefix reuse across runs)
     t0 = time.perf_counter()
     results = await asyncio.gather(*[guarded(one_request(client, p, args.new_tokens))
@@ -102,6 +108,7 @@ async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, flo
         total += n
     out["serial_tps"] = total / (time.perf_counter() - t0)
 
+    _progress("prefix reuse")
     # 3. a user typing: the prompt grows by 5 characters
     ratios = []
     long_body = SOURCE[:args.prefix_chars]
@@ -112,6 +119,7 @@ async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, flo
         ratios.append(t_next / t_first if t_first else float("inf"))
     out["prefix_ratio"] = statistics.median(ratios)
 
+    _progress("burst of 32")
     # 4. a burst of 32 mixed requests (streams and plain, several lengths)
     burst = []
     for i, p in enumerate(_prompts("burst", 32)):
@@ -154,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures = asyncio.run(run_server_figures(url, args, errors))
         finally:
             app.state.server.engine.close()
+        _progress("model.generate baseline")
         base_tps = baseline_tokens_per_s(model_dir, _prompts("stream0", 1)[0], int(figures["stream_tokens"]) or 1,
                                          args.runs)
 
