@@ -32,10 +32,16 @@ def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") ->
     """The string offset of an LSP position (clamped to the document)."""
     if line < 0:
         return 0
-    starts = line_starts(text) if line > 0 else [0]
-    if line >= len(starts):
-        return len(text)
-    start = starts[line]
+    start = 0
+    if line > 0:
+        seen = 0
+        for m in _EOL.finditer(text):  # stops at the cursor's line: no need to scan the rest of a big file
+            seen += 1
+            if seen == line:
+                start = m.end()
+                break
+        else:
+            return len(text)
     end = _line_end(text, start)
     if character <= 0:
         return start

@@ -17,6 +17,7 @@ from typing import Protocol
 from core.fim import FimFormat, FimMode, RepoContext, RepoFile
 from core.healing import rewind_prefix
 
+JOIN_SLACK = 4  # tokens allowed per join of separately counted pieces
 CHARS_PER_TOKEN = 3  # conservative: code averages 3.5-4 characters per token with code tokenizers
 _TRAILING_WORD = re.compile(r"[\w$]{1,24}$")
 
@@ -39,7 +40,7 @@ class BuiltPrompt:
     prefix: str        # the prefix as used (cut to budget, without `heal`)
     suffix: str        # the suffix as used
     context: tuple[RepoFile, ...]
-    tokens: int        # prompt length in tokens (estimated from characters without a tokenizer)
+    tokens: int        # prompt length in tokens, an upper bound (estimated from characters without a tokenizer)
     exact: bool        # whether `tokens` was counted with the model's tokenizer
 
 
@@ -72,12 +73,17 @@ class TokenCounter:
             return ""
         if self.tokenizer is None:
             return text[-tokens * CHARS_PER_TOKEN:]
-        window = text[-tokens * 12:]  # no token is longer than 12 characters on average over a window
-        enc = self._encode(window)
-        if len(enc.ids) <= tokens:
-            return window
-        start = enc.offsets[len(enc.ids) - tokens][0]
-        return window[start:]
+        # Encode a window a little longer than the budget should need, growing it only when it falls short:
+        # encoding cost is linear in characters, and editors send whole files.
+        chars = tokens * 5
+        while True:
+            window = text[-chars:]
+            enc = self._encode(window)
+            if len(enc.ids) > tokens:
+                return window[enc.offsets[len(enc.ids) - tokens][0]:]
+            if len(window) == len(text):
+                return window
+            chars *= 2
 
     def head(self, text: str, tokens: int) -> str:
         """The longest start of `text` within `tokens` tokens."""
@@ -85,11 +91,15 @@ class TokenCounter:
             return ""
         if self.tokenizer is None:
             return text[:tokens * CHARS_PER_TOKEN]
-        window = text[:tokens * 12]
-        enc = self._encode(window)
-        if len(enc.ids) <= tokens:
-            return window
-        return window[:enc.offsets[tokens][0]]
+        chars = tokens * 5
+        while True:
+            window = text[:chars]
+            enc = self._encode(window)
+            if len(enc.ids) > tokens:
+                return window[:enc.offsets[tokens][0]]
+            if len(window) == len(text):
+                return window
+            chars *= 2
 
 
 def _snap_prefix(text: str, full_len: int) -> str:
@@ -136,12 +146,16 @@ def build_prompt(
     """Render a FIM prompt for the cursor between `prefix` and `suffix` within `budget.max_prompt_tokens`."""
     counter = TokenCounter(tokenizer)
     total = max(16, budget.max_prompt_tokens)
+    context = list(context) if fmt.has_repo_layout else []
     overhead = counter.count("".join(fmt.sentinels)) + counter.count(path) + counter.count(repo_name) + 8
-    available = max(8, total - overhead)
+    # Pieces are counted on their own; each join between two of them may merge differently by a few tokens.
+    joins = 4 + 2 * len(context)
+    available = max(8, total - overhead - JOIN_SLACK * joins)
     suffix_budget = int(available * budget.suffix_share)
     context_budget = int(available * budget.context_share) if fmt.has_repo_layout else 0
 
     suffix_used = _snap_suffix(counter.head(suffix, suffix_budget), len(suffix))
+    suffix_tokens = counter.count(suffix_used)
     files: list[RepoFile] = []
     spent_context = 0
     for f in context:
@@ -150,24 +164,28 @@ def build_prompt(
             continue
         files.append(f)
         spent_context += cost
-    prefix_budget = available - counter.count(suffix_used) - spent_context
+    prefix_budget = available - suffix_tokens - spent_context
     prefix_used = _snap_prefix(counter.tail(prefix, prefix_budget), len(prefix))
     removed = ""
     if heal:
         prefix_used, removed = rewind_for_healing(prefix_used, counter)
-
-    for _ in range(8):
-        ctx = RepoContext(repo_name=repo_name, path=path, files=tuple(files)) if fmt.has_repo_layout else None
-        prompt = fmt.render_prompt(prefix_used, suffix_used, mode, ctx)
+    # Every piece is within its share: the whole is within `total`, joins included, without encoding it again.
+    bound = overhead + JOIN_SLACK * joins + prefix_budget + suffix_tokens + spent_context
+    ctx = RepoContext(repo_name=repo_name, path=path, files=tuple(files)) if fmt.has_repo_layout else None
+    prompt = fmt.render_prompt(prefix_used, suffix_used, mode, ctx)
+    if counter.exact and bound <= total:
+        return BuiltPrompt(prompt, removed, prefix_used, suffix_used, tuple(files), bound, True)
+    for _ in range(8):  # tiny budgets: check the real count and shrink until it fits
         tokens = counter.count(prompt)
         excess = tokens - total
         if excess <= 0:
             return BuiltPrompt(prompt, removed, prefix_used, suffix_used, tuple(files), tokens, counter.exact)
-        # Over budget (tokens merge differently across the pieces' edges): drop context, then cut the prefix.
         if files:
             files.pop()
-            continue
-        prefix_used = counter.tail(prefix_used, max(0, counter.count(prefix_used) - excess - 4))
+        else:
+            prefix_used = counter.tail(prefix_used, max(0, counter.count(prefix_used) - excess - 4))
+        ctx = RepoContext(repo_name=repo_name, path=path, files=tuple(files)) if fmt.has_repo_layout else None
+        prompt = fmt.render_prompt(prefix_used, suffix_used, mode, ctx)
     # Still over after several rounds (a pathological tokenizer): a short prefix alone always fits.
     prefix_used = counter.tail(prefix_used, available // 2)
     prompt = fmt.render_prompt(prefix_used, "", mode, None)

@@ -62,3 +62,24 @@ def test_unicode_prefix_cut_is_clean(tiny_tokenizer):
     prefix = "s = '錯誤😋 ä a\u0308'\n" * 200 + "t = "
     built = build_prompt(prefix, "", fmt, budget=PromptBudget(max_prompt_tokens=100), tokenizer=tiny_tokenizer)
     assert prefix.endswith(built.prefix) and built.tokens <= 100
+
+
+@pytest.mark.parametrize("limit", [96, 400])
+def test_budget_holds_at_many_cursors_of_real_files(tiny_tokenizer, limit):
+    """The bound is computed from the pieces; the real count of the whole prompt must respect it."""
+    import random
+    from pathlib import Path
+
+    import core
+
+    fmt = get_format("starcoder")
+    rng = random.Random(limit)
+    sources = [p.read_text(encoding="utf-8") for p in sorted(Path(core.__file__).parent.glob("*.py"))]
+    for _ in range(60):
+        text = rng.choice(sources)
+        cut = rng.randrange(len(text))
+        ctx = [RepoFile("other.py", rng.choice(sources)[:400])]
+        built = build_prompt(text[:cut], text[cut:], fmt, budget=PromptBudget(max_prompt_tokens=limit),
+                             tokenizer=tiny_tokenizer, context=ctx, path="pkg/mod.py")
+        real = len(tiny_tokenizer.encode(built.prompt, add_special_tokens=False).ids)
+        assert real <= built.tokens <= limit
