@@ -79,15 +79,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out_dir: Path, step: int, model, optimizer, state: dict[str, Any]) -> Path:
-    """Write checkpoint `step` atomically; the state JSON goes last so only complete directories count."""
+def save_checkpoint(out_dir: Path, step: int, adapter: dict[str, Any], optimizer_state: dict[str, Any] | None,
+                    state: dict[str, Any]) -> Path:
+    """Write checkpoint `step` atomically; the state JSON goes last so only complete directories count.
+
+    `optimizer_state` is None for sharded runs (FSDP, DeepSpeed): a resume there restarts the optimizer moments.
+    """
     import torch
     from safetensors.torch import save_file
 
     target = checkpoint_dir(out_dir, step)
     with atomic_directory(target, overwrite=True) as tmp:
-        save_file(adapter_state(model), str(tmp / ADAPTER_FILE))
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        save_file(adapter, str(tmp / ADAPTER_FILE))
+        if optimizer_state is not None:
+            torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
         torch.save(rng_state(), tmp / RNG_FILE)
         write_json_atomic(tmp / STATE_FILE, dict(state, step=step))
     log.info("checkpoint %s", target)
@@ -101,12 +106,17 @@ def read_state(path: Path) -> dict[str, Any]:
         raise ModelError(f"checkpoint {str(path)!r} is unreadable: {exc}") from exc
 
 
+def read_adapter_weights(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / ADAPTER_FILE))
+
+
 def load_adapter_weights(path: Path, model) -> None:
     """Put a checkpoint's LoRA weights into a peft model."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    result = set_peft_model_state_dict(model, load_file(str(Path(path) / ADAPTER_FILE)))
+    result = set_peft_model_state_dict(model, read_adapter_weights(path))
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
         raise ModelError(f"checkpoint {str(path)!r} does not match this model (unexpected keys {unexpected[:3]})")
@@ -118,7 +128,10 @@ def load_checkpoint(path: Path, model, optimizer) -> dict[str, Any]:
 
     path = Path(path)
     load_adapter_weights(path, model)
-    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
+    if (path / OPTIMIZER_FILE).is_file():
+        optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
+    else:
+        log.warning("checkpoint %s has no optimizer state (a sharded run): optimizer moments restart", path)
     set_rng_state(torch.load(path / RNG_FILE, map_location="cpu", weights_only=False))
     return read_state(path)
 

@@ -74,7 +74,9 @@ def eval_command(
     limit: int | None = typer.Option(None, "--limit", help="Score only N eval rows (0: all)."),
     modes: str | None = typer.Option(None, "--modes", help="Comma list of l2r, psm, spm, l2r+ctx, psm+ctx, spm+ctx."),
     tuned_modes: str | None = typer.Option(None, "--tuned-modes", help="Modes for the tuned model (default: --modes)."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens"),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Bound for single-line cursors."),
+    max_new_tokens_multiline: int | None = typer.Option(None, "--max-new-tokens-multiline"),
+    max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Prompt budget in tokens."),
     batch_size: int | None = typer.Option(None, "--batch-size"),
     heal: bool | None = typer.Option(None, "--heal/--no-heal", help="Token healing for l2r and spm."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
@@ -89,7 +91,8 @@ def eval_command(
     if compare and adapter is None:
         raise ConfigError("--compare needs --adapter (the tuned model to compare with the base)")
     cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
-                          max_new_tokens=max_new_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
+                          max_new_tokens=max_new_tokens, max_new_tokens_multiline=max_new_tokens_multiline,
+                          max_prompt_tokens=max_prompt_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
                           threads=threads)
     report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
                       run_metadata=run_metadata())

@@ -89,6 +89,7 @@ class TokenStats:
     tokens: int = 0
     loss_tokens: int = 0
     dropped_too_long: int = 0
+    refit: int = 0
     by_objective: dict[str, int] = field(default_factory=dict)
 
 
@@ -117,8 +118,9 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
 
     loss="full": every token is a target except the FIM sentinels. loss="middle": only the tokens that end after
     the prompt (`prompt_chars`) are targets, so the token that straddles the cursor is learned, as healing asks;
-    left-to-right rows have no middle and keep the full loss. FIM rows longer than `seq_len` are dropped (their
-    middle would be cut); left-to-right rows are split into `seq_len` windows.
+    left-to-right rows have no middle and keep the full loss. FIM rows longer than `seq_len` are re-rendered by
+    `fit_row` with their prefix and suffix cut as at inference (dropped only when the middle leaves no room);
+    left-to-right rows are split into `seq_len` windows.
     """
     wanted = set(objectives)
     rows = [r for r in rows if r.get("objective") in wanted]
@@ -126,39 +128,59 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
     if not rows:
         return [], stats
     masked = sentinel_ids(tokenizer, fmt)
-    eot_id = tokenizer.convert_tokens_to_ids(fmt.eot)
     examples: list[Example] = []
-    chunk = 512
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        enc = tokenizer([r["text"] for r in part], add_special_tokens=False, return_offsets_mapping=True)
-        for row, ids, offsets in zip(part, enc["input_ids"], enc["offset_mapping"], strict=True):
-            objective = row["objective"]
-            if ids and ids[-1] != eot_id and row["text"].endswith(fmt.eot):
-                log.debug("end token not tokenized as one token in a %s row", objective)
-            cut = int(row.get("prompt_chars") or 0)
-            labels = []
-            for tid, (_s, e) in zip(ids, offsets, strict=True):
-                target = tid not in masked
-                if loss == "middle" and objective != "l2r":
-                    target = target and e > cut
-                labels.append(tid if target else IGNORE)
-            if len(ids) > seq_len:
-                if objective != "l2r":
-                    stats.dropped_too_long += 1
+    pending = list(rows)
+    for attempt in range(2):
+        too_long = []
+        for start in range(0, len(pending), 512):
+            part = pending[start:start + 512]
+            enc = tokenizer([r["text"] for r in part], add_special_tokens=False, return_offsets_mapping=True)
+            for row, ids, offsets in zip(part, enc["input_ids"], enc["offset_mapping"], strict=True):
+                objective = row["objective"]
+                if len(ids) > seq_len and objective != "l2r":
+                    too_long.append(row)
                     continue
-                pieces = [(ids[i:i + seq_len], labels[i:i + seq_len]) for i in range(0, len(ids), seq_len)]
-            else:
-                pieces = [(ids, labels)]
-            for pid, plab in pieces:
-                if len(pid) < 2:
-                    continue
-                examples.append(Example(list(pid), list(plab)))
-                stats.examples += 1
-                stats.tokens += len(pid)
-                stats.loss_tokens += sum(1 for x in plab[1:] if x != IGNORE)
-                stats.by_objective[objective] = stats.by_objective.get(objective, 0) + 1
+                cut = int(row.get("prompt_chars") or 0)
+                labels = []
+                for tid, (_s, e) in zip(ids, offsets, strict=True):
+                    target = tid not in masked
+                    if loss == "middle" and objective != "l2r":
+                        target = target and e > cut
+                    labels.append(tid if target else IGNORE)
+                for i in range(0, len(ids), seq_len):
+                    pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
+                    if len(pid) < 2:
+                        continue
+                    examples.append(Example(list(pid), list(plab)))
+                    stats.examples += 1
+                    stats.tokens += len(pid)
+                    stats.loss_tokens += sum(1 for x in plab[1:] if x != IGNORE)
+                    stats.by_objective[objective] = stats.by_objective.get(objective, 0) + 1
+        if attempt == 0:
+            pending = [f for f in (fit_row(r, fmt, tokenizer, seq_len) for r in too_long) if f is not None]
+            stats.refit += len(pending)
+            stats.dropped_too_long += len(too_long) - len(pending)
+        else:
+            stats.dropped_too_long += len(too_long)
+            stats.refit -= len(too_long)
     return examples, stats
+
+
+def fit_row(row: dict[str, Any], fmt: fim.FimFormat, tokenizer, seq_len: int) -> dict[str, Any] | None:
+    """A FIM row too long for `seq_len`, re-rendered with its prefix and suffix cut to fit, exactly as the
+    language server's prompt builder cuts them at inference (`core.completion.prompt.build_prompt`, no
+    repository context). None when the middle alone leaves no room."""
+    from core.completion.prompt import PromptBudget, build_prompt
+
+    middle = row.get("middle", "")
+    middle_tokens = len(tokenizer(middle + fmt.eot, add_special_tokens=False)["input_ids"])
+    room = seq_len - middle_tokens - 2
+    if room < 32:
+        return None
+    counter = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    built = build_prompt(row["prefix"], row["suffix"], fmt, budget=PromptBudget(max_prompt_tokens=room),
+                         tokenizer=counter, mode=row["objective"], heal=False)
+    return dict(row, text=built.prompt + middle + fmt.eot, prompt_chars=len(built.prompt), has_context=False)
 
 
 @dataclass

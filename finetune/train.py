@@ -41,7 +41,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     """Train an adapter of `base` on `dataset` into `out`; returns `out`."""
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import gather_object
+    from accelerate.utils import DistributedType, gather_object
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, set_seed
 
@@ -56,6 +56,10 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         raise ConfigError("`qlora` needs a CUDA GPU (bitsandbytes 4-bit); run without --qlora on this machine")
     accelerator = Accelerator(mixed_precision="bf16" if (cfg.bf16 and cuda) else "no", cpu=not cuda)
     main = accelerator.is_main_process
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
+        raise ConfigError("`grad_accum` must be 1 under DeepSpeed (set gradient_accumulation_steps in the "
+                          "DeepSpeed config instead), got " + str(cfg.grad_accum))
     if cfg.bf16 and not cuda:
         log.warning("--bf16 takes effect on a CUDA GPU only; training in float32")
     if cfg.threads:
@@ -167,31 +171,34 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             bar.total = state["planned_steps"]
         out_of_time = bool(budget_s) and state["elapsed_s"] >= budget_s
         last = step >= state["planned_steps"] or out_of_time
-        if main and dev and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
-            dev_loss = _evaluate(accelerator.unwrap_model(model), dev, cfg.batch_size, device)
+        if dev and (last or (cfg.eval_every and step % cfg.eval_every == 0)):  # every rank: same result
+            dev_loss = _evaluate(model, dev, cfg.batch_size, device)
             metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2), **dev_loss})
             if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
                 state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
-        if main and (last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step):
-            ckpt.save_checkpoint(out, step, accelerator.unwrap_model(model), optimizer, state)
-            ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
+        if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
+            weights = _adapter_weights(accelerator, model, sharded)  # a collective when sharded
+            if main:
+                ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state)
+                ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
             break
     bar.close()
 
     # --- 6. save: the best adapter on dev, inhouse.json, resolved config, metrics and the loss curve -------------
-    final = accelerator.unwrap_model(model)
-    hashes = gather_object([_weights_hash(final)])
+    weights = _adapter_weights(accelerator, model, sharded)
+    hashes = gather_object([_weights_hash(weights) if weights is not None else None])
     accelerator.wait_for_everyone()
     if not main:
         return out
+    hashes = [h for h in hashes if h is not None]
     if len(set(hashes)) != 1:
         raise ModelError(f"data-parallel ranks disagree on the trained weights: {hashes}")
     chosen = state["best_step"] or step
     if chosen != step:
-        ckpt.load_adapter_weights(ckpt.checkpoint_dir(out, chosen), final)
-    _save_adapter(final, out)
+        weights = ckpt.read_adapter_weights(ckpt.checkpoint_dir(out, chosen))
+    _save_adapter(weights, accelerator.unwrap_model(model), out)
     tokenizer.save_pretrained(out)
     write_json_atomic(out / CONFIG_FILE, {
         "train": to_dict(cfg), "base": str(base), "data": str(dataset), "processes": accelerator.num_processes,
@@ -339,20 +346,41 @@ def _primary_mode(rows: list[dict[str, Any]], cfg: TrainConfig) -> str:
     return f"{order}+ctx" if with_context else order
 
 
-def _save_adapter(model, out: Path) -> None:
-    """peft's adapter files, written to a temporary directory and moved into `out`."""
+def _adapter_weights(accelerator, model, sharded: bool) -> dict[str, Any] | None:
+    """The LoRA weights on the main process (None elsewhere); gathered from every rank when sharded."""
+    from peft import get_peft_model_state_dict
+
+    unwrapped = accelerator.unwrap_model(model)
+    if sharded:
+        full = accelerator.get_state_dict(model)
+        if not accelerator.is_main_process:
+            return None
+        return {k: v.detach().to("cpu").contiguous()
+                for k, v in get_peft_model_state_dict(unwrapped, state_dict=full).items()}
+    return ckpt.adapter_state(unwrapped) if accelerator.is_main_process else None
+
+
+def _save_adapter(weights: dict[str, Any], model, out: Path) -> None:
+    """peft's adapter files (adapter_config.json, adapter_model.safetensors), written aside and moved into `out`."""
+    import copy
+
+    from safetensors.torch import save_file
+
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
     try:
-        model.save_pretrained(tmp)
+        config = copy.deepcopy(model.peft_config["default"])
+        config.inference_mode = True
+        config.save_pretrained(tmp)
+        save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         for item in tmp.iterdir():
             os.replace(item, out / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _weights_hash(model) -> str:
+def _weights_hash(weights: dict[str, Any]) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(ckpt.adapter_state(model).items()):
+    for name, tensor in sorted(weights.items()):
         digest.update(name.encode())
         digest.update(tensor.float().numpy().tobytes())
     return digest.hexdigest()

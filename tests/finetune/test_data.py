@@ -48,14 +48,24 @@ def test_middle_loss_covers_the_middle_and_the_token_across_the_cursor(hf_tok):
     assert spm_targets.startswith(("items", "ms", "ite", "tems", "s"))
 
 
-def test_long_rows_fim_dropped_l2r_split(hf_tok):
+def test_long_rows_cut_like_inference_or_split(hf_tok):
     long = "value = compute(alpha, beta, gamma)\n" * 30
     l2r = {"text": FMT.render_l2r(long), "objective": "l2r", "prompt_chars": 0, "prefix": long, "middle": "",
            "suffix": ""}
-    examples, stats = D.tokenize_rows([_row(long, "x", ""), l2r], hf_tok, FMT, "full", 64)
-    assert stats.dropped_too_long == 1
-    assert len(examples) > 3 and all(len(e.ids) <= 64 for e in examples)
-    assert stats.by_objective == {"l2r": len(examples)}
+    fits = _row(long + "total = ", "value + 1", "\nprint(total)\n" * 40)
+    hopeless = _row("x = ", "y = 2\n" * 80, "")
+    examples, stats = D.tokenize_rows([fits, hopeless, l2r], hf_tok, FMT, "middle", 96)
+    assert stats.dropped_too_long == 1 and stats.refit == 1
+    assert all(len(e.ids) <= 96 for e in examples)
+    assert stats.by_objective["psm"] == 1 and stats.by_objective["l2r"] > 3
+    # the cut example is what the prompt builder renders at inference, middle intact
+    refit = D.fit_row(fits, FMT, hf_tok, 96)
+    prompt = refit["text"][:refit["prompt_chars"]]
+    assert refit["text"] == prompt + "value + 1" + FMT.eot
+    assert prompt.startswith(FMT.prefix) and prompt.endswith(FMT.middle) and "total = " + FMT.suffix in prompt
+    fim_ex = next(e for e in examples if e.ids[0] == hf_tok.convert_tokens_to_ids(FMT.prefix))
+    assert hf_tok.decode([t for t, lab in zip(fim_ex.ids, fim_ex.labels, strict=True) if lab != D.IGNORE]) == (
+        "value + 1" + FMT.eot)
 
 
 def test_packing_isolates_examples(tiny_model_dir, hf_tok):
