@@ -63,3 +63,16 @@ async def test_other_grammars_are_rejected(http, grammar):
     assert r.status_code == 422
     assert r.json()["error_type"] == "validation"
     assert "parameters.grammar" in r.json()["error"]
+
+
+def test_token_bytes_agree_with_decoding(tiny_tokenizer):
+    from server.vocab import token_bytes
+
+    texts = token_bytes(tiny_tokenizer)
+    assert len(texts) == tiny_tokenizer.get_vocab_size()
+    for i, raw in enumerate(texts):
+        decoded = tiny_tokenizer.decode([i], skip_special_tokens=False)
+        if "\ufffd" not in decoded:
+            assert raw.encode("latin-1").decode("utf-8") == decoded, i
+    # every byte is reachable, so any text can be re-typed
+    assert {t for t in texts if len(t) == 1} >= {chr(b) for b in range(256)}
