@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from verifenv.constexpr import evaluate
 
 if TYPE_CHECKING:
-    from verifenv.interface import Param, Port
+    from verifenv.syntax import Param, Port
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Elaboration:
 
     def merge_ports(self, ports: list[Port]) -> list[Port]:
         """Tree-sitter's ports (ifdef'd ones included) with pyslang's width and direction where it has them."""
-        from verifenv.interface import Port
+        from verifenv.syntax import Port
 
         mine = {p.name: p for p in self.ports}
         merged = []

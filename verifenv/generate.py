@@ -8,7 +8,6 @@ constraints, coverage points), which are written only when absent unless `force`
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import pprint
 import re
