@@ -27,7 +27,7 @@ class ElabPort:
     name: str
     direction: str
     type: str
-    width: int
+    width: int | None  # None for unpacked arrays and other non-integral types
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ class Elaboration:
                 if not port.ifdef:
                     out.append(f"pyslang: port {port.name} not in the elaborated design")
                 continue
-            if port.width is not None and port.width != ref.width:
+            if ref.width is None:
+                pass
+            elif port.width is not None and port.width != ref.width:
                 out.append(f"tree-sitter: port {port.name} width {port.width}, pyslang {ref.width}")
             elif port.width is None:
                 out.append(f"tree-sitter: port {port.name} width unknown ({port.type or 'implicit'} "
@@ -108,7 +110,8 @@ def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = ()) -> El
         ports = []
         for port in inst.body.portList:
             direction = _DIRECTIONS.get(str(port.direction).split(".")[-1], "inout")
-            ports.append(ElabPort(port.name, direction, str(port.type), int(port.type.bitWidth)))
+            width = int(port.type.bitWidth) if port.type.isIntegral else None
+            ports.append(ElabPort(port.name, direction, str(port.type), width))
         params: dict[str, int | None] = {}
         for member in inst.body:
             if member.kind == ast.SymbolKind.Parameter:

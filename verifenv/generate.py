@@ -62,9 +62,11 @@ def render(name: str, values: dict[str, str]) -> str:
 def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
     """What the cocotb tests need to know about the design (widths are read from the simulator at run time)."""
     special = {c.name for c in iface.clocks} | {r.name for r in iface.resets}
+    # Unpacked arrays cannot be driven or read as one integer: left out, and listed.
+    special |= {p.name for p in iface.ports if p.unpacked}
     clocks = [{"name": c.name, "edge": c.edge, "period_ns": options.period_ns + 4 * i}
               for i, c in enumerate(iface.clocks)]
-    outputs = [p.name for p in iface.outputs(options.defines)]
+    outputs = [p.name for p in iface.outputs(options.defines) if not p.unpacked]
     return {
         "top": iface.name,
         "clocks": clocks,
@@ -74,6 +76,7 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
         "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},
         "params": {p.name: p.value for p in iface.params if p.value is not None},
         "cycles": options.cycles,
+        "not_driven": sorted(p.name for p in iface.ports if p.unpacked and p.active(options.defines)),
         "reset_cycles": options.reset_cycles,
     }
 

@@ -66,3 +66,13 @@ def test_combinational_model_contract(tmp_path):
     tree = ast.parse((tmp_path / "tb" / "ref_model.py").read_text())
     model = next(n for n in tree.body if isinstance(n, ast.ClassDef))
     assert {f.name for f in model.body if isinstance(f, ast.FunctionDef)} == {"__init__", "reset", "eval"}
+
+
+def test_negedge_clock_and_unpacked_array(tmp_path):
+    iface, _sim = make_env(tmp_path, "negclk.v", "negclk")
+    assert iface.clocks[0].edge == "negedge"
+    tbl = iface.port("tbl")
+    assert (tbl.unpacked, tbl.packed, tbl.width) == (("[0:3]",), ("[7:0]",), None)
+    assert iface.authority == "pyslang" and iface.disagreements == ()
+    spec = (tmp_path / "tb" / "cocotb_negclk.py").read_text()
+    assert "'edge': 'negedge'" in spec and "'not_driven': ['tbl']" in spec and "'inputs': ['d']" in spec

@@ -151,3 +151,26 @@ def test_fifo_hand_model_mutation_score(tmp_path):
     report = ladder.check(tmp_path, VerifEnvConfig(cycles=100, seeds=2), "verilator", "fifo", mutants=6)
     assert report.status("L3") == "pass", report.table()
     assert report.levels[5].data["score"] >= 0.8, report.table()
+
+
+def test_harness_errors_and_timeouts_are_never_counted_as_killed(tmp_path, quick_cfg, monkeypatch):
+    """A mutant run that ends with pytest exit 5 (no tests) or a wall-clock kill is not a kill."""
+    require_sim("icarus")
+    from verifenv import process
+
+    make_env(tmp_path, "counter.v", "counter", model="counter_model.py")
+    real = ladder.Runner.pytest
+    verdicts = iter([process.RunResult(5, 0.1, "no tests ran"), process.RunResult(None, 9.0, "")])
+
+    def pytest(self, select, timeout_s, **env):
+        if "VERIFENV_RTL" in env and select != "test_build":
+            return next(verdicts)  # the mutant's simulation run: harness error, then a hang
+        return real(self, select, timeout_s, **env)
+
+    monkeypatch.setattr(ladder.Runner, "pytest", pytest)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "counter", mutants=2)
+    l5 = report.levels[5]
+    assert [m["outcome"] for m in report.mutants] == ["error", "timeout"]
+    assert l5.data["killed"] == 0 and l5.data["error"] == 1 and l5.data["timeout"] == 1
+    assert l5.status == "fail" and l5.data["score"] == 0.0
+    assert "harness error (pytest exit 5)" in report.mutants[0]["why"]
