@@ -115,7 +115,8 @@ def port_table(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> str:
 def _contract(iface: ModuleInterface) -> tuple[str, str]:
     if iface.clocks:
         clock = iface.clocks[0].name
-        contract = (f"`step(inputs)` is called once per rising edge of `{clock}` with the inputs the design sampled\n"
+        edge = "falling" if iface.clocks[0].edge == "negedge" else "rising"
+        contract = (f"`step(inputs)` is called once per {edge} edge of `{clock}` with the inputs the design sampled\n"
                     f"at that edge, and returns the outputs as they read right after it (inputs still held).\n"
                     "Return None, or leave a port out, to compare nothing for it.")
         if len(iface.clocks) > 1:
@@ -172,7 +173,8 @@ def owned_files(iface: ModuleInterface, options: GenerateOptions) -> dict[str, s
     return {
         "tb/ref_model.py": render("ref_model.py.tmpl", {
             "TOP": iface.name, "CONTRACT": contract, "PORT_TABLE": port_table(iface, options.defines),
-            "METHOD": method}),
+            "METHOD": method, "PARAMS": ", ".join(f"{p.name}={p.value}" for p in iface.params
+                                                  if p.value is not None) or "none"}),
         "tb/constraints.py": render("constraints.py.tmpl", {
             "TOP": iface.name, "ASSERTIONS": assertions,
             "DERIVED": "".join(derived_constraints(iface, options.defines))}),

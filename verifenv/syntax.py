@@ -40,6 +40,7 @@ class Port:
     unpacked: tuple[str, ...] = ()
     width: int | None = None
     ifdef: tuple[str, ...] = ()  # conditions it sits under: "DEBUG", "!DEBUG"
+    resolved_type: str = ""  # the elaborated type from pyslang (e.g. "logic[7:0]"), when it elaborates
 
     def active(self, defines: Iterable[str] = ()) -> bool:
         """Whether the port exists when the design is compiled with these macros defined."""

@@ -120,3 +120,15 @@ def test_both_grammars_read_the_verilog_fixtures(grammar):
         assert module.name == name
         assert all(p.direction in ("input", "output") for p in module.ports)
         assert len(module.ports) >= 5
+
+
+def test_pyslang_resolves_user_types(tmp_path):
+    src = tmp_path / "structy.sv"
+    src.write_text("typedef struct packed { logic [31:0] addr; logic [7:0] len; logic wr; } req_t;\n"
+                   "module structy (input logic clk, input req_t req, output logic [40:0] flat);\n"
+                   "  assign flat = req;\nendmodule\n")
+    iface = interface.extract([src], "structy")
+    req = iface.port("req")
+    assert (req.type, req.width) == ("req_t", 41)
+    assert req.resolved_type.startswith("struct packed") or "req_t" in req.resolved_type
+    assert any("port req width unknown" in d for d in iface.disagreements)
