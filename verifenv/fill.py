@@ -11,6 +11,7 @@ A hole that never passes is restored to its generated text and reported as rejec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -127,7 +128,8 @@ async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim:
         settings = PipelineSettings(max_prompt_tokens=max(64, (info.max_total_tokens or 2048) - max_new - 8),
                                     max_new_tokens_multiline=max_new, heal=True)
         pipeline = CompletionPipeline(backend, settings, info=info)
-        defaults = generate.owned_files(iface, generate.GenerateOptions(sim=sim))
+        manifest = json.loads((out_dir / generate.MANIFEST).read_text(encoding="utf-8"))
+        defaults = generate.owned_files(iface, generate.GenerateOptions(sim=sim, defines=tuple(manifest["defines"])))
         for rel in ORDER:
             path = out_dir / rel
             original = path.read_text(encoding="utf-8")
