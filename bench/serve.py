@@ -5,7 +5,7 @@ Figures (each a ratio measured in this process against a baseline run here too):
   concurrent_vs_serial   aggregate tokens/s of 8 concurrent clients / the same 8 requests one after another (>= 2)
   prefix_extend_time     time of a request whose prompt extends the previous one by 5 characters / the first (<= 0.5)
   errors_under_load      failed requests over the whole run, including a burst of 32 mixed requests (0)
-Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--new-tokens 48] [--torch-threads N]
+Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--new-tokens 32] [--torch-threads 1]
 The last stdout line is JSON: {"name": "serve", "figures": [{"figure", "value", "target", "met"}]}.
 """
 
@@ -132,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
-    parser.add_argument("--new-tokens", type=int, default=48)
+    parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--prefix-chars", type=int, default=3000, help="length of the prompt the user extends")
-    parser.add_argument("--torch-threads", type=int, default=0)
+    parser.add_argument("--prefix-chars", type=int, default=2000, help="length of the prompt the user extends")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch CPU threads for both sides (0: torch's default; on a shared machine more than "
+                             "one thread can be 10x slower)")
     args = parser.parse_args(argv)
 
     import torch

@@ -25,7 +25,7 @@ class ServeConfig:
     max_stop_sequences: int = 16          # FIM stop lists are longer than TGI's default 4
     prefix_cache_entries: int = 4         # prompts kept per adapter for key/value reuse (0 disables)
     log_level: str = "info"               # uvicorn's log level
-    torch_threads: int = 0                # CPU threads for torch (0: torch's default); 1 is best on a busy machine
+    torch_threads: int = 0                # CPU threads for torch (0: torch's default, 1 for test-sized models)
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)

@@ -10,6 +10,8 @@ from core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
+_SMALL_MODEL = 50_000_000  # parameters
+
 
 def pick_device(device: str) -> str:
     import torch
@@ -29,11 +31,11 @@ def pick_dtype(dtype: str, device: str):
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
                threads: int = 0) -> tuple[Any, Any]:
-    """(model in eval mode on its device, tokenizer) from a checkpoint directory."""
-    if threads:
-        import torch
+    """(model in eval mode on its device, tokenizer) from a checkpoint directory.
 
-        torch.set_num_threads(threads)  # process-wide: the server owns its process
+    `threads` sets torch's CPU threads for the whole process (the server owns its process); 0 keeps torch's
+    default, except for test-sized models, which get one thread.
+    """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
@@ -47,5 +49,11 @@ def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
         raise ModelError(f"cannot load the model in {str(model_dir)!r}: {exc}") from exc
     model.to(device)
     model.eval()
+    if not threads and device == "cpu" and model.num_parameters() < _SMALL_MODEL:
+        threads = 1  # a test-sized model gains nothing from intra-op threads and loses much on a busy machine
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     log.info("loaded %s on %s", model_dir, device)
     return model, tokenizer
