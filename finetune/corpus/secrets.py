@@ -68,6 +68,10 @@ _LONG_VALUE = re.compile(r"[A-Za-z0-9_\-/+]{24,}")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}:?[0-9A-Fa-f]{0,4}(?:[0-9A-Fa-f]{1,4}|:)?(?![\w:])")
+# Cheap patterns (a literal or a digit first, no lookbehind) that must match before the full ones run.
+_EMAIL_GATE = re.compile(r"@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
+_IPV4_GATE = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
+_IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
 _VERSION_CONTEXT = re.compile(r"(?i)(version|ver|release|v)\s*[=:]?\s*['\"]?$")
 _HARMLESS_VALUES = re.compile(r"^(?:<[A-Z_]+>|\$\{?\w+\}?|%\(?\w*\)?s|\{\{?\s*\w+\s*\}?\}|None|null|nil|true|false|"
                               r"changeme|password|secret|xxx+|\*+|\.\.\.+|os\.environ.*|getenv.*)$", re.IGNORECASE)
@@ -249,7 +253,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
                 if old != new:
                     counts["secret_assignment"] += 1
                     text = text.replace(old, new)
-    if "@" in text:
+    if _EMAIL_GATE.search(text):
         sub(_EMAIL, "email", "<EMAIL>")
 
     def ipv4(m: re.Match[str]) -> str:
@@ -264,8 +268,10 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
             return ip
         return ip if _keep_ip(ip) else "<IP_ADDRESS>"
 
-    sub(_IPV4, "ip_address", ipv4)
-    sub(_IPV6, "ip_address", ipv6)
+    if _IPV4_GATE.search(text):
+        sub(_IPV4, "ip_address", ipv4)
+    if _IPV6_GATE.search(text):
+        sub(_IPV6, "ip_address", ipv6)
     findings = _plugin_findings(text, filename, _keyword_lines(text))
     for value, placeholder, key in sorted(set(findings), key=lambda f: (-len(f[0]), f)):
         n = text.count(value)

@@ -148,14 +148,19 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     file_tokens = render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}"))
     cap = cfg.max_middle_tokens
 
+    exact_offsets = isinstance(file_tokens, render.FileTokens)
+
     def ok(a: int, b: int) -> bool:
-        # The whole-file count is within a token or two of the middle's own; encode only near the cap.
+        # With exact offsets the whole-file count is within a token or two of the middle's own, so only
+        # middles near the cap are encoded; estimated budgets always encode the middle.
         if a == b:
             return True
         if b - a > cap * render.MAX_CHARS_PER_TOKEN:
             return False
         approx = file_tokens.count(a, b)
-        return approx <= cap - 4 or (approx <= cap + 4 and tokens.fits(text[a:b], cap))
+        if exact_offsets and approx <= cap - 4:
+            return True
+        return approx <= cap * 2 and tokens.fits(text[a:b], cap)
 
     if is_train:
         objectives = [render.choose_objective(rng, cfg.fim_rate, cfg.spm_rate)
@@ -174,7 +179,8 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
             return None
         if not context:
             files = _context_files(job, text, rng)
-            context.append(render.build_context(tokens, job.repo, job.path, files, cfg.max_context_tokens)
+            ratio = getattr(file_tokens, "chars_per_token", None) if cfg.token_budgets == "estimate" else None
+            context.append(render.build_context(tokens, job.repo, job.path, files, cfg.max_context_tokens, ratio)
                            if files else None)
         return context[0]
 

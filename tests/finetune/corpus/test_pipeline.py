@@ -156,3 +156,26 @@ def test_repos_toml(tmp_path, corpus_cfg):
     (tmp_path / "bad.toml").write_text('[[repo]]\nname = "x"\n')
     with pytest.raises(CorpusError, match="needs a string `path`"):
         read_repos_toml(tmp_path / "bad.toml")
+
+
+def test_estimated_budgets_stay_close_and_middles_stay_exact(tmp_path, corpus_cfg, tiny_tokenizer):
+    from tests.finetune.corpus.conftest import package_source
+
+    src = package_source("tqdm")
+    files = {f"tqdm/{n}": (src / n).read_text() for n in ("std.py", "utils.py", "cli.py")}
+    repo = make_git_repo(tmp_path / "r", files)
+    cfg = corpus_cfg(token_budgets="estimate", max_prefix_tokens=300, max_suffix_tokens=120, max_middle_tokens=40,
+                     max_examples_per_file=30, eval_fraction=0.0, dev_fraction=0.0)
+    build(from_paths([repo]), tmp_path / "ds", cfg, progress=False)
+
+    def n(text: str) -> int:
+        return len(tiny_tokenizer.encode(text, add_special_tokens=False).ids)
+
+    fim = [r for r in rows(tmp_path / "ds", "train") if r["objective"] != "l2r"]
+    assert len(fim) > 40
+    assert all(n(r["middle"]) <= 40 for r in fim)
+    worst = max(max(n(r["prefix"]) / 300, n(r["suffix"]) / 120) for r in fim)
+    assert worst <= 1.35, worst  # an estimate: close to the budget, not exact
+    content = {r["path"]: r["content"] for r in rows(tmp_path / "ds", "files")}
+    cut = [n(r["prefix"]) for r in fim if content[r["path"]].find(r["prefix"] + r["middle"]) > 0]
+    assert cut and sum(cut) / len(cut) > 300 * 0.6  # prefixes that were cut use most of their budget

@@ -1,0 +1,46 @@
+"""`inhouse corpus build` / `stats` through the real console entry point (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.finetune.corpus.conftest import make_git_repo
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_build_then_stats_then_refuse_existing(tmp_path, tiny_model_dir):
+    repo = make_git_repo(tmp_path / "svc", {f"svc/m{i}.py": f"def f{i}(x):\n    if x > {i}:\n        return x - {i}\n"
+                                            f"    return g(x, {i})\n\n\ndef g(a, b):\n    return a * b + {i}\n"
+                                            for i in range(8)})
+    out = tmp_path / "ds"
+    proc = run("corpus", "build", str(repo), "-o", str(out), "--model", str(tiny_model_dir), "--seed", "7",
+               "--workers", "1", "--eval-fraction", "0.2", "--dev-fraction", "0.1", "--max-examples-per-file", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "starcoder" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 7 and manifest["config"]["max_examples_per_file"] == 3
+    assert manifest["tokenizer"] == str(tiny_model_dir)
+    proc = run("corpus", "stats", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for word in ("per language", "filter", "span kinds", "python", "secrets", "rows per split"):
+        assert word in proc.stdout, word
+    proc = run("corpus", "build", str(repo), "-o", str(out), "--model", str(tiny_model_dir))
+    assert proc.returncode == 2 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_clear_errors(tmp_path, tiny_model_dir):
+    proc = run("corpus", "build", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("corpus", "build", str(tmp_path), "-o", str(tmp_path / "o"), "--tokenizer",
+               str(tiny_model_dir / "tokenizer.json"))
+    assert proc.returncode == 2 and "--fim-format" in proc.stderr
+    proc = run("corpus", "build", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir),
+               "--eval-since", "last tuesday")
+    assert proc.returncode == 2 and "eval_since" in proc.stderr
+    proc = run("corpus", "stats", str(tmp_path))
+    assert proc.returncode == 2 and "not a corpus dataset" in proc.stderr

@@ -1,0 +1,59 @@
+"""Dedup: exact (normalised) and near duplicates through datasketch MinHash LSH, on real sources."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from finetune.corpus.dedup import (
+    DedupInput,
+    dedup,
+    from_signature,
+    jaccard,
+    near_duplicate_groups,
+    normalized_hash,
+    signature,
+)
+from tests.finetune.corpus.conftest import package_source
+
+
+def test_normalized_hash_ignores_line_ends_trailing_space_and_blank_lines():
+    a = "def f():\n    return 1\n"
+    assert normalized_hash(a) == normalized_hash("def f():   \r\n\r\n    return 1\r\n\n")
+    assert normalized_hash(a) != normalized_hash("def f():\n    return 2\n")
+
+
+def sources():
+    return [p.read_text() for p in sorted(package_source("click").glob("*.py")) if p.stat().st_size > 8000]
+
+
+def test_signature_estimates_jaccard():
+    a = sources()[0]
+    lines = a.split("\n")
+    b = "\n".join(line + " # x" if i % 10 == 0 else line for i, line in enumerate(lines))
+    exact = jaccard(a, b)
+    est = from_signature(signature(a)).jaccard(from_signature(signature(b)))
+    assert 0.3 < exact < 0.98 and abs(est - exact) < 0.12
+
+
+def test_dedup_drops_exact_and_near_copies_and_prefers_held_out_files():
+    texts = sources()
+    near = texts[0].replace("def ", "def  ", 3)
+    items = [DedupInput(i, normalized_hash(t), signature(t)) for i, t in enumerate(texts)]
+    items.append(DedupInput(100, normalized_hash(texts[1] + "\n\n"), signature(texts[1] + "\n\n")))
+    items.append(DedupInput(101, normalized_hash(near), signature(near), prefer=True))
+    counts: Counter = Counter()
+    kept = dedup(items, 0.7, counts)
+    assert counts["exact_duplicate"] == 1 and counts["near_duplicate"] == 1
+    assert 100 not in kept and 101 in kept and 0 not in kept  # the preferred copy wins
+    assert set(kept) == set(range(1, len(texts))) | {101}
+
+
+def test_groups_join_near_copies_only():
+    texts = sources()[:4]
+    items = [DedupInput(i, "", signature(t)) for i, t in enumerate(texts)]
+    lines = texts[2].split("\n")
+    copy = "\n".join(line + " # y" if i % 5 == 0 else line for i, line in enumerate(lines))
+    items.append(DedupInput(9, "", signature(copy)))
+    groups = near_duplicate_groups(items, 0.5)
+    assert groups[9] == groups[2] == 2
+    assert len({groups[i] for i in range(4)}) == 4
