@@ -37,7 +37,7 @@ class LspConfig:
     enabled_languages: tuple[str, ...] = ()  # empty: every language inhouse knows
     enabled: bool = True
     timeout_s: float = 5.0
-    debounce_ms: int = 0
+    debounce_ms: int = 25                  # wait this long for a newer keystroke before asking the backend
     telemetry: bool = False
     telemetry_path: str | None = None      # default: ~/.local/state/inhouse/telemetry.jsonl
     message_interval_s: float = 180.0      # at most one window/showMessage per this many seconds
