@@ -38,24 +38,25 @@ def _prompts(tag: str, n: int) -> list[str]:
     return [f"# {tag} request {i}\n" + body[i * 97:i * 97 + 600] for i in range(n)]
 
 
-def baseline_tokens_per_s(model_dir: Path, prompt: str, new_tokens: int, runs: int) -> float:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Baseline:
+    """`model.generate` in this process, on its own copy of the model (greedy, exactly n new tokens)."""
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids = tok(prompt, return_tensors="pt")
-    rates = []
-    with torch.inference_mode():
-        for i in range(runs + 1):
+    def __init__(self, model_dir: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    def tokens_per_s(self, prompt: str, new_tokens: int) -> float:
+        ids = self.tok(prompt, return_tensors="pt")
+        with self.torch.inference_mode():
             t0 = time.perf_counter()
-            out = model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
+            out = self.model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
             elapsed = time.perf_counter() - t0
-            if i:  # the first run warms up
-                rates.append((out.shape[1] - ids["input_ids"].shape[1]) / elapsed)
-    del model
-    return statistics.median(rates)
+        return (out.shape[1] - ids["input_ids"].shape[1]) / elapsed
 
 
 async def one_stream(client, prompt: str, new_tokens: int) -> tuple[int, float]:
@@ -72,7 +73,7 @@ async def one_request(client, prompt: str, new_tokens: int) -> tuple[int, float]
     return out.details.generated_tokens, time.perf_counter() - t0
 
 
-async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, float]:
+async def run_server_figures(url: str, args, baseline: Baseline, errors: list[str]) -> dict[str, float]:
     from huggingface_hub import AsyncInferenceClient
 
     client = AsyncInferenceClient(base_url=url, timeout=600)
@@ -85,15 +86,21 @@ async def run_server_figures(url: str, args, errors: list[str]) -> dict[str, flo
             errors.append(f"{type(exc).__name__}: {exc}")
             return 0, 0.0
 
-    _progress("one stream")
-    # 1. one stream, tokens/s (after a warm-up request)
+    _progress("one stream vs model.generate, interleaved (the load on a shared machine drifts)")
+    # 1. one stream, tokens/s, against model.generate on the same prompt right after it (after warm-ups)
     await guarded(one_stream(client, _prompts("warm", 1)[0], 4))
-    rates = []
+    baseline.tokens_per_s(_prompts("warm", 1)[0], 4)
+    pairs, stream_rates, base_rates = [], [], []
     for k in range(args.runs):
-        n, t = await guarded(one_stream(client, _prompts(f"stream{k}", 1)[0], args.new_tokens))
-        rates.append(n / t if t else 0.0)
-        out["stream_tokens"] = n
-    out["stream_tps"] = statistics.median(rates)
+        prompt = _prompts(f"stream{k}", 1)[0]
+        n, t = await guarded(one_stream(client, prompt, args.new_tokens))
+        stream_rate = n / t if t else 0.0
+        base_rate = baseline.tokens_per_s(prompt, max(n, 1))
+        stream_rates.append(stream_rate)
+        base_rates.append(base_rate)
+        pairs.append(stream_rate / base_rate)
+    out["stream_tps"], out["generate_tps"] = statistics.median(stream_rates), statistics.median(base_rates)
+    out["stream_ratio"] = statistics.median(pairs)
 
     _progress("8 concurrent, then 8 in a row")
     # 2. eight clients at once vs the same eight requests in a row (different prompts: no prefix reuse across runs)
@@ -159,19 +166,17 @@ def main(argv: list[str] | None = None) -> int:
 
         errors: list[str] = []
         app = create_app(model_dir, torch_threads=args.torch_threads, log_level="warning")
+        baseline = Baseline(model_dir)
         try:
             with serve_in_thread(app) as url:
-                figures = asyncio.run(run_server_figures(url, args, errors))
+                figures = asyncio.run(run_server_figures(url, args, baseline, errors))
         finally:
             app.state.server.engine.close()
-        _progress("model.generate baseline")
-        base_tps = baseline_tokens_per_s(model_dir, _prompts("stream0", 1)[0], int(figures["stream_tokens"]) or 1,
-                                         args.runs)
 
-    stream_ratio = figures["stream_tps"] / base_tps
+    stream_ratio, base_tps = figures["stream_ratio"], figures["generate_tps"]
     conc_ratio = figures["concurrent_tps"] / figures["serial_tps"]
     print(f"one stream: {figures['stream_tps']:.1f} tok/s; model.generate: {base_tps:.1f} tok/s; "
-          f"ratio {stream_ratio:.2f}")
+          f"median ratio of interleaved pairs {stream_ratio:.2f}")
     print(f"8 concurrent: {figures['concurrent_tps']:.1f} tok/s; 8 in a row: {figures['serial_tps']:.1f} tok/s; "
           f"ratio {conc_ratio:.2f}")
     print(f"prompt extended by 5 chars: {figures['prefix_ratio']:.2f} of the first request's time")
