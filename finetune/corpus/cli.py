@@ -15,7 +15,7 @@ app = typer.Typer(help="Turn repositories into a fill-in-the-middle dataset and 
 
 @app.command("build")
 def build(
-    repos: list[Path] = typer.Argument(None, help="Repository directories (git or plain)."),
+    repos: list[Path] = typer.Argument(None, metavar="REPO...", help="Repository directories (git or plain)."),
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to create."),
     repos_file: Path | None = typer.Option(None, "--repos", help="repos.toml listing name, path, team, visibility."),
     model: Path | None = typer.Option(None, "--model", help="Model directory: its tokenizer and FIM format."),
@@ -29,6 +29,8 @@ def build(
     dev_fraction: float | None = typer.Option(None, "--dev-fraction", help="Share of files for the dev split."),
     max_examples_per_file: int | None = typer.Option(None, "--max-examples-per-file",
                                                      help="Training rows drawn from each file."),
+    token_budgets: str | None = typer.Option(None, "--token-budgets",
+                                             help='"exact" (default) or "estimate" (faster, approximate).'),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
 ) -> None:
     """Build DATASET from repositories: filter, redact secrets, dedup, split, select spans, render, write."""
@@ -40,7 +42,7 @@ def build(
     cfg = resolve_section(
         CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
         fim_format=fim_format, eval_since=eval_since, seed=seed, workers=workers, eval_fraction=eval_fraction,
-        dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file)
+        dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets)
     specs = repos_mod.from_paths(list(repos or []))
     if repos_file is not None:
         specs += repos_mod.read_repos_toml(repos_file)

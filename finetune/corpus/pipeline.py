@@ -136,6 +136,15 @@ def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], date: st
     return out
 
 
+def _stage_of(count_key: str) -> str:
+    """Which stage a per-file count from `worker.examples` belongs to in the manifest."""
+    if count_key.startswith(("kind:", "no_span:")):
+        return "spans"
+    if count_key.startswith(("objective:", "has_context")):
+        return "render"
+    return "parse"
+
+
 def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Build the dataset at `out` (written to a temporary sibling, renamed at the end); returns the manifest."""
@@ -218,8 +227,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                 for job, (rows, file_counts) in zip(ex_jobs, pmap(worker.examples, ex_jobs), strict=True):
                     writers[job.split].write(rows)
                     for key, value in file_counts.items():
-                        counts["spans" if key.startswith(("kind:", "no_span:")) else "parse"
-                               if not key.startswith(("objective:", "has_context")) else "render"][key] += value
+                        counts[_stage_of(key)][key] += value
                     counts[f"rows_{job.split}"][job.language] += len(rows)
                     lang_stats[job.language]["files"] += 1
                     lang_stats[job.language][f"{job.split}_rows"] += len(rows)

@@ -39,8 +39,21 @@ def test_clear_errors(tmp_path, tiny_model_dir):
     proc = run("corpus", "build", str(tmp_path), "-o", str(tmp_path / "o"), "--tokenizer",
                str(tiny_model_dir / "tokenizer.json"))
     assert proc.returncode == 2 and "--fim-format" in proc.stderr
-    proc = run("corpus", "build", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(tiny_model_dir),
-               "--eval-since", "last tuesday")
-    assert proc.returncode == 2 and "eval_since" in proc.stderr
-    proc = run("corpus", "stats", str(tmp_path))
-    assert proc.returncode == 2 and "not a corpus dataset" in proc.stderr
+
+
+def test_config_and_stats_errors_in_process(tmp_path):
+    import pytest
+    from typer.testing import CliRunner
+
+    from core.errors import ConfigError, CorpusError
+    from finetune.corpus.cli import app
+    from finetune.corpus.config import CorpusConfig
+
+    with pytest.raises(ConfigError, match="eval_since"):
+        CorpusConfig(eval_since="last tuesday")
+    with pytest.raises(ConfigError, match="fim_rate"):
+        CorpusConfig(fim_rate=1.5)
+    with pytest.raises(ConfigError, match="span_mix"):
+        CorpusConfig(span_mix={"nonsense": 1.0})
+    result = CliRunner().invoke(app, ["stats", str(tmp_path)])
+    assert isinstance(result.exception, CorpusError) and "not a corpus dataset" in str(result.exception)
