@@ -8,10 +8,12 @@ Figures:
   typing_stale_suggestions        200 keystrokes typed into a document with a request per keystroke, the client
                                   never cancelling: suggestions that arrive not matching the document as it
                                   is by then (target 0)
-  typing_latency_p50_ms / _p95_ms latency of the requests answered while still the newest for their document
+  typing_latency_p50_ms / _p95_ms latency of the requests answered while still the newest for their document;
+                                  targets relative to the backend alone on this machine (1.5x its p50, 2x its p95)
 The embedded server runs as a subprocess with its prefix cache off, so both paths pay the same prompt cost.
 
     .venv/bin/python bench/lsp.py [--model models/smollm2 | --tiny] [--samples 30] [--keystrokes 200]
+                                  [--max-prompt-tokens 512]
 
 The last stdout line is JSON: {"name": "lsp", "figures": [{"figure", "value", "target", "met"}]}.
 """
@@ -144,7 +146,8 @@ def cursors(n: int) -> list[tuple[str, str]]:
 
 async def overhead(url: str, options: dict, root: Path, samples: int, log: Path) -> tuple[list[float], list[float]]:
     """Paired latencies (through the server, backend alone) for `samples` cursors."""
-    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, tokenizer=options.get("tokenizer"), index_workspace=False)
+    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, tokenizer=options.get("tokenizer"), index_workspace=False,
+                    max_prompt_tokens=options["maxPromptTokens"])
     session = Session(cfg)
     await session.refresh_info()
     backend = create_backend(ClientConfig(url=url, timeout_s=60))
@@ -250,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--keystrokes", type=int, default=200)
+    parser.add_argument("--max-prompt-tokens", type=int, default=512,
+                        help="prompt budget (CPU prefill of 2048 tokens dominates everything else)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-lsp-") as tmp:
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model: {model_dir}")
         with embedded_server(model_dir, tmp_path / "serve.log") as url:
             options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "tokenizer": str(model_dir),
+                       "maxPromptTokens": args.max_prompt_tokens,
                        "indexWorkspace": False, "timeoutMs": 60000}
             root = tmp_path / "ws"
             root.mkdir()
@@ -286,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         ("lsp_overhead_p95_ms", percentile(own, .95), 50.0, percentile(own, .95) <= 50.0),
         ("lsp_vs_backend_p50_ratio", ratio, 1.25, ratio <= 1.25),
         ("typing_stale_suggestions", float(typed["stale"]), 0, typed["stale"] == 0),
-        ("typing_latency_p50_ms", typed["p50"], 500.0, typed["p50"] <= 500.0),
-        ("typing_latency_p95_ms", typed["p95"], 1000.0, typed["p95"] <= 1000.0),
+        ("typing_latency_p50_ms", typed["p50"], round(1.5 * percentile(alone, .5), 1),
+         typed["p50"] <= 1.5 * percentile(alone, .5)),
+        ("typing_latency_p95_ms", typed["p95"], round(2 * percentile(alone, .95), 1),
+         typed["p95"] <= 2 * percentile(alone, .95)),
     ]
     print(json.dumps({"name": "lsp", "figures": [
         {"figure": f, "value": round(v, 3), "target": t, "met": bool(m)} for f, v, t, m in rows]}))

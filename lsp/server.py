@@ -41,6 +41,13 @@ CONTEXT_DOCUMENT_CHARS = 30_000
 
 
 @dataclass
+class InFlight:
+    key: tuple[int, int]  # (document version, cursor offset)
+    task: asyncio.Task
+    waiters: int = 1
+
+
+@dataclass
 class Shown:
     id: str
     uri: str
@@ -61,7 +68,7 @@ class InhouseLanguageServer(LanguageServer):
         self.status = Status(self._notify, self.window_show_message, self.cfg.message_interval_s)
         self.telemetry = Telemetry(self.cfg.telemetry, Path(self.cfg.telemetry_path) if self.cfg.telemetry_path else None)
         self.recent: OrderedDict[str, None] = OrderedDict()  # uris, most recently edited last
-        self.inflight: dict[str, asyncio.Task] = {}
+        self.inflight: dict[str, InFlight] = {}
         self.generating = 0
         self.shown: dict[str, Shown] = {}
         self.stale_dropped = 0
@@ -175,25 +182,29 @@ class InhouseLanguageServer(LanguageServer):
                               documents=self.context_documents(uri))
         self._settle_previous(uri, prefix)
 
-        previous = self.inflight.get(uri)
-        if previous is not None and not previous.done():
-            previous.cancel()  # a newer request for this document supersedes the older one
-            self.superseded += 1
-        session = self.session
-        task = asyncio.ensure_future(self._answer(session, uri, inp))
-        self.inflight[uri] = task
+        key = (version, cursor.offset)
+        entry = self.inflight.get(uri)
+        if entry is not None and not entry.task.done() and entry.key == key:
+            entry.waiters += 1  # the same cursor asked again (inline and completion together): one generation
+        else:
+            if entry is not None and not entry.task.done():
+                entry.task.cancel()  # a newer request for this document supersedes the older one
+                self.superseded += 1
+            entry = InFlight(key, asyncio.ensure_future(self._answer(self.session, uri, inp, cursor.offset)))
+            self.inflight[uri] = entry
         try:
-            answer = await task
+            answer = await asyncio.shield(entry.task)
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if me is not None and me.cancelling():
-                raise  # the client cancelled this request ($/cancelRequest)
+                entry.waiters -= 1
+                if entry.waiters == 0:
+                    entry.task.cancel()  # the client cancelled the only request waiting for it
+                raise
             log.debug("request for %s superseded", path)
             return None
         finally:
-            if not task.done():
-                task.cancel()
-            if self.inflight.get(uri) is task:
+            if entry.task.done() and self.inflight.get(uri) is entry:
                 del self.inflight[uri]
         if answer is None or not answer.text:
             return None
@@ -223,18 +234,20 @@ class InhouseLanguageServer(LanguageServer):
         shown.settled = True
         self.telemetry.record("dismissed", id=shown.id, language=shown.language_id, chars=len(shown.text))
 
-    async def _answer(self, session: Session, uri: str, inp: CompletionInput) -> Answer | None:
+    async def _answer(self, session: Session, uri: str, inp: CompletionInput, end: int) -> Answer | None:
         if self.cfg.debounce_ms:
             await asyncio.sleep(self.cfg.debounce_ms / 1000)
         started = time.perf_counter()
         generating = False
+
+        def on_request() -> None:
+            nonlocal generating
+            generating = True
+            self.generating += 1
+            self.status.set(State.GENERATING)
+
         try:
-            decision = session.pipeline.decide(inp)
-            if decision.complete and session.cache.lookup(uri, inp.prefix, inp.suffix) is None:
-                generating = True
-                self.generating += 1
-                self.status.set(State.GENERATING)
-            answer = await session.complete(uri, inp)
+            answer = await session.complete(uri, inp, end=end, on_request=on_request)
         except (BackendUnavailableError, OverloadedError) as exc:
             log.warning("completion %s failed after %.0f ms: %s", inp.path, (time.perf_counter() - started) * 1000, exc)
             if isinstance(exc, BackendUnavailableError):
@@ -351,9 +364,9 @@ def create_server(cfg: LspConfig | None = None) -> InhouseLanguageServer:
         ls.recent.pop(uri, None)
         ls.shown.pop(uri, None)
         ls.cache.clear(uri)
-        task = ls.inflight.pop(uri, None)
-        if task is not None:
-            task.cancel()
+        entry = ls.inflight.pop(uri, None)
+        if entry is not None:
+            entry.task.cancel()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: InhouseLanguageServer,
@@ -383,14 +396,14 @@ def create_server(cfg: LspConfig | None = None) -> InhouseLanguageServer:
         if wanted:
             await ls.connect()
         else:
-            for task in list(ls.inflight.values()):
-                task.cancel()
+            for entry in list(ls.inflight.values()):
+                entry.task.cancel()
             ls.status.set(State.DISABLED)
         return {"enabled": wanted}
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: InhouseLanguageServer, params: None) -> None:
-        for task in list(ls.inflight.values()) + list(ls._background):
+        for task in [e.task for e in ls.inflight.values()] + list(ls._background):
             task.cancel()
         if ls.session is not None:
             await ls.session.aclose()

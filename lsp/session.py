@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,19 +112,26 @@ class Session:
             raise BackendUnavailableError(f"backend {self.cfg.backend_url} unreachable (retrying shortly)")
         await self.refresh_info()
 
-    async def complete(self, doc: str, inp: CompletionInput) -> Answer:
-        """The suggestion for one cursor: from the cache when the user typed into the last one, else generated."""
+    async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None,
+                       on_request: Callable[[], None] | None = None) -> Answer:
+        """The suggestion for one cursor: from the cache when the user typed into the last one, else generated.
+
+        `end` is the cursor's offset in the whole document (the prefix may be a window of it); `on_request`
+        is called just before a request goes to the backend.
+        """
         t0 = time.perf_counter()
         decision = self.pipeline.decide(inp)
         if not decision.complete:
             return Answer("", False, decision.reason)
-        hit = self.cache.lookup(doc, inp.prefix, inp.suffix)
+        hit = self.cache.lookup(doc, inp.prefix, inp.suffix, end)
         if hit is not None:
             return Answer(hit.text, True, "cache", decision.multiline,
                           {"total": (time.perf_counter() - t0) * 1000})
         await self.ensure_info()
         prompt, max_new, timings = self.pipeline.prepare(inp, decision)
         log.debug("prompt for %s:\n%s", inp.path, prompt.prompt)
+        if on_request is not None:
+            on_request()
         t1 = time.perf_counter()
         result = await request_completion(self.backend, prompt, self.pipeline.fim_format(), max_new,
                                           adapter_id=self.cfg.adapter)
@@ -132,7 +140,7 @@ class Session:
         t3 = time.perf_counter()
         log.debug("raw completion %r -> %r", result.text, text)
         timings.update(backend=(t2 - t1) * 1000, postprocess=(t3 - t2) * 1000, total=(t3 - t0) * 1000)
-        self.cache.put(doc, inp.prefix, inp.suffix, text)
+        self.cache.put(doc, inp.prefix, inp.suffix, text, end)
         return Answer(text, False, "ok" if text else "empty after post-processing", decision.multiline, timings,
                       prompt.tokens, result.generated_tokens)
 

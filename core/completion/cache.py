@@ -18,7 +18,7 @@ SUFFIX_KEY_CHARS = 256
 @dataclass(frozen=True)
 class CacheEntry:
     doc: str
-    prefix_len: int
+    prefix_len: int  # the cursor's offset in the document when the suggestion was made
     prefix_tail: str
     suffix_head: str
     text: str
@@ -38,11 +38,15 @@ class CompletionCache:
         self.hits = 0
         self.misses = 0
 
-    def put(self, doc: str, prefix: str, suffix: str, text: str) -> None:
-        """Remember a (post-processed, non-empty) suggestion for the cursor between prefix and suffix."""
+    def put(self, doc: str, prefix: str, suffix: str, text: str, end: int | None = None) -> None:
+        """Remember a (post-processed, non-empty) suggestion for the cursor between prefix and suffix.
+
+        `end` is the cursor's offset in the whole document when `prefix` is only a window of it.
+        """
         if not text:
             return
-        entry = CacheEntry(doc, len(prefix), prefix[-PREFIX_KEY_CHARS:], suffix[:SUFFIX_KEY_CHARS], text)
+        end = len(prefix) if end is None else end
+        entry = CacheEntry(doc, end, prefix[-PREFIX_KEY_CHARS:], suffix[:SUFFIX_KEY_CHARS], text)
         key = (doc, entry.prefix_len, entry.prefix_tail, entry.suffix_head)
         with self._lock:
             self._entries[key] = entry
@@ -50,20 +54,24 @@ class CompletionCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
-    def lookup(self, doc: str, prefix: str, suffix: str) -> CacheHit | None:
+    def lookup(self, doc: str, prefix: str, suffix: str, end: int | None = None) -> CacheHit | None:
         """The rest of a cached suggestion whose first characters were typed (or all of it, at the same spot)."""
+        end = len(prefix) if end is None else end
         head = suffix[:SUFFIX_KEY_CHARS]
         with self._lock:
             for entry in reversed(self._entries.values()):
-                if entry.doc != doc or entry.suffix_head != head or len(prefix) < entry.prefix_len:
+                typed_len = end - entry.prefix_len
+                if entry.doc != doc or entry.suffix_head != head or not 0 <= typed_len < len(entry.text):
                     continue
-                n = entry.prefix_len
-                if prefix[max(0, n - PREFIX_KEY_CHARS):n] != entry.prefix_tail:
+                if typed_len > len(prefix):
                     continue
-                typed = prefix[n:]
-                if len(typed) < len(entry.text) and entry.text.startswith(typed):
+                before = prefix[:len(prefix) - typed_len]
+                if before[-PREFIX_KEY_CHARS:] != entry.prefix_tail:
+                    continue
+                typed = prefix[len(prefix) - typed_len:]
+                if entry.text.startswith(typed):
                     self.hits += 1
-                    return CacheHit(entry.text[len(typed):], typed)
+                    return CacheHit(entry.text[typed_len:], typed)
             self.misses += 1
             return None
 

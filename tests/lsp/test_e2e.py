@@ -105,9 +105,28 @@ async def test_cancellation_and_superseding(backend_url, tiny_model_dir, tmp_pat
         # A newer request for the same document supersedes an older one: the older answers empty.
         older = asyncio.ensure_future(client.text_document_inline_completion_async(inline_params(uri, 0, 12)))
         await asyncio.sleep(0.3)
-        newer = await client.text_document_inline_completion_async(inline_params(uri, 0, 12))
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=types.Position(1, 0), end=types.Position(1, 0)), text="w = compute()\n")]))
+        newer = await client.text_document_inline_completion_async(inline_params(uri, 1, 12))
         assert items(await older) == []
         assert len(items(newer)) == 1
+        # The same cursor asked twice at once (an editor sending inline and completion requests together):
+        # one generation answers both.
+        generating = sum(1 for s in client.statuses if s["state"] == "generating")
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=types.Position(2, 0), end=types.Position(2, 0)), text="q = compute()\n")]))
+        both = await asyncio.gather(
+            client.text_document_inline_completion_async(inline_params(uri, 2, 12)),
+            client.text_document_completion_async(types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(2, 12))))
+        [inline_item] = items(both[0])
+        assert [c.text_edit.new_text for c in both[1].items] == [inline_item.insert_text]
+        await asyncio.sleep(0.2)
+        assert sum(1 for s in client.statuses if s["state"] == "generating") == generating + 1
         # The server is alive and well after all that.
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={"inhouse": {"debounceMs": 0}}))

@@ -32,3 +32,15 @@ def test_capacity():
     for i in range(3):
         cache.put("a.py", f"p{i}", "", f"t{i}")
     assert len(cache) == 2 and cache.lookup("a.py", "p0", "") is None and cache.lookup("a.py", "p2", "").text == "t2"
+
+
+def test_windowed_prefix_uses_document_offsets():
+    """Editors send whole files; the prefix is a window of fixed size, so its length says nothing."""
+    cache = CompletionCache()
+    doc = "x" * 5000 + "\nvalue = comp"
+    window = doc[-1000:]
+    cache.put("a.py", window, "\n", "ute()", end=len(doc))
+    typed_doc = doc + "ut"
+    hit = cache.lookup("a.py", typed_doc[-1000:], "\n", end=len(typed_doc))
+    assert hit is not None and hit.text == "e()"
+    assert cache.lookup("a.py", (doc + "zz")[-1000:], "\n", end=len(doc) + 2) is None
