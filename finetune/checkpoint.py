@@ -1,6 +1,7 @@
 """Training checkpoints: written atomically every N steps, found again by `--resume` after a crash or kill -9.
 
-A checkpoint is a directory `checkpoints/step-XXXXXXXX/` holding the adapter weights, the optimizer state,
+A checkpoint is a directory `checkpoints/step-XXXXXXXX/` holding the adapter (peft layout, so `inhouse eval
+--adapter` can score it for a learning curve), the optimizer state,
 the RNG states and `state.json` (step, tokens, the planned number of steps, the best dev loss). It is written
 under a temporary name and renamed when complete, so a half-written checkpoint is never seen. Called by
 finetune/train.py on the main process only (DDP replicas hold identical states).
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
-ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"  # with adapter_config.json: loadable by peft (learning curves)
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 _NAME = re.compile(r"^step-(\d{8})$")
@@ -80,7 +81,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out_dir: Path, step: int, adapter: dict[str, Any], optimizer_state: dict[str, Any] | None,
-                    state: dict[str, Any]) -> Path:
+                    state: dict[str, Any], adapter_config: dict[str, Any] | None = None,
+                    info: dict[str, Any] | None = None) -> Path:
     """Write checkpoint `step` atomically; the state JSON goes last so only complete directories count.
 
     `optimizer_state` is None for sharded runs (FSDP, DeepSpeed): a resume there restarts the optimizer moments.
@@ -90,7 +92,11 @@ def save_checkpoint(out_dir: Path, step: int, adapter: dict[str, Any], optimizer
 
     target = checkpoint_dir(out_dir, step)
     with atomic_directory(target, overwrite=True) as tmp:
-        save_file(adapter, str(tmp / ADAPTER_FILE))
+        save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        if adapter_config is not None:
+            write_json_atomic(tmp / "adapter_config.json", adapter_config)
+        if info is not None:
+            write_json_atomic(tmp / "inhouse.json", info)
         if optimizer_state is not None:
             torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
         torch.save(rng_state(), tmp / RNG_FILE)

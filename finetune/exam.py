@@ -209,6 +209,7 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
     report = {
         "dataset": str(dataset.resolve()), "dataset_manifest_sha256": D.manifest_hash(dataset),
         "base": str(base.resolve()), "adapter": str(Path(adapter).resolve()) if adapter else None,
+        "adapter_info": read_info(adapter) if adapter else None,  # step and elapsed_s for learning curves
         "fim_format": fmt.name, "n": len(tasks), "config": to_dict(cfg), "runs": runs,
         "comparisons": comparisons, "headline": headline, "seconds": round(time.perf_counter() - started, 1),
         "splits": manifest.get("splits"), **(run_metadata or {}),

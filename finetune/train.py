@@ -179,7 +179,10 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
             weights = _adapter_weights(accelerator, model, sharded)  # a collective when sharded
             if main:
-                ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state)
+                ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state,
+                                     _peft_config(accelerator.unwrap_model(model)),
+                                     {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
+                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2)})
                 ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
@@ -347,7 +350,8 @@ def _primary_mode(rows: list[dict[str, Any]], cfg: TrainConfig) -> str:
 
 
 def _adapter_weights(accelerator, model, sharded: bool) -> dict[str, Any] | None:
-    """The LoRA weights on the main process (None elsewhere); gathered from every rank when sharded."""
+    """The LoRA weights: each rank's own replica (DDP, one process), or gathered to the main process when sharded
+    (None on the others)."""
     from peft import get_peft_model_state_dict
 
     unwrapped = accelerator.unwrap_model(model)
@@ -357,7 +361,17 @@ def _adapter_weights(accelerator, model, sharded: bool) -> dict[str, Any] | None
             return None
         return {k: v.detach().to("cpu").contiguous()
                 for k, v in get_peft_model_state_dict(unwrapped, state_dict=full).items()}
-    return ckpt.adapter_state(unwrapped) if accelerator.is_main_process else None
+    return ckpt.adapter_state(unwrapped)
+
+
+def _peft_config(model) -> dict[str, Any]:
+    """adapter_config.json as peft writes it for inference."""
+    config = model.peft_config["default"].to_dict()
+    config["inference_mode"] = True
+    for key, value in list(config.items()):
+        if isinstance(value, set):
+            config[key] = sorted(value)
+    return config
 
 
 def _save_adapter(weights: dict[str, Any], model, out: Path) -> None:
