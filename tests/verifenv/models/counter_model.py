@@ -9,8 +9,9 @@ class Model:
         self.init = params.get("INIT", 0)
         self.count = self.init
 
-    def reset(self) -> None:
+    def reset(self) -> dict[str, int] | None:
         self.count = self.init
+        return {"count": self.count, "wrap": 0}  # en is held low during reset
 
     def step(self, inputs: dict[str, int]) -> dict[str, int] | None:
         mask = (1 << self.width) - 1

@@ -8,8 +8,9 @@ class Model:
         self.depth = params["DEPTH"]
         self.queue: list[int] = []
 
-    def reset(self) -> None:
+    def reset(self) -> dict[str, int] | None:
         self.queue = []
+        return {"level": 0, "full": 0, "empty": 1}
 
     def step(self, inputs: dict[str, int]) -> dict[str, int] | None:
         if inputs["pop"] and self.queue:

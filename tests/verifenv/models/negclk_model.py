@@ -7,8 +7,9 @@ class Model:
     def __init__(self, params: dict[str, int]) -> None:
         self.q = 0
 
-    def reset(self) -> None:
+    def reset(self) -> dict[str, int] | None:
         self.q = 0
+        return {"q": 0}
 
     def step(self, inputs: dict[str, int]) -> dict[str, int] | None:
         self.q = inputs["d"]

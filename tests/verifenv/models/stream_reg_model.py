@@ -8,8 +8,9 @@ class Model:
         self.valid = 0
         self.data = 0
 
-    def reset(self) -> None:
+    def reset(self) -> dict[str, int] | None:
         self.valid = 0
+        return {"m_valid": 0, "s_ready": 1}
 
     def step(self, inputs: dict[str, int]) -> dict[str, int] | None:
         if not self.valid or inputs["m_ready"]:
