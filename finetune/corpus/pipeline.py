@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
     workers = cfg.workers or os.cpu_count() or 1
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # our parallelism is the process pool
     counts: dict[str, Counter] = defaultdict(Counter)
+    started = time.perf_counter()
 
     # 1. discover, and the path-only filters (no file is opened for them)
     jobs: list[worker.FileJob] = []
@@ -190,6 +192,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                 for item in pmap(worker.prepare, jobs):
                     prepared.append(item)
                     bar.advance(task)
+            log.info("prepare: %d files in %.1f s", len(jobs), time.perf_counter() - started)
             lang_stats: dict[str, Counter] = defaultdict(Counter)
             for item in prepared:
                 if item.reason:
@@ -210,6 +213,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             splits = split.assign_splits(names, groups, forced & kept, cfg.eval_fraction, cfg.dev_fraction,
                                          cfg.seed, counts["split"], eval_since=bool(cfg.eval_since))
             split.check_disjoint(splits, groups)
+            log.info("dedup and split: %.1f s", time.perf_counter() - started)
             # 6-7. parse, select spans, render (parallel); 8. write shards as rows arrive, in file order
             train_paths: dict[str, list[str]] = defaultdict(list)
             for k, s in splits.items():
@@ -235,12 +239,14 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                                                          if k.startswith("kind:")})
                     bar.advance(task)
             split_rows = {s: w.close() for s, w in writers.items()}
+            log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
             for k in sorted(splits):
                 with open(worker.spool_path(spool, k), encoding="utf-8", newline="") as fh:
                     files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path,
                                          "language": by_key[k].language, "split": splits[k], "content": fh.read()}])
             n_files = files_writer.close()
+            log.info("files table: %.1f s", time.perf_counter() - started)
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
                 **run_metadata(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,6 +84,11 @@ class Tokens:
         return window[:cut], bisect_left([o[0] for o in offsets], cut)
 
 
+def token_starts(tokens: Tokens, text: str) -> list[int]:
+    """Character offset where each token of `text` starts (what `FileTokens` bisects)."""
+    return [start for start, _ in tokens._encode(text).offsets] if text else []
+
+
 class FileTokens:
     """A file encoded once: every budget of its examples becomes a bisection over token start offsets.
 
@@ -90,9 +96,12 @@ class FileTokens:
     two; middles are also checked exactly with `Tokens.fits`.
     """
 
-    def __init__(self, tokens: Tokens, text: str) -> None:
+    def __init__(self, tokens: Tokens | None, text: str, starts: Sequence[int] | None = None) -> None:
         self.text = text
-        self.starts = [start for start, _ in tokens._encode(text).offsets] if text else []
+        if starts is None:
+            assert tokens is not None
+            starts = token_starts(tokens, text)
+        self.starts = starts
         self.chars_per_token = 0.95 * len(text) / max(len(self.starts), 1)
 
     def count(self, a: int, b: int) -> int:
@@ -200,18 +209,22 @@ def l2r_row(fmt: FimFormat, meta: RowMeta, body: str, context: RepoContext | Non
     }
 
 
-def build_context(tokens: Tokens, repo: str, path: str, files: list[tuple[str, str]], budget: int,
-                  chars_per_token: float | None = None) -> RepoContext:
+def build_context(tokens: Tokens, repo: str, path: str, files: list[tuple[str, str, FileTokens | None]],
+                  budget: int, chars_per_token: float | None = None) -> RepoContext:
     """The repository context of one row: related files cut to fit `budget` tokens between them.
 
-    With `chars_per_token` (token_budgets "estimate") the cuts use that ratio instead of encoding the files.
+    Each related file comes with its token offsets (exact budgets, computed once in the prepare stage) or
+    None, in which case it is cut by `chars_per_token` (estimated budgets) or encoded.
     """
     out: list[RepoFile] = []
     left = budget
-    for other_path, content in files:
+    for other_path, content, offsets in files:
         if left <= 32:
             break
-        if chars_per_token:
+        if offsets is not None:
+            end = offsets.head_end(0, left)
+            piece, used = content[:end], offsets.count(0, end)
+        elif chars_per_token:
             piece = content[: int(left * chars_per_token)]
             nl = piece.rfind("\n")
             piece = piece[: nl + 1] if len(piece) < len(content) and nl > 0 else piece

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from array import array
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +56,28 @@ def spool_path(spool: str, key: int) -> str:
     return os.path.join(spool, f"{key:08d}.txt")
 
 
+def _offsets_path(spool: str, key: int) -> str:
+    return os.path.join(spool, f"{key:08d}.tok")
+
+
+def _write_offsets(key: int, starts: list[int]) -> None:
+    assert _STATE is not None
+    with open(_offsets_path(_STATE.spool, key), "wb") as fh:
+        array("I", starts).tofile(fh)
+
+
+def _read_offsets(key: int) -> list[int] | None:
+    """The token starts the prepare stage stored for a file (exact budgets), or None."""
+    assert _STATE is not None
+    path = _offsets_path(_STATE.spool, key)
+    if not os.path.exists(path):
+        return None
+    out = array("I")
+    with open(path, "rb") as fh:
+        out.frombytes(fh.read())
+    return out.tolist()
+
+
 @dataclass(frozen=True)
 class FileJob:
     key: int
@@ -101,6 +124,9 @@ def prepare(job: FileJob) -> Prepared:
     clean = secrets.redact(text, job.path, found)
     with open(spool_path(state.spool, job.key), "w", encoding="utf-8", newline="") as fh:
         fh.write(clean)
+    if cfg.token_budgets == "exact" and _TOKENS is not None:
+        # Each file is tokenized once, here: its examples and every row that shows it as context reuse this.
+        _write_offsets(job.key, render.token_starts(_TOKENS, clean))
     return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
                     dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found))
 
@@ -120,7 +146,7 @@ def _read_spool(key: int) -> str:
         return fh.read()
 
 
-def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str]]:
+def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, object]]:
     state = _STATE
     assert state is not None
     by_dir = state.context_index.get(job.repo, {})
@@ -128,7 +154,9 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
     for path in related_files(job.path, text, job.language, by_dir, rng, state.cfg.max_context_files):
         key = state.keys.get((job.repo, path))
         if key is not None:
-            out.append((path, _read_spool(key)))
+            content = _read_spool(key)
+            starts = _read_offsets(key)
+            out.append((path, content, None if starts is None else render.FileTokens(None, content, starts)))
     return out
 
 
@@ -145,7 +173,9 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     src = spans.parse_source(text, job.language, counts, languages.parse)
     is_train = job.split == "train"
 
-    file_tokens = render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}"))
+    starts = _read_offsets(job.key) if cfg.token_budgets == "exact" else None
+    file_tokens = (render.FileTokens(None, text, starts) if starts is not None else
+                   render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}")))
     cap = cfg.max_middle_tokens
 
     exact_offsets = isinstance(file_tokens, render.FileTokens)
