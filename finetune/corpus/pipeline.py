@@ -203,6 +203,10 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                 counts["secrets"]["files_with_secrets"] += int(bool(item.secrets))
                 lang_stats[by_key[item.key].language]["bytes"] += item.nbytes
             counts["secrets"]["found"] = sum(v for k, v in counts["secrets"].items() if k != "files_with_secrets")
+            if not counts["filter"]["kept"]:
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["filter"].items()) if v)
+                raise CorpusError(f"no usable source file in {', '.join(str(r.path) for r in repos)} "
+                                  f"({len(jobs)} candidates; dropped: {reasons or 'nothing found'})")
             # 4b. dedup (exact, then MinHash LSH)
             items = [dedup.DedupInput(p.key, p.exact, p.sig, p.key in forced) for p in prepared if not p.reason]
             kept = set(dedup.dedup(items, cfg.near_dup_threshold, counts["dedup"]))

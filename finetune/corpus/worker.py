@@ -177,7 +177,6 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     file_tokens = (render.FileTokens(None, text, starts) if starts is not None else
                    render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}")))
     cap = cfg.max_middle_tokens
-
     exact_offsets = isinstance(file_tokens, render.FileTokens)
 
     def ok(a: int, b: int) -> bool:
@@ -222,8 +221,8 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
                                    maybe_context()))
         counts[f"kind:{span.kind}"] += 1
     for _ in range(objectives.count("l2r")):
-        starts = src.line_starts
-        start = starts[rng.randrange(len(starts))] if len(text) > cfg.max_l2r_tokens * 2 else 0
+        lines = src.line_starts
+        start = lines[rng.randrange(len(lines))] if len(text) > cfg.max_l2r_tokens * 2 else 0
         body = text[start:file_tokens.head_end(start, cfg.max_l2r_tokens)]
         if body.strip():
             rows.append(render.l2r_row(fmt, meta, body, maybe_context()))
