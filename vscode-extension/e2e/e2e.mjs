@@ -171,7 +171,7 @@ const browser = await chromium.launchPersistentContext(PROFILE, {
 const page = browser.pages()[0] || (await browser.newPage());
 const consoleErrors = [];
 page.on('pageerror', (e) => consoleErrors.push('pageerror: ' + e.message));
-const result = { ok: false, error: null, status: {}, cases: [], toggle: {}, timings, shots, consoleErrors };
+const result = { ok: false, error: null, status: {}, cases: [], toggle: {}, broken: null, timings, shots, consoleErrors };
 
 try {
   mark('browser launched');
@@ -229,6 +229,30 @@ try {
   result.toggle.on = await waitStatus(page, /inhouse: ready/, 10000);
   await shot(page, 'status-ready-again');
   mark('toggled off and on');
+
+  // a wrong server command, typed into the Settings editor the way a user would: the extension restarts the
+  // server, must show exactly one error notification with the fix, and the status bar must say so
+  if (spec.brokenServerCommand) {
+    await runCommand(page, 'Preferences: Open User Settings');
+    await page.locator('.settings-editor').first().waitFor({ timeout: 15000 });
+    await page.waitForTimeout(500);
+    await page.keyboard.type('inhouse.server.command', { delay: 10 });
+    const item = page.locator('.settings-editor .setting-item-contents', { hasText: 'Server: Command' }).first();
+    const input = item.locator('input').filter({ visible: true }).first();
+    await input.waitFor({ timeout: 15000 });
+    await input.click();
+    await input.fill(spec.brokenServerCommand);
+    await page.keyboard.press('Tab');
+    result.broken = { status: await waitStatus(page, /inhouse: server not running/, 30000) };
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'could not start' });
+    await toast.first().waitFor({ timeout: 15000 });
+    await page.waitForTimeout(1500); // give a second message the chance to appear
+    result.broken.toasts = await page
+      .locator('.notifications-toasts .notification-toast .notification-list-item-message')
+      .allTextContents();
+    await shot(page, 'server-cannot-start');
+    mark('wrong server command reported');
+  }
   result.ok = true;
 } catch (e) {
   result.error = String(e && e.stack ? e.stack : e);

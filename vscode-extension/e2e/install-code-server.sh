@@ -34,7 +34,8 @@ tar czf "$RG_CACHE/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz" -C "$RG_
 cd "$DEST"
 [ -f package.json ] || echo '{"name":"inhouse-code-server-host","private":true}' > package.json
 NODEDIR=/usr; [ -d /usr/include/node ] || NODEDIR=$(dirname "$(dirname "$(command -v node)")")
-npm_config_nodedir=$NODEDIR npm_config_yes=true npm_config_unsafe_perm=true npm_config_cache="$CACHE" \
+# JOBS=max: node-gyp compiles each native module with make -j<cores>
+JOBS=max npm_config_nodedir=$NODEDIR npm_config_yes=true npm_config_unsafe_perm=true npm_config_cache="$CACHE" \
   npm install --no-audit --no-fund --no-save "code-server@$VERSION"
 # code-server writes into HOME on any call without --config, so isolate HOME/XDG for the version check.
 HOME=$DEST/.home XDG_CONFIG_HOME=$DEST/.home/.config XDG_DATA_HOME=$DEST/.home/.local/share \

@@ -28,7 +28,15 @@ import {
   ShownSuggestion,
 } from './acceptance';
 import { findExecutable, Probes, resolveServerCommand, ServerCommand, StartFailure, startFailureMessage } from './serverCommand';
-import { didChangeConfigurationSettings, ExtensionSettings, needsRestart, needsServerUpdate, readSettings, toServerSettings } from './settings';
+import {
+  didChangeConfigurationSettings,
+  ExtensionSettings,
+  needsRestart,
+  needsServerUpdate,
+  readSettings,
+  syncedLanguages,
+  toServerSettings,
+} from './settings';
 import { initialStatus, reduce, render, StatusEvent, StatusModel, StatusNotification } from './status';
 
 export const STATUS_NOTIFICATION = '$/inhouse/status';
@@ -248,7 +256,10 @@ export class Controller implements vscode.Disposable {
 
   private clientOptions(): LanguageClientOptions {
     return {
-      documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+      documentSelector: syncedLanguages(this.settings).flatMap((language) => [
+        { scheme: 'file', language },
+        { scheme: 'untitled', language },
+      ]),
       outputChannel: this.log,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       initializationOptions: toServerSettings(this.settings),
@@ -419,7 +430,7 @@ export class Controller implements vscode.Disposable {
     if (e.affectsConfiguration('inhouse.enable') && this.settings.enable !== this.status.enabled) {
       this.dispatch({ kind: 'setEnabled', enabled: this.settings.enable });
     }
-    if (needsRestart((s) => e.affectsConfiguration(s)) && before.serverCommand !== this.settings.serverCommand) {
+    if (needsRestart(before, this.settings)) {
       await this.restart();
       return;
     }

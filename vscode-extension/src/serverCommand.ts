@@ -114,9 +114,9 @@ export interface StartFailure {
 }
 
 export const FIX_HINT =
-  'Fix: create the environment with `python3 -m venv .venv && .venv/bin/pip install -e .` in the inhouse ' +
-  'checkout (or install inhouse where `inhouse` is on PATH), or set "inhouse.server.command" to the full ' +
-  'command line, e.g. "/path/to/.venv/bin/inhouse lsp", then run "inhouse: Restart Server".';
+  'Fix: set "inhouse.server.command" to the command line that starts it (e.g. "/path/to/.venv/bin/inhouse lsp"), ' +
+  "or install inhouse (`pip install -e .` in the inhouse checkout) into the workspace's .venv or onto PATH, " +
+  'then run "inhouse: Restart Server".';
 
 /** The single message shown when the server cannot start: what failed, the cause, and the fix. */
 export function startFailureMessage(cmd: ServerCommand, failure: StartFailure): string {

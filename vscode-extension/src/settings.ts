@@ -42,8 +42,19 @@ export const DEFAULTS: ExtensionSettings = Object.freeze({
 
 export const MAX_TOKENS_LIMIT = 1024;
 
-/** Settings whose change needs a new server process rather than a `didChangeConfiguration`. */
-export const RESTART_KEYS: readonly string[] = ['server.command'];
+/**
+ * VS Code language ids the server knows (core/languages.toml). Only these documents are sent to the server:
+ * other files (settings.json, notes, logs) never become prompt context.
+ */
+export const SERVER_LANGUAGES: readonly string[] = Object.freeze([
+  'python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact', 'java', 'c', 'cpp', 'csharp', 'go',
+  'rust', 'shellscript', 'verilog', 'systemverilog', 'vhdl',
+]);
+
+/** Languages whose documents the client syncs: the enabled ones when set, else every language the server knows. */
+export function syncedLanguages(s: ExtensionSettings): string[] {
+  return s.enabledLanguages.length > 0 ? [...s.enabledLanguages] : [...SERVER_LANGUAGES];
+}
 
 /** A setting that had a value of the wrong shape; the default is used instead and the user is told. */
 export interface SettingProblem {
@@ -135,9 +146,14 @@ export function didChangeConfigurationSettings(s: ExtensionSettings): { inhouse:
   return { inhouse: toServerSettings(s) };
 }
 
-/** True when a configuration change touching `affects("inhouse.<key>")` needs a server restart. */
-export function needsRestart(affects: (section: string) => boolean): boolean {
-  return RESTART_KEYS.some((key) => affects(`inhouse.${key}`));
+/**
+ * True when going from `before` to `after` needs a new server process: another command line, or a language
+ * whose documents the running client does not sync yet.
+ */
+export function needsRestart(before: ExtensionSettings, after: ExtensionSettings): boolean {
+  if (before.serverCommand !== after.serverCommand) return true;
+  const synced = new Set(syncedLanguages(before));
+  return syncedLanguages(after).some((id) => !synced.has(id));
 }
 
 /** True when the change is one the running server must hear about (anything but enable/restart keys). */

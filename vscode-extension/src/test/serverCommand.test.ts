@@ -65,7 +65,8 @@ describe('startFailureMessage', () => {
     const msg = startFailureMessage(cmd, { errorCode: 'ENOENT' });
     assert.match(msg, /^inhouse: the language server could not start: no `inhouse` executable was found/);
     assert.match(msg, /inhouse\.server\.command/);
-    assert.match(msg, /python3 -m venv \.venv/);
+    assert.match(msg, /pip install -e \./);
+    assert.match(msg, /inhouse: Restart Server/);
     assert.equal(msg.split('\n').length, 1);
   });
 

@@ -7,6 +7,7 @@ import {
   needsServerUpdate,
   readSettings,
   SettingGetter,
+  syncedLanguages,
   toServerSettings,
 } from '../settings';
 
@@ -107,15 +108,31 @@ describe('toServerSettings', () => {
 });
 
 describe('which changes restart the server', () => {
-  const affects = (...keys: string[]) => (section: string) =>
-    keys.some((k) => k === section || k.startsWith(section + '.') || section === 'inhouse');
-  it('restarts only for server.command', () => {
-    assert.equal(needsRestart((s) => s === 'inhouse.server.command'), true);
-    assert.equal(needsRestart((s) => s === 'inhouse.maxTokens'), false);
+  const base = readSettings(from({})).settings;
+  const withValues = (values: Record<string, unknown>) => readSettings(from(values)).settings;
+  it('restarts for another server command', () => {
+    assert.equal(needsRestart(base, withValues({ 'server.command': '/x/inhouse lsp' })), true);
+    assert.equal(needsRestart(base, withValues({ maxTokens: 8, adapter: 'a', telemetry: true })), false);
+  });
+  it('restarts when a language the client does not sync yet is enabled', () => {
+    assert.equal(needsRestart(base, withValues({ enabledLanguages: ['python'] })), false);
+    assert.equal(needsRestart(base, withValues({ enabledLanguages: ['python', 'fortran'] })), true);
+    const pyOnly = withValues({ enabledLanguages: ['python'] });
+    assert.equal(needsRestart(pyOnly, withValues({ enabledLanguages: ['python', 'go'] })), true);
+    assert.equal(needsRestart(pyOnly, base), true);
   });
   it('forwards server-side settings and not the toggle', () => {
     assert.equal(needsServerUpdate((s) => s === 'inhouse.adapter'), true);
     assert.equal(needsServerUpdate((s) => s === 'inhouse.enable'), false);
-    assert.equal(needsServerUpdate(affects('inhouse.telemetry')), true);
+    assert.equal(needsServerUpdate((s) => s === 'inhouse.telemetry'), true);
+  });
+});
+
+describe('syncedLanguages', () => {
+  it('is every language the server knows by default, the enabled ones when set', () => {
+    const all = syncedLanguages(readSettings(from({})).settings);
+    for (const id of ['python', 'typescript', 'systemverilog', 'vhdl']) assert.ok(all.includes(id), id);
+    assert.ok(!all.includes('json') && !all.includes('jsonc') && !all.includes('plaintext'));
+    assert.deepEqual(syncedLanguages(readSettings(from({ enabledLanguages: ['go', 'rust'] })).settings), ['go', 'rust']);
   });
 });
