@@ -46,11 +46,12 @@ def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
         proc.wait(20)
 
 
-def test_serve_reports_a_missing_model_in_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "core.cli", "serve", "--model", str(tmp_path / "nope")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert "is not a model directory" in out.stderr and "Traceback" not in out.stderr
+def test_serve_reports_a_missing_model_in_one_line(tmp_path, capsys):
+    from core.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a model directory" in err and "Traceback" not in err
 
 
 def test_config_section_precedence_and_validation(tmp_path):
