@@ -28,10 +28,10 @@ def _line_end(text: str, start: int) -> int:
     return m.start() if m else len(text)
 
 
-def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int:
-    """The string offset of an LSP position (clamped to the document)."""
+def locate(text: str, line: int, character: int, encoding: str = "utf-16") -> tuple[int, int, int]:
+    """(offset, line, character) of an LSP position, the position clamped to the document."""
     if line < 0:
-        return 0
+        return 0, 0, 0
     start = 0
     if line > 0:
         seen = 0
@@ -41,20 +41,23 @@ def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") ->
                 start = m.end()
                 break
         else:
-            return len(text)
+            last, col = position_at(text, len(text), encoding)
+            return len(text), last, col
     end = _line_end(text, start)
-    if character <= 0:
-        return start
     units = 0
     i = start
-    while i < end:
-        units += _units(text[i], encoding)
-        if units > character:
-            return i  # inside a surrogate pair / multi-byte character: stay before it
+    while i < end and units < character:
+        step = _units(text[i], encoding)
+        if units + step > character:
+            break  # inside a surrogate pair / multi-byte character: stay before it
+        units += step
         i += 1
-        if units == character:
-            return i
-    return end
+    return i, line, units
+
+
+def offset_at(text: str, line: int, character: int, encoding: str = "utf-16") -> int:
+    """The string offset of an LSP position (clamped to the document)."""
+    return locate(text, line, character, encoding)[0]
 
 
 def position_at(text: str, offset: int, encoding: str = "utf-16") -> tuple[int, int]:
@@ -77,6 +80,8 @@ class Cursor:
     prefix: str
     suffix: str
     offset: int
+    line: int       # the position, clamped to the document
+    character: int
 
 
 PREFIX_WINDOW = 100_000
@@ -85,5 +90,6 @@ SUFFIX_WINDOW = 20_000
 
 def split_at(text: str, line: int, character: int, encoding: str = "utf-16") -> Cursor:
     """The text before and after a position, windowed so huge files cost no more than big ones."""
-    offset = offset_at(text, line, character, encoding)
-    return Cursor(text[max(0, offset - PREFIX_WINDOW):offset], text[offset:offset + SUFFIX_WINDOW], offset)
+    offset, line, character = locate(text, line, character, encoding)
+    return Cursor(text[max(0, offset - PREFIX_WINDOW):offset], text[offset:offset + SUFFIX_WINDOW], offset, line,
+                  character)

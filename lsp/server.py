@@ -27,7 +27,7 @@ from core.completion.symbols import SymbolIndex
 from core.errors import BackendUnavailableError, InhouseError, OverloadedError
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
-from lsp.positions import position_at, split_at
+from lsp.positions import split_at
 from lsp.session import Answer, Session
 from lsp.status import State, Status
 from lsp.telemetry import Telemetry
@@ -180,7 +180,7 @@ class InhouseLanguageServer(LanguageServer):
         path = self.relative_path(uri)
         inp = CompletionInput(path=path, prefix=prefix, suffix=suffix, language_id=language_id,
                               documents=self.context_documents(uri))
-        self._settle_previous(uri, prefix)
+        self._settle_previous(uri, prefix, cursor.offset)
 
         key = (version, cursor.offset)
         entry = self.inflight.get(uri)
@@ -214,21 +214,21 @@ class InhouseLanguageServer(LanguageServer):
             log.info("completion %s dropped: the document changed while it was generated", path)
             return None
         suggestion = answer.text.replace("\n", "\r\n") if crlf else answer.text
-        line, character = position_at(text, cursor.offset, self.encoding)
-        pos = types.Position(line=line, character=character)
-        shown = Shown(uuid.uuid4().hex[:12], uri, language_id, answer.text, len(prefix))
+        pos = types.Position(line=cursor.line, character=cursor.character)
+        shown = Shown(uuid.uuid4().hex[:12], uri, language_id, answer.text, cursor.offset)
         self.shown[uri] = shown
         self.telemetry.record("shown", id=shown.id, language=language_id, chars=len(answer.text),
                               cached=answer.cached, multiline=answer.multiline,
                               latency_ms=round((answer.timings or {}).get("total", 0.0), 1))
         return suggestion, types.Range(start=pos, end=pos), shown
 
-    def _settle_previous(self, uri: str, prefix: str) -> None:
+    def _settle_previous(self, uri: str, prefix: str, offset: int) -> None:
         """A new request after a shown suggestion that was not typed into nor accepted: it was dismissed."""
         shown = self.shown.get(uri)
         if shown is None or shown.settled:
             return
-        typed = prefix[shown.offset:] if len(prefix) >= shown.offset else None
+        typed_len = offset - shown.offset
+        typed = prefix[len(prefix) - typed_len:] if 0 < typed_len <= len(prefix) else "" if typed_len == 0 else None
         if typed is not None and shown.text.startswith(typed) and len(typed) < len(shown.text):
             return  # the user is typing the suggestion: still on screen
         shown.settled = True

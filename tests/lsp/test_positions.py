@@ -43,3 +43,12 @@ def test_split_windows_huge_documents():
     assert cursor.offset == 300_004
     assert len(cursor.prefix) == 100_000 and text[:cursor.offset].endswith(cursor.prefix)
     assert len(cursor.suffix) == 20_000 and text[cursor.offset:].startswith(cursor.suffix)
+
+
+def test_split_reports_the_clamped_position():
+    cursor = split_at(TEXT, 0, 99)
+    assert (cursor.offset, cursor.line, cursor.character) == (2, 0, 2)
+    cursor = split_at(TEXT, 3, 1)  # inside the emoji's surrogate pair
+    assert (cursor.offset, cursor.line, cursor.character) == (12, 3, 0)
+    cursor = split_at(TEXT, 42, 0)  # past the last line
+    assert (cursor.offset, cursor.line, cursor.character) == (19, 4, 3)
