@@ -18,7 +18,7 @@ from core.client import BackendInfo, ClientConfig, CompletionBackend, create_bac
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput, CompletionPipeline, PipelineSettings, request_completion
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendUnavailableError
+from core.errors import BackendUnavailableError, InhouseError
 from lsp.config import LspConfig
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Session:
         self.pipeline = CompletionPipeline(self.backend, pipeline_settings(cfg), tokenizer=self.tokenizer,
                                            index=index)
         self._info_failed_at: float | None = None
+        self._no_info = False
 
     @property
     def info(self) -> BackendInfo | None:
@@ -106,11 +107,21 @@ class Session:
         return info
 
     async def ensure_info(self) -> None:
-        if self.pipeline.info is not None:
+        if self.pipeline.info is not None or self._no_info:
             return
         if self._info_failed_at is not None and time.monotonic() - self._info_failed_at < INFO_RETRY_S:
             raise BackendUnavailableError(f"backend {self.cfg.backend_url} unreachable (retrying shortly)")
-        await self.refresh_info()
+        try:
+            await self.refresh_info()
+        except BackendUnavailableError:
+            raise
+        except InhouseError as exc:
+            if not self.cfg.fim_format:
+                raise
+            # Some OpenAI-compatible servers have no usable model list: the configured format is enough.
+            log.warning("backend %s gives no info (%s); completing with FIM format %s", self.cfg.backend_url, exc,
+                        self.cfg.fim_format)
+            self._no_info = True
 
     async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None,
                        on_request: Callable[[], None] | None = None) -> Answer:

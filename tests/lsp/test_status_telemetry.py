@@ -58,3 +58,32 @@ def test_telemetry_writes_only_when_enabled(tmp_path):
     assert [e["event"] for e in events] == ["shown", "accepted"] and events[0]["id"] == "x"
     with pytest.raises(ValueError):
         on.record("clicked")
+
+
+async def test_session_without_backend_info_uses_the_configured_format():
+    """An OpenAI-compatible server with no model list still completes when the FIM format is configured."""
+    from core.client import BackendInfo, CompletionRequest, CompletionResult
+    from core.completion.pipeline import CompletionInput
+    from core.errors import GenerationError
+    from lsp.config import LspConfig
+    from lsp.session import Session
+
+    class NoInfo:
+        requests: list[CompletionRequest] = []
+
+        async def info(self) -> BackendInfo:
+            raise GenerationError("no /v1/models")
+
+        async def complete(self, req: CompletionRequest) -> CompletionResult:
+            self.requests.append(req)
+            return CompletionResult("a + b", 3, 1.0, "stop")
+
+        async def aclose(self) -> None:
+            pass
+
+    backend = NoInfo()
+    session = Session(LspConfig(fim_format="codellama"), backend=backend)
+    answer = await session.complete("d", CompletionInput("m.py", "def add(a, b):\n    return ", "\n", "python"))
+    assert answer.text == "a + b" and backend.requests[0].prompt.startswith("<PRE> ")
+    with pytest.raises(GenerationError):
+        await Session(LspConfig(), backend=NoInfo()).complete("d", CompletionInput("m.py", "x = ", "\n", "python"))
