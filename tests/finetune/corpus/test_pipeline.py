@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import CorpusError
-from core.fim import FimMode, RepoContext, get_format
+from core.fim import FimMode, get_format
 from finetune.corpus.pipeline import build
 from finetune.corpus.repos import RepoSpec, from_paths, read_repos_toml
 from tests.finetune.corpus.conftest import make_git_repo
