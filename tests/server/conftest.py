@@ -32,6 +32,16 @@ def make_adapter(model_dir: Path, out: Path, seed: int = 1) -> Path:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads():
+    """The server sets torch's thread count for the process; give other test modules theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def adapters_dir(tiny_model_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("adapters")

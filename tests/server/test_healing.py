@@ -76,3 +76,30 @@ def test_token_bytes_agree_with_decoding(tiny_tokenizer):
             assert raw.encode("latin-1").decode("utf-8") == decoded, i
     # every byte is reachable, so any text can be re-typed
     assert {t for t in texts if len(t) == 1} >= {chr(b) for b in range(256)}
+
+
+@pytest.mark.parametrize("inputs,after_cursor", [
+    ("import json\n\n\ndef load_config(path):\n    with open(path) as fh:\n        return json.lo", "ad(fh)"),
+    ("import os\n\n\ndef list_python_files(root):\n    out = []\n    for dirpath, dirnames, filenames in os.wa", "lk("),
+])
+async def test_token_healing_on_a_real_model(smollm2_app, inputs, after_cursor):
+    """SmolLM2 continues `json.lo` with `action(...` on its own; healed, it writes `json.load(fh)`."""
+    r = await smollm2_app.post("/generate", json={"inputs": inputs, "parameters": {"max_new_tokens": 4,
+                                                                                   "token_healing": True}})
+    assert r.json()["generated_text"].startswith(after_cursor)
+
+
+@pytest.fixture(scope="module")
+def _smollm2_server(smollm2_dir):
+    from server.app import create_app
+
+    app = create_app(smollm2_dir, torch_threads=1)
+    yield app
+    app.state.server.engine.close()
+
+
+@pytest.fixture
+async def smollm2_app(_smollm2_server):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_smollm2_server), base_url="http://t",
+                                 timeout=120) as c:
+        yield c
