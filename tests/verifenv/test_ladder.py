@@ -68,11 +68,12 @@ def test_hand_model_agrees_and_kills_mutants(tmp_path, quick_cfg):
     assert report.claimed == "L5"
 
 
-def test_combinational_model_and_mutants(tmp_path, quick_cfg):
+def test_combinational_model(tmp_path, quick_cfg):
+    """`eval` instead of `step` for a design without clock (bench/verifenv.py reports its mutation score)."""
     require_sim("icarus")
     make_env(tmp_path, "adder95.v", "adder95", model="adder95_model.py")
-    report = ladder.check(tmp_path, quick_cfg, "icarus", "adder95", mutants=1)
-    assert report.status("L3") == "pass" and report.status("L5") == "pass", report.table()
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "adder95", upto="L4")
+    assert report.status("L3") == "pass", report.table()
 
 
 def test_wrong_model_is_caught_by_l3(tmp_path, quick_cfg):
@@ -158,7 +159,7 @@ def test_harness_errors_and_timeouts_are_never_counted_as_killed(tmp_path, quick
     require_sim("icarus")
     from verifenv import process
 
-    make_env(tmp_path, "counter.v", "counter", model="counter_model.py")
+    make_env(tmp_path, "counter.v", "counter")  # no model: L3 shows nothing, which does not stop L5
     real = ladder.Runner.pytest
     verdicts = iter([process.RunResult(5, 0.1, "no tests ran"), process.RunResult(None, 9.0, "")])
 
