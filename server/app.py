@@ -36,6 +36,11 @@ def create_app(model_dir: str | Path, adapters_dir: str | Path | None = None, *,
     elif adapters_dir is not None or options:
         config = ServeConfig(**{**_fields(config), **options,
                                 **({"adapters": str(adapters_dir)} if adapters_dir else {})})
+    api_key = None
+    if config.api_key_file:  # a bad key file should fail before minutes of model loading
+        from server.auth import read_api_key
+
+        api_key = read_api_key(config.api_key_file)
     state = ServerState.load(model_dir, config)
 
     @asynccontextmanager
@@ -50,10 +55,10 @@ def create_app(model_dir: str | Path, adapters_dir: str | Path | None = None, *,
     from server import openai
 
     openai.install(app, state)
-    if config.api_key_file:
-        from server.auth import BearerAuth, read_api_key
+    if api_key is not None:
+        from server.auth import BearerAuth
 
-        app.add_middleware(BearerAuth, api_key=read_api_key(config.api_key_file))
+        app.add_middleware(BearerAuth, api_key=api_key)
     return app
 
 

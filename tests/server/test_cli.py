@@ -63,3 +63,12 @@ def test_config_section_precedence_and_validation(tmp_path):
         ServeConfig(max_batch_size=0)
     with pytest.raises(ConfigError, match="`max_total_tokens` must be > max_input_tokens"):
         ServeConfig(max_input_tokens=100, max_total_tokens=100)
+
+
+def test_empty_api_key_file_is_refused_before_loading(tmp_path):
+    from server.app import create_app
+
+    key = tmp_path / "key"
+    key.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="`api_key_file` .* is empty"):
+        create_app(tmp_path / "no-model-needed", api_key_file=str(key))
