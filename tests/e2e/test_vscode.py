@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -103,22 +105,23 @@ def _run(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str] | None
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stops a process started in its own session, with its children (code-server's extension host, the LSP)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    else:
-        try:  # children may outlive the leader
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """Stops a process started in its own session, with its children (code-server's extension host and the
+    language server it spawned). A leader that already exited is left alone: its group id may be reused."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    try:  # members that outlived the leader still hold the group id
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _find_chromium() -> str:
@@ -150,9 +153,17 @@ class _Job:
     proc: subprocess.Popen
     log: Path
     started: float
+    ended: float | None = None
+
+    def watch(self) -> None:
+        threading.Thread(target=self._note_end, daemon=True).start()
+
+    def _note_end(self) -> None:
+        self.proc.wait()
+        self.ended = time.monotonic()
 
     def wait(self, timeout_s: float) -> float:
-        """Seconds it took in all; fails the test with the log's tail if it failed or overran."""
+        """Seconds the command ran; fails the test with the log's tail if it failed or overran."""
         try:
             self.proc.wait(timeout=max(1.0, timeout_s))
         except subprocess.TimeoutExpired:
@@ -160,7 +171,7 @@ class _Job:
             pytest.fail(f"{self.name} did not finish in time:\n{_tail(self.log)}")
         if self.proc.returncode != 0:
             pytest.fail(f"{self.name} failed ({self.proc.returncode}):\n{_tail(self.log)}")
-        return time.monotonic() - self.started
+        return (self.ended or time.monotonic()) - self.started
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,9 @@ class Toolchain:
 def _start(name: str, cmd: list[str], log: Path) -> _Job:
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return _Job(name, proc, log, time.monotonic())
+    job = _Job(name, proc, log, time.monotonic())
+    job.watch()
+    return job
 
 
 @pytest.fixture(scope="session")
@@ -282,8 +295,6 @@ def _collapse(text: str) -> str:
 
 def test_extension_syncs_every_server_language() -> None:
     """The extension sends the server the documents of every language core/languages.toml knows."""
-    import re
-
     from core.languages import all_languages
 
     source = (EXT_DIR / "src" / "settings.ts").read_text()

@@ -3,20 +3,15 @@
  * status bar, settings and acceptance reports in step with it. extension.ts creates one and wires commands.
  * All completion logic lives in the server; this side only starts it, forwards settings, and reports.
  */
-import { spawn, ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
   CloseAction,
   DidChangeConfigurationNotification,
   ErrorAction,
   ExecuteCommandRequest,
-  LanguageClient,
   LanguageClientOptions,
   RevealOutputChannelOn,
-  ServerOptions,
   State,
 } from 'vscode-languageclient/node';
 import {
@@ -27,7 +22,8 @@ import {
   serverSuggestionId,
   ShownSuggestion,
 } from './acceptance';
-import { findExecutable, Probes, resolveServerCommand, ServerCommand, StartFailure, startFailureMessage } from './serverCommand';
+import { findExecutable, resolveServerCommand, ServerCommand, StartFailure, startFailureMessage } from './serverCommand';
+import { QuietLanguageClient, spawnServer, systemProbes } from './serverProcess';
 import {
   didChangeConfigurationSettings,
   ExtensionSettings,
@@ -46,29 +42,6 @@ const MAX_RESTARTS = 3;
 /** A server that sends no `$/inhouse/status` within this long after `initialize` is taken as ready. */
 const STATUS_GRACE_MS = 5000;
 const RESTART_WINDOW_MS = 3 * 60 * 1000;
-
-/** The client never shows its own notifications: the controller shows one clear message itself. */
-class QuietLanguageClient extends LanguageClient {
-  override error(message: string, data?: unknown, _showNotification?: boolean | 'force'): void {
-    super.error(message, data, false);
-  }
-}
-
-function systemProbes(): Probes {
-  return {
-    isExecutable(file: string): boolean {
-      try {
-        if (!fs.statSync(file).isFile()) return false;
-        fs.accessSync(file, fs.constants.X_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    pathDirs: (process.env.PATH ?? '').split(path.delimiter),
-    exeSuffixes: process.platform === 'win32' ? ['.exe', '.cmd', ''] : [''],
-  };
-}
 
 export class Controller implements vscode.Disposable {
   private client: QuietLanguageClient | undefined;
@@ -154,22 +127,14 @@ export class Controller implements vscode.Disposable {
     }
     this.stderrTail = '';
     this.lastExit = undefined;
-    const serverOptions: ServerOptions = () =>
-      new Promise<ChildProcess>((resolve, reject) => {
-        const child = spawn(cmd.command, [...cmd.args], {
-          cwd: folders[0] ?? os.homedir(),
-          env: process.env,
-          stdio: 'pipe',
-        });
-        child.stderr?.on('data', (d: Buffer) => {
-          this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
-        });
-        child.once('error', reject);
-        child.once('spawn', () => resolve(child));
-        child.once('exit', (code) => {
-          this.lastExit = code;
-        });
-      });
+    const serverOptions = spawnServer(cmd, folders[0] ?? os.homedir(), {
+      onStderr: (text) => {
+        this.stderrTail = (this.stderrTail + text).slice(-4000);
+      },
+      onExit: (code) => {
+        this.lastExit = code;
+      },
+    });
     const client = new QuietLanguageClient('inhouse', 'inhouse', serverOptions, this.clientOptions());
     // textDocument/inlineCompletion is a proposed LSP 3.18 feature in vscode-languageclient 10
     client.registerProposedFeatures();
