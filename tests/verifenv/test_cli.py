@@ -40,3 +40,12 @@ def test_python_module(tmp_path, capsys):
     assert main(["verif-env", str(SHAPES), "-o", str(tmp_path / "py")]) == 0
     assert "verif-env python:" in capsys.readouterr().out
     assert (tmp_path / "py" / "test_shapes_smoke.py").is_file()
+
+
+def test_fill_without_a_reachable_backend_is_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "env"
+    code = main(["verif-env", str(RTL / "counter.v"), "--top", "counter", "-o", str(out), "--fill",
+                 "--backend-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "inhouse: error:" in err and len(err.strip().splitlines()) == 1, err
+    assert "return None" in (out / "tb" / "ref_model.py").read_text()  # the generated environment is intact
