@@ -63,10 +63,8 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
         raise CorpusError("give --model MODEL_DIR or --tokenizer tokenizer.json: lengths are counted in the "
                           "target model's tokens")
     fmt = fim.get_format(name)
-    from tokenizers import Tokenizer
-
     try:
-        tokenizer = Tokenizer.from_file(str(tok))
+        tokenizer = worker.load_tokenizer(str(tok))  # loaded once: the workers reuse it
     except Exception as exc:  # the tokenizers library raises a bare Exception for an unreadable file
         raise CorpusError(f"cannot load tokenizer {str(tok)!r}: {exc}") from exc
     try:
@@ -82,7 +80,7 @@ def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., I
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
     import datasketch  # noqa: F401  (pulls in scipy: seconds per process otherwise)
 
-    worker.load_tokenizer(state.tokenizer_file)
+    worker.load_counter(state.tokenizer_file)
     if workers <= 1:
         worker.init(state)
         yield lambda fn, items: map(fn, items)

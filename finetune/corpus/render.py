@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.fim import FimFormat, FimMode, RepoContext, RepoFile
+from finetune.corpus.tokencount import SNAP_CHARS, WordCounter, WordIndex
 
 # The most characters one token of a code tokenizer covers (runs of spaces): no middle longer than this many
 # characters per token of its cap can fit.
@@ -23,7 +23,6 @@ MAX_CHARS_PER_TOKEN = 8
 # BPE code tokenizers, so a window of 5 per token nearly always holds the limit; when it holds fewer, the cut
 # is simply shorter than the budget (never longer), and a 1 MB file is never encoded whole for 1024 tokens.
 WINDOW_CHARS_PER_TOKEN = 5
-SNAP_CHARS = 400
 
 
 class Encoder(Protocol):
@@ -84,48 +83,6 @@ class Tokens:
         return window[:cut], bisect_left([o[0] for o in offsets], cut)
 
 
-def token_starts(tokens: Tokens, text: str) -> list[int]:
-    """Character offset where each token of `text` starts (what `FileTokens` bisects)."""
-    return [start for start, _ in tokens._encode(text).offsets] if text else []
-
-
-class FileTokens:
-    """A file encoded once: every budget of its examples becomes a bisection over token start offsets.
-
-    Piece boundaries may tokenize a token differently from the whole file, so budgets hold within a token or
-    two; middles are also checked exactly with `Tokens.fits`.
-    """
-
-    def __init__(self, tokens: Tokens | None, text: str, starts: Sequence[int] | None = None) -> None:
-        self.text = text
-        if starts is None:
-            assert tokens is not None
-            starts = token_starts(tokens, text)
-        self.starts = starts
-        self.chars_per_token = 0.95 * len(text) / max(len(self.starts), 1)
-
-    def count(self, a: int, b: int) -> int:
-        return bisect_left(self.starts, b) - bisect_left(self.starts, a)
-
-    def tail_start(self, a: int, limit: int) -> int:
-        """Where a prefix ending at `a` starts to hold at most `limit` tokens (at a line start when near)."""
-        j = bisect_left(self.starts, a) - limit
-        if j <= 0:
-            return 0
-        cut = self.starts[j]
-        nl = self.text.find("\n", cut, a)
-        return nl + 1 if nl != -1 and nl - cut < SNAP_CHARS else cut
-
-    def head_end(self, b: int, limit: int) -> int:
-        """Where a suffix starting at `b` ends to hold at most `limit` tokens (at a line end when near)."""
-        j = bisect_left(self.starts, b) + limit
-        if j >= len(self.starts):
-            return len(self.text)
-        cut = self.starts[j]
-        nl = self.text.rfind("\n", b, cut)
-        return nl + 1 if nl != -1 and cut - nl < SNAP_CHARS else cut
-
-
 class EstimatedTokens:
     """Budgets for a large file from its characters-per-token ratio, measured on a few slices of it.
 
@@ -166,11 +123,12 @@ class EstimatedTokens:
         return nl + 1 if nl != -1 and cut - nl < SNAP_CHARS else cut
 
 
-def file_tokens(tokens: Tokens, text: str, mode: str, rng: random.Random) -> FileTokens | EstimatedTokens:
-    """Exact token offsets of the file, or (mode "estimate", files over 3 slices) a calibrated estimate."""
+def file_tokens(counter: WordCounter, tokens: Tokens, text: str, mode: str,
+                rng: random.Random) -> WordIndex | EstimatedTokens:
+    """Exact token budgets for the file, or (mode "estimate", files over 3 slices) a calibrated estimate."""
     if mode == "estimate" and len(text) > 3 * EstimatedTokens.SLICES * EstimatedTokens.SLICE:
         return EstimatedTokens(tokens, text, rng)
-    return FileTokens(tokens, text)
+    return WordIndex.build(counter, text)
 
 
 @dataclass(frozen=True)
@@ -209,11 +167,11 @@ def l2r_row(fmt: FimFormat, meta: RowMeta, body: str, context: RepoContext | Non
     }
 
 
-def build_context(tokens: Tokens, repo: str, path: str, files: list[tuple[str, str, FileTokens | None]],
+def build_context(tokens: Tokens, repo: str, path: str, files: list[tuple[str, str, WordIndex | None]],
                   budget: int, chars_per_token: float | None = None) -> RepoContext:
     """The repository context of one row: related files cut to fit `budget` tokens between them.
 
-    Each related file comes with its token offsets (exact budgets, computed once in the prepare stage) or
+    Each related file comes with its `WordIndex` (exact budgets, built once in the prepare stage) or
     None, in which case it is cut by `chars_per_token` (estimated budgets) or encoded.
     """
     out: list[RepoFile] = []

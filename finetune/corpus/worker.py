@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-from array import array
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from core import fim, languages
 from finetune.corpus import dedup, filters, render, secrets, spans
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
+from finetune.corpus.tokencount import WordCounter, WordIndex
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class WorkerState:
 
 _STATE: WorkerState | None = None
 _TOKENS: render.Tokens | None = None
+_COUNTER: WordCounter | None = None
 
 
 @functools.cache
@@ -45,37 +46,42 @@ def load_tokenizer(path: str):
     return Tokenizer.from_file(path)
 
 
+@functools.cache
+def load_counter(path: str) -> WordCounter:
+    """The word-count cache of the tokenizer, built once per process (inherited by forked workers)."""
+    return WordCounter(load_tokenizer(path))
+
+
 def init(state: WorkerState) -> None:
-    """Pool initializer: keep the state and the tokenizer."""
-    global _STATE, _TOKENS
+    """Pool initializer: keep the state, the tokenizer and its word counter."""
+    global _STATE, _TOKENS, _COUNTER
     _STATE = state
     _TOKENS = render.Tokens(load_tokenizer(state.tokenizer_file))
+    _COUNTER = load_counter(state.tokenizer_file)
 
 
 def spool_path(spool: str, key: int) -> str:
     return os.path.join(spool, f"{key:08d}.txt")
 
 
-def _offsets_path(spool: str, key: int) -> str:
+def _index_path(spool: str, key: int) -> str:
     return os.path.join(spool, f"{key:08d}.tok")
 
 
-def _write_offsets(key: int, starts: list[int]) -> None:
+def _write_index(key: int, index: WordIndex) -> None:
     assert _STATE is not None
-    with open(_offsets_path(_STATE.spool, key), "wb") as fh:
-        array("I", starts).tofile(fh)
+    with open(_index_path(_STATE.spool, key), "wb") as fh:
+        fh.write(index.to_bytes())
 
 
-def _read_offsets(key: int) -> list[int] | None:
-    """The token starts the prepare stage stored for a file (exact budgets), or None."""
-    assert _STATE is not None
-    path = _offsets_path(_STATE.spool, key)
+def _read_index(key: int, text: str) -> WordIndex | None:
+    """The word index the prepare stage stored for a file (exact budgets), or None."""
+    assert _STATE is not None and _COUNTER is not None
+    path = _index_path(_STATE.spool, key)
     if not os.path.exists(path):
         return None
-    out = array("I")
     with open(path, "rb") as fh:
-        out.frombytes(fh.read())
-    return out.tolist()
+        return WordIndex.from_bytes(_COUNTER, text, fh.read())
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,9 @@ def prepare(job: FileJob) -> Prepared:
     clean = secrets.redact(text, job.path, found)
     with open(spool_path(state.spool, job.key), "w", encoding="utf-8", newline="") as fh:
         fh.write(clean)
-    if cfg.token_budgets == "exact" and _TOKENS is not None:
-        # Each file is tokenized once, here: its examples and every row that shows it as context reuse this.
-        _write_offsets(job.key, render.token_starts(_TOKENS, clean))
+    if cfg.token_budgets == "exact" and _COUNTER is not None:
+        # Each file is split into words once, here: its examples and every row showing it as context reuse it.
+        _write_index(job.key, WordIndex.build(_COUNTER, clean))
     return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
                     dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found))
 
@@ -155,15 +161,14 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
         key = state.keys.get((job.repo, path))
         if key is not None:
             content = _read_spool(key)
-            starts = _read_offsets(key)
-            out.append((path, content, None if starts is None else render.FileTokens(None, content, starts)))
+            out.append((path, content, _read_index(key, content)))
     return out
 
 
 def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The rows of one file for its split, and the counts of what happened."""
     state, tokens = _STATE, _TOKENS
-    assert state is not None and tokens is not None, "worker.init was not called"
+    assert state is not None and tokens is not None and _COUNTER is not None, "worker.init was not called"
     cfg = state.cfg
     fmt = fim.get_format(state.fim_format)
     counts: Counter = Counter()
@@ -173,23 +178,20 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     src = spans.parse_source(text, job.language, counts, languages.parse)
     is_train = job.split == "train"
 
-    starts = _read_offsets(job.key) if cfg.token_budgets == "exact" else None
-    file_tokens = (render.FileTokens(None, text, starts) if starts is not None else
-                   render.file_tokens(tokens, text, cfg.token_budgets, random.Random(f"{cfg.seed}\0{job.path}")))
+    index = _read_index(job.key, text) if cfg.token_budgets == "exact" else None
+    file_tokens = index or render.file_tokens(_COUNTER, tokens, text, cfg.token_budgets,
+                                              random.Random(f"{cfg.seed}\0{job.path}"))
     cap = cfg.max_middle_tokens
-    exact_offsets = isinstance(file_tokens, render.FileTokens)
 
     def ok(a: int, b: int) -> bool:
-        # With exact offsets the whole-file count is within a token or two of the middle's own, so only
-        # middles near the cap are encoded; estimated budgets always encode the middle.
+        # Middles are counted exactly: by the word index, or (estimated budgets) by encoding them.
         if a == b:
             return True
         if b - a > cap * render.MAX_CHARS_PER_TOKEN:
             return False
-        approx = file_tokens.count(a, b)
-        if exact_offsets and approx <= cap - 4:
-            return True
-        return approx <= cap * 2 and tokens.fits(text[a:b], cap)
+        if isinstance(file_tokens, WordIndex):
+            return file_tokens.count(a, b) <= cap
+        return file_tokens.count(a, b) <= cap * 2 and tokens.fits(text[a:b], cap)
 
     if is_train:
         objectives = [render.choose_objective(rng, cfg.fim_rate, cfg.spm_rate)

@@ -1,0 +1,252 @@
+"""Exact token counts of pieces of a file in the target tokenizer, without encoding every piece.
+
+A byte-level BPE tokenizer (GPT-2 family: SmolLM2, StarCoder, the test tokenizer) splits text into words with
+one fixed regex and encodes every word on its own, so a text's token count is the sum of its words' counts.
+`WordIndex` splits a file once (word boundaries, cumulative token counts); a piece `text[a:b]` is counted
+exactly by splitting again only its two ends, where a cut can change how the nearby words fall: the regex
+looks at most one character past a word, so every word of the file that ends two characters before `b` is a
+word of the piece too, and from the first word boundary the piece shares with the file, the words agree.
+Words are encoded once per process (`WordCounter` caches them).
+
+Anything else is counted by the tokenizer itself, still exactly (`WordIndex` in "encode" mode): tokenizers
+of another shape (a normalizer, another pre-tokenizer), texts that hold one of the tokenizer's added tokens,
+and texts with a character whose Unicode class this Python's regex does not share with the tokenizer's
+(checked per character against the tokenizer's own pre-tokenizer, once per process).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from array import array
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+
+# A cut snaps to a line boundary within this many characters (render.SNAP_CHARS).
+SNAP_CHARS = 400
+_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _ranges(pred, stop: int) -> str:
+    """A regex character class body for the code points below `stop` where `pred(char)` holds."""
+    out, start = [], None
+    for cp in range(stop):
+        ok = pred(chr(cp))
+        if ok and start is None:
+            start = cp
+        elif not ok and start is not None:
+            out.append((start, cp - 1))
+            start = None
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in out)
+
+
+def _word_regex(stop: int) -> re.Pattern[str]:
+    """GPT-2's split `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+` in `re`,
+    for texts whose characters are all below `stop` (smaller classes match faster: `re` looks a class of
+    the first 65536 code points up in a table, a wider one range by range)."""
+    letters = _ranges(str.isalpha, stop)
+    numbers = _ranges(lambda c: unicodedata.category(c)[0] == "N", stop)
+    ws = _WS if stop > 0x80 else "\t\n\x0b\x0c\r "
+    return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+| ?[^{ws}{letters}{numbers}]+"
+                      rf"|[{ws}]+(?![^{ws}])|[{ws}]+")
+
+
+def _byte_chars() -> dict[int, str]:
+    """GPT-2's bytes_to_unicode: the printable character byte-level BPE writes for each byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, n = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
+
+
+def is_byte_level_bpe(tokenizer) -> bool:
+    """Whether `tokenizer` is a plain GPT-2-style byte-level BPE (what `WordCounter`'s fast path assumes)."""
+    spec = json.loads(tokenizer.to_str())
+    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+    return (spec.get("normalizer") is None and pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space")
+            and pre.get("use_regex", True) and model.get("type") == "BPE" and model.get("dropout") is None)
+
+
+class WordCounter:
+    """Token counts of words (cached), and whether a text can be counted word by word."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.fast = is_byte_level_bpe(tokenizer)
+        # ASCII texts (most code), texts within the Basic Multilingual Plane, any text
+        self.words = tuple(_word_regex(stop) for stop in (0x80, 0x10000, 0x40000)) if self.fast else ()
+        self.byte_chars = _byte_chars()
+        self.cache: dict[str, int] = {}
+        self.good_chars: set[str] = set()
+        self.bad_chars: set[str] = set()
+        added = sorted((t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content),
+                       key=len, reverse=True)
+        self.added = re.compile("|".join(map(re.escape, added))) if added else None
+
+    def encode_count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
+
+    def _char_agrees(self, c: str) -> bool:
+        """Whether our regex splits text around `c` as the tokenizer's pre-tokenizer does."""
+        probe = f"a{c}1{c} {c}{c}!{c}  {c}x{c}\n{c}a {c}1{c}"
+        try:
+            ref = [w for w, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(probe)]
+        except Exception:  # a lone surrogate: the tokenizer takes no such string
+            return False
+        return ref == [self.byte_level(w) for w in self.pattern(probe).findall(probe)]
+
+    def pattern(self, text: str) -> re.Pattern[str]:
+        """The word regex for `text` (and for any piece of it)."""
+        if text.isascii():
+            return self.words[0]
+        return self.words[1] if max(text) < "\U00010000" else self.words[2]
+
+    def usable(self, text: str) -> bool:
+        """Whether `text` can be counted word by word (else the tokenizer counts it)."""
+        if not self.fast or (self.added is not None and self.added.search(text)):
+            return False
+        if text.isascii():
+            return True
+        for c in {c for c in set(text) if c > "\x7f"} - self.good_chars:
+            if c in self.bad_chars:
+                return False
+            if self._char_agrees(c):
+                self.good_chars.add(c)
+            else:
+                self.bad_chars.add(c)
+                return False
+        return True
+
+    def byte_level(self, word: str) -> str:
+        table = self.byte_chars
+        return "".join([table[b] for b in word.encode("utf-8", "surrogatepass")])
+
+    def counts(self, words: list[str]) -> list[int]:
+        """Token count of each word (each encoded by the BPE model once per process)."""
+        cache = self.cache
+        missing = set(words).difference(cache)
+        if missing:
+            model = self.tokenizer.model
+            for w in missing:
+                cache[w] = len(model.tokenize(self.byte_level(w)))
+        return list(map(cache.__getitem__, words))
+
+    def word_count(self, w: str) -> int:
+        n = self.cache.get(w)
+        if n is None:
+            n = self.cache[w] = len(self.tokenizer.model.tokenize(self.byte_level(w)))
+        return n
+
+
+class WordIndex:
+    """A file's words (or, in "encode" mode, its tokens) and cumulative token counts: exact piece counts and
+    token-budgeted cuts (`count`, `tail_start`, `head_end`) for its examples and for rows showing it as context.
+    """
+
+    def __init__(self, counter: WordCounter, text: str, bounds, cum, words_mode: bool) -> None:
+        self.counter, self.text, self.bounds, self.cum, self.words_mode = counter, text, bounds, cum, words_mode
+        self.word = counter.pattern(text) if words_mode else None
+        self.chars_per_token = 0.95 * len(text) / max(cum[-1], 1)
+
+    @classmethod
+    def build(cls, counter: WordCounter, text: str) -> WordIndex:
+        if counter.usable(text):
+            words = counter.pattern(text).findall(text)
+            bounds = array("I", [0])
+            bounds.extend(accumulate(map(len, words)))
+            cum = array("I", [0])
+            cum.extend(accumulate(counter.counts(words)))
+            return cls(counter, text, bounds, cum, True)
+        offsets = counter.tokenizer.encode(text, add_special_tokens=False).offsets if text else []
+        bounds = array("I", sorted({0, len(text), *(s for s, _ in offsets)}))
+        return cls(counter, text, bounds, array("I", range(len(bounds))), False)
+
+    def to_bytes(self) -> bytes:
+        return (array("I", [len(self.bounds), int(self.words_mode)]).tobytes() + self.bounds.tobytes()
+                + self.cum.tobytes())
+
+    @classmethod
+    def from_bytes(cls, counter: WordCounter, text: str, data: bytes) -> WordIndex:
+        head = array("I")
+        head.frombytes(data[:8])
+        n, mode = head
+        bounds, cum = array("I"), array("I")
+        bounds.frombytes(data[8:8 + 4 * n])
+        cum.frombytes(data[8 + 4 * n:8 + 8 * n])
+        return cls(counter, text, bounds, cum, bool(mode))
+
+    # -- counting --------------------------------------------------------------------------------------------
+    def count(self, a: int, b: int) -> int:
+        """Exactly how many tokens `text[a:b]` encodes to."""
+        if b <= a:
+            return 0
+        if not self.words_mode:
+            return self.counter.encode_count(self.text[a:b])
+        text, bounds, counter, word = self.text, self.bounds, self.counter, self.word
+        n, pos = 0, a
+        i = bisect_left(bounds, a)
+        while pos < b and bounds[i] != pos:  # the piece's first words, until they meet a boundary of the file
+            m = word.match(text, pos, b)
+            n += counter.word_count(m.group())
+            pos = m.end()
+            while bounds[i] < pos:
+                i += 1
+        if pos >= b:
+            return n
+        j = bisect_right(bounds, b - 3) - 1  # every word of the file ending by here is a word of the piece
+        if j > i:
+            n += self.cum[j] - self.cum[i]
+            pos = bounds[j]
+        while pos < b:  # the piece's last words
+            m = word.match(text, pos, b)
+            n += counter.word_count(m.group())
+            pos = m.end()
+        return n
+
+    # -- cuts ------------------------------------------------------------------------------------------------
+    def tail_start(self, a: int, limit: int) -> int:
+        """Where the longest prefix ending at `a` within `limit` tokens starts (at a line start when near)."""
+        if limit <= 0 or a <= 0:
+            return a if limit <= 0 else 0
+        bounds, cum, text = self.bounds, self.cum, self.text
+        ia = bisect_right(bounds, a) - 1
+        j = bisect_left(cum, cum[ia] - limit, 0, ia + 1)
+        while j <= ia and self.count(bounds[j], a) > limit:
+            j += 1
+        if j > ia:  # not even the last word before the cursor fits
+            return a
+        while j > 0 and self.count(bounds[j - 1], a) <= limit:
+            j -= 1
+        cut = bounds[j]
+        if cut == 0:
+            return 0
+        nl = text.find("\n", cut, a)
+        if nl != -1 and nl - cut < SNAP_CHARS and self.count(nl + 1, a) <= limit:
+            return nl + 1
+        return cut
+
+    def head_end(self, b: int, limit: int) -> int:
+        """Where the longest suffix starting at `b` within `limit` tokens ends (at a line end when near)."""
+        bounds, cum, text = self.bounds, self.cum, self.text
+        if limit <= 0 or b >= len(text):
+            return b
+        ib = bisect_left(bounds, b)
+        j = max(bisect_right(cum, cum[ib] + limit) - 1, ib)
+        while j > ib and self.count(b, bounds[j]) > limit:
+            j -= 1
+        if self.count(b, bounds[j]) > limit:  # not even the rest of the cursor's word fits
+            return b
+        while j + 1 < len(bounds) and self.count(b, bounds[j + 1]) <= limit:
+            j += 1
+        cut = bounds[j]
+        if cut >= len(text):
+            return len(text)
+        nl = text.rfind("\n", b, cut)
+        if nl != -1 and cut - nl < SNAP_CHARS and self.count(b, nl + 1) <= limit:
+            return nl + 1
+        return cut
