@@ -426,3 +426,18 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     assert "inhouse.server.command" in broken["toasts"][0] and "Fix:" in broken["toasts"][0], broken["toasts"]
     assert "language server started" in ext_log, context
     assert len(list(shots.glob("*.png"))) >= 4 + 4 * len(CASES)
+
+
+def test_extension_unit_tests() -> None:
+    """The extension's own unit tests (mocha: settings mapping, status state machine, command lookup, accept
+    tracking) as part of the pytest run; kept after the e2e test so a cold run installs node_modules once."""
+    for tool in ("node", "npm", "make"):
+        if not shutil.which(tool):
+            pytest.fail(f"the extension's unit tests need {tool} on PATH (Node 20+ with npm, and make)")
+    proc = subprocess.run(["make", "-C", str(EXT_DIR), "test"], capture_output=True, text=True, timeout=300,
+                          check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"make -C vscode-extension test failed:\n{out[-4000:]}"
+    passing = re.search(r"(\d+) passing", out)
+    assert passing and int(passing.group(1)) >= 50, f"unexpected mocha output:\n{out[-2000:]}"
+    assert "failing" not in out, out[-4000:]

@@ -70,15 +70,6 @@ export class Controller implements vscode.Disposable {
     );
   }
 
-  get enabled(): boolean {
-    return this.status.enabled;
-  }
-
-  /** The status bar model (tests and the e2e read the rendered text). */
-  get statusModel(): StatusModel {
-    return this.status;
-  }
-
   private dispatch(event: StatusEvent): void {
     this.status = reduce(this.status, event);
     this.paint();
