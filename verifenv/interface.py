@@ -122,7 +122,6 @@ def _clocks_resets(ports: list[Port], body: str) -> tuple[list[Clock], list[Rese
     edges = _edges(body)
     clocks: list[Clock] = []
     resets: list[Reset] = []
-    clock_names = set()
     for port in ports:
         if port.direction != "input" or (port.width not in (None, 1)):
             continue
@@ -132,7 +131,6 @@ def _clocks_resets(ports: list[Port], body: str) -> tuple[list[Clock], list[Rese
             resets.append(Reset(port.name, _reset_polarity(port.name, body, port_edges), asynchronous))
         elif port_edges or _CLOCK_NAME.match(port.name):
             clocks.append(Clock(port.name, "negedge" if port_edges == {"negedge"} else "posedge"))
-            clock_names.add(port.name)
     return clocks, resets
 
 
