@@ -270,16 +270,30 @@ def embedded_server(ghost_model_dir: Path, tmp_path: Path) -> Iterator[str]:
         _stop(proc)
 
 
-def _write_user_config(user_dir: Path, backend_url: str, tiny_model_dir: Path) -> None:
+def _server_command(workspace: Path) -> str | None:
+    """How the extension will find `inhouse lsp`: by default the way a user's checkout does, through the
+    workspace's .venv/bin/inhouse (a link to this venv's console script, no setting); INHOUSE_E2E_SERVER_COMMAND
+    or a venv without the script sets `inhouse.server.command` instead. Returns the setting, or None."""
+    if os.environ.get("INHOUSE_E2E_SERVER_COMMAND"):
+        return os.environ["INHOUSE_E2E_SERVER_COMMAND"]
+    script = Path(sys.executable).parent / "inhouse"
+    if not os.access(script, os.X_OK):
+        return f"{sys.executable} -m core.cli lsp"
+    (workspace / ".venv" / "bin").mkdir(parents=True)
+    (workspace / ".venv" / "bin" / "inhouse").symlink_to(script)
+    return None
+
+
+def _write_user_config(user_dir: Path, backend_url: str, tiny_model_dir: Path, server_command: str | None) -> None:
     user_dir.mkdir(parents=True, exist_ok=True)
     settings = json.loads((HARNESS / "config" / "settings.json").read_text())
-    server_command = os.environ.get("INHOUSE_E2E_SERVER_COMMAND") or f"{sys.executable} -m core.cli lsp"
     settings.update({
-        "inhouse.server.command": server_command,
         "inhouse.backendUrl": backend_url,
         "inhouse.maxTokens": 24,
         "inhouse.tokenizer": str(tiny_model_dir / "tokenizer.json"),
     })
+    if server_command is not None:
+        settings["inhouse.server.command"] = server_command
     (user_dir / "settings.json").write_text(json.dumps(settings, indent=2))
     shutil.copy(HARNESS / "config" / "keybindings.json", user_dir / "keybindings.json")
 
@@ -336,7 +350,8 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     env["INHOUSE_LSP_TIMEOUT_S"] = "30"
     cs_config = tmp_path / "code-server.yaml"
     cs_config.write_text("auth: none\ncert: false\n")
-    _write_user_config(user_data / "User", embedded_server, ghost_model_dir)
+    server_command = _server_command(workspace)
+    _write_user_config(user_data / "User", embedded_server, ghost_model_dir, server_command)
     t = time.monotonic()
     _run([str(code_server), "--config", str(cs_config), "--user-data-dir", str(user_data),
           "--extensions-dir", str(extensions), "--install-extension", str(vsix)],
@@ -425,6 +440,8 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     assert "no-such-dir/inhouse` was not found" in broken["toasts"][0], broken["toasts"]
     assert "inhouse.server.command" in broken["toasts"][0] and "Fix:" in broken["toasts"][0], broken["toasts"]
     assert "language server started" in ext_log, context
+    if server_command is None:
+        assert "lsp (from workspace-venv)" in ext_log, f"the workspace's .venv/bin/inhouse was not used:{context}"
     assert len(list(shots.glob("*.png"))) >= 4 + 4 * len(CASES)
 
 
