@@ -67,6 +67,8 @@ CASES = (
     Case("python", "circle.py", PY_SOURCE, line=2, column=12),
     Case("typescript", "circle.ts", TS_SOURCE, line=2, column=16),
 )
+# accepted one word at a time (Ctrl+Right) instead of with Tab
+PARTIAL = Case("partial", "partial.py", PY_SOURCE, line=2, column=12)
 
 
 def _free_port() -> int:
@@ -359,7 +361,7 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     installed = [p.name for p in extensions.iterdir() if p.is_dir()]
     assert any(n.startswith("inhouse.inhouse-") for n in installed), f"extension not installed: {installed}"
     timings["install_vsix"] = time.monotonic() - t
-    for case in CASES:
+    for case in (*CASES, PARTIAL):
         (workspace / case.file).write_text(case.source)
 
     # 3. code-server on 127.0.0.1, then the browser side
@@ -382,6 +384,7 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
             "workspace": str(workspace), "shots": str(shots), "result": str(tmp_path / "result.json"),
             "tmp": str(tmp), "chromium": chromium, "readyTimeoutMs": 90000, "ghostTimeoutMs": 45000,
             "cases": [{"name": c.name, "file": c.file, "line": c.line, "column": c.column} for c in CASES],
+            "partial": {"name": PARTIAL.name, "file": PARTIAL.file, "line": PARTIAL.line, "column": PARTIAL.column},
             "brokenServerCommand": str(tmp_path / "no-such-dir" / "inhouse") + " lsp",
         }
         (tmp_path / "spec.json").write_text(json.dumps(spec, indent=2))
@@ -432,6 +435,14 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     assert result["toggle"]["on"].startswith("inhouse: ready"), result["toggle"]
     assert ext_log.count("sending inhouse.accepted (full") >= len(CASES), f"no acceptance reports:{context}"
     assert ext_log.count("inhouse.accepted acknowledged by the server") >= len(CASES), context
+
+    # one word accepted with Ctrl+Right: a strict prefix of the suggestion lands, reported as a partial accept
+    saved = (workspace / PARTIAL.file).read_text()
+    before, after = PARTIAL.source[: PARTIAL.offset], PARTIAL.source[PARTIAL.offset:]
+    assert saved == result["partial"]["saved"] and saved.startswith(before) and saved.endswith(after), saved
+    word = saved[len(before): len(saved) - len(after)]
+    assert word and GHOST.startswith(word) and word != GHOST, f"Ctrl+Right inserted {word!r} of {GHOST!r}"
+    assert f"sending inhouse.accepted (partial, {len(word)} chars)" in ext_log, f"no partial accept report:{context}"
 
     # a wrong inhouse.server.command: one notification naming the command and the fix, status bar says so
     broken = result["broken"]

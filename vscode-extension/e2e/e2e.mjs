@@ -171,7 +171,7 @@ const browser = await chromium.launchPersistentContext(PROFILE, {
 const page = browser.pages()[0] || (await browser.newPage());
 const consoleErrors = [];
 page.on('pageerror', (e) => consoleErrors.push('pageerror: ' + e.message));
-const result = { ok: false, error: null, status: {}, cases: [], toggle: {}, broken: null, timings, shots, consoleErrors };
+const result = { ok: false, error: null, status: {}, cases: [], toggle: {}, partial: null, broken: null, timings, shots, consoleErrors };
 
 try {
   mark('browser launched');
@@ -215,6 +215,25 @@ try {
       .then(() => 0, () => 1);
     mark(`${c.name}: accepted and saved`);
     await shot(page, `${c.name}-saved`);
+  }
+
+  // partial accept: Ctrl+Right takes the suggestion's next word only
+  if (spec.partial) {
+    const c = spec.partial;
+    const onDisk = path.join(spec.workspace, c.file);
+    const before = fs.readFileSync(onDisk, 'utf8');
+    await openFile(page, c.file);
+    await focusEditor(page);
+    await gotoLineCol(page, c.line, c.column);
+    const { ghost: g } = await triggerUntilGhost(page, spec.ghostTimeoutMs || 45000);
+    if (!g) throw new Error(`no ghost text in ${c.file} for the partial accept`);
+    await page.keyboard.press('Control+ArrowRight');
+    await page.waitForTimeout(400);
+    await shot(page, `${c.name}-word-accepted`);
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+S');
+    result.partial = { ghost: g, saved: await waitFileChange(onDisk, before, 10000) };
+    mark(`${c.name}: one word accepted and saved`);
   }
 
   // toggle: click the status bar item -> disabled (no ghost text on trigger) -> click again -> ready

@@ -71,6 +71,13 @@ export function advance(line: number, character: number, text: string): { line: 
 /** Remembers the suggestions on screen per document and recognises partial accepts among edits. */
 export class PartialAcceptTracker {
   private readonly shown = new Map<string, ShownSuggestion[]>();
+  /** Documents whose next edit comes from "accept next word" (so even one character is an accept). */
+  private readonly expecting = new Set<string>();
+
+  /** The next edit of `uri` is VS Code accepting part of the suggestion (inhouse.acceptNextWord). */
+  expectPartial(uri: string): void {
+    if (this.shown.has(uri)) this.expecting.add(uri);
+  }
 
   /** Replaces what is on screen for `uri` (VS Code shows one of the items; we track all of them). */
   setShown(uri: string, items: readonly ShownSuggestion[]): void {
@@ -80,6 +87,7 @@ export class PartialAcceptTracker {
 
   clear(uri: string): void {
     this.shown.delete(uri);
+    this.expecting.delete(uri);
   }
 
   /** A full accept ends the suggestion's life. */
@@ -88,11 +96,13 @@ export class PartialAcceptTracker {
   }
 
   /**
-   * Feed every change of a document; returns the partial accept it was, or null. Single characters are
-   * typing (VS Code keeps the ghost while the typed text matches), so a partial accept inserts 2+ chars.
+   * Feed every change of a document; returns the partial accept it was, or null. A single character is
+   * typing (VS Code keeps the ghost while the typed text matches) unless `expectPartial` announced an accept;
+   * otherwise a partial accept inserts 2+ chars.
    * Any other edit forgets the document's suggestions.
    */
   onChange(uri: string, changes: readonly Change[]): AcceptedArgs | null {
+    const expected = this.expecting.delete(uri);
     const items = this.shown.get(uri);
     if (!items) return null;
     if (changes.length !== 1) {
@@ -120,7 +130,7 @@ export class PartialAcceptTracker {
       return null;
     }
     this.shown.set(uri, [{ ...hit, line: next.line, character: next.character, remaining: rest }]);
-    if (c.text.length < 2) return null;
+    if (c.text.length < 2 && !expected) return null;
     return {
       ...(hit.id !== undefined ? { id: hit.id } : {}),
       uri,

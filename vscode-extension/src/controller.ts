@@ -206,6 +206,13 @@ export class Controller implements vscode.Disposable {
     this.log.info(`completions ${next ? 'on' : 'off'}`);
   }
 
+  /** Ctrl+Right on a suggestion: VS Code's accept-next-word, announced to the tracker first. */
+  async acceptNextWord(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    if (editor) this.tracker.expectPartial(editor.document.uri.toString());
+    await vscode.commands.executeCommand('editor.action.inlineSuggest.acceptNextWord');
+  }
+
   showLog(): void {
     this.log.show(true);
   }

@@ -22,6 +22,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('inhouse.toggleCompletions', () => c.toggle()),
     vscode.commands.registerCommand('inhouse.showServerLog', () => c.showLog()),
     vscode.commands.registerCommand('inhouse.restartServer', () => c.restart()),
+    vscode.commands.registerCommand('inhouse.acceptNextWord', () => c.acceptNextWord()),
     vscode.commands.registerCommand(INTERNAL_ACCEPTED, (args: AcceptedArgs, original?: vscode.Command) =>
       c.onAccepted(args, original),
     ),

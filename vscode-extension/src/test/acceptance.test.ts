@@ -111,3 +111,22 @@ describe('serverSuggestionId', () => {
     assert.equal(t.onChange(U, [{ line: 1, character: 4, rangeLength: 0, text: 'return' }])?.id, 's-3');
   });
 });
+
+describe('expectPartial (accept next word through the extension\'s key binding)', () => {
+  it('reports a one-character accept that was announced, and only that one', () => {
+    const t = new PartialAcceptTracker();
+    t.setShown(U, [shown({ remaining: '(radius ** 2)', suggestion: '(radius ** 2)' })]);
+    t.expectPartial(U);
+    assert.equal(t.onChange(U, [{ line: 1, character: 4, rangeLength: 0, text: '(' }])?.text, '(');
+    assert.equal(t.onChange(U, [{ line: 1, character: 5, rangeLength: 0, text: 'r' }]), null, 'typing');
+    t.expectPartial(U);
+    assert.equal(t.onChange(U, [{ line: 1, character: 6, rangeLength: 0, text: 'adius' }])?.text, 'adius');
+  });
+
+  it('is ignored for documents without a suggestion on screen', () => {
+    const t = new PartialAcceptTracker();
+    t.expectPartial(U);
+    t.setShown(U, [shown()]);
+    assert.equal(t.onChange(U, [{ line: 1, character: 4, rangeLength: 0, text: 'r' }]), null);
+  });
+});
