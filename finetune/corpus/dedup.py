@@ -70,9 +70,32 @@ def minhash(hashes: np.ndarray, num_perm: int = 128):
     return m
 
 
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+_ROWS = 4096  # shingles per block: a block's products take _ROWS * num_perm * 4 bytes
+
+
+def minhash_values(hashes: np.ndarray, num_perm: int = 128) -> np.ndarray:
+    """`minhash(hashes).hashvalues` computed in numpy blocks: datasketch's affine32 scheme (MurmurHash3's
+    finalizer, then `a * h + b` modulo 2**32 per permutation, the minimum of each), without its Python loop
+    over the inputs and with bounded memory on a large file."""
+    a, b = _permutations(num_perm)
+    out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+    s1, m1, s2, m2, s3 = _FMIX32
+    with np.errstate(over="ignore"):
+        for i in range(0, len(hashes), _ROWS):
+            h = hashes[i:i + _ROWS].astype(np.uint32)
+            h = h ^ (h >> s1)
+            h = h * m1
+            h = h ^ (h >> s2)
+            h = h * m2
+            h = h ^ (h >> s3)
+            np.minimum(out, (h[:, None] * a + b).min(axis=0), out=out)
+    return out
+
+
 def signature(text: str, num_perm: int = 128, shingle_size: int = 5) -> bytes:
     """The MinHash signature of a file as bytes (small, picklable, what workers send back)."""
-    return minhash(shingle_hashes(text, shingle_size), num_perm).hashvalues.astype(np.uint32).tobytes()
+    return minhash_values(shingle_hashes(text, shingle_size), num_perm).tobytes()
 
 
 def from_signature(sig: bytes):

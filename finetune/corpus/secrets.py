@@ -106,10 +106,11 @@ def _detectors() -> tuple:
 
 
 @functools.cache
-def _keyword_line() -> re.Pattern[str]:
+def _denylist() -> re.Pattern[str]:
+    """The words every `KeywordDetector` pattern contains: a line without one cannot give it a finding."""
     from detect_secrets.plugins.keyword import DENYLIST
 
-    return re.compile(r"^.*(?:" + "|".join(DENYLIST) + r").*$", re.IGNORECASE | re.MULTILINE)
+    return re.compile("|".join(DENYLIST), re.IGNORECASE)
 
 
 def _placeholder_for(secret_type: str, line: str) -> str:
@@ -147,7 +148,7 @@ _SKIPPED_PLUGINS = frozenset({"IPPublicDetector"})
 # Vendor plugins whose patterns start with a fixed literal run only when that literal occurs.
 _PLUGIN_GATES: dict[str, tuple[str, ...]] = {
     "AWSKeyDetector": ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws", "AWS", "Aws"),
-    "ArtifactoryDetector": ("AKC", "AP"),
+    "ArtifactoryDetector": ("AKC", *(f"AP{c}" for c in "0123456789ABCDEF")),
     "AzureStorageKeyDetector": ("AccountKey=",),
     "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
     "GitLabTokenDetector": ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "GR1348941", "glcbt-", "glimt-",
@@ -164,6 +165,12 @@ _PLUGIN_GATES: dict[str, tuple[str, ...]] = {
     "StripeDetector": ("k_live_",),
     "TwilioKeyDetector": ("AC", "SK"),
 }
+# Vendor plugins without a fixed literal run only when a cheaper superset of their pattern (one that starts
+# with a literal, which `re` finds fast) matches.
+_PLUGIN_REGEX_GATES: dict[str, re.Pattern[str]] = {
+    "TelegramBotTokenDetector": re.compile(r":[0-9A-Za-z_-]{35}"),
+    "DiscordBotTokenDetector": re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),
+}
 # The least Shannon entropy a string can have above each plugin's limit needs this many characters.
 _MIN_ENTROPY_LENGTH = {"Base64HighEntropyString": 23, "HexHighEntropyString": 9}
 
@@ -179,6 +186,8 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
     from detect_secrets.util.filetype import determine_file_type
 
     found: list[tuple[str, str, str]] = []
+    lines = keyword_lines.split("\n") if keyword_lines else []
+    long_lines: str | None = None  # the keyword lines holding a long unbroken value, built on first use
     for plugin in _detectors():
         name = type(plugin).__name__
         key = "detect_secrets:" + plugin.secret_type
@@ -186,7 +195,10 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
             continue
         if isinstance(plugin, KeywordDetector):
             table = REGEX_BY_FILETYPE.get(determine_file_type(filename), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP)
-            for line in keyword_lines.split("\n") if keyword_lines else ():
+            denylist = _denylist()
+            for line in lines:
+                if not denylist.search(line):
+                    continue
                 for value in plugin.analyze_string(line, denylist_regex_to_group=table):
                     if value and not _HARMLESS_VALUES.match(value) and len(value) >= 4 and "<" not in value:
                         found.append((value, _placeholder_for(plugin.secret_type, line), key))
@@ -198,11 +210,15 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
                     found.append((value, "<KEY>", key))
         elif name in _PLUGIN_GATES and not any(g in text for g in _PLUGIN_GATES[name]):
             continue
+        elif name in _PLUGIN_REGEX_GATES and not _PLUGIN_REGEX_GATES[name].search(text):
+            continue
         else:
             if name == "BasicAuthDetector":
                 scope = keyword_lines if "://" in keyword_lines else ""
             elif name in _LINE_PLUGINS:
-                scope = "\n".join(line for line in keyword_lines.split("\n") if _LONG_VALUE.search(line))
+                if long_lines is None:
+                    long_lines = "\n".join(line for line in lines if _LONG_VALUE.search(line))
+                scope = long_lines
             else:
                 scope = text
             for value in plugin.analyze_string(scope) if scope else ():

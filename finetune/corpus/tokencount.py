@@ -16,9 +16,7 @@ and texts with a character whose Unicode class this Python's regex does not shar
 
 from __future__ import annotations
 
-import json
 import re
-import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
@@ -28,28 +26,36 @@ SNAP_CHARS = 400
 _WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
-def _ranges(pred, stop: int) -> str:
-    """A regex character class body for the code points below `stop` where `pred(char)` holds."""
+def _ranges(flags: list[bool]) -> str:
+    """A regex character class body for the code points `i` where `flags[i]` holds."""
     out, start = [], None
-    for cp in range(stop):
-        ok = pred(chr(cp))
+    for cp, ok in enumerate(flags):
         if ok and start is None:
             start = cp
         elif not ok and start is not None:
             out.append((start, cp - 1))
             start = None
+    if start is not None:
+        out.append((start, len(flags) - 1))
     return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in out)
 
 
-def _word_regex(stop: int) -> re.Pattern[str]:
-    """GPT-2's split `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+` in `re`,
-    for texts whose characters are all below `stop` (smaller classes match faster: `re` looks a class of
-    the first 65536 code points up in a table, a wider one range by range)."""
-    letters = _ranges(str.isalpha, stop)
-    numbers = _ranges(lambda c: unicodedata.category(c)[0] == "N", stop)
-    ws = _WS if stop > 0x80 else "\t\n\x0b\x0c\r "
+def _word_regex() -> re.Pattern[str]:
+    """GPT-2's split `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+` in `re`, over
+    the Basic Multilingual Plane (`re` looks such a class up in a table; a class with wider characters is
+    scanned range by range, several times slower): `WordCounter.scan_text` stands in for wider characters."""
+    chars = [chr(cp) for cp in range(0x10000)]
+    letters = _ranges([c.isalpha() for c in chars])  # Unicode categories L*
+    numbers = _ranges([c.isnumeric() and not c.isalpha() for c in chars])  # categories N*
+    ws = _WS
     return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+| ?[^{ws}{letters}{numbers}]+"
                       rf"|[{ws}]+(?![^{ws}])|[{ws}]+")
+
+
+def _stand_in(c: str) -> str:
+    """A character of the Basic Multilingual Plane in the same class of the split as `c` (no whitespace lies
+    beyond it): a letter, a number, or neither."""
+    return "\u00aa" if c.isalpha() else "\u00b2" if c.isnumeric() else "\u00a7"
 
 
 def _byte_chars() -> dict[int, str]:
@@ -66,10 +72,11 @@ def _byte_chars() -> dict[int, str]:
 
 def is_byte_level_bpe(tokenizer) -> bool:
     """Whether `tokenizer` is a plain GPT-2-style byte-level BPE (what `WordCounter`'s fast path assumes)."""
-    spec = json.loads(tokenizer.to_str())
-    pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
-    return (spec.get("normalizer") is None and pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space")
-            and pre.get("use_regex", True) and model.get("type") == "BPE" and model.get("dropout") is None)
+    from tokenizers import models, pre_tokenizers
+
+    pre, model = tokenizer.pre_tokenizer, tokenizer.model
+    return (tokenizer.normalizer is None and isinstance(pre, pre_tokenizers.ByteLevel) and not pre.add_prefix_space
+            and pre.use_regex and isinstance(model, models.BPE) and model.dropout is None)
 
 
 class WordCounter:
@@ -78,8 +85,7 @@ class WordCounter:
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
         self.fast = is_byte_level_bpe(tokenizer)
-        # ASCII texts (most code), texts within the Basic Multilingual Plane, any text
-        self.words = tuple(_word_regex(stop) for stop in (0x80, 0x10000, 0x40000)) if self.fast else ()
+        self.word = _word_regex() if self.fast else None
         self.byte_chars = _byte_chars()
         self.cache: dict[str, int] = {}
         self.good_chars: set[str] = set()
@@ -98,13 +104,17 @@ class WordCounter:
             ref = [w for w, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(probe)]
         except Exception:  # a lone surrogate: the tokenizer takes no such string
             return False
-        return ref == [self.byte_level(w) for w in self.pattern(probe).findall(probe)]
+        scan = self.scan_text(probe)
+        ends = list(accumulate(map(len, self.word.findall(scan))))
+        return ref == [self.byte_level(probe[a:b]) for a, b in zip([0, *ends], ends, strict=False)]
 
-    def pattern(self, text: str) -> re.Pattern[str]:
-        """The word regex for `text` (and for any piece of it)."""
-        if text.isascii():
-            return self.words[0]
-        return self.words[1] if max(text) < "\U00010000" else self.words[2]
+    @staticmethod
+    def scan_text(text: str) -> str:
+        """`text` with every character beyond the Basic Multilingual Plane replaced by a stand-in of its class
+        (same length, same word boundaries): what the word regex runs on."""
+        if text.isascii() or max(text) < "\U00010000":
+            return text
+        return text.translate({ord(c): _stand_in(c) for c in set(text) if c > "\uffff"})
 
     def usable(self, text: str) -> bool:
         """Whether `text` can be counted word by word (else the tokenizer counts it)."""
@@ -150,15 +160,18 @@ class WordIndex:
 
     def __init__(self, counter: WordCounter, text: str, bounds, cum, words_mode: bool) -> None:
         self.counter, self.text, self.bounds, self.cum, self.words_mode = counter, text, bounds, cum, words_mode
-        self.word = counter.pattern(text) if words_mode else None
+        self._scan: str | None = None
         self.chars_per_token = 0.95 * len(text) / max(cum[-1], 1)
 
     @classmethod
     def build(cls, counter: WordCounter, text: str) -> WordIndex:
         if counter.usable(text):
-            words = counter.pattern(text).findall(text)
+            scan = counter.scan_text(text)
+            words = counter.word.findall(scan)
             bounds = array("I", [0])
             bounds.extend(accumulate(map(len, words)))
+            if scan is not text:
+                words = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
             cum = array("I", [0])
             cum.extend(accumulate(counter.counts(words)))
             return cls(counter, text, bounds, cum, True)
@@ -180,6 +193,24 @@ class WordIndex:
         cum.frombytes(data[8 + 4 * n:8 + 8 * n])
         return cls(counter, text, bounds, cum, bool(mode))
 
+    @classmethod
+    def read_head(cls, counter: WordCounter, index_file: str, text_file: str, max_words: int) -> WordIndex:
+        """The index (`to_bytes` in `index_file`) of only the first `max_words` words of the text in
+        `text_file`, and only the text they cover: enough for a head of fewer than `max_words` tokens (every
+        word is at least one token), without reading a large file whole."""
+        head = array("I")
+        with open(index_file, "rb") as fh:
+            head.frombytes(fh.read(8))
+            n, mode = head
+            m = min(n, max_words + 1)
+            bounds, cum = array("I"), array("I")
+            bounds.frombytes(fh.read(4 * m))
+            fh.seek(8 + 4 * n)
+            cum.frombytes(fh.read(4 * m))
+        with open(text_file, encoding="utf-8", newline="") as fh:
+            text = fh.read() if m == n else fh.read(bounds[-1])
+        return cls(counter, text, bounds, cum, bool(mode))
+
     # -- counting --------------------------------------------------------------------------------------------
     def count(self, a: int, b: int) -> int:
         """Exactly how many tokens `text[a:b]` encodes to."""
@@ -187,13 +218,16 @@ class WordIndex:
             return 0
         if not self.words_mode:
             return self.counter.encode_count(self.text[a:b])
-        text, bounds, counter, word = self.text, self.bounds, self.counter, self.word
+        text, bounds, counter, word = self.text, self.bounds, self.counter, self.counter.word
+        if self._scan is None:
+            self._scan = counter.scan_text(text)
+        scan = self._scan
         n, pos = 0, a
         i = bisect_left(bounds, a)
         while pos < b and bounds[i] != pos:  # the piece's first words, until they meet a boundary of the file
-            m = word.match(text, pos, b)
-            n += counter.word_count(m.group())
-            pos = m.end()
+            end = word.match(scan, pos, b).end()
+            n += counter.word_count(text[pos:end])
+            pos = end
             while bounds[i] < pos:
                 i += 1
         if pos >= b:
@@ -203,9 +237,9 @@ class WordIndex:
             n += self.cum[j] - self.cum[i]
             pos = bounds[j]
         while pos < b:  # the piece's last words
-            m = word.match(text, pos, b)
-            n += counter.word_count(m.group())
-            pos = m.end()
+            end = word.match(scan, pos, b).end()
+            n += counter.word_count(text[pos:end])
+            pos = end
         return n
 
     # -- cuts ------------------------------------------------------------------------------------------------

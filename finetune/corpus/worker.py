@@ -159,9 +159,15 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
     out = []
     for path in related_files(job.path, text, job.language, by_dir, rng, state.cfg.max_context_files):
         key = state.keys.get((job.repo, path))
-        if key is not None:
-            content = _read_spool(key)
-            out.append((path, content, _read_index(key, content)))
+        if key is None:
+            continue
+        if state.cfg.token_budgets == "exact" and _COUNTER is not None:
+            # Only the head of a related file is shown: read no more of it than the context budget can hold.
+            index = WordIndex.read_head(_COUNTER, _index_path(state.spool, key), spool_path(state.spool, key),
+                                        state.cfg.max_context_tokens + 64)
+            out.append((path, index.text, index))
+        else:
+            out.append((path, _read_spool(key), None))
     return out
 
 
