@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class LspConfig:
     backend_url: str = "http://127.0.0.1:8080"
     backend_kind: str = "tgi"              # "tgi" or "openai"
+    api_key_file: str | None = None        # file holding the backend's bearer token (`inhouse serve --api-key-file`)
     adapter: str | None = None             # LoRA adapter id; None for the base model
     fim_format: str | None = None          # None: the format the backend reports in /info
     tokenizer: str | None = None           # tokenizer.json (or a model directory) for exact token budgets
@@ -70,6 +71,7 @@ class LspConfig:
 CLIENT_KEYS: dict[str, str] = {
     "backendUrl": "backend_url",
     "backendKind": "backend_kind",
+    "apiKeyFile": "api_key_file",
     "adapter": "adapter",
     "fimFormat": "fim_format",
     "tokenizer": "tokenizer",
@@ -88,7 +90,7 @@ CLIENT_KEYS: dict[str, str] = {
     "indexWorkspace": "index_workspace",
 }
 
-_NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path"}
+_NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path", "api_key_file"}
 
 
 def _convert(field: str, key: str, value: Any) -> Any:

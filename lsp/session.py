@@ -74,7 +74,8 @@ class Session:
                  backend: CompletionBackend | None = None) -> None:
         self.cfg = cfg
         self.backend = backend or create_backend(ClientConfig(url=cfg.backend_url, kind=cfg.backend_kind,
-                                                              adapter_id=cfg.adapter, timeout_s=cfg.timeout_s))
+                                                              adapter_id=cfg.adapter, timeout_s=cfg.timeout_s,
+                                                              api_key_file=cfg.api_key_file))
         self.cache = cache or CompletionCache()
         self.index = index
         self.tokenizer = load_tokenizer(cfg.tokenizer)
