@@ -331,10 +331,10 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
     logs.mkdir()
 
     # 1. the .vsix (npm ci + tsc + vsce, offline) and code-server, started by the fixture, cached between runs
-    timings["build_vsix"] = vscode_toolchain.build.wait(240)
+    timings["build_vsix"] = vscode_toolchain.build.wait(330)
     vsix = EXT_DIR / "dist" / f"inhouse-{json.loads((EXT_DIR / 'package.json').read_text())['version']}.vsix"
     assert vsix.is_file(), f"make build made no {vsix}"
-    timings["install_code_server"] = vscode_toolchain.install.wait(240)
+    timings["install_code_server"] = vscode_toolchain.install.wait(330)
     code_server = CODE_SERVER_DIR / "node_modules" / ".bin" / "code-server"
     timings["waited_for_setup"] = time.monotonic() - t0
 
