@@ -38,7 +38,7 @@ extension: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(QUICK),--quick,)
 
-test: $(STAMP) system-deps extension model
+test: $(STAMP) system-deps model
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
