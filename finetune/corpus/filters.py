@@ -9,6 +9,7 @@ lock files and vendored paths are dropped. Path checks run before the file is re
 from __future__ import annotations
 
 import re
+import string
 from pathlib import PurePosixPath
 
 from core import languages
@@ -25,7 +26,10 @@ GENERATED = re.compile(
     r"generated from .* by|@generated|code generated .* do not edit", re.IGNORECASE)
 # Encoded data, StarCoder's regexes: base64, hexadecimal byte sequences and unicode escapes. A file goes when
 # one run is longer than `max_encoded_blob_chars` (1024) or runs cover more than half of it.
-BASE64_RUN = re.compile(r"[a-zA-Z0-9+/\n=]{64,}")
+# The lookbehind only starts a match where a run starts (a match could start nowhere else): without it `re`
+# re-scans every shorter run from each of its characters.
+BASE64_RUN = re.compile(r"(?<![a-zA-Z0-9+/\n=])[a-zA-Z0-9+/\n=]{64,}")
+_ASCII_LETTERS = string.ascii_letters.encode("ascii")
 HEX_RUN = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
 HEX_GATE = re.compile(r"[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]")
 ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}")
@@ -101,7 +105,10 @@ def text_reason(text: str, cfg: CorpusConfig, sentinels: tuple[str, ...] = ()) -
     longest = max((len(line) for line in lines), default=0)
     if longest > cfg.max_line_length or len(text) / max(len(lines), 1) > cfg.max_avg_line_length:
         return "long_lines"
-    alpha = sum(map(str.isalpha, text))
+    if text.isascii():  # bytes.translate deletes the letters in C; str.isalpha per character is ~10x slower
+        alpha = len(text) - len(text.encode("ascii").translate(None, _ASCII_LETTERS))
+    else:
+        alpha = sum(map(str.isalpha, text))
     if alpha / len(text) < cfg.min_alpha_fraction:
         return "low_alpha"
     if GENERATED.search("\n".join(lines[: cfg.header_lines])):

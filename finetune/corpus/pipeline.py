@@ -25,7 +25,7 @@ from core import config as core_config
 from core import fim, languages
 from core.artifacts import atomic_directory, read_info
 from core.errors import CorpusError, ModelError
-from finetune.corpus import dedup, discover, filters, split, worker
+from finetune.corpus import dedup, discover, filters, spool, split, worker
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
@@ -78,7 +78,7 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
 def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., Iterable[Any]]]:
     """An ordered map over files: a fork pool of `workers` processes, or in-process when workers == 1."""
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
-    import datasketch  # noqa: F401  (pulls in scipy: seconds per process otherwise)
+    import datasketch  # noqa: F401  # pulls in scipy: seconds per process otherwise
 
     worker.load_counter(state.tokenizer_file)
     if workers <= 1:
@@ -155,7 +155,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
         raise CorpusError(f"output {str(out)!r} already exists (use --overwrite to replace it)")
     tokenizer_file, fmt_name, tokenizer_label = resolve_tokenizer(cfg)
     workers = cfg.workers or os.cpu_count() or 1
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # our parallelism is the process pool
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one tokenizer thread a worker: the pool is the parallelism
     counts: dict[str, Counter] = defaultdict(Counter)
     started = time.perf_counter()
 
@@ -179,10 +179,10 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
     by_key = {job.key: job for job in jobs}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    spool = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".spool", dir=out.parent)
+    spool_dir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".spool", dir=out.parent)
     try:
         with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar:
-            state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool)
+            state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir)
             # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
             prepared: list[worker.Prepared] = []
             task = bar.add_task("prepare", total=len(jobs))
@@ -222,7 +222,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                 if s == split.TRAIN:
                     train_paths[by_key[k].repo].append(by_key[k].path)
             state = worker.WorkerState(
-                cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool,
+                cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir,
                 context_index={r: index_by_dir(ps) for r, ps in train_paths.items()},
                 keys={(by_key[k].repo, by_key[k].path): k for k, s in splits.items() if s == split.TRAIN})
             ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k])
@@ -244,9 +244,8 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
             for k in sorted(splits):
-                with open(worker.spool_path(spool, k), encoding="utf-8", newline="") as fh:
-                    files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path,
-                                         "language": by_key[k].language, "split": splits[k], "content": fh.read()}])
+                files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path, "language": by_key[k].language,
+                                     "split": splits[k], "content": spool.read_text(spool_dir, k)}])
             n_files = files_writer.close()
             log.info("files table: %.1f s", time.perf_counter() - started)
             manifest = {
@@ -266,6 +265,6 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             }
             write_manifest(tmp, manifest)
     finally:
-        shutil.rmtree(spool, ignore_errors=True)
+        shutil.rmtree(spool_dir, ignore_errors=True)
     log.info("wrote %s: %s", out, split_rows)
     return manifest

@@ -261,6 +261,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
         ph = "<PASSWORD>" if _password_like(m["name"]) else ("<TOKEN>" if "token" in m["name"].lower() else "<KEY>")
         return f"{m['name']}{m['sep']}{m['q']}{ph}{m['q']}"
 
+    before = text
     lines = _keyword_lines(text)
     if lines:
         redacted = _ASSIGNMENT.sub(assignment, lines)
@@ -288,7 +289,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
         sub(_IPV4, "ip_address", ipv4)
     if _IPV6_GATE.search(text):
         sub(_IPV6, "ip_address", ipv6)
-    findings = _plugin_findings(text, filename, _keyword_lines(text))
+    findings = _plugin_findings(text, filename, lines if text == before else _keyword_lines(text))
     for value, placeholder, key in sorted(set(findings), key=lambda f: (-len(f[0]), f)):
         n = text.count(value)
         if n and value not in PLACEHOLDERS:

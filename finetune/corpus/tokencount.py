@@ -139,11 +139,11 @@ class WordCounter:
     def counts(self, words: list[str]) -> list[int]:
         """Token count of each word (each encoded by the BPE model once per process)."""
         cache = self.cache
-        missing = set(words).difference(cache)
+        missing = list(set(words).difference(cache))
         if missing:
-            model = self.tokenizer.model
-            for w in missing:
-                cache[w] = len(model.tokenize(self.byte_level(w)))
+            # A word alone pre-tokenizes to itself, so the tokenizer encodes the new words in one batch.
+            encoded = self.tokenizer.encode_batch_fast(missing, add_special_tokens=False)
+            cache.update(zip(missing, (len(e.ids) for e in encoded), strict=True))
         return list(map(cache.__getitem__, words))
 
     def word_count(self, w: str) -> int:
@@ -191,24 +191,6 @@ class WordIndex:
         bounds, cum = array("I"), array("I")
         bounds.frombytes(data[8:8 + 4 * n])
         cum.frombytes(data[8 + 4 * n:8 + 8 * n])
-        return cls(counter, text, bounds, cum, bool(mode))
-
-    @classmethod
-    def read_head(cls, counter: WordCounter, index_file: str, text_file: str, max_words: int) -> WordIndex:
-        """The index (`to_bytes` in `index_file`) of only the first `max_words` words of the text in
-        `text_file`, and only the text they cover: enough for a head of fewer than `max_words` tokens (every
-        word is at least one token), without reading a large file whole."""
-        head = array("I")
-        with open(index_file, "rb") as fh:
-            head.frombytes(fh.read(8))
-            n, mode = head
-            m = min(n, max_words + 1)
-            bounds, cum = array("I"), array("I")
-            bounds.frombytes(fh.read(4 * m))
-            fh.seek(8 + 4 * n)
-            cum.frombytes(fh.read(4 * m))
-        with open(text_file, encoding="utf-8", newline="") as fh:
-            text = fh.read() if m == n else fh.read(bounds[-1])
         return cls(counter, text, bounds, cum, bool(mode))
 
     # -- counting --------------------------------------------------------------------------------------------

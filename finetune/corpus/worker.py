@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import fim, languages
-from finetune.corpus import dedup, filters, render, secrets, spans
+from finetune.corpus import dedup, filters, render, secrets, spans, spool
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
 from finetune.corpus.tokencount import WordCounter, WordIndex
@@ -36,6 +36,7 @@ class WorkerState:
 _STATE: WorkerState | None = None
 _TOKENS: render.Tokens | None = None
 _COUNTER: WordCounter | None = None
+_READER: spool.Reader | None = None
 
 
 @functools.cache
@@ -54,34 +55,11 @@ def load_counter(path: str) -> WordCounter:
 
 def init(state: WorkerState) -> None:
     """Pool initializer: keep the state, the tokenizer and its word counter."""
-    global _STATE, _TOKENS, _COUNTER
+    global _STATE, _TOKENS, _COUNTER, _READER
     _STATE = state
     _TOKENS = render.Tokens(load_tokenizer(state.tokenizer_file))
     _COUNTER = load_counter(state.tokenizer_file)
-
-
-def spool_path(spool: str, key: int) -> str:
-    return os.path.join(spool, f"{key:08d}.txt")
-
-
-def _index_path(spool: str, key: int) -> str:
-    return os.path.join(spool, f"{key:08d}.tok")
-
-
-def _write_index(key: int, index: WordIndex) -> None:
-    assert _STATE is not None
-    with open(_index_path(_STATE.spool, key), "wb") as fh:
-        fh.write(index.to_bytes())
-
-
-def _read_index(key: int, text: str) -> WordIndex | None:
-    """The word index the prepare stage stored for a file (exact budgets), or None."""
-    assert _STATE is not None and _COUNTER is not None
-    path = _index_path(_STATE.spool, key)
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as fh:
-        return WordIndex.from_bytes(_COUNTER, text, fh.read())
+    _READER = spool.Reader(state.spool, _COUNTER)
 
 
 @dataclass(frozen=True)
@@ -128,11 +106,9 @@ def prepare(job: FileJob) -> Prepared:
         return Prepared(job.key, reason, len(data))
     found: Counter = Counter()
     clean = secrets.redact(text, job.path, found)
-    with open(spool_path(state.spool, job.key), "w", encoding="utf-8", newline="") as fh:
-        fh.write(clean)
-    if cfg.token_budgets == "exact" and _COUNTER is not None:
-        # Each file is split into words once, here: its examples and every row showing it as context reuse it.
-        _write_index(job.key, WordIndex.build(_COUNTER, clean))
+    # Each file is split into words once, here: its examples and every row showing it as context reuse it.
+    index = WordIndex.build(_COUNTER, clean) if cfg.token_budgets == "exact" and _COUNTER is not None else None
+    spool.write(state.spool, job.key, clean, index)
     return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
                     dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found))
 
@@ -146,12 +122,6 @@ class ExampleJob:
     split: str
 
 
-def _read_spool(key: int) -> str:
-    assert _STATE is not None
-    with open(spool_path(_STATE.spool, key), encoding="utf-8", newline="") as fh:
-        return fh.read()
-
-
 def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, object]]:
     state = _STATE
     assert state is not None
@@ -159,15 +129,8 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
     out = []
     for path in related_files(job.path, text, job.language, by_dir, rng, state.cfg.max_context_files):
         key = state.keys.get((job.repo, path))
-        if key is None:
-            continue
-        if state.cfg.token_budgets == "exact" and _COUNTER is not None:
-            # Only the head of a related file is shown: read no more of it than the context budget can hold.
-            index = WordIndex.read_head(_COUNTER, _index_path(state.spool, key), spool_path(state.spool, key),
-                                        state.cfg.max_context_tokens + 64)
-            out.append((path, index.text, index))
-        else:
-            out.append((path, _read_spool(key), None))
+        if key is not None:
+            out.append((path, *_READER.get(key)))
     return out
 
 
@@ -178,13 +141,13 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     cfg = state.cfg
     fmt = fim.get_format(state.fim_format)
     counts: Counter = Counter()
-    text = _read_spool(job.key)
+    assert _READER is not None
+    text, index = _READER.get(job.key)
     rng = random.Random(f"{cfg.seed}\0{job.repo}\0{job.path}\0{job.split}")
     meta = render.RowMeta(job.repo, job.path, job.language, fmt.name)
     src = spans.parse_source(text, job.language, counts, languages.parse)
     is_train = job.split == "train"
 
-    index = _read_index(job.key, text) if cfg.token_budgets == "exact" else None
     file_tokens = index or render.file_tokens(_COUNTER, tokens, text, cfg.token_budgets,
                                               random.Random(f"{cfg.seed}\0{job.path}"))
     cap = cfg.max_middle_tokens

@@ -57,3 +57,17 @@ def test_groups_join_near_copies_only():
     groups = near_duplicate_groups(items, 0.5)
     assert groups[9] == groups[2] == 2
     assert len({groups[i] for i in range(4)}) == 4
+
+
+def test_numpy_signature_equals_datasketch_minhash():
+    import numpy as np
+
+    from finetune.corpus.dedup import minhash, minhash_values, shingle_hashes
+    from tests.finetune.corpus.conftest import package_source
+
+    for path in sorted(package_source("tqdm").rglob("*.py"))[:8]:
+        hashes = shingle_hashes(path.read_text())
+        ref = minhash(hashes).hashvalues.astype(np.uint32)  # datasketch's own update_batch
+        assert (minhash_values(hashes) == ref).all(), path
+    empty = minhash_values(np.zeros(0, dtype=np.uint32))
+    assert (empty == minhash(np.zeros(0, dtype=np.uint32)).hashvalues).all()

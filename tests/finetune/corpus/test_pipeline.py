@@ -89,7 +89,8 @@ def test_pieces_come_from_the_file_and_respect_token_caps(tqdm_dataset, tiny_tok
         assert r["prefix"] + r["middle"] + r["suffix"] in content
         assert content.find(r["prefix"] + r["middle"]) != -1
         assert len(tiny_tokenizer.encode(r["middle"], add_special_tokens=False).ids) <= cfg["max_middle_tokens"]
-        assert len(tiny_tokenizer.encode(r["prefix"], add_special_tokens=False).ids) <= cfg["max_prefix_tokens"] + 8
+        assert len(tiny_tokenizer.encode(r["prefix"], add_special_tokens=False).ids) <= cfg["max_prefix_tokens"]
+        assert len(tiny_tokenizer.encode(r["suffix"], add_special_tokens=False).ids) <= cfg["max_suffix_tokens"]
 
 
 def test_same_input_and_seed_give_identical_bytes_even_in_parallel(tmp_path, tqdm_repo, corpus_cfg):
@@ -186,3 +187,29 @@ def test_estimated_budgets_stay_close_and_middles_stay_exact(tmp_path, corpus_cf
     content = {r["path"]: r["content"] for r in rows(tmp_path / "ds", "files")}
     cut = [n(r["prefix"]) for r in fim if content[r["path"]].find(r["prefix"] + r["middle"]) > 0]
     assert cut and sum(cut) / len(cut) > 300 * 0.6  # prefixes that were cut use most of their budget
+
+
+def test_exact_budgets_hold_in_the_target_tokenizer(tmp_path, corpus_cfg, tiny_tokenizer):
+    from tests.finetune.corpus.conftest import package_source
+
+    src = package_source("tqdm")
+    files = {f"tqdm/{n}": (src / n).read_text() for n in ("std.py", "utils.py", "cli.py", "_monitor.py")}
+    repo = make_git_repo(tmp_path / "r", files)
+    cfg = corpus_cfg(max_prefix_tokens=90, max_suffix_tokens=40, max_middle_tokens=24, max_l2r_tokens=120,
+                     max_context_tokens=70, context_rate=1.0, max_examples_per_file=30, eval_fraction=0.0,
+                     dev_fraction=0.0)
+    build(from_paths([repo]), tmp_path / "ds", cfg, progress=False)
+
+    def n(text: str) -> int:
+        return len(tiny_tokenizer.encode(text, add_special_tokens=False).ids)
+
+    train = rows(tmp_path / "ds", "train")
+    fim = [r for r in train if r["objective"] != "l2r"]
+    assert len(fim) > 60 and any(r["has_context"] for r in train)
+    for r in fim:
+        assert n(r["prefix"]) <= 90 and n(r["suffix"]) <= 40 and n(r["middle"]) <= 24, r["path"]
+    assert all(n(r["prefix"]) <= 120 for r in train if r["objective"] == "l2r")
+    # cut prefixes use their budget (a line-start snap may give back a line's worth)
+    content = {r["path"]: r["content"] for r in rows(tmp_path / "ds", "files")}
+    cut = [n(r["prefix"]) for r in fim if content[r["path"]].find(r["prefix"] + r["middle"]) > 0]
+    assert cut and sum(cut) / len(cut) > 90 * 0.6
