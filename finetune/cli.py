@@ -43,6 +43,8 @@ def train(
     pack: bool | None = typer.Option(None, "--pack/--no-pack", help="Pack several examples per sequence."),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Dev loss every N steps."),
     save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
+    keep_checkpoints: int | None = typer.Option(None, "--keep-checkpoints", help="Newest checkpoints kept (+ best)."),
+    dev_limit: int | None = typer.Option(None, "--dev-limit", help="Dev rows scored at each evaluation."),
     bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision (CUDA)."),
     qlora: bool | None = typer.Option(None, "--qlora/--no-qlora", help="4-bit base weights (CUDA, bitsandbytes)."),
     gradient_checkpointing: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
@@ -59,6 +61,7 @@ def train(
         TrainConfig, max_minutes=max_minutes, max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, seq_len=seq_len, loss=loss, objectives=_csv(objectives), lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, pack=pack, eval_every=eval_every, save_every=save_every,
+        keep_checkpoints=keep_checkpoints, dev_limit=dev_limit,
         bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads)
     run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
         run_metadata=run_metadata())

@@ -44,7 +44,7 @@ class TrainConfig:
     seed: int = 0
     # Bookkeeping.
     eval_every: int = 50          # dev loss every N optimizer steps (0: only at the end)
-    dev_limit: int = 256          # dev rows scored each time
+    dev_limit: int = 64           # dev rows scored each time (x each FIM order; a forward pass each on CPU)
     save_every: int = 50          # checkpoint every N steps (0: only at the end)
     keep_checkpoints: int = 2
     log_every: int = 1

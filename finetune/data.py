@@ -9,6 +9,7 @@ block-diagonal causal mask, so one example never attends to another. The batch o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -280,14 +281,19 @@ class BatchPlan:
         return self.sequences // self.per_step
 
     def order(self, epoch: int) -> list[int]:
-        order = list(range(self.sequences))
-        random.Random(f"{self.seed}:{epoch}").shuffle(order)
-        return order
+        return list(_epoch_order(self.sequences, self.seed, epoch))
 
     def indices(self, step: int, micro: int, rank: int) -> list[int]:
         epoch, within = divmod(step, self.steps_per_epoch)
         start = ((within * self.grad_accum + micro) * self.world_size + rank) * self.batch_size
-        return self.order(epoch)[start:start + self.batch_size]
+        return list(_epoch_order(self.sequences, self.seed, epoch)[start:start + self.batch_size])
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(sequences: int, seed: int, epoch: int) -> tuple[int, ...]:
+    order = list(range(sequences))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return tuple(order)
 
 
 def batch_hash(input_ids) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
 from finetune import checkpoint as ckpt
 from finetune import data as D
+from finetune import runlog
 from finetune.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -113,10 +112,10 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         state.update(ckpt.load_checkpoint(start_from, model, optimizer))
         log.info("resuming from %s (step %d)", start_from, state["step"])
         if main:
-            _truncate_metrics(out / METRICS_FILE, state["step"])
+            runlog.truncate(out / METRICS_FILE, state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
-    metrics = _MetricsLog(out / METRICS_FILE, enabled=main)
+    metrics = runlog.MetricsLog(out / METRICS_FILE, enabled=main)
     if state["step"] == 0:
         metrics.write({"event": "start", "sequences": len(packed), "steps_per_epoch": plan.steps_per_epoch,
                        "planned_steps": planned, "examples": stats.examples, "tokens": stats.tokens,
@@ -124,7 +123,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
                        "processes": accelerator.num_processes})
     budget_s = cfg.max_minutes * 60.0
     step_times: list[float] = []
-    bar = _progress_bar(planned, state["step"], enabled=main and progress)
+    bar = runlog.progress_bar(planned, state["step"], enabled=main and progress)
     started = time.perf_counter() - state["elapsed_s"]
     step = state["step"]
     while step < state["planned_steps"]:
@@ -155,7 +154,9 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         state["tokens"] += tokens
         state["elapsed_s"] = time.perf_counter() - started
         if step % cfg.log_every == 0 or step == state["planned_steps"]:
-            loss_val = float(accelerator.reduce(loss_sum, reduction="mean"))
+            if accelerator.num_processes > 1:
+                loss_sum = accelerator.reduce(loss_sum, reduction="mean")
+            loss_val = float(loss_sum)
             record = {"step": step, "loss": round(loss_val, 5), "lr": lr, "tokens": state["tokens"],
                       "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(state["elapsed_s"], 2),
                       "epoch": round(step / plan.steps_per_epoch, 4), "batch_hash": D.batch_hash(
@@ -172,8 +173,10 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         out_of_time = bool(budget_s) and state["elapsed_s"] >= budget_s
         last = step >= state["planned_steps"] or out_of_time
         if dev and (last or (cfg.eval_every and step % cfg.eval_every == 0)):  # every rank: same result
+            t_dev = time.perf_counter()
             dev_loss = _evaluate(model, dev, cfg.batch_size, device)
-            metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2), **dev_loss})
+            metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2),
+                           "dev_seconds": round(time.perf_counter() - t_dev, 2), **dev_loss})
             if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
                 state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
         if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
@@ -398,39 +401,3 @@ def _weights_hash(weights: dict[str, Any]) -> str:
         digest.update(name.encode())
         digest.update(tensor.float().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from (they will be written again)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if rec.get("step", 0) <= step and rec.get("event") != "end":
-            keep.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class _MetricsLog:
-    """Append-only JSON lines, flushed at once so a killed run keeps what it logged."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True,
-                desc="train")
