@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import { AcceptedArgs } from './acceptance';
 import { Controller, INTERNAL_ACCEPTED } from './controller';
+import { GENERATE_VERIF_ENV, VerifEnvCommand } from './verifEnvCommand';
 
 let controller: Controller | undefined;
 
@@ -15,6 +16,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.command = 'inhouse.toggleCompletions';
   controller = new Controller(log, statusItem);
   const c = controller;
+  const verifEnv = new VerifEnvCommand(log);
   context.subscriptions.push(
     log,
     statusItem,
@@ -23,6 +25,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('inhouse.showServerLog', () => c.showLog()),
     vscode.commands.registerCommand('inhouse.restartServer', () => c.restart()),
     vscode.commands.registerCommand('inhouse.acceptNextWord', () => c.acceptNextWord()),
+    vscode.commands.registerCommand(GENERATE_VERIF_ENV, (uri?: vscode.Uri) => verifEnv.run(uri)),
     vscode.commands.registerCommand(INTERNAL_ACCEPTED, (args: AcceptedArgs, original?: vscode.Command) =>
       c.onAccepted(args, original),
     ),

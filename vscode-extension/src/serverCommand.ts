@@ -105,6 +105,24 @@ export function resolveServerCommand(setting: string, workspaceFolders: readonly
   return { command: 'inhouse', args: ['lsp'], source: 'missing', display: 'inhouse lsp' };
 }
 
+/**
+ * The `inhouse` CLI itself, found exactly as `resolveServerCommand` finds the server: `args` are what comes
+ * before the subcommand. A setting such as `python -m core.cli lsp --log-level debug` gives
+ * `python -m core.cli`; a setting without an `lsp` word (a wrapper script) cannot be reused for other
+ * subcommands, so the automatic lookup (workspace .venv, then PATH) decides.
+ */
+export function resolveCliCommand(setting: string, workspaceFolders: readonly string[], probes: Probes): ServerCommand {
+  const server = resolveServerCommand(setting, workspaceFolders, probes);
+  let args: string[] = [];
+  if (server.source === 'setting') {
+    const at = server.args.indexOf('lsp');
+    if (at < 0) return resolveCliCommand('', workspaceFolders, probes);
+    args = server.args.slice(0, at);
+  }
+  const display = server.source === 'path' || server.source === 'missing' ? 'inhouse' : displayCommand(server.command, args);
+  return { command: server.command, args, source: server.source, display };
+}
+
 /** Why the server did not start: spawn error code (ENOENT, EACCES), or exit code and last stderr lines. */
 export interface StartFailure {
   readonly errorCode?: string;

@@ -1,6 +1,13 @@
 /** Unit tests: finding the language server command, and the one message shown when it cannot start. */
 import { strict as assert } from 'node:assert';
-import { findExecutable, Probes, resolveServerCommand, splitCommandLine, startFailureMessage } from '../serverCommand';
+import {
+  findExecutable,
+  Probes,
+  resolveCliCommand,
+  resolveServerCommand,
+  splitCommandLine,
+  startFailureMessage,
+} from '../serverCommand';
 
 const probes = (executables: string[], pathDirs = ['/usr/local/bin', '/usr/bin']): Probes => ({
   isExecutable: (f) => executables.includes(f),
@@ -84,5 +91,28 @@ describe('startFailureMessage', () => {
     });
     assert.match(msg, /`python3 -m core.cli lsp` exited with code 1/);
     assert.match(msg, /It said: "ModuleNotFoundError: No module named 'core'"/);
+  });
+});
+
+describe('resolveCliCommand', () => {
+  it('finds the CLI where the server is found, without the lsp subcommand', () => {
+    const venv = resolveCliCommand('', ['/ws'], probes(['/ws/.venv/bin/inhouse', '/usr/bin/inhouse']));
+    assert.deepEqual([venv.command, venv.args, venv.source], ['/ws/.venv/bin/inhouse', [], 'workspace-venv']);
+    const onPath = resolveCliCommand('', ['/ws'], probes(['/usr/bin/inhouse']));
+    assert.deepEqual([onPath.command, onPath.args, onPath.display], ['/usr/bin/inhouse', [], 'inhouse']);
+    assert.equal(resolveCliCommand('', ['/ws'], probes([])).source, 'missing');
+  });
+
+  it('takes the setting up to its lsp word', () => {
+    const c = resolveCliCommand('.venv/bin/python -m core.cli lsp --log-level debug', ['/ws'], probes([]));
+    assert.equal(c.source, 'setting');
+    assert.equal(c.command, '/ws/.venv/bin/python');
+    assert.deepEqual(c.args, ['-m', 'core.cli']);
+    assert.equal(c.display, '/ws/.venv/bin/python -m core.cli');
+  });
+
+  it('falls back to the automatic lookup for a setting without lsp (a wrapper script)', () => {
+    const c = resolveCliCommand('/opt/start-lsp.sh', ['/ws'], probes(['/ws/venv/bin/inhouse']));
+    assert.deepEqual([c.command, c.args, c.source], ['/ws/venv/bin/inhouse', [], 'workspace-venv']);
   });
 });
