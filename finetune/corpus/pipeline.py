@@ -25,7 +25,7 @@ from core import config as core_config
 from core import fim, languages
 from core.artifacts import atomic_directory, read_info
 from core.errors import CorpusError, ModelError
-from finetune.corpus import dedup, discover, filters, spool, split, worker
+from finetune.corpus import dedup, discover, filters, secrets, spool, split, worker
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
@@ -81,6 +81,7 @@ def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., I
     import datasketch  # noqa: F401  # pulls in scipy: seconds per process otherwise
 
     worker.load_counter(state.tokenizer_file)
+    secrets.preload()
     if workers <= 1:
         worker.init(state)
         yield lambda fn, items: map(fn, items)
@@ -206,6 +207,7 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                 raise CorpusError(f"no usable source file in {', '.join(str(r.path) for r in repos)} "
                                   f"({len(jobs)} candidates; dropped: {reasons or 'nothing found'})")
             # 4b. dedup (exact, then MinHash LSH)
+            locations = {p.key: p.location for p in prepared if not p.reason}
             items = [dedup.DedupInput(p.key, p.exact, p.sig, p.key in forced) for p in prepared if not p.reason]
             kept = set(dedup.dedup(items, cfg.near_dup_threshold, counts["dedup"]))
             kept_items = [it for it in items if it.key in kept]
@@ -224,9 +226,10 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             state = worker.WorkerState(
                 cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir,
                 context_index={r: index_by_dir(ps) for r, ps in train_paths.items()},
-                keys={(by_key[k].repo, by_key[k].path): k for k, s in splits.items() if s == split.TRAIN})
-            ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k])
-                       for k in sorted(splits)]
+                locations={(by_key[k].repo, by_key[k].path): locations[k] for k, s in splits.items()
+                           if s == split.TRAIN})
+            ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k],
+                                         locations[k]) for k in sorted(splits)]
             writers = {s: ShardWriter(tmp / s, ROW_SCHEMA, cfg.rows_per_shard) for s in split.SPLITS}
             task = bar.add_task("examples", total=len(ex_jobs))
             with _mapper(min(workers, max(len(ex_jobs), 1)), state) as pmap:
@@ -243,9 +246,11 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             split_rows = {s: w.close() for s, w in writers.items()}
             log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
+            reader = spool.Reader(spool_dir, None, size=0)
             for k in sorted(splits):
                 files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path, "language": by_key[k].language,
-                                     "split": splits[k], "content": spool.read_text(spool_dir, k)}])
+                                     "split": splits[k], "content": reader.read(locations[k])[0]}])
+            reader.close()
             n_files = files_writer.close()
             log.info("files table: %.1f s", time.perf_counter() - started)
             manifest = {

@@ -52,7 +52,9 @@ _TOKEN_RULES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
     ("bearer_token", ("earer ",), r"(?<=[Bb]earer )[A-Za-z0-9._~+/-]{16,}=*", "<TOKEN>"),
     ("basic_auth_header", ("asic ",), r"(?<=[Bb]asic )[A-Za-z0-9+/]{16,}={0,2}", "<TOKEN>"),
 )
-_COMPILED_RULES = tuple((name, gates, re.compile(p), ph) for name, gates, p, ph in _TOKEN_RULES)
+_COMPILED_RULES = tuple((name, tuple(g for g in gates if not g.startswith("~")),
+                         tuple(g[1:] for g in gates if g.startswith("~")), re.compile(p), ph)
+                        for name, gates, p, ph in _TOKEN_RULES)
 # Words near which a secret is assigned; lines holding none of them skip the keyword-style detectors.
 _KEYWORD_GATE = re.compile(r"key|pwd|pass|token|secret|auth|cred|cloudant|softlayer|api|contrase")
 # A variable, key or flag assigned a quoted literal; `_SECRET_NAME` then decides from the name alone. The
@@ -148,7 +150,6 @@ _SKIPPED_PLUGINS = frozenset({"IPPublicDetector"})
 # Vendor plugins whose patterns start with a fixed literal run only when that literal occurs.
 _PLUGIN_GATES: dict[str, tuple[str, ...]] = {
     "AWSKeyDetector": ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "aws", "AWS", "Aws"),
-    "ArtifactoryDetector": ("AKC", *(f"AP{c}" for c in "0123456789ABCDEF")),
     "AzureStorageKeyDetector": ("AccountKey=",),
     "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
     "GitLabTokenDetector": ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "GR1348941", "glcbt-", "glimt-",
@@ -168,6 +169,7 @@ _PLUGIN_GATES: dict[str, tuple[str, ...]] = {
 # Vendor plugins without a fixed literal run only when a cheaper superset of their pattern (one that starts
 # with a literal, which `re` finds fast) matches.
 _PLUGIN_REGEX_GATES: dict[str, re.Pattern[str]] = {
+    "ArtifactoryDetector": re.compile(r"AKC|AP[\dA-F]"),
     "TelegramBotTokenDetector": re.compile(r":[0-9A-Za-z_-]{35}"),
     "DiscordBotTokenDetector": re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),
 }
@@ -208,7 +210,7 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
                 if len(value) >= shortest and "\n" not in value \
                         and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                     found.append((value, "<KEY>", key))
-        elif name in _PLUGIN_GATES and not any(g in text for g in _PLUGIN_GATES[name]):
+        elif name in _PLUGIN_GATES and not any(map(text.__contains__, _PLUGIN_GATES[name])):
             continue
         elif name in _PLUGIN_REGEX_GATES and not _PLUGIN_REGEX_GATES[name].search(text):
             continue
@@ -225,6 +227,12 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
                 if value and len(value) >= 6:
                     found.append((value, _placeholder_for(plugin.secret_type, value), key))
     return found
+
+
+def preload() -> None:
+    """Import and instantiate the detect-secrets plugins now (before forking workers, which then share them)."""
+    _denylist()
+    _plugin_findings("", "preload.py", "")
 
 
 def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
@@ -247,8 +255,8 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
     if "://" in text and "@" in text:
         sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@")
     low = text.lower()
-    for name, gates, regex, placeholder in _COMPILED_RULES:
-        if not any((g[1:] in low) if g.startswith("~") else (g in text) for g in gates):
+    for name, gates, low_gates, regex, placeholder in _COMPILED_RULES:
+        if not (any(map(text.__contains__, gates)) or any(map(low.__contains__, low_gates))):
             continue
         if placeholder is None:  # keep the separator group, replace the value
             sub(regex, name, lambda m: m.group(1) + "<KEY>")

@@ -29,14 +29,15 @@ class WorkerState:
     spool: str
     # repo -> directory -> training files (the only files offered as repository context)
     context_index: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    # (repo, path) -> spool key of every kept file
-    keys: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (repo, path) -> spool location of every training file
+    locations: dict[tuple[str, str], spool.Location] = field(default_factory=dict)
 
 
 _STATE: WorkerState | None = None
 _TOKENS: render.Tokens | None = None
 _COUNTER: WordCounter | None = None
 _READER: spool.Reader | None = None
+_WRITER: spool.Writer | None = None
 
 
 @functools.cache
@@ -55,11 +56,12 @@ def load_counter(path: str) -> WordCounter:
 
 def init(state: WorkerState) -> None:
     """Pool initializer: keep the state, the tokenizer and its word counter."""
-    global _STATE, _TOKENS, _COUNTER, _READER
+    global _STATE, _TOKENS, _COUNTER, _READER, _WRITER
     _STATE = state
     _TOKENS = render.Tokens(load_tokenizer(state.tokenizer_file))
     _COUNTER = load_counter(state.tokenizer_file)
     _READER = spool.Reader(state.spool, _COUNTER)
+    _WRITER = spool.Writer(state.spool)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Prepared:
     exact: str = ""
     sig: bytes = b""
     secrets: dict[str, int] = field(default_factory=dict)
+    location: spool.Location | None = None
 
 
 def prepare(job: FileJob) -> Prepared:
@@ -108,9 +111,10 @@ def prepare(job: FileJob) -> Prepared:
     clean = secrets.redact(text, job.path, found)
     # Each file is split into words once, here: its examples and every row showing it as context reuse it.
     index = WordIndex.build(_COUNTER, clean) if cfg.token_budgets == "exact" and _COUNTER is not None else None
-    spool.write(state.spool, job.key, clean, index)
+    assert _WRITER is not None
+    location = _WRITER.write(clean, index)
     return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
-                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found))
+                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found), location)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class ExampleJob:
     path: str
     language: str
     split: str
+    location: spool.Location
 
 
 def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, object]]:
@@ -127,10 +132,11 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
     assert state is not None
     by_dir = state.context_index.get(job.repo, {})
     out = []
+    assert _READER is not None
     for path in related_files(job.path, text, job.language, by_dir, rng, state.cfg.max_context_files):
-        key = state.keys.get((job.repo, path))
-        if key is not None:
-            out.append((path, *_READER.get(key)))
+        loc = state.locations.get((job.repo, path))
+        if loc is not None:
+            out.append((path, *_READER.get(loc)))
     return out
 
 
@@ -142,7 +148,7 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     fmt = fim.get_format(state.fim_format)
     counts: Counter = Counter()
     assert _READER is not None
-    text, index = _READER.get(job.key)
+    text, index = _READER.get(job.location)
     rng = random.Random(f"{cfg.seed}\0{job.repo}\0{job.path}\0{job.split}")
     meta = render.RowMeta(job.repo, job.path, job.language, fmt.name)
     src = spans.parse_source(text, job.language, counts, languages.parse)
