@@ -40,7 +40,8 @@ class BuiltPrompt:
     prefix: str        # the prefix as used (cut to budget, without `heal`)
     suffix: str        # the suffix as used
     context: tuple[RepoFile, ...]
-    tokens: int        # prompt length in tokens, an upper bound (estimated from characters without a tokenizer)
+    tokens: int        # prompt length in tokens: a tight upper bound of the real count (estimated from
+                       # characters without a tokenizer), never the budget itself
     exact: bool        # whether `tokens` was counted with the model's tokenizer
 
 
@@ -170,7 +171,9 @@ def build_prompt(
     if heal:
         prefix_used, removed = rewind_for_healing(prefix_used, counter)
     # Every piece is within its share: the whole is within `total`, joins included, without encoding it again.
-    bound = overhead + JOIN_SLACK * joins + prefix_budget + suffix_tokens + spent_context
+    # The bound counts the prefix actually used, not its budget: a small file gives a small (reported) prompt.
+    prefix_tokens = counter.count(prefix_used) if counter.exact else prefix_budget
+    bound = overhead + JOIN_SLACK * joins + prefix_tokens + suffix_tokens + spent_context
     ctx = RepoContext(repo_name=repo_name, path=path, files=tuple(files)) if fmt.has_repo_layout else None
     prompt = fmt.render_prompt(prefix_used, suffix_used, mode, ctx)
     if counter.exact and bound <= total:
