@@ -19,6 +19,7 @@ import httpx
 
 from core import config
 from core.errors import (
+    BackendTimeoutError,
     BackendUnavailableError,
     ConfigError,
     GenerationError,
@@ -107,6 +108,19 @@ def _finish_text(generated: str, heal: str, stop: tuple[str, ...]) -> str:
     return cut_at_stop(generated, stop)
 
 
+# httpx timeouts after the connection was made: the backend is there but slow. A connect timeout is not one
+# of them (nothing answered the connection: as good as unreachable).
+_SLOW_TIMEOUTS = ("ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException")
+
+
+def _timeout_error(exc: BaseException, where: str, timeout_s: float) -> BackendUnavailableError:
+    """A timeout of `where`: `BackendTimeoutError` (slow) unless the connection itself timed out."""
+    cause = exc if type(exc).__name__ in _SLOW_TIMEOUTS + ("ConnectTimeout",) else exc.__cause__
+    if cause is not None and type(cause).__name__ == "ConnectTimeout":
+        return BackendUnavailableError(f"cannot reach {where}: connection timed out after {timeout_s}s")
+    return BackendTimeoutError(f"{where} timed out after {timeout_s}s")
+
+
 def _map_status(status: int, message: str) -> Exception:
     if status == 429:
         return OverloadedError(f"backend overloaded: {message}")
@@ -150,7 +164,9 @@ class TgiBackend:
     async def info(self) -> BackendInfo:
         try:
             resp = await self._http.get(f"{self.base}/info")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except httpx.TimeoutException as exc:
+            raise _timeout_error(exc, f"{self.base}/info", self.cfg.timeout_s) from exc
+        except httpx.TransportError as exc:
             raise BackendUnavailableError(f"cannot reach {self.base}/info: {exc}") from exc
         if resp.status_code != 200:
             raise _map_status(resp.status_code, resp.text[:200])
@@ -182,7 +198,7 @@ class TgiBackend:
                 seed=req.seed,
             )
         except InferenceTimeoutError as exc:
-            raise BackendUnavailableError(f"{self.base} timed out after {self.cfg.timeout_s}s") from exc
+            raise _timeout_error(exc, self.base, self.cfg.timeout_s) from exc
         except TextGenerationError as exc:
             cause = exc.__cause__
             status = getattr(getattr(cause, "response", None), "status_code", 0) or 0
@@ -193,6 +209,8 @@ class TgiBackend:
         except OSError as exc:
             raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
         except Exception as exc:  # httpx2 transport errors are not OSError; classify by name, not import
+            if type(exc).__name__ in _SLOW_TIMEOUTS:
+                raise _timeout_error(exc, self.base, self.cfg.timeout_s) from exc
             if type(exc).__name__ in ("ConnectError", "ReadError", "WriteError", "RemoteProtocolError",
                                       "ConnectTimeout", "ReadTimeout", "PoolTimeout", "NetworkError"):
                 raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
@@ -226,7 +244,7 @@ class OpenAIBackend:
         try:
             resp = await self._http.request(method, f"{self.base}{path}", **kwargs)
         except httpx.TimeoutException as exc:
-            raise BackendUnavailableError(f"{self.base}{path} timed out after {self.cfg.timeout_s}s") from exc
+            raise _timeout_error(exc, f"{self.base}{path}", self.cfg.timeout_s) from exc
         except httpx.TransportError as exc:
             raise BackendUnavailableError(f"cannot reach {self.base}{path}: {exc}") from exc
         if resp.status_code != 200:

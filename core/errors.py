@@ -6,7 +6,8 @@
     ├── ValidationError             a request or argument out of bounds (HTTP 422)
     ├── GenerationError             the model failed while generating (HTTP 424)
     ├── OverloadedError             too many requests in flight (HTTP 429)
-    ├── BackendUnavailableError     the completion backend cannot be reached or timed out
+    ├── BackendUnavailableError     the completion backend cannot be reached (refused, DNS, 502/503)
+    │   └── BackendTimeoutError     it was reached but did not answer in time (slow, not down)
     ├── ModelError                  a model directory or artifact is missing or malformed
     └── GrammarError                a tree-sitter grammar failed to load (names the language)
 """
@@ -42,6 +43,12 @@ class OverloadedError(InhouseError):
 
 class BackendUnavailableError(InhouseError):
     error_type = "backend_unavailable"
+
+
+class BackendTimeoutError(BackendUnavailableError):
+    """The backend accepted the connection but answered too late: slow (a loaded machine), not down."""
+
+    error_type = "backend_timeout"
 
 
 class ModelError(InhouseError):

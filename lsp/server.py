@@ -24,7 +24,7 @@ from core import __version__, languages
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendUnavailableError, InhouseError, OverloadedError
+from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, OverloadedError
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
 from lsp.positions import split_at
@@ -72,6 +72,7 @@ class InhouseLanguageServer(LanguageServer):
         self.generating = 0
         self.shown: dict[str, Shown] = {}
         self.stale_dropped = 0
+        self._slow: str | None = None  # the slow-backend note of the status while the last request timed out
         self.superseded = 0
         self._background: set[asyncio.Task] = set()
 
@@ -122,12 +123,20 @@ class InhouseLanguageServer(LanguageServer):
             return
         try:
             info = await session.refresh_info()
+        except BackendTimeoutError as exc:
+            # It accepted the connection: slow (a loaded machine or a model still loading), not down.
+            log.warning("backend %s: %s", self.cfg.backend_url, exc)
+            self._slow = f"slow backend: /info timed out after {self.cfg.timeout_s:g} s"
+            self.status.set(State.READY, adapter=self.cfg.adapter or "", detail=self._slow)
+            self.status.warn(f"the completion backend at {self.cfg.backend_url} is slow to answer")
+            return
         except InhouseError as exc:
             log.warning("backend %s: %s", self.cfg.backend_url, exc)
             self.status.set(State.UNREACHABLE, detail=str(exc))
             self.status.warn(f"cannot reach the completion backend at {self.cfg.backend_url}")
             return
-        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "")
+        self._slow = None
+        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=None)
 
     # -- documents -------------------------------------------------------------------------------------------
     def touch(self, uri: str) -> None:
@@ -248,21 +257,35 @@ class InhouseLanguageServer(LanguageServer):
 
         try:
             answer = await session.complete(uri, inp, end=end, on_request=on_request)
+        except BackendTimeoutError as exc:
+            # Reached but too slow (a loaded machine): an empty result, not an unreachable backend.
+            log.warning("completion %s timed out after %.0f ms: %s", inp.path, (time.perf_counter() - started) * 1000,
+                        exc)
+            self._slow = f"slow backend: a request timed out after {self.cfg.timeout_s:g} s"
+            self.status.warn(f"the completion backend at {self.cfg.backend_url} is slow (no answer within "
+                             f"{self.cfg.timeout_s:g} s); raise timeoutMs if this persists")
+            return None
         except (BackendUnavailableError, OverloadedError) as exc:
             log.warning("completion %s failed after %.0f ms: %s", inp.path, (time.perf_counter() - started) * 1000, exc)
             if isinstance(exc, BackendUnavailableError):
                 self.status.set(State.UNREACHABLE, detail=str(exc))
-                self.status.warn(f"the completion backend at {self.cfg.backend_url} is unreachable or too slow")
+                self.status.warn(f"the completion backend at {self.cfg.backend_url} is unreachable")
             return None
         except InhouseError as exc:
             log.warning("completion %s failed: %s", inp.path, exc)
             self.status.warn(f"completion failed: {exc}")
             return None
+        else:
+            self._slow = None
+            if generating and self.status.state is State.UNREACHABLE:  # it answered: reachable again
+                self.status.set(State.READY, model=session.info.model_id if session.info else None, detail=None)
         finally:
             if generating:
                 self.generating -= 1
-        if generating and self.generating == 0:
-            self.status.set(State.READY, model=session.info.model_id if session.info else None)
+            # However the request ended (answer, cancel, supersede, error, timeout): with none left in flight
+            # the status leaves "generating" for ready (an error above may have set unreachable; keep it).
+            if self.generating == 0 and self.status.state is State.GENERATING:
+                self._settle_status(session)
         t = answer.timings or {}
         log.info("completion %s %s:%d chars=%d cached=%s mode=%s tokens=%d+%d context=%.1fms prompt=%.1fms "
                  "backend=%.1fms post=%.1fms total=%.1fms reason=%s", inp.language_id, inp.path,
@@ -271,6 +294,13 @@ class InhouseLanguageServer(LanguageServer):
                  t.get("context", 0.0), t.get("prompt", 0.0), t.get("backend", 0.0), t.get("postprocess", 0.0),
                  t.get("total", 0.0), answer.reason)
         return answer
+
+    def _settle_status(self, session: Session) -> None:
+        """The idle state: disabled when off, else ready (with the slow-backend note while it applies)."""
+        if not self.cfg.enabled:
+            self.status.set(State.DISABLED, detail=None)
+            return
+        self.status.set(State.READY, model=session.info.model_id if session.info else None, detail=self._slow)
 
     def accepted_command(self, shown: Shown, text: str, pos: types.Position) -> types.Command:
         args = {"id": shown.id, "uri": shown.uri, "languageId": shown.language_id, "line": pos.line,

@@ -18,7 +18,7 @@ from core.client import BackendInfo, ClientConfig, CompletionBackend, create_bac
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput, CompletionPipeline, PipelineSettings, request_completion
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendUnavailableError, InhouseError
+from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError
 from lsp.config import LspConfig
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Session:
         self.pipeline = CompletionPipeline(self.backend, pipeline_settings(cfg), tokenizer=self.tokenizer,
                                            index=index)
         self._info_failed_at: float | None = None
+        self._info_timed_out = False  # whether the last /info failure was a timeout (slow) rather than refused
         self._no_info = False
 
     @property
@@ -92,8 +93,9 @@ class Session:
         """GET /info; afterwards the FIM format and limits follow the backend. Raises when it is down."""
         try:
             info = await self.pipeline.refresh_info()
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
             self._info_failed_at = time.monotonic()
+            self._info_timed_out = isinstance(exc, BackendTimeoutError)
             raise
         self._info_failed_at = None
         if self.tokenizer is None and self.cfg.tokenizer is None and info.model_id:
@@ -111,6 +113,8 @@ class Session:
         if self.pipeline.info is not None or self._no_info:
             return
         if self._info_failed_at is not None and time.monotonic() - self._info_failed_at < INFO_RETRY_S:
+            if self._info_timed_out:
+                raise BackendTimeoutError(f"backend {self.cfg.backend_url} slow to answer /info (retrying shortly)")
             raise BackendUnavailableError(f"backend {self.cfg.backend_url} unreachable (retrying shortly)")
         try:
             await self.refresh_info()

@@ -131,6 +131,9 @@ async def test_cancellation_and_superseding(backend_url, tiny_model_dir, tmp_pat
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={"inhouse": {"debounceMs": 0}}))
         assert len(items(await client.text_document_inline_completion_async(inline_params(uri, 0, 12)))) == 1
+        # Nothing in flight any more, however the requests ended (cancelled, superseded, answered): ready.
+        await asyncio.sleep(0.2)
+        assert client.statuses[-1]["state"] == "ready", client.statuses
 
 
 async def test_backend_down(tmp_path, tiny_model_dir, capfd):
