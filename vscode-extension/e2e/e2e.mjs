@@ -13,6 +13,9 @@ const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const SHOTS = spec.shots;
 fs.mkdirSync(SHOTS, { recursive: true });
 const PROFILE = fs.mkdtempSync(path.join(spec.tmp || process.env.TMPDIR || '/tmp', 'chromium-profile-'));
+// Chromium puts its SingletonSocket under $TMPDIR; a unix socket path must stay under 108 bytes, which a
+// pytest tmp_path (pytest-of-root/pytest-121/test_vscode_..._0/tmp/...) can exceed: give it a short one.
+const SOCKET_TMP = fs.mkdtempSync(process.platform === 'win32' ? path.join(PROFILE, 's-') : '/tmp/ih-chr-');
 const GHOST_SEL = '.ghost-text-decoration, .ghost-text-decoration-preview, .ghost-text';
 const STATUS_SEL = '.statusbar-item';
 
@@ -165,6 +168,7 @@ const browser = await chromium.launchPersistentContext(PROFILE, {
   executablePath: spec.chromium || '/usr/bin/chromium',
   headless: true,
   viewport: { width: 1400, height: 900 },
+  env: { ...process.env, TMPDIR: SOCKET_TMP },
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
@@ -282,5 +286,6 @@ try {
   fs.writeFileSync(spec.result, JSON.stringify(result, null, 2));
   await browser.close().catch(() => {});
   fs.rmSync(PROFILE, { recursive: true, force: true });
+  fs.rmSync(SOCKET_TMP, { recursive: true, force: true });
   process.exit(result.ok ? 0 : 1);
 }
