@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,6 +22,7 @@ from core.errors import (
     OverloadedError,
     ValidationError,
 )
+from tests.threaded_server import serve_in_thread
 
 SEEN: list[dict] = []
 
@@ -59,19 +57,8 @@ async def _generate(request: Request) -> JSONResponse:
 @pytest.fixture(scope="module")
 def tgi_url():
     app = Starlette(routes=[Route("/info", _info), Route("/generate", _generate, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def _free_port() -> int:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,6 +11,7 @@ from starlette.routing import Route
 from core.client import CompletionRequest
 from lsp.config import LspConfig, apply_client_settings
 from lsp.session import Session
+from tests.threaded_server import serve_in_thread
 
 TOKEN = "s3cret-token"
 
@@ -34,18 +30,8 @@ async def _guarded(request: Request) -> JSONResponse:
 @pytest.fixture
 def guarded_url():
     app = Starlette(routes=[Route("/info", _guarded), Route("/generate", _guarded, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_api_key_file_setting_maps_from_editor_name(tmp_path):
