@@ -87,7 +87,8 @@ class WordCounter:
         self.tokenizer = tokenizer
         self.fast = is_byte_level_bpe(tokenizer)
         self.word = _word_regex() if self.fast else None
-        self.byte_chars = _byte_chars()
+        chars = _byte_chars()
+        self.byte_table = "".join(chars[b] for b in range(256))  # str.translate indexes it by byte value
         self.cache: dict[str, int] = {}
         self.good_chars: set[str] = set()
         self.bad_chars: set[str] = set()
@@ -132,17 +133,17 @@ class WordCounter:
         return True
 
     def byte_level(self, word: str) -> str:
-        table = self.byte_chars
-        return "".join([table[b] for b in word.encode("utf-8", "surrogatepass")])
+        """The word as byte-level BPE spells it: its UTF-8 bytes, each as its printable stand-in."""
+        return word.encode("utf-8", "surrogatepass").decode("latin-1").translate(self.byte_table)
 
     def counts(self, words: list[str]) -> list[int]:
         """Token count of each word (each encoded by the BPE model once per process)."""
         cache = self.cache
-        missing = list(set(words).difference(cache))
+        missing = set(words).difference(cache)
         if missing:
-            # A word alone pre-tokenizes to itself, so the tokenizer encodes the new words in one batch.
-            encoded = self.tokenizer.encode_batch_fast(missing, add_special_tokens=False)
-            cache.update(zip(missing, (len(e.ids) for e in encoded), strict=True))
+            tokenize, byte_level = self.tokenizer.model.tokenize, self.byte_level
+            for w in missing:  # the BPE model alone: ~2x faster a word than a batch through the tokenizer
+                cache[w] = len(tokenize(byte_level(w)))
         return list(map(cache.__getitem__, words))
 
     def word_count(self, w: str) -> int:
