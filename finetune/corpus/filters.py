@@ -31,7 +31,8 @@ GENERATED = re.compile(
 BASE64_RUN = re.compile(r"(?<![a-zA-Z0-9+/\n=])[a-zA-Z0-9+/\n=]{64,}")
 _ASCII_LETTERS = string.ascii_letters.encode("ascii")
 HEX_RUN = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
-HEX_GATE = re.compile(r"[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]")
+# Starts only where a hex run starts (as every pair of HEX_RUN does, after \b), not inside each run again.
+HEX_GATE = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]")
 ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}")
 
 REASONS = ("vendored", "lock_file", "unknown_language", "language_not_selected", "too_large", "unreadable",

@@ -229,6 +229,20 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
     return found
 
 
+def _sub_lines(regex: re.Pattern[str], repl: Callable[[re.Match[str]], str], text: str, marker: str) -> str:
+    """`regex.sub(repl, text)` for a regex whose matches hold `marker` and never span lines: only the lines
+    holding `marker` are searched (a regex without a literal start is tried at every character otherwise)."""
+    out, last, pos = [], 0, text.find(marker)
+    while pos != -1:
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        end = len(text) if end == -1 else end
+        out += (text[last:start], regex.sub(repl, text[start:end]))
+        last, pos = end, text.find(marker, end)
+    out.append(text[last:])
+    return "".join(out)
+
+
 def preload() -> None:
     """Import and instantiate the detect-secrets plugins now (before forking workers, which then share them)."""
     _denylist()
@@ -239,7 +253,8 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
     """`text` with every secret replaced by its placeholder; `counts` gets one entry per kind found."""
     counts = Counter() if counts is None else counts
 
-    def sub(regex: re.Pattern[str], kind: str, repl: str | Callable[[re.Match[str]], str]) -> None:
+    def sub(regex: re.Pattern[str], kind: str, repl: str | Callable[[re.Match[str]], str],
+            marker: str = "") -> None:
         nonlocal text
 
         def one(match: re.Match[str]) -> str:
@@ -248,12 +263,12 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
                 counts[kind] += 1
             return out
 
-        text = regex.sub(one, text)
+        text = _sub_lines(regex, one, text, marker) if marker else regex.sub(one, text)
 
     if "PRIVATE KEY" in text or "PuTTY" in text:
         sub(_PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")
     if "://" in text and "@" in text:
-        sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@")
+        sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@", marker="://")
     low = text.lower()
     for name, gates, low_gates, regex, placeholder in _COMPILED_RULES:
         if not (any(map(text.__contains__, gates)) or any(map(low.__contains__, low_gates))):
