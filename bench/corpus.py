@@ -6,12 +6,16 @@ secrets, dedup, split, spans, render, write). Input: the Python sources of insta
 temporary git repository. The last stdout line is JSON for bench/run_all.py.
 
     .venv/bin/python bench/corpus.py [--model models/smollm2] [--packages rich,click,...] [--workers N]
-                                     [--token-budgets exact|estimate]
+                                     [--token-budgets exact|estimate] [--stages]
+
+`--stages` also runs the build once in this process (one worker) and prints the CPU seconds per MB of each
+stage, timed around the stage functions (the machine is shared: CPU time, not wall time, is comparable).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import multiprocessing
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,12 +82,59 @@ def floor(files: list[Path], workers: int) -> tuple[float, float]:
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
+def stage_costs(repo: Path, cfg, out: Path) -> tuple[float, dict[str, float]]:
+    """(CPU seconds of a one-process build, CPU seconds of each stage) with the stage functions timed."""
+    from core import languages
+    from finetune.corpus import dedup, filters, pipeline, render, secrets, spans, spool, tokencount, worker, write
+    from finetune.corpus.repos import from_paths
+
+    totals: dict[str, float] = {}
+    saved = []
+
+    def timed(owner, name: str, label: str, classmethod_: bool = False) -> None:
+        fn = getattr(owner, name)
+        saved.append((owner, name, owner.__dict__[name] if isinstance(owner, type) else fn))
+        inner = fn.__func__ if classmethod_ else fn
+
+        @functools.wraps(inner)
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.process_time() - start
+
+        setattr(owner, name, classmethod(wrapper) if classmethod_ else wrapper)
+
+    for owner, name, label in [(filters, "bytes_reason", "filters"), (filters, "decode", "filters"),
+                               (filters, "text_reason", "filters"), (secrets, "redact", "secrets"),
+                               (dedup, "normalized_hash", "dedup: exact hash"), (dedup, "signature", "dedup: MinHash"),
+                               (dedup, "dedup", "dedup: LSH"), (dedup, "near_duplicate_groups", "split: LSH groups"),
+                               (languages, "parse", "parse (tree-sitter)"), (spans, "select_spans", "select spans"),
+                               (render, "fim_row", "render"), (render, "l2r_row", "render"),
+                               (render, "build_context", "render: context"), (worker, "_context_files", "render: context"),
+                               (spool.Writer, "write", "spool"), (spool.Reader, "read", "spool"),
+                               (write.ShardWriter, "write", "write shards"), (write.ShardWriter, "close", "write shards"),
+                               (pipeline, "resolve_tokenizer", "load tokenizer"), (worker, "prepare", "= prepare pass"),
+                               (worker, "examples", "= examples pass")]:
+        timed(owner, name, label)
+    timed(tokencount.WordIndex, "build", "token budgets: word index", classmethod_=True)
+    try:
+        start = time.process_time()
+        pipeline.build(from_paths([repo]), out, cfg, overwrite=True, progress=False)
+        return time.process_time() - start, totals
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "smollm2"))
     parser.add_argument("--packages", default=DEFAULT_PACKAGES)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--token-budgets", default="exact", choices=("exact", "estimate"))
+    parser.add_argument("--stages", action="store_true", help="also time each stage in a one-process build")
     args = parser.parse_args()
 
     from finetune.corpus.config import CorpusConfig
@@ -107,6 +159,7 @@ def main() -> None:
         manifest = build(from_paths([repo]), tmp / "dataset", cfg, progress=False)
         e2e_s, e2e_cpu = time.perf_counter() - start, cpu_seconds() - cpu
         load = os.getloadavg()[0]
+        stages = stage_costs(repo, replace(cfg, workers=1), tmp / "dataset-1") if args.stages else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     e2e, fl = mb / e2e_s, mb / floor_s
@@ -121,6 +174,12 @@ def main() -> None:
           f"{e2e_c:.2f} MB per CPU s  (target >= {TARGET_MB_S} MB/s)")
     print(f"ratio end to end / floor: {e2e / fl:.3f} wall, {e2e_c / fl_c:.3f} CPU")
     print(f"projected on {args.workers} idle cores: {projected:.2f} MB/s")
+    if stages is not None:
+        one_cpu, costs = stages
+        print(f"one process: {one_cpu:.2f} CPU s = {one_cpu / mb:.3f} CPU s per MB, projected on {args.workers} "
+              f"idle cores {args.workers * mb / one_cpu:.2f} MB/s; CPU s per MB by stage:")
+        for label, seconds in sorted(costs.items(), key=lambda kv: -kv[1]):
+            print(f"  {label:28s} {seconds / mb:6.3f}")
     print(json.dumps({"name": "corpus", "figures": [
         {"figure": "end_to_end_MB_per_s", "value": round(e2e, 3), "target": TARGET_MB_S, "met": e2e >= TARGET_MB_S},
         {"figure": "end_to_end_MB_per_s_projected_idle", "value": round(projected, 3), "target": TARGET_MB_S,
