@@ -40,17 +40,18 @@ def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
     if not tokens:
         return np.zeros(0, dtype=np.uint32)
     table = {t: zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in set(tokens)}
-    h = np.fromiter((table[t] for t in tokens), dtype=np.uint64, count=len(tokens))
+    h = np.array(list(map(table.__getitem__, tokens)), dtype=np.uint64)
     k = min(size, len(tokens))
     n = len(tokens) - k + 1
-    acc = np.zeros(n, dtype=np.uint64)
+    acc = h[:n].copy()  # in place from here: no temporary array per step
     with np.errstate(over="ignore"):
-        for j in range(k):
-            acc = acc * np.uint64(1_000_003) + h[j:j + n]
+        for j in range(1, k):
+            acc *= np.uint64(1_000_003)
+            acc += h[j:j + n]
         acc ^= acc >> np.uint64(29)
         acc *= np.uint64(0xBF58476D1CE4E5B9)
         acc ^= acc >> np.uint64(32)
-    return np.unique((acc & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    return np.unique(acc.astype(np.uint32))  # the low 32 bits
 
 
 @functools.cache
