@@ -106,17 +106,18 @@ def stage_costs(repo: Path, cfg, out: Path) -> tuple[float, dict[str, float]]:
 
         setattr(owner, name, classmethod(wrapper) if classmethod_ else wrapper)
 
-    for owner, name, label in [(filters, "bytes_reason", "filters"), (filters, "decode", "filters"),
-                               (filters, "text_reason", "filters"), (secrets, "redact", "secrets"),
-                               (dedup, "normalized_hash", "dedup: exact hash"), (dedup, "signature", "dedup: MinHash"),
-                               (dedup, "dedup", "dedup: LSH"), (dedup, "near_duplicate_groups", "split: LSH groups"),
-                               (languages, "parse", "parse (tree-sitter)"), (spans, "select_spans", "select spans"),
-                               (render, "fim_row", "render"), (render, "l2r_row", "render"),
-                               (render, "build_context", "render: context"), (worker, "_context_files", "render: context"),
-                               (spool.Writer, "write", "spool"), (spool.Reader, "read", "spool"),
-                               (write.ShardWriter, "write", "write shards"), (write.ShardWriter, "close", "write shards"),
-                               (pipeline, "resolve_tokenizer", "load tokenizer"), (worker, "prepare", "= prepare pass"),
-                               (worker, "examples", "= examples pass")]:
+    for owner, name, label in [
+        (filters, "bytes_reason", "filters"), (filters, "decode", "filters"), (filters, "text_reason", "filters"),
+        (secrets, "redact", "secrets"), (dedup, "normalized_hash", "dedup: exact hash"),
+        (dedup, "signature", "dedup: MinHash"), (dedup, "dedup", "dedup: LSH"),
+        (dedup, "near_duplicate_groups", "split: LSH groups"), (languages, "parse", "parse (tree-sitter)"),
+        (spans, "select_spans", "select spans"), (render, "fim_row", "render"), (render, "l2r_row", "render"),
+        (render, "build_context", "render: context"), (worker, "_context_files", "render: context"),
+        (spool.Writer, "write", "spool"), (spool.Reader, "read", "spool"),
+        (write.ShardWriter, "write", "write shards"), (write.ShardWriter, "close", "write shards"),
+        (pipeline, "resolve_tokenizer", "load tokenizer"), (worker, "prepare", "= prepare pass"),
+        (worker, "examples", "= examples pass"),
+    ]:
         timed(owner, name, label)
     timed(tokencount.WordIndex, "build", "token budgets: word index", classmethod_=True)
     try:
