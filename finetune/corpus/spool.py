@@ -76,3 +76,6 @@ class Reader:
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()
+
+    def __del__(self) -> None:  # a worker's reader lives as long as its process; an in-process one is replaced
+        self.close()
