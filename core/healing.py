@@ -81,10 +81,14 @@ class VocabIndex:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, special_ids: set[int] | None = None) -> VocabIndex:
-        """From a `tokenizers.Tokenizer` or a transformers tokenizer (decodes each id on its own)."""
-        size = tokenizer.get_vocab_size() if hasattr(tokenizer, "get_vocab_size") else len(tokenizer)
-        texts = [tokenizer.decode([i]) for i in range(size)]
-        return cls(texts, special_ids)
+        """Over each token's bytes (`core.token_bytes`), for a `tokenizers.Tokenizer` or a transformers one.
+
+        Its entries are bytes carried as latin-1 strings: pass `token_bytes.as_bytes(text)` to `allowed`.
+        """
+        from core.token_bytes import token_bytes
+
+        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        return cls(token_bytes(backend), special_ids)
 
     def allowed(self, remaining: str) -> list[int]:
         """Token ids whose text starts with `remaining`, or is a non-empty prefix of it."""

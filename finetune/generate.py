@@ -17,6 +17,7 @@ from core import fim
 from core.artifacts import read_info
 from core.errors import ModelError
 from core.healing import VocabIndex, advance
+from core.token_bytes import as_bytes, token_bytes
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class Generator:
         self.tokenizer.padding_side = "left"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         size = len(tokenizer)
-        self.token_texts = [tokenizer.decode([i]) for i in range(size)]
+        # Each token's bytes (latin-1 carried): decoding tokens one by one cannot re-type `ä` or `錯誤`.
+        texts = token_bytes(tokenizer.backend_tokenizer)
+        self.token_texts = texts[:size] + [""] * (size - len(texts))
         special = set(tokenizer.all_special_ids)
         special |= {tokenizer.convert_tokens_to_ids(s) for s in fmt.sentinels}
         self.index = VocabIndex(self.token_texts, special)
@@ -106,7 +109,7 @@ class _RowState:
 
     def __init__(self, gen: Generator, requests: list[GenRequest], width: int) -> None:
         self.gen, self.requests, self.width = gen, requests, width
-        self.remaining = [r.heal for r in requests]
+        self.remaining = [as_bytes(r.heal) for r in requests]
         self.seen = [0] * len(requests)
 
     def update(self, input_ids) -> None:

@@ -26,7 +26,7 @@ from server import kvcache
 from server.decoding import IncrementalDecoder, find_stop
 from server.metrics import Metrics
 from server.sampling import Sampler, SamplingParams
-from server.vocab import as_bytes, build_index
+from core.token_bytes import as_bytes, build_index
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class Engine:
             self._thread.join(timeout)
 
     def vocab(self) -> tuple[VocabIndex, list[str]]:
-        """Each token's bytes and the healing index over them (`server.vocab`; built once, on first use)."""
+        """Each token's bytes and the healing index over them (`core.token_bytes`; built once, on first use)."""
         with self._vocab_lock:
             if self._vocab is None:
                 self._vocab = build_index(self._decoder, self.special_ids)

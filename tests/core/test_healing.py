@@ -46,3 +46,23 @@ def test_index_from_tokenizer(tiny_tokenizer):
     ids = idx.allowed("ret")
     assert ids and all(tiny_tokenizer.decode([i]).startswith("ret") or "ret".startswith(tiny_tokenizer.decode([i]))
                        for i in ids)
+
+
+def test_index_can_retype_non_ascii(tiny_tokenizer):
+    """Byte-level tokens cut multi-byte characters; the index works on bytes so `ä` and `錯誤` can be re-typed."""
+    from core.token_bytes import as_bytes
+
+    idx = healing.VocabIndex.from_tokenizer(tiny_tokenizer)
+    for text in ("ä", "錯誤", "😋"):
+        remaining = as_bytes(text)
+        steps = 0
+        while remaining and steps < 16:
+            ids = idx.allowed(remaining)
+            assert ids, f"no token can start re-typing {text!r}"
+            remaining = healing.advance(remaining, token_text(idx, ids[0]))
+            steps += 1
+        assert not remaining
+
+
+def token_text(idx: healing.VocabIndex, token_id: int) -> str:
+    return idx._texts[idx._ids.index(token_id)]

@@ -66,7 +66,7 @@ async def test_other_grammars_are_rejected(http, grammar):
 
 
 def test_token_bytes_agree_with_decoding(tiny_tokenizer):
-    from server.vocab import token_bytes
+    from core.token_bytes import token_bytes
 
     texts = token_bytes(tiny_tokenizer)
     assert len(texts) == tiny_tokenizer.get_vocab_size()

@@ -3,7 +3,7 @@
 Decoding a byte-level BPE token on its own turns a piece of a multi-byte character into U+FFFD, so an index
 over decoded text can never re-type `ä` or `錯誤`. Here every token becomes its bytes, carried as a latin-1
 string (one character per byte), and the text to re-type is encoded the same way (`as_bytes`); `VocabIndex`
-and `advance` then work unchanged. Used by `server.engine`.
+and `advance` then work unchanged. Used by the server's engine and the exam's generator.
 """
 
 from __future__ import annotations
