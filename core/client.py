@@ -37,12 +37,12 @@ BACKEND_KINDS = ("tgi", "openai")
 @config.section("client")
 @dataclass(frozen=True)
 class ClientConfig:
-    url: str = "http://127.0.0.1:8080"
-    kind: str = "tgi"
-    adapter_id: str | None = None
-    timeout_s: float = 10.0
-    api_key_file: str | None = None
-    model: str | None = None
+    url: str = "http://127.0.0.1:8080"  # base URL of the completion backend (TGI, vLLM or `inhouse serve`)
+    kind: str = "tgi"  # "tgi" (TGI API) or "openai" (raw FIM prompt on /v1/completions)
+    adapter_id: str | None = None  # LoRA adapter to complete with; unset: the base model
+    timeout_s: float = 10.0  # seconds a completion may take before it is abandoned
+    api_key_file: str | None = None  # file holding the backend's bearer token
+    model: str | None = None  # the `model` field sent to an OpenAI-compatible backend
 
     def __post_init__(self) -> None:
         config.require(self.kind in BACKEND_KINDS, "kind", f"one of {', '.join(BACKEND_KINDS)}", self.kind)
@@ -65,7 +65,7 @@ class CompletionRequest:
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
-    adapter_id: str | None = None
+    adapter_id: str | None = None  # LoRA adapter to complete with; unset: the base model
     heal: str = ""  # text the output must start with (token healing); stripped from the result
     seed: int | None = None
 

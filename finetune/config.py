@@ -21,37 +21,37 @@ EXAM_MODES = ("l2r", "psm", "spm", "l2r+ctx", "psm+ctx", "spm+ctx")
 @dataclass(frozen=True)
 class TrainConfig:
     # LoRA: rank 16 / alpha 32 on every projection; nothing else trainable, no new tokens (TGI/vLLM can serve it).
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling (alpha / r multiplies the update)
+    lora_dropout: float = 0.05  # dropout on the LoRA path
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS  # projections that get LoRA (all attention and MLP)
     # Data: which dataset objectives to train on, loss mask, sequence length and packing.
-    objectives: tuple[str, ...] = ("psm", "spm", "l2r")
+    objectives: tuple[str, ...] = ("psm", "spm", "l2r")  # row objectives trained on: psm, spm, l2r
     loss: str = "full"            # "full": whole example, sentinels masked; "middle": the middle (+ end token) only
-    seq_len: int = 256
+    seq_len: int = 256  # tokens per training sequence
     pack: bool = True             # several examples per sequence, each attending only to itself
     # Optimisation.
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    epochs: float = 1.0
+    batch_size: int = 8  # sequences per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.05  # share of steps warming the learning rate up
+    min_lr_ratio: float = 0.1  # cosine schedule floor, as a share of lr
+    max_grad_norm: float = 1.0  # gradient clipping norm
+    epochs: float = 1.0  # passes over the training rows
     max_steps: int = 0            # 0: as many as `epochs` takes
     max_minutes: float = 0.0      # 0: no time budget; else stop (and save) when the budget is spent
-    seed: int = 0
+    seed: int = 0  # random seed (data order, LoRA init)
     # Bookkeeping.
     eval_every: int = 50          # dev loss every N optimizer steps (0: only at the end)
     dev_limit: int = 64           # dev rows scored each time (x each FIM order; a forward pass each on CPU)
     save_every: int = 50          # checkpoint every N steps (0: only at the end)
-    keep_checkpoints: int = 2
-    log_every: int = 1
+    keep_checkpoints: int = 2  # complete checkpoints kept on disk
+    log_every: int = 1  # metrics.jsonl line every N steps
     # Hardware: these take effect on a CUDA GPU.
-    bf16: bool = False
-    qlora: bool = False
-    gradient_checkpointing: bool = False
+    bf16: bool = False  # bf16 mixed precision (CUDA only)
+    qlora: bool = False  # 4-bit base weights with bitsandbytes (CUDA only)
+    gradient_checkpointing: bool = False  # recompute activations to save memory
     threads: int = 0              # torch intra-op threads on CPU (0: torch's default)
 
     def __post_init__(self) -> None:
@@ -87,15 +87,15 @@ class EvalConfig:
     tuned_modes: tuple[str, ...] = ()         # modes the tuned model runs in (empty: the same as `modes`)
     limit: int = 0                            # 0: every eval row
     max_new_tokens: int = 48                  # single-line cursors (the language server's defaults)
-    max_new_tokens_multiline: int = 128
-    batch_size: int = 8
+    max_new_tokens_multiline: int = 128  # bound for multi-line cursors
+    batch_size: int = 8  # prompts generated together
     max_prompt_tokens: int = 1024             # prompt budget, split as the language server does (core.completion)
-    suffix_share: float = 0.15
+    suffix_share: float = 0.15  # share of the prompt budget for the suffix
     context_share: float = 0.25               # of the budget, for repository context in the "+ctx" modes
     heal: bool = True                         # token healing for l2r and spm (the middle continues the prefix)
     bootstrap: int = 2000                     # paired bootstrap resamples for every difference
-    seed: int = 0
-    threads: int = 0
+    seed: int = 0  # seed of the bootstrap resampling and row order
+    threads: int = 0  # torch CPU threads (0: torch's default)
 
     def __post_init__(self) -> None:
         config.require(bool(self.modes) and set(self.modes) <= set(EXAM_MODES), "modes",

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @config.section("lsp")
 @dataclass(frozen=True)
 class LspConfig:
-    backend_url: str = "http://127.0.0.1:8080"
+    backend_url: str = "http://127.0.0.1:8080"  # the completion backend (TGI, vLLM or `inhouse serve`)
     backend_kind: str = "tgi"              # "tgi" or "openai"
     api_key_file: str | None = None        # file holding the backend's bearer token (`inhouse serve --api-key-file`)
     adapter: str | None = None             # LoRA adapter id; None for the base model
@@ -33,18 +33,18 @@ class LspConfig:
     max_prompt_tokens: int = 2048          # capped by the backend's max_input_tokens
     max_tokens: int = 64                   # new tokens for a multi-line suggestion
     max_tokens_single_line: int = 48       # new tokens for a single-line suggestion (capped by max_tokens)
-    suffix_share: float = 0.15
-    context_share: float = 0.25
+    suffix_share: float = 0.15  # share of the prompt budget for the suffix
+    context_share: float = 0.25  # ceiling on the share for other files' context
     enabled_languages: tuple[str, ...] = ()  # empty: every language inhouse knows
-    enabled: bool = True
-    timeout_s: float = 5.0
+    enabled: bool = True  # completions on or off (`inhouse.toggle`)
+    timeout_s: float = 5.0  # seconds a completion may take
     debounce_ms: int = 25                  # wait this long for a newer keystroke before asking the backend
-    telemetry: bool = False
+    telemetry: bool = False  # write shown/accepted/dismissed events to a local JSONL file
     telemetry_path: str | None = None      # default: ~/.local/state/inhouse/telemetry.jsonl
     message_interval_s: float = 180.0      # at most one window/showMessage per this many seconds
-    index_workspace: bool = True
-    index_max_files: int = 2000
-    log_level: str = "info"
+    index_workspace: bool = True  # build the tree-sitter symbol index of the workspace
+    index_max_files: int = 2000  # most files the symbol index reads
+    log_level: str = "info"  # debug, info, warning or error (stderr)
 
     def __post_init__(self) -> None:
         config.require(self.backend_kind in ("tgi", "openai"), "backend_kind", "one of tgi, openai",

@@ -10,8 +10,8 @@ from core import config
 @config.section("serve")
 @dataclass(frozen=True)
 class ServeConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = "127.0.0.1"  # address to listen on (loopback by default)
+    port: int = 8080  # TCP port
     adapters: str | None = None           # directory of peft adapters, one sub-directory per adapter id
     api_key_file: str | None = None       # a file holding the bearer token; no auth when unset
     model_id: str | None = None           # the name reported in /info (default: the model directory's name)
@@ -19,7 +19,7 @@ class ServeConfig:
     dtype: str = "auto"                   # "auto" (float32 on CPU, bfloat16 on GPU) | "float32" | "bfloat16" | "float16"
     max_concurrent_requests: int = 128    # queued + running; more answers 429
     max_batch_size: int = 8               # sequences decoded together
-    max_input_tokens: int = 4096
+    max_input_tokens: int = 4096  # longest prompt accepted, in tokens
     max_total_tokens: int = 4608          # input + new tokens
     default_max_new_tokens: int = 64      # when a request gives no max_new_tokens
     max_stop_sequences: int = 16          # FIM stop lists are longer than TGI's default 4

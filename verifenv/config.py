@@ -15,7 +15,7 @@ from core import config
 class VerifEnvConfig:
     sim: str = ""  # "" picks by language: icarus for Verilog, verilator for SystemVerilog
     cycles: int = 200  # random-stimulus cycles per test
-    reset_cycles: int = 3
+    reset_cycles: int = 3  # clock cycles reset is held
     period_ns: int = 10  # primary clock period; further clocks get 14, 18, ... ns (not harmonics)
     seeds: int = 3  # L3 runs the scoreboard with this many seeds
     mutants: int = 0  # L5 mutants (0: L5 not run)
@@ -24,7 +24,7 @@ class VerifEnvConfig:
     min_mutation_score: float = 0.8  # L5: killed / (killed + survived + timed out)
     build_timeout_s: float = 600.0  # wall clock per build (the process group is killed past it)
     run_timeout_s: float = 300.0  # wall clock per simulation run
-    fill_max_new_tokens: int = 384
+    fill_max_new_tokens: int = 384  # token bound for each model-filled hole
     python_runs: int = 3  # the Python twin keeps a test only if it passes this many runs in a row
 
     def __post_init__(self) -> None:

@@ -45,51 +45,51 @@ SPAN_KINDS = (*DEFAULT_SPAN_MIX, "line_fallback")
 @dataclass(frozen=True)
 class CorpusConfig:
     # Model and format: token lengths are counted in this tokenizer; the format defaults to the model's.
-    model: str | None = None
-    tokenizer: str | None = None
-    fim_format: str | None = None
-    seed: int = 0
+    model: str | None = None  # model directory: its tokenizer counts token lengths, its inhouse.json names the FIM format
+    tokenizer: str | None = None  # a tokenizer.json instead of --model (then fim_format is required)
+    fim_format: str | None = None  # FIM format to render in; unset: the model's
+    seed: int = 0  # random seed: the same input and seed give byte-identical shards
     workers: int = 0  # 0: all cores
     # Split (files, grouped by near-duplicate clusters).
-    eval_fraction: float = 0.05
-    dev_fraction: float = 0.02
+    eval_fraction: float = 0.05  # share of files held out for the exam
+    dev_fraction: float = 0.02  # share of files held out for checkpoint choice
     eval_since: str | None = None  # YYYY-MM-DD: files changed after it are the exam
     split_threshold: float = 0.5  # Jaccard at which files are grouped for the split (below the dedup 0.7)
     # Filters (StarCoder / The Stack defaults).
-    max_file_bytes: int = 1_000_000
-    max_lines: int = 100_000
-    max_avg_line_length: float = 100.0
-    max_line_length: int = 1000
-    min_alpha_fraction: float = 0.25
+    max_file_bytes: int = 1_000_000  # files larger than this are skipped
+    max_lines: int = 100_000  # files with more lines are skipped
+    max_avg_line_length: float = 100.0  # files whose mean line is longer are skipped (minified, data)
+    max_line_length: int = 1000  # files with any longer line are skipped
+    min_alpha_fraction: float = 0.25  # files with a smaller share of letters are skipped
     header_lines: int = 5  # where auto-generated markers are looked for
     max_encoded_blob_chars: int = 1024  # longest base64/hex/\u-escape run kept
     languages: tuple[str, ...] = ()  # empty: every language of core/languages.toml
     # Dedup.
-    near_dup_threshold: float = 0.7
-    shingle_size: int = 5
-    num_perm: int = 128
+    near_dup_threshold: float = 0.7  # MinHash Jaccard above which files are near-duplicates
+    shingle_size: int = 5  # code tokens per MinHash shingle
+    num_perm: int = 128  # MinHash permutations
     # Spans.
-    max_examples_per_file: int = 8
-    eval_examples_per_file: int = 3
-    max_middle_tokens: int = 256
-    max_prefix_tokens: int = 1024
-    max_suffix_tokens: int = 512
-    min_prefix_chars: int = 16
+    max_examples_per_file: int = 8  # training rows cut from each file
+    eval_examples_per_file: int = 3  # exam rows cut from each held-out file
+    max_middle_tokens: int = 256  # longest middle, in tokens of the target tokenizer
+    max_prefix_tokens: int = 1024  # prefix kept before a middle, in tokens
+    max_suffix_tokens: int = 512  # suffix kept after a middle, in tokens
+    min_prefix_chars: int = 16  # a cursor needs at least this much code before it
     # "exact": every file is tokenized once and cuts are exact within a token; "estimate": large files are
     # cut by a characters-per-token ratio measured on slices of them (faster; middles stay exact).
-    token_budgets: str = "exact"
-    max_char_span: int = 200
-    span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPAN_MIX))
-    eval_span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVAL_SPAN_MIX))
+    token_budgets: str = "exact"  # "exact" or "estimate" (see below)
+    max_char_span: int = 200  # longest character-level random middle
+    span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPAN_MIX))  # share of each span kind among training rows
+    eval_span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVAL_SPAN_MIX))  # share of each span kind among exam rows
     # Render (Bavarian et al. 2022: FIM rate 0.9, SPM half of it).
-    fim_rate: float = 0.9
-    spm_rate: float = 0.5
+    fim_rate: float = 0.9  # share of training rows rendered as FIM (the rest left-to-right)
+    spm_rate: float = 0.5  # share of FIM rows in SPM order
     context_rate: float = 0.25  # share of train FIM/L2R rows that carry repo-level context
-    max_context_files: int = 3
-    max_context_tokens: int = 1024
-    max_l2r_tokens: int = 2048
+    max_context_files: int = 3  # related files of the same repository per row with context
+    max_context_tokens: int = 1024  # token budget of that context
+    max_l2r_tokens: int = 2048  # longest left-to-right row, in tokens
     # Write.
-    rows_per_shard: int = 50_000
+    rows_per_shard: int = 50_000  # rows per Parquet shard
 
     def __post_init__(self) -> None:
         require = config.require
