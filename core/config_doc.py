@@ -13,9 +13,7 @@ import re
 import sys
 
 from core import config
-
-CONFIG_MODULES = ("finetune.corpus.config", "finetune.config", "server.config", "lsp.config", "verifenv.config",
-                  "core.client")
+from core.cli import CONFIG_MODULES
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:[^=#]*(?:=[^#]*)?(?:#\s*(.*))?$")
 
