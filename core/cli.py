@@ -183,4 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m core.cli` runs this file as `__main__`, a second copy of the module: hand over to the importable
+    # `core.cli`, whose STATE (--config, --debug) is the one the components read through `resolve_section`.
+    from core.cli import main as _main
+
+    sys.exit(_main())

@@ -38,3 +38,12 @@ def test_error_without_traceback_then_with_debug(tmp_path):
 def test_unknown_flag_is_usage_error():
     proc = run("version", "--bogus")
     assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+def test_config_flag_reaches_the_components_under_python_m(tmp_path):
+    """`python -m core.cli --config F ...` (how the demo and the editors start it) applies F to the component."""
+    bad = tmp_path / "inhouse.toml"
+    bad.write_text("[corpus]\neval_fractoin = 0.5\n", encoding="utf-8")
+    proc = run("--config", str(bad), "corpus", "build", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "unknown key 'eval_fractoin' in section [corpus]" in proc.stderr
