@@ -304,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             doc.write_text(text, encoding="utf-8")
             lsp = LspClient([PY, "-m", "core.cli", "lsp"], logs / "lsp.log")
             lsp.request("initialize", {"processId": os.getpid(), "rootUri": doc.parent.as_uri(), "capabilities": {},
+                                       # A CPU backend: a smaller prompt and a patient timeout.
                                        "initializationOptions": {"backendUrl": url, "adapter": "company",
-                                                                 "tokenizer": str(args.model_dir / "tokenizer.json")}})
+                                                                 "tokenizer": str(args.model_dir / "tokenizer.json"),
+                                                                 "maxPromptTokens": budget.max_prompt_tokens,
+                                                                 "timeoutMs": 60000}})
             lsp.send("initialized", {}, notify=True)
             # The editor shows the file as the developer has it: typed up to the cursor, the rest still to write.
             prefix_lines = text.splitlines(keepends=True)
