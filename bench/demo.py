@@ -66,9 +66,9 @@ class Budget:
 
 # Sized for a 2-core CPU: the whole chain in under 45 minutes (QUICK: under 10). The headline exam (400+ rows,
 # an hour of training) is `docs/training.md`'s command, not the demo's.
-FULL = Budget(train_minutes=15, eval_limit=60, eval_modes="l2r,psm,spm,l2r+ctx,psm+ctx,spm+ctx",
+FULL = Budget(train_minutes=12, eval_limit=48, eval_modes="l2r,psm,spm,l2r+ctx,psm+ctx,spm+ctx",
               tuned_modes="spm,spm+ctx", max_prompt_tokens=512,
-              estimates={"model": 60, "repo": 20, "corpus": 60, "train": 15 * 60 + 120, "eval": 1200,
+              estimates={"model": 60, "repo": 20, "corpus": 30, "train": 12 * 60 + 90, "eval": 1300,
                          "serve": 30, "lsp": 30, "verif-env": 60})
 QUICK = Budget(train_minutes=2, eval_limit=16, eval_modes="l2r,spm", tuned_modes="spm", max_prompt_tokens=256,
                estimates={"model": 60, "repo": 20, "corpus": 40, "train": 200, "eval": 150,
