@@ -22,7 +22,7 @@ from core.errors import (
     OverloadedError,
     ValidationError,
 )
-from tests.threaded_server import serve_in_thread
+from server.threaded import serve_in_thread
 
 SEEN: list[dict] = []
 

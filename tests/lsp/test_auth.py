@@ -11,7 +11,7 @@ from starlette.routing import Route
 from core.client import CompletionRequest
 from lsp.config import LspConfig, apply_client_settings
 from lsp.session import Session
-from tests.threaded_server import serve_in_thread
+from server.threaded import serve_in_thread
 
 TOKEN = "s3cret-token"
 
