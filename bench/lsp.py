@@ -25,9 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,17 +42,12 @@ from core.client import ClientConfig, CompletionRequest, create_backend  # noqa:
 from core.completion.pipeline import CompletionInput  # noqa: E402
 from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
+from server.launch import serve_subprocess  # noqa: E402
 from lsp.status import STATUS_NOTIFICATION  # noqa: E402
 
 PY = sys.executable
 SOURCE = (ROOT / "core" / "fim.py").read_text(encoding="utf-8")
 MAX_TOKENS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,37 +59,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-@contextlib.contextmanager
 def embedded_server(model_dir: Path, log: Path):
-    port = free_port()
     # Prefix cache off: the paired calls send the same prompt, and the second must not be served cheaper.
-    env = {**os.environ, "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "0", "INHOUSE_SERVE_TORCH_THREADS": "1",
-           "INHOUSE_CONFIG": str(log.parent / "empty.toml")}
     (log.parent / "empty.toml").write_text("")
-    with log.open("w") as fh:
-        proc = subprocess.Popen([PY, "-m", "core.cli", "serve", "--model", str(model_dir), "--port", str(port)],
-                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"inhouse serve exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("inhouse serve not ready after 300 s")
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return serve_subprocess(model_dir, log, ready_timeout_s=300, env={
+        "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "0", "INHOUSE_SERVE_TORCH_THREADS": "1",
+        "INHOUSE_CONFIG": str(log.parent / "empty.toml")})
 
 
 @contextlib.asynccontextmanager

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -21,45 +18,18 @@ from pygls.protocol import default_converter
 from pytest_lsp.client import register_lsp_features
 
 from lsp.status import STATUS_NOTIFICATION
+from server.launch import serve_subprocess
+from server.threaded import free_port  # noqa: F401 (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def backend_url(tiny_model_dir, tmp_path_factory):
     """`inhouse serve` with the tiny model on a free port; stopped at the end of the session."""
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "INHOUSE_CONFIG": str(_empty_config(tmp_path_factory))}
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir),
-                                 "--port", str(port)], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"inhouse serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"inhouse serve not ready after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serve_subprocess(tiny_model_dir, log, env={"INHOUSE_CONFIG": str(_empty_config(tmp_path_factory))}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _empty_config(factory) -> Path:

@@ -1,0 +1,54 @@
+"""Start `inhouse serve` as a subprocess and wait until /health answers (tests, benches).
+
+`serve_subprocess(model_dir, log)` yields the base URL on 127.0.0.1 and terminates the server on exit; the
+server's output goes to `log`. `server.threaded` is the in-process twin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from core.errors import BackendUnavailableError
+from server.threaded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def serve_subprocess(model_dir: str | Path, log: Path, *, env: Mapping[str, str] | None = None,
+                     ready_timeout_s: float = 120.0) -> Iterator[str]:
+    import httpx
+
+    port = free_port()
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(model_dir),
+                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise BackendUnavailableError(
+                    f"inhouse serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BackendUnavailableError(
+                    f"inhouse serve not ready after {ready_timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
