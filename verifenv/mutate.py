@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import languages
+from verifenv.syntax import walk
 
 _SWAP = {"+": "-", "-": "+", "&": "|", "|": "&", "&&": "||", "||": "&&", "==": "!=", "!=": "==", "<": ">=",
          ">=": "<", ">": "<=", "<=": ">", "^": "|", "<<": ">>", ">>": "<<"}
@@ -48,7 +49,7 @@ def _eligible(node) -> bool:
         if cur.type == "continuous_assign":
             inside = True
         if cur.type == "always_construct":  # an always block with no assignment only checks (assertions)
-            inside = any(n.type in _ASSIGNMENTS for n in _walk(cur))
+            inside = any(n.type in _ASSIGNMENTS for n in walk(cur))
         if cur.type == "module_declaration":
             break
         cur = cur.parent
@@ -74,9 +75,9 @@ def candidates(src: bytes, top: str) -> list[Mutant]:
     """Every mutation this module offers, in source order."""
     tree = languages.parse("systemverilog", src)
     module = None
-    for node in _walk(tree.root_node):
+    for node in walk(tree.root_node):
         if node.type == "module_declaration":
-            name_node = next((n for n in _walk(node) if n.type == "module_keyword"), None)
+            name_node = next((n for n in walk(node) if n.type == "module_keyword"), None)
             sib = name_node.next_named_sibling if name_node is not None else None
             if sib is not None and src[sib.start_byte:sib.end_byte].decode() == top:
                 module = node
@@ -84,7 +85,7 @@ def candidates(src: bytes, top: str) -> list[Mutant]:
     if module is None:
         return []
     found: list[tuple[str, int, int, str, str, int]] = []
-    for node in _walk(module):
+    for node in walk(module):
         text = src[node.start_byte:node.end_byte].decode("utf-8", "replace")
         parent = node.parent
         if parent is not None and parent.type == "expression" and not node.is_named and text in _SWAP \
@@ -108,14 +109,6 @@ def _field(parent, child) -> str | None:
         if c.id == child.id:
             return parent.field_name_for_child(i)
     return None
-
-
-def _walk(node):
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        yield cur
-        stack.extend(reversed(cur.children))
 
 
 def mutants(path: str | Path, top: str, n: int) -> list[Mutant]:

@@ -49,7 +49,8 @@ class Port:
 
 
 
-def _walk(node):
+def walk(node):
+    """Every node under `node`, depth first in source order."""
     stack = [node]
     while stack:
         cur = stack.pop()
@@ -73,7 +74,7 @@ def _own_nodes(module_node):
 
 
 def _first_ident(node, src: bytes) -> str | None:
-    for sub in _walk(node):
+    for sub in walk(node):
         if sub.type in _IDENT_NODES:
             return _text(sub, src)
     return None
@@ -121,7 +122,7 @@ def _conditions_at(points: list[tuple[int, tuple[str, ...]]], offset: int) -> tu
 
 
 def _dims(node, src: bytes, kind: str) -> tuple[str, ...]:
-    return tuple(_text(n, src).replace(" ", "") for n in _walk(node) if n.type == kind)
+    return tuple(_text(n, src).replace(" ", "") for n in walk(node) if n.type == kind)
 
 
 def _type_text(header_text: str, direction: str) -> str:
@@ -145,7 +146,7 @@ def _ports(module_node, src: bytes, conds) -> list[Port]:
                 header_end = child.end_byte
             if name_node is None:
                 continue
-            dir_node = next((n for n in _walk(node) if n.type == "port_direction"), None)
+            dir_node = next((n for n in walk(node) if n.type == "port_direction"), None)
             if dir_node is not None:
                 direction = _text(dir_node, src).strip()
             header = src[node.start_byte:header_end].decode("utf-8", "replace")
@@ -158,12 +159,12 @@ def _ports(module_node, src: bytes, conds) -> list[Port]:
                               ifdef=conds(node.start_byte)))
         elif node.type in _PORT_DECL_NODES:
             kind = _PORT_DECL_NODES[node.type]
-            names = [n for n in _walk(node) if n.type in ("list_of_port_identifiers", "list_of_variable_identifiers",
+            names = [n for n in walk(node) if n.type in ("list_of_port_identifiers", "list_of_variable_identifiers",
                                                          "list_of_variable_port_identifiers")]
             idents = [n for lst in names[:1] for n in lst.children if n.type in _IDENT_NODES + ("port_identifier",)]
             first = idents[0].start_byte if idents else node.end_byte
             header = src[node.start_byte:first].decode("utf-8", "replace")
-            packed = tuple(_text(n, src).replace(" ", "") for n in _walk(node)
+            packed = tuple(_text(n, src).replace(" ", "") for n in walk(node)
                            if n.type == "packed_dimension" and n.end_byte <= first)
             for ident in idents:
                 ports.append(Port(name=_first_ident(ident, src) or "", direction=kind, type=_type_text(header, kind),
@@ -236,7 +237,7 @@ def parse_modules(path: str | Path, grammar: str = "systemverilog") -> list[Pars
         return _conditions_at(points, offset if byte_to_char else len(src[:offset].decode("utf-8", "replace")))
 
     out = []
-    for node in _walk(tree.root_node):
+    for node in walk(tree.root_node):
         if node.type != "module_declaration":
             continue
         name = _module_name(node, src)
@@ -252,7 +253,7 @@ def parse_modules(path: str | Path, grammar: str = "systemverilog") -> list[Pars
                 if ident:
                     instances.append(ident)
         comments = tuple(_text(c, src).strip() for c in _own_nodes(node) if "comment" in c.type)
-        errors = sum(1 for sub in _walk(node) if sub.type == "ERROR" or sub.is_missing)
+        errors = sum(1 for sub in walk(node) if sub.type == "ERROR" or sub.is_missing)
         out.append(ParsedModule(name, str(path), language_of(path), tuple(params), tuple(ports),
                                 tuple(dict.fromkeys(instances)), strip_comments(_text(node, src)), comments, errors))
     return out
