@@ -84,6 +84,7 @@ def eval_command(
     heal: bool | None = typer.Option(None, "--heal/--no-heal", help="Token healing for l2r and spm."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
     threads: int | None = typer.Option(None, "--threads"),
+    workers: int | None = typer.Option(None, "--workers", help="Processes sharing the rows (CPU: one per core)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """The exam: complete held-out middles, post-process them like the language server, score, compare."""
@@ -96,7 +97,7 @@ def eval_command(
     cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
                           max_new_tokens=max_new_tokens, max_new_tokens_multiline=max_new_tokens_multiline,
                           max_prompt_tokens=max_prompt_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
-                          threads=threads)
+                          threads=threads, workers=workers)
     report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
                       run_metadata=run_metadata())
     typer.echo((out / "report.md").read_text(encoding="utf-8") if (out / "report.md").is_file() else str(report))

@@ -96,6 +96,7 @@ class EvalConfig:
     bootstrap: int = 2000                     # paired bootstrap resamples for every difference
     seed: int = 0  # seed of the bootstrap resampling and row order
     threads: int = 0  # torch CPU threads (0: torch's default)
+    workers: int = 1  # processes sharing the rows; on CPU, N one-thread processes beat one N-thread process
 
     def __post_init__(self) -> None:
         config.require(bool(self.modes) and set(self.modes) <= set(EXAM_MODES), "modes",
@@ -112,3 +113,4 @@ class EvalConfig:
         config.require(0 <= self.context_share < 1, "context_share", "in [0, 1)", self.context_share)
         config.require(self.bootstrap >= 100, "bootstrap", ">= 100", self.bootstrap)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)
+        config.require(self.workers >= 1, "workers", ">= 1", self.workers)

@@ -149,6 +149,64 @@ def compare_runs(records: dict[str, list[dict]], a: str, b: str, cfg: EvalConfig
     return out
 
 
+Plan = list[tuple[str, "Path | None", tuple[str, ...]]]  # (model name, adapter or None, modes)
+
+
+def run_plan(base: Path, plan: Plan, fmt: fim.FimFormat, tasks: list[Task], documents, references,
+             cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """Every (model, mode) run of the plan on `tasks`: records per run key, and each run's seconds."""
+    records: dict[str, list[dict]] = {}
+    seconds: dict[str, float] = {}
+    for name, adapter_dir, modes in plan:
+        tokenizer, model = load_model(base, adapter_dir)
+        gen = Generator(tokenizer, model, fmt)
+        for mode in modes:
+            t0 = time.perf_counter()
+            key = f"{name}/{mode}"
+            records[key] = run_mode(gen, tasks, mode, cfg, documents, references)
+            seconds[key] = round(time.perf_counter() - t0, 2)
+            log.info("%s: %d rows done (%.0fs)", key, len(tasks), seconds[key])
+        del gen, model
+    return records, seconds
+
+
+def _shard(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, index: int, count: int,
+           log_level: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """One worker process: rows index, index + count, ... of the exam, every run of the plan."""
+    import torch
+
+    logging.basicConfig(level=log_level, format=f"%(asctime)s exam worker {index + 1}/{count}: %(message)s")
+    torch.set_num_threads(max(1, cfg.threads // count) if cfg.threads else 1)
+    tasks = load_tasks(dataset, cfg.limit, cfg.seed)[index::count]
+    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
+    return run_plan(base, plan, fim.get_format(fmt_name), tasks, load_documents(dataset), references, cfg)
+
+
+def _run_sharded(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig,
+                 workers: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """The rows dealt round-robin to `workers` processes; records merged back in task order.
+
+    On a CPU, N one-thread processes keep N cores busier than one N-thread process does: greedy decoding of a
+    small model spends much of its time in per-token overhead that one process cannot spread over threads.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    level = logging.getLogger().getEffectiveLevel()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_shard, base, dataset, plan, fmt_name, cfg, k, workers, level) for k in range(workers)]
+        parts = [f.result() for f in futures]
+    records: dict[str, list[dict]] = {}
+    for key in parts[0][0]:
+        total = sum(len(p[0][key]) for p in parts)
+        merged: list[dict] = [{}] * total
+        for k, (recs, _) in enumerate(parts):
+            merged[k::workers] = recs[key]
+        records[key] = merged
+    seconds = {key: max(p[1][key] for p in parts) for key in records}
+    return records, seconds
+
+
 def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalConfig, *,
              adapter: str | Path | None = None, compare: bool = False,
              overwrite: bool = False, run_metadata: dict[str, str] | None = None) -> dict[str, Any]:
@@ -167,30 +225,27 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
         raise ConfigError("no FIM format: neither the model's inhouse.json nor the dataset manifest names one")
     fmt = fim.get_format(fmt_name)
     tasks = load_tasks(dataset, cfg.limit, cfg.seed)
-    documents = load_documents(dataset)
-    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
     plan: list[tuple[str, Path | None, tuple[str, ...]]] = []
     if adapter is None or compare:
         plan.append(("base", None, cfg.modes))
     if adapter is not None:
         plan.append(("tuned", Path(adapter), cfg.tuned_modes or cfg.modes))
-    log.info("exam: %d rows, %s", len(tasks), ", ".join(f"{n} x {len(m)} modes" for n, _, m in plan))
+    log.info("exam: %d rows, %s, %d worker(s)", len(tasks), ", ".join(f"{n} x {len(m)} modes" for n, _, m in plan),
+             max(1, min(cfg.workers, len(tasks))))
 
-    records: dict[str, list[dict]] = {}
-    runs: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
-    for name, adapter_dir, modes in plan:
-        tokenizer, model = load_model(base, adapter_dir)
-        gen = Generator(tokenizer, model, fmt)
-        for mode in modes:
-            t0 = time.perf_counter()
-            key = f"{name}/{mode}"
-            records[key] = run_mode(gen, tasks, mode, cfg, documents, references)
-            runs[key] = summarize_run(records[key])
-            runs[key]["seconds"] = round(time.perf_counter() - t0, 2)
-            log.info("%s: exact match %.3f, edit similarity %.3f (%.0fs)", key, runs[key]["overall"]["exact_match"],
-                     runs[key]["overall"]["edit_similarity"], runs[key]["seconds"])
-        del gen, model
+    workers = min(cfg.workers, len(tasks))
+    if workers > 1:
+        records, seconds = _run_sharded(base, dataset, plan, fmt.name, cfg, workers)
+    else:
+        documents = load_documents(dataset)
+        references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
+        records, seconds = run_plan(base, plan, fmt, tasks, documents, references, cfg)
+    runs: dict[str, dict[str, Any]] = {}
+    for key, recs in records.items():
+        runs[key] = dict(summarize_run(recs), seconds=seconds[key])
+        log.info("%s: exact match %.3f, edit similarity %.3f (%.0fs)", key, runs[key]["overall"]["exact_match"],
+                 runs[key]["overall"]["edit_similarity"], seconds[key])
 
     comparisons = []
     headline = None

@@ -83,6 +83,24 @@ def test_compare_report(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path)
     assert all(not any(s in r["completion"] for s in FMT.sentinels) for r in lines)
 
 
+def test_workers_score_the_same_rows_as_one_process(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path):
+    """--workers 2 deals the rows to two processes and merges them back: the same records in the same order."""
+    from finetune.exam import run_exam
+
+    common = dict(modes=("psm", "spm+ctx"), tuned_modes=("spm",), limit=5, max_new_tokens=6,
+                  max_new_tokens_multiline=8, bootstrap=100, batch_size=1, threads=1)
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        report = run_exam(tiny_model_dir, tiny_dataset, out, EvalConfig(workers=workers, **common),
+                          adapter=trained_adapter, compare=True)
+        assert report["n"] == 5 and set(report["runs"]) == {"base/psm", "base/spm+ctx", "tuned/spm"}
+        outs[workers] = [json.loads(x) for x in (out / "examples.jsonl").read_text().splitlines()]
+    strip = [{k: v for k, v in r.items() if k != "latency_ms"} for r in outs[2]]
+    assert [r["id"] for r in outs[2]] == [r["id"] for r in outs[1]]
+    assert strip == [{k: v for k, v in r.items() if k != "latency_ms"} for r in outs[1]]
+
+
 def test_cli_compare_needs_adapter(tiny_model_dir, tiny_dataset, tmp_path, capsys):
     from core.cli import main
 
