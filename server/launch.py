@@ -1,17 +1,18 @@
 """Start `inhouse serve` as a subprocess and wait until /health answers (tests, benches).
 
-`serve_subprocess(model_dir, log)` yields the base URL on 127.0.0.1 and terminates the server on exit; the
-server's output goes to `log`. `server.threaded` is the in-process twin.
+`serve_subprocess(model_dir, log, args=[...])` yields the base URL on 127.0.0.1 and stops the server's process
+group on exit; the server's output goes to `log`. `server.threaded` is the in-process twin.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from core.errors import BackendUnavailableError
@@ -21,15 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def serve_subprocess(model_dir: str | Path, log: Path, *, env: Mapping[str, str] | None = None,
-                     ready_timeout_s: float = 120.0) -> Iterator[str]:
+def serve_subprocess(model_dir: str | Path, log: Path, *, args: Sequence[str] = (),
+                     env: Mapping[str, str] | None = None, ready_timeout_s: float = 120.0) -> Iterator[str]:
+    """`inhouse serve --model MODEL_DIR --port FREE ARGS...`; yields its URL once /health answers 200."""
     import httpx
 
     port = free_port()
     with log.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(model_dir),
-                                 "--port", str(port)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})})
+                                 "--port", str(port), *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout_s
@@ -46,9 +48,16 @@ def serve_subprocess(model_dir: str | Path, log: Path, *, env: Mapping[str, str]
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 10 s."""
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
         try:
-            proc.wait(10)
+            proc.wait(wait_s)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            continue

@@ -257,19 +257,10 @@ def ghost_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def embedded_server(ghost_model_dir: Path, tmp_path: Path) -> Iterator[str]:
     """`inhouse serve` with the rewired tiny model on a free port (greedy decoding: deterministic output)."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--model", str(ghost_model_dir), "--port", str(port),
-             "--model-id", "tiny-ghost"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
+    from server.launch import serve_subprocess
+
+    with serve_subprocess(ghost_model_dir, tmp_path / "serve.log", args=["--model-id", "tiny-ghost"]) as url:
+        yield url
 
 
 def _server_command(workspace: Path) -> str | None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,36 +10,21 @@ import pytest
 from core.config import resolve
 from core.errors import ConfigError
 from server.config import ServeConfig
-from server.threaded import free_port
+from server.launch import serve_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.e2e
 def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
-    port = free_port()
-    env = {**os.environ, "INHOUSE_SERVE_TORCH_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir),
-                             "--port", str(port), "--max-stop-sequences", "8"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        info = httpx.get(f"http://127.0.0.1:{port}/info").json()
+    with serve_subprocess(tiny_model_dir, tmp_path / "serve.log", args=["--max-stop-sequences", "8"],
+                          env={"INHOUSE_SERVE_TORCH_THREADS": "1"}) as url:
+        info = httpx.get(f"{url}/info").json()
         assert info["max_stop_sequences"] == 8 and info["fim_format"] == "starcoder"
-        r = httpx.post(f"http://127.0.0.1:{port}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
+        r = httpx.post(f"{url}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
         assert r.status_code == 200 and r.json()["generated_text"]
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with pytest.raises(httpx.TransportError):  # stopped on exit
+        httpx.get(f"{url}/health", timeout=1)
 
 
 def test_serve_reports_a_missing_model_in_one_line(tmp_path, capsys):

@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +13,6 @@ from tests.verifenv.conftest import RTL, make_env, require_sim
 from verifenv import fill, interface
 from verifenv.config import VerifEnvConfig
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class ScriptedBackend:
@@ -97,37 +89,13 @@ def test_hand_edited_holes_are_not_refilled(tmp_path):
     assert outcome.report.status("L3") == "pass"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def embedded_server(tiny_model_dir, tmp_path) -> Iterator[str]:
-    """`python -m core.cli serve` on the tiny model, on 127.0.0.1; its process group is killed at teardown."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(tiny_model_dir), "--port",
-                                 str(port)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"embedded server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    """`inhouse serve` on the tiny model, on 127.0.0.1, stopped at teardown."""
+    from server.launch import serve_subprocess
+
+    with serve_subprocess(tiny_model_dir, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.e2e
