@@ -31,8 +31,11 @@ GENERATED = re.compile(
 BASE64_RUN = re.compile(r"(?<![a-zA-Z0-9+/\n=])[a-zA-Z0-9+/\n=]{64,}")
 _ASCII_LETTERS = string.ascii_letters.encode("ascii")
 HEX_RUN = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
-# Starts only where a hex run starts (as every pair of HEX_RUN does, after \b), not inside each run again.
-HEX_GATE = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]\s*[0-9a-fA-F]{2}[, ]")
+# A superset of HEX_RUN in a text holding neither "0x" nor "\\x" (the only case it gates): there every pair
+# but the last is a whole word (\b before it, "," or \b\s* after it, and two hex characters have no \b between
+# them), so pairs are separated by "," or by whitespace, and pairs 2 and 3 of a run of 8 read
+# `[,\s]HH[,\s]\s*HH[,\s]`. Starting on a separator rather than a lookbehind lets `re` skip most positions.
+HEX_GATE = re.compile(r"[,\s][0-9a-fA-F]{2}[,\s]\s*[0-9a-fA-F]{2}[,\s]")
 ESCAPE_RUN = re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}")
 
 REASONS = ("vendored", "lock_file", "unknown_language", "language_not_selected", "too_large", "unreadable",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finetune.corpus.config import CorpusConfig
-from finetune.corpus.filters import bytes_reason, decode, path_reason, text_reason
+from finetune.corpus.filters import HEX_GATE, bytes_reason, decode, path_reason, text_reason
 from tests.finetune.corpus.conftest import package_source
 
 CFG = CorpusConfig()
@@ -59,6 +59,14 @@ def test_encoded_blob_inside_a_long_string_is_dropped():
     assert text_reason(CODE * 200 + "KEY = '" + blob + "'\n", CFG) is None  # one short key is fine
     one_run = CODE + "KEY = '" + (blob + "9") * 12 + "'\n"
     assert text_reason(one_run, CorpusConfig(max_line_length=5000, max_avg_line_length=1000)) == "encoded_data"
+
+
+@pytest.mark.parametrize("sep", ["\n", "\t", "\r\n", " ", ",", "  \n"])
+def test_hex_dump_is_dropped_whatever_separates_its_pairs(sep):
+    pairs = [a + b for a in "abcdef" for b in "abcdef"] * 4
+    text = CODE * 3 + "DATA = \"\"\"\n" + sep.join(pairs) + "\n\"\"\"\n"
+    assert HEX_GATE.search(text)  # the cheap gate must hold wherever the full pattern matches
+    assert text_reason(text, CFG) == "encoded_data"
 
 
 def test_bytes_and_decode():
