@@ -74,6 +74,7 @@ def eval_command(
     out: Path = typer.Option(..., "-o", "--out", help="Report directory to write."),
     adapter: Path | None = typer.Option(None, "--adapter", help="Adapter directory from `inhouse train`."),
     compare: bool = typer.Option(False, "--compare", help="Score the base in every mode and the tuned model."),
+    curve: bool = typer.Option(False, "--curve", help="Learning curve: the base and every checkpoint of --adapter."),
     limit: int | None = typer.Option(None, "--limit", help="Score only N eval rows (0: all)."),
     modes: str | None = typer.Option(None, "--modes", help="Comma list of l2r, psm, spm, l2r+ctx, psm+ctx, spm+ctx."),
     tuned_modes: str | None = typer.Option(None, "--tuned-modes", help="Modes for the tuned model (default: --modes)."),
@@ -92,12 +93,21 @@ def eval_command(
     from finetune.config import EvalConfig
     from finetune.exam import run_exam
 
-    if compare and adapter is None:
-        raise ConfigError("--compare needs --adapter (the tuned model to compare with the base)")
+    if (compare or curve) and adapter is None:
+        raise ConfigError(f"{'--compare' if compare else '--curve'} needs --adapter (the tuned model to compare with "
+                          "the base)")
+    if compare and curve:
+        raise ConfigError("--compare and --curve are two runs: give one of them")
     cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
                           max_new_tokens=max_new_tokens, max_new_tokens_multiline=max_new_tokens_multiline,
                           max_prompt_tokens=max_prompt_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
                           threads=threads, workers=workers)
+    if curve:
+        from finetune.curve import learning_curve
+
+        learning_curve(base, adapter, data, out, cfg, overwrite=overwrite, run_metadata=run_metadata())
+        typer.echo((out / "curve.md").read_text(encoding="utf-8"))
+        return
     report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
                       run_metadata=run_metadata())
     typer.echo((out / "report.md").read_text(encoding="utf-8") if (out / "report.md").is_file() else str(report))

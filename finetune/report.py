@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 METRIC_NAMES = ("exact_match", "edit_similarity", "identifier_precision", "identifier_recall", "syntax_valid")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +26,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     tmp.replace(path)
@@ -41,7 +41,7 @@ def plot_loss_curve(metrics_file: Path, png: Path) -> None:
             train_pts.append((rec["step"], rec["loss"]))
         elif rec.get("event") == "dev":
             dev_pts.append((rec["step"], rec["dev_loss"]))
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if train_pts:
         ax.plot(*zip(*train_pts), label="train loss", linewidth=1)
@@ -51,7 +51,7 @@ def plot_loss_curve(metrics_file: Path, png: Path) -> None:
     ax.set_ylabel("cross-entropy")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, Path(png))
+    save_png(fig, Path(png))
     plt.close(fig)
 
 
@@ -122,7 +122,7 @@ def _bar_charts(out: Path, report: dict[str, Any]) -> list[str]:
     h = report.get("headline")
     shown = [h["base_best_mode"], h["tuned_mode"]] if h else list(runs)
     kinds = sorted({k for name in shown for k in runs[name]["by_kind"]})
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     for metric in ("exact_match", "edit_similarity"):
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(kinds) + 2), 4))
@@ -137,7 +137,7 @@ def _bar_charts(out: Path, report: dict[str, Any]) -> list[str]:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
         name = f"by_kind_{metric}.png"
-        _save(fig, out / name)
+        save_png(fig, out / name)
         plt.close(fig)
         written.append(name)
     return written
