@@ -78,8 +78,6 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
 def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., Iterable[Any]]]:
     """An ordered map over files: a fork pool of `workers` processes, or in-process when workers == 1."""
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
-    import datasketch  # noqa: F401  # pulls in scipy: seconds per process otherwise
-
     worker.load_counter(state.tokenizer_file)
     secrets.preload()
     if workers <= 1:
