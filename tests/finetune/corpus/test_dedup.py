@@ -1,4 +1,4 @@
-"""Dedup: exact (normalised) and near duplicates through datasketch MinHash LSH, on real sources."""
+"""Dedup: exact (normalised) and near duplicates through MinHash LSH (datasketch's, checked against it), on real sources."""
 
 from __future__ import annotations
 
