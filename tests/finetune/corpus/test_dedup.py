@@ -1,4 +1,4 @@
-"""Dedup: exact (normalised) and near duplicates through MinHash LSH (datasketch's, checked against it), on real sources."""
+"""Dedup: exact (normalised) and near duplicates by MinHash LSH (checked against datasketch), on real sources."""
 
 from __future__ import annotations
 
