@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -39,7 +39,9 @@ TARGET_MB_S = 2.0
 def copy_sources(packages: list[str], dest: Path) -> list[Path]:
     files = []
     for name in packages:
-        src = Path(importlib.import_module(name).__file__).parent
+        # find_spec locates a package without importing it: an import here (datasketch pulls in scipy, ...)
+        # would leave modules in this process that the timed build then gets for free.
+        src = Path(importlib.util.find_spec(name).origin).parent
         for path in sorted(src.rglob("*.py")):
             if "__pycache__" in path.parts:
                 continue
