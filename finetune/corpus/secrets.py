@@ -25,7 +25,10 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://)(?P
                               r"(?P<pw>[^\s@/'\"<>]+)@")
 # (name, gate literals, pattern, placeholder): well-known formats, after gitleaks / detect-secrets rules.
 # A rule's regex runs only when one of its literals occurs in the text (a `str.__contains__` is far
-# cheaper than a regex pass); a gate starting with "~" is looked for in the lower-cased text.
+# cheaper than a regex pass); a gate starting with "~" is looked for in the lower-cased text. Each match of
+# a rule with case-sensitive gates holds one of them or follows it on the same line (a lookbehind), and no
+# pattern but aws_secret_access_key's (`\s*`) can match a line end, so these rules only search the lines
+# holding a gate literal (`_sub_lines`).
 _TOKEN_RULES: tuple[tuple[str, tuple[str, ...], str, str | None], ...] = (
     ("aws_access_key_id", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
      r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b", "<KEY>"),
@@ -177,8 +180,19 @@ _PLUGIN_REGEX_GATES: dict[str, re.Pattern[str]] = {
 _MIN_ENTROPY_LENGTH = {"Base64HighEntropyString": 23, "HexHighEntropyString": 9}
 
 
-def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple[str, str, str]]:
-    """(secret value, placeholder, count key) for everything detect-secrets finds in `text`."""
+# Every literal a gate above looks for, so that each is searched for once per file (`_present`).
+_GATE_LITERALS = frozenset({g for _, gates, _, _, _ in _COMPILED_RULES for g in gates}
+                           | {g for gates in _PLUGIN_GATES.values() for g in gates})
+
+
+def _present(text: str, literals=_GATE_LITERALS) -> frozenset[str]:
+    return frozenset(lit for lit in literals if lit in text)
+
+
+def _plugin_findings(text: str, filename: str, keyword_lines: str,
+                     present: frozenset[str] | None = None) -> list[tuple[str, str, str]]:
+    """(secret value, placeholder, count key) for everything detect-secrets finds in `text`; `present` is
+    `_present(text)` when the caller has it."""
     from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
     from detect_secrets.plugins.keyword import (
         QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP,
@@ -188,6 +202,7 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
     from detect_secrets.util.filetype import determine_file_type
 
     found: list[tuple[str, str, str]] = []
+    present = _present(text) if present is None else present
     lines = keyword_lines.split("\n") if keyword_lines else []
     long_lines: str | None = None  # the keyword lines holding a long unbroken value, built on first use
     for plugin in _detectors():
@@ -210,7 +225,7 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
                 if len(value) >= shortest and "\n" not in value \
                         and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                     found.append((value, "<KEY>", key))
-        elif name in _PLUGIN_GATES and not any(map(text.__contains__, _PLUGIN_GATES[name])):
+        elif name in _PLUGIN_GATES and present.isdisjoint(_PLUGIN_GATES[name]):
             continue
         elif name in _PLUGIN_REGEX_GATES and not _PLUGIN_REGEX_GATES[name].search(text):
             continue
@@ -229,16 +244,25 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str) -> list[tuple
     return found
 
 
-def _sub_lines(regex: re.Pattern[str], repl: Callable[[re.Match[str]], str], text: str, marker: str) -> str:
-    """`regex.sub(repl, text)` for a regex whose matches hold `marker` and never span lines: only the lines
-    holding `marker` are searched (a regex without a literal start is tried at every character otherwise)."""
-    out, last, pos = [], 0, text.find(marker)
-    while pos != -1:
-        start = text.rfind("\n", 0, pos) + 1
-        end = text.find("\n", pos)
-        end = len(text) if end == -1 else end
+def _sub_lines(regex: re.Pattern[str], repl: Callable[[re.Match[str]], str], text: str,
+               markers: tuple[str, ...]) -> str:
+    """`regex.sub(repl, text)` for a regex whose matches never span lines and lie on a line holding one of
+    `markers` (none holds a newline): only those lines are searched (a regex without a literal start is tried
+    at every character otherwise). A line's ends read as its string's ends, which `\b` and lookarounds of
+    word characters treat as they treat the newline."""
+    spans = set()
+    for marker in markers:
+        pos = text.find(marker)
+        while pos != -1:
+            start = text.rfind("\n", 0, pos) + 1
+            end = text.find("\n", pos)
+            end = len(text) if end == -1 else end
+            spans.add((start, end))
+            pos = text.find(marker, end)
+    out, last = [], 0
+    for start, end in sorted(spans):
         out += (text[last:start], regex.sub(repl, text[start:end]))
-        last, pos = end, text.find(marker, end)
+        last = end
     out.append(text[last:])
     return "".join(out)
 
@@ -254,7 +278,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
     counts = Counter() if counts is None else counts
 
     def sub(regex: re.Pattern[str], kind: str, repl: str | Callable[[re.Match[str]], str],
-            marker: str = "") -> None:
+            markers: tuple[str, ...] = ()) -> None:
         nonlocal text
 
         def one(match: re.Match[str]) -> str:
@@ -263,20 +287,23 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
                 counts[kind] += 1
             return out
 
-        text = _sub_lines(regex, one, text, marker) if marker else regex.sub(one, text)
+        text = _sub_lines(regex, one, text, markers) if markers else regex.sub(one, text)
 
     if "PRIVATE KEY" in text or "PuTTY" in text:
         sub(_PRIVATE_KEY, "private_key", "<PRIVATE_KEY>")
     if "://" in text and "@" in text:
-        sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@", marker="://")
+        sub(_URL_CREDENTIALS, "url_credentials", lambda m: f"{m['scheme']}<USER>:<PASSWORD>@", markers=("://",))
+    original = text
+    present = _present(text)
     low = text.lower()
     for name, gates, low_gates, regex, placeholder in _COMPILED_RULES:
-        if not (any(map(text.__contains__, gates)) or any(map(low.__contains__, low_gates))):
-            continue
-        if placeholder is None:  # keep the separator group, replace the value
-            sub(regex, name, lambda m: m.group(1) + "<KEY>")
-        else:
-            sub(regex, name, placeholder)
+        # placeholder None: keep the separator group, replace the value
+        repl = placeholder if placeholder is not None else (lambda m: m.group(1) + "<KEY>")
+        if low_gates:  # aws_secret_access_key, whose `\s*` can cross a line end: the whole text
+            if any(map(low.__contains__, low_gates)) or not present.isdisjoint(gates):
+                sub(regex, name, repl)
+        elif marked := tuple(g for g in gates if g in present):
+            sub(regex, name, repl, markers=marked)
 
     def assignment(m: re.Match[str]) -> str:
         if not _SECRET_NAME.search(m["name"]) or _HARMLESS_VALUES.match(m["value"]) or "<" in m["value"]:
@@ -294,7 +321,7 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
                     counts["secret_assignment"] += 1
                     text = text.replace(old, new)
     if _EMAIL_GATE.search(text):
-        sub(_EMAIL, "email", "<EMAIL>")
+        sub(_EMAIL, "email", "<EMAIL>", markers=("@",))
 
     def ipv4(m: re.Match[str]) -> str:
         ip = m.group(0)
@@ -312,7 +339,11 @@ def redact(text: str, filename: str = "", counts: Counter | None = None) -> str:
         sub(_IPV4, "ip_address", ipv4)
     if _IPV6_GATE.search(text):
         sub(_IPV6, "ip_address", ipv6)
-    findings = _plugin_findings(text, filename, lines if text == before else _keyword_lines(text))
+    # A replacement only ever removes gate literals (placeholders hold none, and any string across a
+    # placeholder's edge holds its "<" or ">", which no literal does): only those found before need a look.
+    if text != original:
+        present = _present(text, present)
+    findings = _plugin_findings(text, filename, lines if text == before else _keyword_lines(text), present)
     for value, placeholder, key in sorted(set(findings), key=lambda f: (-len(f[0]), f)):
         n = text.count(value)
         if n and value not in PLACEHOLDERS:
