@@ -166,8 +166,10 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             metrics.write(record)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:,.0f}", refresh=False)
         bar.update(1)
-        if budget_s and not state["budget_fixed"] and len(step_times) >= 5:
-            state["planned_steps"] = _fit_budget(step, state, step_times, budget_s)
+        if budget_s and len(step_times) >= 5 and (not state["budget_fixed"] or step % REFIT_EVERY == 0):
+            fitted = _fit_budget(step, state["elapsed_s"], step_times[1:][-REFIT_EVERY:], budget_s, planned)
+            if not state["budget_fixed"] or abs(fitted - state["planned_steps"]) > 0.1 * state["planned_steps"]:
+                state["planned_steps"] = fitted
             state["budget_fixed"] = True
             bar.total = state["planned_steps"]
         out_of_time = bool(budget_s) and state["elapsed_s"] >= budget_s
@@ -324,6 +326,9 @@ def _evaluate(model, dev: dict[str, Any], batch_size: int, device) -> dict[str, 
     return result
 
 
+REFIT_EVERY = 10  # steps between refits of the schedule to the time budget
+
+
 def _lr_at(step: int, planned: int, cfg: TrainConfig) -> float:
     """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at the planned last step."""
     warmup = max(1, round(cfg.warmup_ratio * planned))
@@ -334,13 +339,15 @@ def _lr_at(step: int, planned: int, cfg: TrainConfig) -> float:
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _fit_budget(step: int, state: dict[str, Any], step_times: list[float], budget_s: float) -> int:
-    """Shrink the planned steps so the cosine schedule ends when the time budget does (measured pace,
-    10% kept for dev evaluations and checkpoints)."""
-    pace = sorted(step_times[1:])[len(step_times[1:]) // 2]
-    left = max(0.0, budget_s - state["elapsed_s"]) * 0.9
-    fitted = step + max(1, int(left / max(pace, 1e-6)))
-    return min(state["planned_steps"], fitted)
+def _fit_budget(step: int, elapsed_s: float, recent: list[float], budget_s: float, ceiling: int) -> int:
+    """The planned last step that makes the cosine schedule end when the time budget does: the median of the
+    recent step times as the pace, 10% of what is left kept for dev evaluations and checkpoints, never past
+    `ceiling` (the plan from --epochs or --max-steps). Refitted every REFIT_EVERY steps (and only when it moves
+    by more than 10%), so a slow patch early in the run, another job sharing the CPU, does not shorten the
+    whole run, nor a fast one overrun the budget."""
+    pace = sorted(recent)[len(recent) // 2]
+    left = max(0.0, budget_s - elapsed_s) * 0.9
+    return min(ceiling, step + max(1, int(left / max(pace, 1e-6))))
 
 
 def _primary_mode(rows: list[dict[str, Any]], cfg: TrainConfig) -> str:
