@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,20 +74,34 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
     return str(tok), fmt.name, label
 
 
+class _Workers:
+    """An ordered map over files (`map`) on a fork pool of `workers` processes or in this process, and
+    `install` to give every worker new state. The same workers serve both passes, so what they warmed up in
+    the prepare pass (cached word counts, compiled regexes, the parser) serves the examples pass too."""
+
+    def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None]) -> None:
+        self.map, self.install = map_, install
+
+
 @contextmanager
-def _mapper(workers: int, state: worker.WorkerState) -> Iterator[Callable[..., Iterable[Any]]]:
-    """An ordered map over files: a fork pool of `workers` processes, or in-process when workers == 1."""
+def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
     worker.load_counter(state.tokenizer_file)
     secrets.preload()
     if workers <= 1:
         worker.init(state)
-        yield lambda fn, items: map(fn, items)
+        yield _Workers(map, worker.init)
         return
     ctx = multiprocessing.get_context("fork")
-    pool = ctx.Pool(workers, initializer=worker.init, initargs=(state,))
+    barrier = ctx.Barrier(workers)
+    pool = ctx.Pool(workers, initializer=worker.init, initargs=(state, barrier))
+
+    def install(new: worker.WorkerState) -> None:
+        # One call a worker: each waits at the barrier until every worker holds one, so none takes two.
+        pool.map(worker.install, [new] * workers, chunksize=1)
+
     try:
-        yield lambda fn, items: pool.imap(fn, items, chunksize=8)
+        yield _Workers(lambda fn, items: pool.imap(fn, items, chunksize=8), install)
         pool.close()
     finally:
         pool.terminate()
@@ -180,15 +194,15 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
     out.parent.mkdir(parents=True, exist_ok=True)
     spool_dir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".spool", dir=out.parent)
     try:
-        with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar:
+        with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar, ExitStack() as stack:
             state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir)
+            pool = stack.enter_context(_workers(min(workers, max(len(jobs), 1)), state))
             # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
             prepared: list[worker.Prepared] = []
             task = bar.add_task("prepare", total=len(jobs))
-            with _mapper(min(workers, max(len(jobs), 1)), state) as pmap:
-                for item in pmap(worker.prepare, jobs):
-                    prepared.append(item)
-                    bar.advance(task)
+            for item in pool.map(worker.prepare, jobs):
+                prepared.append(item)
+                bar.advance(task)
             log.info("prepare: %d files in %.1f s", len(jobs), time.perf_counter() - started)
             lang_stats: dict[str, Counter] = defaultdict(Counter)
             for item in prepared:
@@ -230,17 +244,18 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
                                          locations[k]) for k in sorted(splits)]
             writers = {s: ShardWriter(tmp / s, ROW_SCHEMA, cfg.rows_per_shard) for s in split.SPLITS}
             task = bar.add_task("examples", total=len(ex_jobs))
-            with _mapper(min(workers, max(len(ex_jobs), 1)), state) as pmap:
-                for job, (rows, file_counts) in zip(ex_jobs, pmap(worker.examples, ex_jobs), strict=True):
-                    writers[job.split].write(rows)
-                    for key, value in file_counts.items():
-                        counts[_stage_of(key)][key] += value
-                    counts[f"rows_{job.split}"][job.language] += len(rows)
-                    lang_stats[job.language]["files"] += 1
-                    lang_stats[job.language][f"{job.split}_rows"] += len(rows)
-                    counts[f"kinds_{job.split}"].update({k[5:]: v for k, v in file_counts.items()
-                                                         if k.startswith("kind:")})
-                    bar.advance(task)
+            pool.install(state)
+            for job, (rows, file_counts) in zip(ex_jobs, pool.map(worker.examples, ex_jobs), strict=True):
+                writers[job.split].write(rows)
+                for key, value in file_counts.items():
+                    counts[_stage_of(key)][key] += value
+                counts[f"rows_{job.split}"][job.language] += len(rows)
+                lang_stats[job.language]["files"] += 1
+                lang_stats[job.language][f"{job.split}_rows"] += len(rows)
+                counts[f"kinds_{job.split}"].update({k[5:]: v for k, v in file_counts.items()
+                                                     if k.startswith("kind:")})
+                bar.advance(task)
+            stack.close()  # the workers are done
             split_rows = {s: w.close() for s, w in writers.items()}
             log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)

@@ -38,6 +38,7 @@ _TOKENS: render.Tokens | None = None
 _COUNTER: WordCounter | None = None
 _READER: spool.Reader | None = None
 _WRITER: spool.Writer | None = None
+_BARRIER: Any = None  # a pool's `multiprocessing.Barrier`, for `install`
 
 
 @functools.cache
@@ -54,14 +55,22 @@ def load_counter(path: str) -> WordCounter:
     return WordCounter(load_tokenizer(path))
 
 
-def init(state: WorkerState) -> None:
+def init(state: WorkerState, barrier: Any = None) -> None:
     """Pool initializer: keep the state, the tokenizer and its word counter."""
-    global _STATE, _TOKENS, _COUNTER, _READER, _WRITER
-    _STATE = state
+    global _STATE, _TOKENS, _COUNTER, _READER, _WRITER, _BARRIER
+    _STATE, _BARRIER = state, barrier
     _TOKENS = render.Tokens(load_tokenizer(state.tokenizer_file))
     _COUNTER = load_counter(state.tokenizer_file)
     _READER = spool.Reader(state.spool, _COUNTER)
     _WRITER = spool.Writer(state.spool)
+
+
+def install(state: WorkerState) -> None:
+    """New state for this worker (the examples pass's), its caches kept. A pool sends one call per worker,
+    and each waits here until all have theirs, so that no worker takes two."""
+    init(state, _BARRIER)
+    if _BARRIER is not None:
+        _BARRIER.wait(timeout=600)
 
 
 @dataclass(frozen=True)
