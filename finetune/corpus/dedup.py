@@ -3,9 +3,7 @@
 Near-duplicates follow The Stack / StarCoder: 5-gram shingles over code tokens, MinHash signatures and
 `datasketch.MinHashLSH` at Jaccard 0.7. Signatures are computed per file in the workers (`signature`), the
 index is built in one place (`dedup`, `near_duplicate_groups`) from signatures alone, so the same code
-runs as a reduce step of a distributed engine. datasketch's MinHash (affine32 scheme, seed 1) and its LSH
-banding are redone here in numpy with identical values, parameters and answers (tested against datasketch):
-importing datasketch pulls in scipy, ~0.7 CPU s on every build.
+runs as a reduce step of a distributed engine.
 """
 
 from __future__ import annotations
@@ -57,19 +55,17 @@ def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
 
 
 @functools.cache
-def _permutations(num_perm: int) -> np.ndarray:
-    """`datasketch.MinHash(num_perm, seed=1, scheme="affine32").permutations`: odd multipliers `a`, offsets `b`."""
-    gen = np.random.RandomState(1)
-    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
-    return np.array([a, b])
+def _permutations(num_perm: int):
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=1).permutations
 
 
 def minhash(hashes: np.ndarray, num_perm: int = 128):
-    """A `datasketch.MinHash` of precomputed 32-bit shingle hashes, by datasketch itself (tests compare)."""
+    """A `datasketch.MinHash` of precomputed 32-bit shingle hashes."""
     from datasketch import MinHash
 
-    m = MinHash(num_perm=num_perm, seed=1, scheme="affine32", hashfunc=int)
+    m = MinHash(num_perm=num_perm, permutations=_permutations(num_perm), scheme="affine32", hashfunc=int)
     if len(hashes):
         m.update_batch(hashes.tolist())
     return m
@@ -104,63 +100,10 @@ def signature(text: str, num_perm: int = 128, shingle_size: int = 5) -> bytes:
 
 
 def from_signature(sig: bytes):
-    """The `datasketch.MinHash` of a signature (for tests and audits: the pipeline itself needs no datasketch)."""
     from datasketch import MinHash
 
     values = np.frombuffer(sig, dtype=np.uint32)
-    return MinHash(hashvalues=values, seed=1, scheme="affine32")
-
-
-@functools.cache
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) as `datasketch.MinHashLSH(threshold, num_perm)` chooses them: the pair that
-    minimises the false positive plus the false negative probability mass (weights 0.5 each), the first
-    such pair in datasketch's loop order. datasketch integrates with scipy's `quad`; the integrands are
-    polynomials of degree at most `num_perm`, which Gauss-Legendre quadrature with `num_perm // 2 + 1`
-    nodes integrates exactly, so the errors agree to rounding."""
-    pairs = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float)
-    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
-
-    def integral(lo: float, hi: float, false_positive: bool) -> np.ndarray:
-        s = (hi - lo) / 2 * x + (hi + lo) / 2
-        p = 1 - (1 - s[None, :] ** pairs[:, 1:2]) ** pairs[:, 0:1]  # P(a pair at similarity s is a candidate)
-        return (p if false_positive else 1 - p) @ w * (hi - lo) / 2
-
-    error = integral(0.0, threshold, True) * 0.5 + integral(threshold, 1.0, False) * 0.5
-    b, r = pairs[int(np.argmin(error))]  # argmin takes the first of equal minima, as datasketch's `<` does
-    return int(b), int(r)
-
-
-class _Bands:
-    """`datasketch.MinHashLSH` with its default dict storage: each signature is cut into `b` bands of `r`
-    values; a query answers every inserted key sharing at least one whole band with it."""
-
-    def __init__(self, threshold: float, num_perm: int) -> None:
-        self.b, self.r = lsh_params(threshold, num_perm)
-        if self.b < 2:
-            raise ValueError("The number of bands are too small (b < 2)")  # datasketch's own check
-        self.tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.b)]
-
-    def _bands(self, sig: bytes) -> list[bytes]:
-        width = 4 * self.r  # uint32 values
-        return [sig[i * width:(i + 1) * width] for i in range(self.b)]
-
-    def query(self, sig: bytes) -> set[int]:
-        out: set[int] = set()
-        for table, band in zip(self.tables, self._bands(sig), strict=True):
-            out.update(table.get(band, ()))
-        return out
-
-    def insert(self, key: int, sig: bytes) -> None:
-        for table, band in zip(self.tables, self._bands(sig), strict=True):
-            table.setdefault(band, []).append(key)
-
-
-_EMPTY = np.iinfo(np.uint32).max  # every value of the signature of a text without shingles
-
-
-def _is_empty(sig: bytes) -> bool:
-    return bool((np.frombuffer(sig, dtype=np.uint32) == _EMPTY).all())
+    return MinHash(hashvalues=values, permutations=_permutations(len(values)), scheme="affine32")
 
 
 @dataclass(frozen=True)
@@ -175,21 +118,24 @@ class DedupInput:
 
 def dedup(items: Sequence[DedupInput], threshold: float, counts: Counter) -> list[int]:
     """Keys of the files to keep: the first of every exact and near-duplicate cluster (preferred files first)."""
+    from datasketch import MinHashLSH
+
     order = sorted(items, key=lambda it: (not it.prefer, it.key))
     seen: set[str] = set()
     kept: list[int] = []
-    lsh: _Bands | None = None
+    lsh = None
     for item in order:
         if item.exact in seen:
             counts["exact_duplicate"] += 1
             continue
         seen.add(item.exact)
+        m = from_signature(item.sig)
         if lsh is None:
-            lsh = _Bands(threshold, len(item.sig) // 4)
-        if not _is_empty(item.sig) and lsh.query(item.sig):
+            lsh = MinHashLSH(threshold=threshold, num_perm=len(m))
+        if m.is_empty() is False and lsh.query(m):
             counts["near_duplicate"] += 1
             continue
-        lsh.insert(item.key, item.sig)
+        lsh.insert(item.key, m)
         kept.append(item.key)
     counts["kept"] += len(kept)
     return sorted(kept)
@@ -197,6 +143,8 @@ def dedup(items: Sequence[DedupInput], threshold: float, counts: Counter) -> lis
 
 def near_duplicate_groups(items: Sequence[DedupInput], threshold: float) -> dict[int, int]:
     """Union-find over LSH neighbours at `threshold`: key -> the smallest key of its group."""
+    from datasketch import MinHashLSH
+
     parent = {it.key: it.key for it in items}
 
     def find(k: int) -> int:
@@ -205,15 +153,16 @@ def near_duplicate_groups(items: Sequence[DedupInput], threshold: float) -> dict
             k = parent[k]
         return k
 
-    lsh: _Bands | None = None
+    lsh = None
     for item in sorted(items, key=lambda it: it.key):
+        m = from_signature(item.sig)
         if lsh is None:
-            lsh = _Bands(threshold, len(item.sig) // 4)
-        for other in lsh.query(item.sig):
+            lsh = MinHashLSH(threshold=threshold, num_perm=len(m))
+        for other in lsh.query(m):
             a, b = find(item.key), find(other)
             if a != b:
                 parent[max(a, b)] = min(a, b)
-        lsh.insert(item.key, item.sig)
+        lsh.insert(item.key, m)
     return {k: find(k) for k in parent}
 
 

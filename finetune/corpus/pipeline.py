@@ -86,6 +86,8 @@ class _Workers:
 @contextmanager
 def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
+    import datasketch  # noqa: F401  # pulls in scipy: seconds per process otherwise
+
     worker.load_counter(state.tokenizer_file)
     secrets.preload()
     if workers <= 1:
