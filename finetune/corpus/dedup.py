@@ -55,10 +55,14 @@ def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
 
 
 @functools.cache
-def _permutations(num_perm: int):
-    from datasketch import MinHash
-
-    return MinHash(num_perm=num_perm, seed=1).permutations
+def _permutations(num_perm: int) -> np.ndarray:
+    """`datasketch.MinHash(num_perm, seed=1, scheme="affine32").permutations` (odd multipliers `a`, offsets
+    `b`; tested equal), drawn without importing datasketch, whose import pulls in scipy: the workers that sign
+    files need only these numbers. The LSH itself is datasketch's (`dedup`, `near_duplicate_groups`)."""
+    gen = np.random.RandomState(1)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.array([a, b])
 
 
 def minhash(hashes: np.ndarray, num_perm: int = 128):

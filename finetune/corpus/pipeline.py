@@ -9,11 +9,13 @@ texts wait in a spool directory on disk between the two parallel passes.
 from __future__ import annotations
 
 import datetime
+import importlib
 import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -86,8 +88,6 @@ class _Workers:
 @contextmanager
 def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
-    import datasketch  # noqa: F401  # pulls in scipy: seconds per process otherwise
-
     worker.load_counter(state.tokenizer_file)
     secrets.preload()
     if workers <= 1:
@@ -97,6 +97,10 @@ def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(workers)
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(state, barrier))
+    # Only this process needs datasketch (its MinHashLSH, after the prepare pass); its import pulls in scipy,
+    # ~0.7 CPU s, so it runs in a thread while the workers prepare files, after the fork, not before it.
+    threading.Thread(target=importlib.import_module, args=("datasketch",), name="import-datasketch",
+                     daemon=True).start()
 
     def install(new: worker.WorkerState) -> None:
         # One call a worker: each waits at the barrier until every worker holds one, so none takes two.

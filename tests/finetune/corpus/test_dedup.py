@@ -72,3 +72,14 @@ def test_numpy_signature_equals_datasketch_minhash():
     empty = minhash_values(np.zeros(0, dtype=np.uint32))
     assert (empty == minhash(np.zeros(0, dtype=np.uint32)).hashvalues).all()
 
+
+
+def test_permutations_are_datasketchs():
+    import numpy as np
+    from datasketch import MinHash
+
+    from finetune.corpus.dedup import _permutations
+
+    for num_perm in (16, 64, 128):
+        assert (_permutations(num_perm) == MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations).all()
+    assert np.asarray(_permutations(128)).dtype == np.uint32
