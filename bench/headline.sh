@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The headline experiment (README, "The headline"): SmolLM2-135M tuned on a repository it cannot have seen
+# (a2a-sdk 1.3.0, first published in 2025), graded on 400 held-out cursors against the base in every prompting
+# mode, plus the learning curve. On the 2-core development CPU: ~1 min corpus, the training budget, ~70 min
+# exam, ~17 min curve. Everything lands in OUT (default runs/headline).
+#
+#   bench/headline.sh [OUT] [TRAIN_MINUTES]      (run `make model` first; uses .venv)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="$(realpath -m "${1:-$ROOT/runs/headline}")"
+MINUTES="${2:-45}"
+INHOUSE="$ROOT/.venv/bin/inhouse"
+MODEL="$ROOT/models/smollm2"
+[ -x "$INHOUSE" ] || { echo "no $INHOUSE: run 'make install' first" >&2; exit 2; }
+[ -f "$MODEL/inhouse.json" ] || { echo "no $MODEL: run 'make model' first" >&2; exit 2; }
+mkdir -p "$OUT/src" "$OUT/logs"
+cd "$OUT"
+
+if [ ! -d company-repo/.git ]; then
+  "$ROOT/.venv/bin/python" -m pip download --no-deps --no-binary :all: -q -d src a2a-sdk==1.3.0
+  rm -rf company-repo && mkdir company-repo && tar xzf src/a2a_sdk-1.3.0.tar.gz -C company-repo --strip-components 1
+  git -C company-repo -c init.defaultBranch=main init -q
+  git -C company-repo add -A
+  git -C company-repo -c user.name=headline -c user.email=headline@localhost commit -qm "import a2a-sdk 1.3.0"
+fi
+
+cat > inhouse.toml <<'TOML'
+# Headline experiment: a larger exam (>= 400 held-out examples) and more rows per training file.
+[corpus]
+eval_fraction = 0.18          # 540 exam rows, 150 dev rows
+dev_fraction = 0.04
+eval_examples_per_file = 30
+max_examples_per_file = 40
+
+[train]
+objectives = ["spm", "l2r"]   # SPM: the middle continues the prefix, which a base without FIM learns fastest
+seq_len = 512
+batch_size = 4
+grad_accum = 2
+lr = 3e-4
+eval_every = 25
+save_every = 20               # every kept checkpoint is a point of the learning curve
+keep_checkpoints = 12
+dev_limit = 96
+TOML
+
+run() { echo "== $*" >&2; "$INHOUSE" -v --config inhouse.toml "$@"; }
+[ -f dataset/manifest.json ] || run corpus build company-repo -o dataset --model "$MODEL"
+[ -f adapters/company/inhouse.json ] || run train --base "$MODEL" --data dataset -o adapters/company \
+  --max-minutes "$MINUTES" --threads 2 2> logs/train.log
+# One process per core: on this CPU two one-thread processes beat one two-thread process.
+[ -f exam/report.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --compare \
+  --tuned-modes spm,spm+ctx --limit 400 --max-prompt-tokens 512 --workers 2 -o exam 2> logs/exam.log
+[ -f curve/curve.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --curve \
+  --tuned-modes spm+ctx --limit 120 --max-prompt-tokens 512 --workers 2 -o curve 2> logs/curve.log
+cat exam/report.md curve/curve.md
