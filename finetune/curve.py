@@ -22,6 +22,7 @@ from finetune import checkpoint as ckpt
 from finetune import metrics as M
 from finetune.config import EvalConfig
 from finetune.exam import HEADLINE_METRICS, run_exam
+from finetune.report import format_interval
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,7 @@ def _markdown(curve: dict[str, Any]) -> str:
              "|---:|---:|---:|---:|---:|---:|"]
     for p in curve["points"]:
         step = f"{p['step']} (chosen)" if p["step"] == curve["chosen_step"] else str(p["step"])
-        diffs = []
-        for metric in HEADLINE_METRICS:
-            d = p[f"{metric}_vs_base"]
-            diffs.append(f"{100 * d['delta']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]")
+        diffs = [format_interval(p[f"{metric}_vs_base"]) for metric in HEADLINE_METRICS]
         lines.append(f"| {step} | {p['minutes']:.1f} | {100 * p['exact_match']:.1f} | "
                      f"{100 * p['edit_similarity']:.1f} | {diffs[0]} | {diffs[1]} |")
     return "\n".join(lines) + "\n\n![curve.png](curve.png)\n"

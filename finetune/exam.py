@@ -152,9 +152,11 @@ def compare_runs(records: dict[str, list[dict]], a: str, b: str, cfg: EvalConfig
 Plan = list[tuple[str, "Path | None", tuple[str, ...]]]  # (model name, adapter or None, modes)
 
 
-def run_plan(base: Path, plan: Plan, fmt: fim.FimFormat, tasks: list[Task], documents, references,
+def run_plan(base: Path, dataset: Path, plan: Plan, fmt: fim.FimFormat, tasks: list[Task],
              cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, float]]:
     """Every (model, mode) run of the plan on `tasks`: records per run key, and each run's seconds."""
+    documents = load_documents(dataset)
+    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
     records: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
     for name, adapter_dir, modes in plan:
@@ -170,19 +172,17 @@ def run_plan(base: Path, plan: Plan, fmt: fim.FimFormat, tasks: list[Task], docu
     return records, seconds
 
 
-def _shard(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, index: int, count: int,
-           log_level: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
-    """One worker process: rows index, index + count, ... of the exam, every run of the plan."""
+def _shard(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, tasks: list[Task], index: int,
+           count: int, log_level: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """One worker process: its share of the exam's rows, every run of the plan."""
     import torch
 
     logging.basicConfig(level=log_level, format=f"%(asctime)s exam worker {index + 1}/{count}: %(message)s")
     torch.set_num_threads(max(1, cfg.threads // count) if cfg.threads else 1)
-    tasks = load_tasks(dataset, cfg.limit, cfg.seed)[index::count]
-    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
-    return run_plan(base, plan, fim.get_format(fmt_name), tasks, load_documents(dataset), references, cfg)
+    return run_plan(base, dataset, plan, fim.get_format(fmt_name), tasks, cfg)
 
 
-def _run_sharded(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig,
+def _run_sharded(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, tasks: list[Task],
                  workers: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
     """The rows dealt round-robin to `workers` processes; records merged back in task order.
 
@@ -194,7 +194,8 @@ def _run_sharded(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: Eval
 
     level = logging.getLogger().getEffectiveLevel()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_shard, base, dataset, plan, fmt_name, cfg, k, workers, level) for k in range(workers)]
+        futures = [pool.submit(_shard, base, dataset, plan, fmt_name, cfg, tasks[k::workers], k, workers, level)
+                   for k in range(workers)]
         parts = [f.result() for f in futures]
     records: dict[str, list[dict]] = {}
     for key in parts[0][0]:
@@ -225,22 +226,20 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
         raise ConfigError("no FIM format: neither the model's inhouse.json nor the dataset manifest names one")
     fmt = fim.get_format(fmt_name)
     tasks = load_tasks(dataset, cfg.limit, cfg.seed)
-    plan: list[tuple[str, Path | None, tuple[str, ...]]] = []
+    plan: Plan = []
     if adapter is None or compare:
         plan.append(("base", None, cfg.modes))
     if adapter is not None:
         plan.append(("tuned", Path(adapter), cfg.tuned_modes or cfg.modes))
+    workers = max(1, min(cfg.workers, len(tasks)))
     log.info("exam: %d rows, %s, %d worker(s)", len(tasks), ", ".join(f"{n} x {len(m)} modes" for n, _, m in plan),
-             max(1, min(cfg.workers, len(tasks))))
+             workers)
 
     started = time.perf_counter()
-    workers = min(cfg.workers, len(tasks))
     if workers > 1:
-        records, seconds = _run_sharded(base, dataset, plan, fmt.name, cfg, workers)
+        records, seconds = _run_sharded(base, dataset, plan, fmt.name, cfg, tasks, workers)
     else:
-        documents = load_documents(dataset)
-        references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
-        records, seconds = run_plan(base, plan, fmt, tasks, documents, references, cfg)
+        records, seconds = run_plan(base, dataset, plan, fmt, tasks, cfg)
     runs: dict[str, dict[str, Any]] = {}
     for key, recs in records.items():
         runs[key] = dict(summarize_run(recs), seconds=seconds[key])

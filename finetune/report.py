@@ -59,7 +59,8 @@ def _pct(x: float) -> str:
     return "—" if x != x else f"{100 * x:.1f}"
 
 
-def _ci(c: dict[str, float], scale: float = 100.0) -> str:
+def format_interval(c: dict[str, float], scale: float = 100.0) -> str:
+    """A difference with its interval, in points: `+3.2 [+1.0, +5.5]`."""
     if c["delta"] != c["delta"]:
         return "—"
     return f"{scale * c['delta']:+.1f} [{scale * c['ci_low']:+.1f}, {scale * c['ci_high']:+.1f}]"
@@ -78,8 +79,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["## Headline", "",
                   f"Tuned (`{h['tuned_mode']}`) minus the base's best mode (`{h['base_best_mode']}`), "
                   "points with paired bootstrap 95% intervals:", "",
-                  f"- exact match: {_ci(o['exact_match'])}",
-                  f"- edit similarity: {_ci(o['edit_similarity'])}", ""]
+                  f"- exact match: {format_interval(o['exact_match'])}",
+                  f"- edit similarity: {format_interval(o['edit_similarity'])}", ""]
     lines += ["## Every run (percent)", "",
               "| run | EM | edit sim | ident P | ident R | syntax ok | latency ms (mean) | s |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -110,7 +111,7 @@ def _markdown(report: dict[str, Any]) -> str:
         for c in report["comparisons"]:
             o = c["overall"]
             lines.append(f"| {c['a']} | {c['b']} | " + " | ".join(
-                _ci(o[m]) for m in METRIC_NAMES) + " |")
+                format_interval(o[m]) for m in METRIC_NAMES) + " |")
     lines += ["", "Checkpoints are chosen on the dev split, never on this exam. The base's best mode is picked "
               "on the exam itself, which can only favour the base.", ""]
     return "\n".join(lines)
