@@ -22,6 +22,7 @@ from finetune import checkpoint as ckpt
 from finetune import metrics as M
 from finetune.config import EvalConfig
 from finetune.exam import HEADLINE_METRICS, run_exam
+from finetune.generate import check_model_dirs
 from finetune.report import format_interval
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def learning_curve(base: str | Path, adapter: str | Path, dataset: str | Path, o
                    *, overwrite: bool = False, run_metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """Score the base and every kept checkpoint of `adapter` on the same rows; write the curve into `out`."""
     base, adapter, out = Path(base), Path(adapter), Path(out)
+    check_model_dirs(base, adapter)
     points = ckpt.list_checkpoints(adapter)
     if not points:
         raise ConfigError(f"{str(adapter)!r} has no checkpoints/step-* to draw a learning curve from "

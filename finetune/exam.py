@@ -25,7 +25,7 @@ from core.healing import strip_healed
 from finetune import data as D
 from finetune import metrics as M
 from finetune.config import EvalConfig
-from finetune.generate import Generator, GenRequest, load_model
+from finetune.generate import Generator, GenRequest, check_model_dirs, load_model
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,7 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
     from finetune.report import write_report
 
     base, dataset, out = Path(base), Path(dataset), Path(out)
+    check_model_dirs(base, adapter)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     manifest = D.read_manifest(dataset)

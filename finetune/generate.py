@@ -37,22 +37,26 @@ class GenResult:
     latency_ms: float    # the batch's wall time shared by its rows
 
 
+def check_model_dirs(base: str | Path, adapter: str | Path | None = None) -> None:
+    """A ModelError naming the flag unless `base` is a model directory and `adapter` (if given) a peft adapter:
+    callers check before hours of work, not when they first load the adapter."""
+    if not (Path(base) / "config.json").is_file():
+        raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelError(f"--adapter {str(adapter)!r} is not a peft adapter (no adapter_config.json)")
+
+
 def load_model(base: str | Path, adapter: str | Path | None = None):
     """(tokenizer, model) in eval mode; the adapter applied with peft when given."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = Path(base)
-    if not (base / "config.json").is_file():
-        raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
+    check_model_dirs(base, adapter)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if adapter is not None:
         from peft import PeftModel
 
-        adapter = Path(adapter)
-        if not (adapter / "adapter_config.json").is_file():
-            raise ModelError(f"--adapter {str(adapter)!r} is not a peft adapter (no adapter_config.json)")
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return tokenizer, model

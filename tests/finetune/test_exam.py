@@ -110,3 +110,14 @@ def test_cli_compare_needs_adapter(tiny_model_dir, tiny_dataset, tmp_path, capsy
     code = main(["eval", "--base", str(tiny_model_dir), "--data", str(tiny_dataset), "--modes", "psm,fim", "-o",
                  str(tmp_path / "r")])
     assert code == 2 and "`modes` must be" in capsys.readouterr().err
+
+
+def test_a_wrong_adapter_is_refused_before_any_generation(tiny_model_dir, tiny_dataset, tmp_path):
+    """--compare scores the base first: a bad --adapter must fail at once, not after the base's runs."""
+    from core.errors import ModelError
+    from finetune.exam import run_exam
+
+    with pytest.raises(ModelError, match="not a peft adapter"):
+        run_exam(tiny_model_dir, tiny_dataset, tmp_path / "r", EvalConfig(limit=2), adapter=tmp_path / "nope",
+                 compare=True)
+    assert not (tmp_path / "r").exists()
