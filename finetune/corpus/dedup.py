@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def normalized_hash(text: str) -> str:
@@ -30,19 +28,79 @@ def normalized_hash(text: str) -> str:
 
 
 def code_tokens(text: str) -> list[str]:
-    """Identifiers, numbers and single punctuation characters: the units shingles are made of."""
+    """Identifiers, numbers and single punctuation characters: the units shingles are made of (the definition
+    `token_hashes` computes without building the strings)."""
     return _TOKEN.findall(text)
+
+
+def token_hash(token: str) -> int:
+    """The 64-bit hash `token_hashes` gives a token: its code points as a polynomial in `_BASE`."""
+    value = 0
+    for ch in token:
+        value = (value * int(_BASE) + ord(ch)) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+_BASE = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
+_BASE_INV = np.uint64(pow(int(_BASE), -1, 1 << 64))
+_WORD, _SPACE = np.uint8(1), np.uint8(2)
+
+
+@functools.cache
+def _classes() -> np.ndarray:
+    """The class of every code point of the Basic Multilingual Plane for `_TOKEN`: `_WORD` (`\\w`: `isalnum`
+    or "_"), `_SPACE` (`\\s`: `isspace`), 0 otherwise (tested equal to `re` on every one)."""
+    chars = [chr(cp) for cp in range(0x10000)]
+    word = np.fromiter(map(str.isalnum, chars), dtype=bool, count=len(chars))
+    word[ord("_")] = True
+    space = np.fromiter(map(str.isspace, chars), dtype=bool, count=len(chars))
+    return word.astype(np.uint8) | (space.astype(np.uint8) << np.uint8(1))
+
+
+@functools.cache
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_BASE**i` and `_BASE_INV**i` modulo 2**64 for i < n (n a power of two, so few sizes are cached)."""
+    with np.errstate(over="ignore"):
+        up, down = np.full(n, _BASE, dtype=np.uint64), np.full(n, _BASE_INV, dtype=np.uint64)
+        up[0] = down[0] = 1
+        return np.cumprod(up), np.cumprod(down)
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """`[token_hash(t) for t in code_tokens(text)]` in numpy: no Python string or loop per token.
+
+    The token boundaries come from a class per character; a token's polynomial hash is a difference of prefix
+    sums, `sum(c[j] * B**(e-1-j))` over its characters = `(G[e] - G[s]) * B**(e-1)` with `G[i]` the sum of
+    `c[j] * B**-j` for j < i, all modulo 2**64 (unsigned overflow wraps; B is odd, so B**-1 exists)."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    n = len(cp)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
+    cls = _classes()[np.minimum(cp, 0xFFFF)]
+    for i in np.flatnonzero(cp > 0xFFFF):  # beyond the table: rare, one by one
+        c = chr(cp[i])
+        cls[i] = _WORD if c.isalnum() else _SPACE if c.isspace() else 0
+    word, other = cls == _WORD, cls == 0
+    after_word = np.zeros(n, dtype=bool)
+    after_word[1:] = word[:-1]
+    before_word = np.zeros(n, dtype=bool)
+    before_word[:-1] = word[1:]
+    starts = np.flatnonzero(other | (word & ~after_word))
+    ends = np.flatnonzero(other | (word & ~before_word)) + 1
+    up, down = _powers(1 << n.bit_length())
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(cp * down[:n], out=prefix[1:])
+        return (prefix[ends] - prefix[starts]) * up[ends - 1]
 
 
 def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
     """Distinct 32-bit hashes of the `size`-grams of code tokens (vectorised: no Python loop per shingle)."""
-    tokens = code_tokens(text)
-    if not tokens:
+    h = token_hashes(text)
+    if not len(h):
         return np.zeros(0, dtype=np.uint32)
-    table = {t: zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in set(tokens)}
-    h = np.array(list(map(table.__getitem__, tokens)), dtype=np.uint64)
-    k = min(size, len(tokens))
-    n = len(tokens) - k + 1
+    k = min(size, len(h))
+    n = len(h) - k + 1
     acc = h[:n].copy()  # in place from here: no temporary array per step
     with np.errstate(over="ignore"):
         for j in range(1, k):
@@ -51,7 +109,11 @@ def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
         acc ^= acc >> np.uint64(29)
         acc *= np.uint64(0xBF58476D1CE4E5B9)
         acc ^= acc >> np.uint64(32)
-    return np.unique(acc.astype(np.uint32))  # the low 32 bits
+    low = np.sort(acc.astype(np.uint32))  # the low 32 bits, distinct: a sort and a mask (np.unique: ~10x slower)
+    keep = np.empty(len(low), dtype=bool)
+    keep[0] = True
+    np.not_equal(low[1:], low[:-1], out=keep[1:])
+    return low[keep]
 
 
 @functools.cache
@@ -76,25 +138,32 @@ def minhash(hashes: np.ndarray, num_perm: int = 128):
 
 
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
-_ROWS = 4096  # shingles per block: a block's products take _ROWS * num_perm * 4 bytes
+_ROWS = 1024  # shingles per block: a block's products take _ROWS * num_perm * 4 bytes (here 512 KiB)
 
 
 def minhash_values(hashes: np.ndarray, num_perm: int = 128) -> np.ndarray:
     """`minhash(hashes).hashvalues` computed in numpy blocks: datasketch's affine32 scheme (MurmurHash3's
     finalizer, then `a * h + b` modulo 2**32 per permutation, the minimum of each), without its Python loop
-    over the inputs and with bounded memory on a large file."""
+    over the inputs and with bounded memory on a large file (one block buffer, reused)."""
     a, b = _permutations(num_perm)
     out = np.full(num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+    if not len(hashes):
+        return out
     s1, m1, s2, m2, s3 = _FMIX32
+    block = np.empty((min(_ROWS, len(hashes)), num_perm), dtype=np.uint32)
     with np.errstate(over="ignore"):
-        for i in range(0, len(hashes), _ROWS):
-            h = hashes[i:i + _ROWS].astype(np.uint32)
-            h = h ^ (h >> s1)
-            h = h * m1
-            h = h ^ (h >> s2)
-            h = h * m2
-            h = h ^ (h >> s3)
-            np.minimum(out, (h[:, None] * a + b).min(axis=0), out=out)
+        h = hashes.astype(np.uint32)  # a copy: the finalizer runs in place
+        h ^= h >> s1
+        h *= m1
+        h ^= h >> s2
+        h *= m2
+        h ^= h >> s3
+        for i in range(0, len(h), _ROWS):
+            rows = h[i:i + _ROWS]
+            products = block[:len(rows)]
+            np.multiply(rows[:, None], a, out=products)
+            products += b
+            np.minimum(out, products.min(axis=0), out=out)
     return out
 
 
@@ -110,6 +179,29 @@ def from_signature(sig: bytes):
     return MinHash(hashvalues=values, permutations=_permutations(len(values)), scheme="affine32")
 
 
+@functools.cache
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) that `datasketch.MinHashLSH` chooses for `threshold`: it integrates its error
+    curves to find them (~30 ms), so they are computed once, ahead of time by `warm`."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
+def warm(thresholds: Sequence[float], num_perm: int) -> None:
+    """Import datasketch and choose the LSH parameters now (the pipeline does it while the workers sign files,
+    so that neither waits on the reduce step's critical path)."""
+    for threshold in thresholds:
+        lsh_params(threshold, num_perm)
+
+
+def _lsh(threshold: float, num_perm: int):
+    from datasketch import MinHashLSH
+
+    return MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))
+
+
 @dataclass(frozen=True)
 class DedupInput:
     """What dedup needs of a file: its key, exact hash, signature, and whether it must be kept first."""
@@ -122,8 +214,6 @@ class DedupInput:
 
 def dedup(items: Sequence[DedupInput], threshold: float, counts: Counter) -> list[int]:
     """Keys of the files to keep: the first of every exact and near-duplicate cluster (preferred files first)."""
-    from datasketch import MinHashLSH
-
     order = sorted(items, key=lambda it: (not it.prefer, it.key))
     seen: set[str] = set()
     kept: list[int] = []
@@ -135,7 +225,7 @@ def dedup(items: Sequence[DedupInput], threshold: float, counts: Counter) -> lis
         seen.add(item.exact)
         m = from_signature(item.sig)
         if lsh is None:
-            lsh = MinHashLSH(threshold=threshold, num_perm=len(m))
+            lsh = _lsh(threshold, len(m))
         if m.is_empty() is False and lsh.query(m):
             counts["near_duplicate"] += 1
             continue
@@ -147,8 +237,6 @@ def dedup(items: Sequence[DedupInput], threshold: float, counts: Counter) -> lis
 
 def near_duplicate_groups(items: Sequence[DedupInput], threshold: float) -> dict[int, int]:
     """Union-find over LSH neighbours at `threshold`: key -> the smallest key of its group."""
-    from datasketch import MinHashLSH
-
     parent = {it.key: it.key for it in items}
 
     def find(k: int) -> int:
@@ -161,7 +249,7 @@ def near_duplicate_groups(items: Sequence[DedupInput], threshold: float) -> dict
     for item in sorted(items, key=lambda it: it.key):
         m = from_signature(item.sig)
         if lsh is None:
-            lsh = MinHashLSH(threshold=threshold, num_perm=len(m))
+            lsh = _lsh(threshold, len(m))
         for other in lsh.query(m):
             a, b = find(item.key), find(other)
             if a != b:

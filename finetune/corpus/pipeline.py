@@ -9,7 +9,6 @@ texts wait in a spool directory on disk between the two parallel passes.
 from __future__ import annotations
 
 import datetime
-import importlib
 import logging
 import multiprocessing
 import os
@@ -98,9 +97,11 @@ def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     barrier = ctx.Barrier(workers)
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(state, barrier))
     # Only this process needs datasketch (its MinHashLSH, after the prepare pass); its import pulls in scipy,
-    # ~0.7 CPU s, so it runs in a thread while the workers prepare files, after the fork, not before it.
-    threading.Thread(target=importlib.import_module, args=("datasketch",), name="import-datasketch",
-                     daemon=True).start()
+    # ~0.6 CPU s, and its LSH parameters are found by numerical integration, so both run in a thread while the
+    # workers prepare files, after the fork, not before it.
+    cfg = state.cfg
+    threading.Thread(target=dedup.warm, args=((cfg.near_dup_threshold, cfg.split_threshold), cfg.num_perm),
+                     name="warm-dedup", daemon=True).start()
 
     def install(new: worker.WorkerState) -> None:
         # One call a worker: each waits at the barrier until every worker holds one, so none takes two.

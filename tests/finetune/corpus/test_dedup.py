@@ -59,6 +59,50 @@ def test_groups_join_near_copies_only():
     assert len({groups[i] for i in range(4)}) == 4
 
 
+def test_token_hashes_are_the_hashes_of_the_regex_tokens():
+    from finetune.corpus.dedup import code_tokens, token_hash, token_hashes
+
+    texts = [p.read_text() for p in sorted(package_source("click").glob("*.py"))[:6]]
+    texts += ["", "   \n\t", "x", "_a1 ", "caf\u00e9 = '\U0001d49c\U0001f600' + \u00b2\u2167 # \u3000\u2028\ud800!",
+              "\U0001d7d8\U0001d7d9 a\U00010000b", "a" * 70000]
+    for text in texts:
+        assert token_hashes(text).tolist() == [token_hash(t) for t in code_tokens(text)], text[:40]
+
+
+def test_shingle_hashes_are_the_distinct_mixed_five_grams():
+    from finetune.corpus.dedup import code_tokens, shingle_hashes, token_hash
+
+    mask = (1 << 64) - 1
+
+    def reference(text: str, size: int = 5) -> list[int]:
+        h = [token_hash(t) for t in code_tokens(text)]
+        k = min(size, len(h))
+        out = set()
+        for i in range(len(h) - k + 1 if h else 0):
+            acc = 0
+            for j in range(k):
+                acc = (acc * 1_000_003 + h[i + j]) & mask if j else h[i]
+            acc ^= acc >> 29
+            acc = (acc * 0xBF58476D1CE4E5B9) & mask
+            acc ^= acc >> 32
+            out.add(acc & 0xFFFFFFFF)
+        return sorted(out)
+
+    text = sorted(package_source("click").glob("*.py"))[0].read_text()
+    for sample in (text, text + text, "a b", "", "x = 1"):
+        assert shingle_hashes(sample).tolist() == reference(sample)
+
+
+def test_token_classes_agree_with_re_on_every_basic_plane_character():
+    import re
+
+    from finetune.corpus.dedup import _SPACE, _WORD, _classes
+
+    word, space = re.compile(r"\w"), re.compile(r"\s")
+    expected = [_WORD if word.match(c) else _SPACE if space.match(c) else 0 for c in map(chr, range(0x10000))]
+    assert _classes().tolist() == expected
+
+
 def test_numpy_signature_equals_datasketch_minhash():
     import numpy as np
 
