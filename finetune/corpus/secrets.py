@@ -176,8 +176,13 @@ _PLUGIN_REGEX_GATES: dict[str, re.Pattern[str]] = {
     "TelegramBotTokenDetector": re.compile(r":[0-9A-Za-z_-]{35}"),
     "DiscordBotTokenDetector": re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),
 }
-# The least Shannon entropy a string can have above each plugin's limit needs this many characters.
-_MIN_ENTROPY_LENGTH = {"Base64HighEntropyString": 23, "HexHighEntropyString": 9}
+
+
+def _may_exceed_entropy(value: str, limit: float) -> bool:
+    """False when `value` cannot have a Shannon entropy above `limit` bits per character: a string of k
+    distinct characters has at most log2(k). A high-entropy plugin sums its entropy with a `str.count` per
+    character of its charset; one `set` spares that for most quoted strings of ordinary code."""
+    return len(set(value)) > 2 ** limit * (1 - 1e-9)
 
 
 # Every literal a gate above looks for, so that each is searched for once per file (`_present`).
@@ -220,9 +225,8 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str,
                     if value and not _HARMLESS_VALUES.match(value) and len(value) >= 4 and "<" not in value:
                         found.append((value, _placeholder_for(plugin.secret_type, line), key))
         elif isinstance(plugin, HighEntropyStringsPlugin):
-            shortest = _MIN_ENTROPY_LENGTH.get(name, 1)
             for value in plugin.analyze_string(text):
-                if len(value) >= shortest and "\n" not in value \
+                if "\n" not in value and _may_exceed_entropy(value, plugin.entropy_limit) \
                         and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                     found.append((value, "<KEY>", key))
         elif name in _PLUGIN_GATES and present.isdisjoint(_PLUGIN_GATES[name]):

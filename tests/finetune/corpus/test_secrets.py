@@ -113,3 +113,26 @@ def test_no_planted_secret_survives_in_any_shard(tmp_path, corpus_cfg):
         assert secret not in blob, kind
     for fragment in (*RSA_BODY, OPENSSH_BODY[:30]):
         assert fragment not in blob
+
+
+def test_the_distinct_character_bound_never_spares_a_high_entropy_string():
+    import random
+
+    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+
+    from finetune.corpus.secrets import _detectors, _may_exceed_entropy
+
+    plugins = [p for p in _detectors() if isinstance(p, HighEntropyStringsPlugin)]
+    assert len(plugins) == 2
+    rng = random.Random(0)
+    spared = 0
+    for plugin in plugins:
+        for _ in range(3000):
+            alphabet = rng.sample(plugin.charset, rng.randint(1, len(plugin.charset)))
+            value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80)))
+            if not _may_exceed_entropy(value, plugin.entropy_limit):
+                spared += 1
+                assert plugin.calculate_shannon_entropy(value) <= plugin.entropy_limit, value
+        # at the edge: 2**limit distinct characters, each once, is exactly the limit for Hex (8 characters)
+        assert _may_exceed_entropy("0123456789abcdef"[:8], 3.0)
+    assert spared > 1000  # the bound does spare work
