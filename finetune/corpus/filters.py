@@ -30,6 +30,7 @@ GENERATED = re.compile(
 # re-scans every shorter run from each of its characters.
 BASE64_RUN = re.compile(r"(?<![a-zA-Z0-9+/\n=])[a-zA-Z0-9+/\n=]{64,}")
 _ASCII_LETTERS = string.ascii_letters.encode("ascii")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 HEX_RUN = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
 # A superset of HEX_RUN in a text holding neither "0x" nor "\\x" (the only case it gates): there every pair
 # but the last is a whole word (\b before it, "," or \b\s* after it, and two hex characters have no \b between
@@ -68,29 +69,81 @@ def bytes_reason(data: bytes, cfg: CorpusConfig) -> str | None:
     return None
 
 
-def _encoded_run_too_long(text: str, limit: int) -> bool:
+def _marks(table_chars: dict[bytes, bytes]) -> bytes:
+    """A `bytes.translate` table: each byte of a key becomes that key's mark, every other byte b"o"."""
+    table = bytearray(b"o" * 256)
+    for chars, mark in table_chars.items():
+        for c in chars:
+            table[c] = mark[0]
+    return bytes(table)
+
+
+# Base64 runs and the hex gate are found on the file's UTF-8 bytes turned into one mark per byte (bytes.translate
+# and bytes.find run in C at memory speed; `re` on these character classes tries every position). A run is
+# ASCII, so its bytes are its characters; a non-ASCII character's bytes are all marked "o", like any other byte
+# outside the class.
+_BASE64_MARKS = _marks({string.ascii_letters.encode() + string.digits.encode() + b"+/\n=": b"a"})
+_BASE64_MIN = b"a" * 64  # BASE64_RUN's {64,}
+_HEX_MARKS = _marks({b"0123456789abcdefABCDEF": b"h", b", \t\n\r\x0b\x0c": b"s", b"x": b"x", b"\\": b"b"})
+# Three pairs of a HEX_RUN match, on the marks. A pair is `(0x|\x)?HH` -> ([hb]x)?hh; between two pairs comes
+# "," or whitespace (-> s+), or nothing when the next pair starts with "\x" (after "HH", `\b` needs a non-word
+# character next; "0x" and a hex digit are word characters) -> s+([hb]x)? or [hb]x. Every match of 8 pairs
+# holds this, so the gate is a superset of HEX_RUN on ASCII text.
+_HEX_GATE_MARKS = re.compile(rb"hh(?:s+(?:[hb]x)?|[hb]x)hh(?:s+(?:[hb]x)?|[hb]x)hh")
+
+
+def base64_runs(text: str, data: bytes | None = None) -> list[str]:
+    """`[m.group(0) for m in BASE64_RUN.finditer(text)]`: every maximal run of 64 or more base64 characters.
+    `data` is `text` in UTF-8 when the caller has it."""
+    data = text.encode("utf-8", "surrogatepass") if data is None else data
+    marks = data.translate(_BASE64_MARKS)
+    runs = []
+    start = marks.find(_BASE64_MIN)
+    while start != -1:  # the search starts outside a run, so a hit is where a run starts
+        end = marks.find(b"o", start)
+        end = len(marks) if end == -1 else end
+        runs.append(data[start:end].decode("ascii"))
+        start = marks.find(_BASE64_MIN, end)
+    return runs
+
+
+def hex_may_match(text: str, data: bytes | None = None) -> bool:
+    """False only where HEX_RUN cannot match: a cheap gate for the slow `\\b`-anchored pattern. `data` is
+    `text` in UTF-8 when the caller has it."""
+    if text.isascii():
+        data = text.encode("ascii") if data is None else data
+        return _HEX_GATE_MARKS.search(data.translate(_HEX_MARKS)) is not None
+    # `\s` also holds Unicode spaces, which the byte marks do not see: the string patterns decide.
+    return "0x" in text or "\\x" in text or HEX_GATE.search(text) is not None
+
+
+def _encoded_run_too_long(text: str, limit: int, data: bytes | None = None) -> bool:
     covered = 0
-    regexes = [BASE64_RUN]
-    if "0x" in text or "\\x" in text or HEX_GATE.search(text):  # skip the slow \b-anchored pattern when it cannot match
+    data = text.encode("utf-8", "surrogatepass") if data is None else data
+    for run in base64_runs(text, data):
+        if _looks_encoded(run):
+            covered += len(run)
+        if len(run) <= limit:
+            continue
+        # Long runs of plain words or of one repeated character are not encoded data.
+        body = run.replace("\n", "")
+        if len(body) <= limit or not (re.search(r"\d", body) and re.search(r"[A-Z]", body)
+                                      and re.search(r"[a-z]", body)):
+            continue
+        if "\n" in run and max(len(line) for line in run.split("\n")) < 60:
+            continue  # ordinary short lines that happen to be alphanumeric
+        return True
+    regexes = []
+    if hex_may_match(text, data):  # skip the slow \b-anchored pattern when it cannot match
         regexes.append(HEX_RUN)
     if "\\u" in text:
         regexes.append(ESCAPE_RUN)
     for regex in regexes:
         for match in regex.finditer(text):
             run = match.group(0)
-            if regex is not BASE64_RUN or _looks_encoded(run):
-                covered += len(run)
-            if len(run) <= limit:
-                continue
-            if regex is BASE64_RUN:
-                # Long runs of plain words or of one repeated character are not encoded data.
-                body = run.replace("\n", "")
-                if len(body) <= limit or not (re.search(r"\d", body) and re.search(r"[A-Z]", body)
-                                              and re.search(r"[a-z]", body)):
-                    continue
-                if "\n" in run and max(len(line) for line in run.split("\n")) < 60:
-                    continue  # ordinary short lines that happen to be alphanumeric
-            return True
+            covered += len(run)
+            if len(run) > limit:
+                return True
     return covered > len(text) / 2
 
 
@@ -109,15 +162,17 @@ def text_reason(text: str, cfg: CorpusConfig, sentinels: tuple[str, ...] = ()) -
     longest = max((len(line) for line in lines), default=0)
     if longest > cfg.max_line_length or len(text) / max(len(lines), 1) > cfg.max_avg_line_length:
         return "long_lines"
-    if text.isascii():  # bytes.translate deletes the letters in C; str.isalpha per character is ~10x slower
-        alpha = len(text) - len(text.encode("ascii").translate(None, _ASCII_LETTERS))
-    else:
-        alpha = sum(map(str.isalpha, text))
+    # ASCII letters: bytes.translate deletes them in C (str.isalpha per character is ~10x slower); the rare
+    # non-ASCII characters, found by a regex, are asked one by one.
+    data = text.encode("utf-8", "surrogatepass")
+    alpha = len(data) - len(data.translate(None, _ASCII_LETTERS))
+    if not text.isascii():
+        alpha += sum(map(str.isalpha, _NON_ASCII.findall(text)))
     if alpha / len(text) < cfg.min_alpha_fraction:
         return "low_alpha"
     if GENERATED.search("\n".join(lines[: cfg.header_lines])):
         return "auto_generated"
-    if _encoded_run_too_long(text, cfg.max_encoded_blob_chars):
+    if _encoded_run_too_long(text, cfg.max_encoded_blob_chars, data):
         return "encoded_data"
     if len(lines) <= 3 and len(text) > 2000:
         return "minified"

@@ -80,3 +80,41 @@ def test_real_package_sources_are_mostly_kept():
     src = package_source("click")
     reasons = [text_reason(p.read_text(encoding="utf-8"), CFG) for p in sorted(src.glob("*.py"))]
     assert reasons.count(None) >= len(reasons) - 1, reasons
+
+
+def _encoded_samples() -> list[str]:
+    from tests.finetune.corpus.conftest import package_source
+
+    blob = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkwYWJjZGVmZ2hpamtsbW5vcA"
+    pairs = " ".join(a + b for a in "abc" for b in "0123")
+    texts = [p.read_text() for p in sorted(package_source("click").glob("*.py"))]
+    texts += [blob, blob[:63], blob[:64], "é" + blob + "é", "\u00a0".join([pairs] * 3), f"x = '{blob}'\n{blob}=\n",
+              "ü" * 10 + "\n".join([blob] * 3), pairs, pairs.replace(" ", ","), pairs.replace(" ", "\u2028"), "",
+              "x = b'" + "".join(f"\\x{i:02x}" for i in range(20)) + "'", ", ".join(f"0x{i:02X}" for i in range(20)),
+              ",".join(f"0x{i:02x}" for i in range(20)), "\n".join(f"0x{i:02x}" for i in range(20)),
+              ",".join(f"{i:02d}" for i in range(20))]
+    return texts
+
+
+def test_base64_runs_are_the_regex_matches():
+    from finetune.corpus.filters import BASE64_RUN, base64_runs
+
+    for text in _encoded_samples():
+        assert base64_runs(text) == [m.group(0) for m in BASE64_RUN.finditer(text)], text[:40]
+
+
+def test_the_hex_gate_holds_wherever_the_hex_pattern_matches():
+    from finetune.corpus.filters import HEX_RUN, hex_may_match
+
+    samples = _encoded_samples()
+    matching = [t for t in samples if HEX_RUN.search(t)]
+    assert len(matching) >= 3
+    assert all(hex_may_match(t) for t in matching)
+    assert sum(not hex_may_match(t) for t in samples) > 10  # and it spares ordinary code the full pattern
+
+
+def test_letters_beyond_ascii_count_as_letters():
+    greek = "λόγος = 'αβγδεζηθ'\n" * 50  # letters, nearly all non-ASCII
+    circled = "x = '①②③④⑤⑥⑦⑧⑨⑩①②③④⑤⑥⑦⑧'\n" * 50  # not letters
+    assert text_reason(greek, CFG) is None
+    assert text_reason(circled, CFG) == "low_alpha"
