@@ -136,3 +136,44 @@ def test_the_distinct_character_bound_never_spares_a_high_entropy_string():
         # at the edge: 2**limit distinct characters, each once, is exactly the limit for Hex (8 characters)
         assert _may_exceed_entropy("0123456789abcdef"[:8], 3.0)
     assert spared > 1000  # the bound does spare work
+
+
+def _real_texts() -> list[str]:
+    from tests.finetune.corpus.conftest import package_source
+
+    texts = [p.read_text() for p in sorted(package_source("httpx").rglob("*.py"))]
+    texts.append("é = 'ÅÄÖ'\nKEY = 'Zq8mX2vLr9TbY4nW6pKc1sHd7jFg3aQe'  # ünïcode\nH = \"9f8e7d6c5b4a39281706\"\n"
+                 "t = 'abc' 'Zq8mX2vLr9TbY4nW6pKc1sHd7jFg3aQe' \"x'\"\nlast = 'Zq8mX2vLr9TbY4nW6pKc1sHd7jFg3aQeE'")
+    return texts
+
+
+def test_high_entropy_plugins_see_the_same_strings_on_the_candidate_lines():
+    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+
+    from finetune.corpus.secrets import _detectors, _lines_with_quoted_runs, _may_exceed_entropy
+
+    def findings(plugin, text):
+        return sorted(v for v in plugin.analyze_string(text) if _may_exceed_entropy(v, plugin.entropy_limit)
+                      and plugin.calculate_shannon_entropy(v) > plugin.entropy_limit)
+
+    plugins = [p for p in _detectors() if isinstance(p, HighEntropyStringsPlugin)]
+    found = 0
+    for text in _real_texts():
+        data = text.encode("utf-8")
+        for plugin in plugins:
+            shortest = int(2 ** plugin.entropy_limit * (1 - 1e-9)) + 1
+            lines = _lines_with_quoted_runs(data, plugin.charset, shortest)
+            assert findings(plugin, lines) == findings(plugin, text)
+            assert len(lines) < len(text) or not text
+            found += len(findings(plugin, text))
+    assert found >= 4
+
+
+def test_the_lower_case_denylist_agrees_with_detect_secrets():
+    from finetune.corpus.secrets import _denylist, _has_denylisted_word, _keyword_lines
+
+    lines = [line for text in _real_texts() for line in _keyword_lines(text).split("\n")]
+    lines += ["PASSWORD = 'x'", "db_Pass", "Contraseña: 1", "CONTRASEÑA", "ſecret = 'abc'", "api-key", "ApiKey"]
+    assert len(lines) > 100
+    for line in lines:
+        assert _has_denylisted_word(line, line.lower()) == bool(_denylist().search(line)), line
