@@ -258,6 +258,15 @@ def near_duplicate_groups(items: Sequence[DedupInput], threshold: float) -> dict
     return {k: find(k) for k in parent}
 
 
+def reduce(items: Sequence[DedupInput], near_dup_threshold: float, split_threshold: float
+           ) -> tuple[list[int], dict[int, int], Counter]:
+    """The whole reduce step: (kept keys, near-duplicate groups of the kept files, counts)."""
+    counts: Counter = Counter()
+    kept = set(dedup(items, near_dup_threshold, counts))
+    groups = near_duplicate_groups([it for it in items if it.key in kept], split_threshold)
+    return sorted(kept), groups, counts
+
+
 def jaccard(a: str, b: str, shingle_size: int = 5) -> float:
     """Exact Jaccard similarity of two texts' shingle sets (for tests and audits)."""
     sa, sb = set(shingle_hashes(a, shingle_size).tolist()), set(shingle_hashes(b, shingle_size).tolist())

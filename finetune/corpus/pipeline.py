@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -84,6 +83,62 @@ class _Workers:
         self.map, self.install = map_, install
 
 
+def _reducer_main(conn, thresholds: tuple[float, float], num_perm: int) -> None:
+    dedup.warm(thresholds, num_perm)
+    try:
+        items = conn.recv()
+    except EOFError:  # the build ended before its reduce step
+        return
+    try:
+        result: Any = dedup.reduce(items, *thresholds)
+    except Exception as exc:  # noqa: BLE001 - sent back and raised in the build
+        result = exc
+    conn.send(result)
+
+
+class _Reducer:
+    """`dedup.reduce` in a process forked when a build starts. Only the reduce step needs datasketch, whose
+    import pulls in scipy (~0.6 CPU s); with its LSH parameters (found by numerical integration) it runs here
+    while the build loads the tokenizer on the other core, which would idle, and not on the workers' cores."""
+
+    def __init__(self, ctx: Any, cfg: CorpusConfig) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_reducer_main, name="inhouse-dedup", daemon=True,
+                                args=(child, (cfg.near_dup_threshold, cfg.split_threshold), cfg.num_perm))
+        self.proc.start()
+        child.close()
+
+    def __call__(self, items: list[dedup.DedupInput]) -> tuple[list[int], dict[int, int], Counter]:
+        try:
+            self.conn.send(items)
+            result = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise CorpusError(f"the dedup process stopped (exit code {self.proc.exitcode}) before it answered") from exc
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join()
+
+
+@contextmanager
+def _reducer(workers: int, cfg: CorpusConfig) -> Iterator[Callable[[list[dedup.DedupInput]], tuple]]:
+    """The reduce step: in its own process when the build has several workers, else in this one."""
+    if workers <= 1:
+        yield lambda items: dedup.reduce(items, cfg.near_dup_threshold, cfg.split_threshold)
+        return
+    reducer = _Reducer(multiprocessing.get_context("fork"), cfg)
+    try:
+        yield reducer
+    finally:
+        reducer.close()
+
+
 @contextmanager
 def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
@@ -96,12 +151,6 @@ def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(workers)
     pool = ctx.Pool(workers, initializer=worker.init, initargs=(state, barrier))
-    # Only this process needs datasketch (its MinHashLSH, after the prepare pass); its import pulls in scipy,
-    # ~0.6 CPU s, and its LSH parameters are found by numerical integration, so both run in a thread while the
-    # workers prepare files, after the fork, not before it.
-    cfg = state.cfg
-    threading.Thread(target=dedup.warm, args=((cfg.near_dup_threshold, cfg.split_threshold), cfg.num_perm),
-                     name="warm-dedup", daemon=True).start()
 
     def install(new: worker.WorkerState) -> None:
         # One call a worker: each waits at the barrier until every worker holds one, so none takes two.
@@ -167,14 +216,20 @@ def _stage_of(count_key: str) -> str:
 def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Build the dataset at `out` (written to a temporary sibling, renamed at the end); returns the manifest."""
-    from core.cli import run_metadata
-
     out = Path(out)
     repos = check_repos(list(repos))
     if out.exists() and not overwrite:
         raise CorpusError(f"output {str(out)!r} already exists (use --overwrite to replace it)")
-    tokenizer_file, fmt_name, tokenizer_label = resolve_tokenizer(cfg)
     workers = cfg.workers or os.cpu_count() or 1
+    with _reducer(workers, cfg) as reduce:
+        return _build(repos, out, cfg, overwrite, progress, workers, reduce)
+
+
+def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool, progress: bool, workers: int,
+           reduce: Callable[[list[dedup.DedupInput]], tuple[list[int], dict[int, int], Counter]]) -> dict[str, Any]:
+    from core.cli import run_metadata
+
+    tokenizer_file, fmt_name, tokenizer_label = resolve_tokenizer(cfg)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one tokenizer thread a worker: the pool is the parallelism
     counts: dict[str, Counter] = defaultdict(Counter)
     started = time.perf_counter()
@@ -228,10 +283,10 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
             # 4b. dedup (exact, then MinHash LSH)
             locations = {p.key: p.location for p in prepared if not p.reason}
             items = [dedup.DedupInput(p.key, p.exact, p.sig, p.key in forced) for p in prepared if not p.reason]
-            kept = set(dedup.dedup(items, cfg.near_dup_threshold, counts["dedup"]))
-            kept_items = [it for it in items if it.key in kept]
+            kept_keys, groups, dedup_counts = reduce(items)
+            kept = set(kept_keys)
+            counts["dedup"].update(dedup_counts)
             # 5. split by near-duplicate groups
-            groups = dedup.near_duplicate_groups(kept_items, cfg.split_threshold)
             names = {k: f"{by_key[k].repo}/{by_key[k].path}" for k in kept}
             splits = split.assign_splits(names, groups, forced & kept, cfg.eval_fraction, cfg.dev_fraction,
                                          cfg.seed, counts["split"], eval_since=bool(cfg.eval_since))

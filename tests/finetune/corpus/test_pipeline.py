@@ -213,3 +213,21 @@ def test_exact_budgets_hold_in_the_target_tokenizer(tmp_path, corpus_cfg, tiny_t
     content = {r["path"]: r["content"] for r in rows(tmp_path / "ds", "files")}
     cut = [n(r["prefix"]) for r in fim if content[r["path"]].find(r["prefix"] + r["middle"]) > 0]
     assert cut and sum(cut) / len(cut) > 90 * 0.6
+
+
+def test_a_dead_dedup_process_is_a_clear_error_and_leaves_nothing(tmp_path, tqdm_repo, corpus_cfg, monkeypatch):
+    from finetune.corpus import dedup
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(dedup, "reduce", lambda *a: os._exit(3))  # the forked reducer inherits it
+    with pytest.raises(CorpusError, match=r"dedup process stopped \(exit code 3\)"):
+        build(from_paths([tqdm_repo]), out, corpus_cfg(workers=2), progress=False)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+    def broken(*a):
+        raise ValueError("bad signature")
+
+    monkeypatch.setattr(dedup, "reduce", broken)
+    with pytest.raises(ValueError, match="bad signature"):  # an error in the reducer is raised here
+        build(from_paths([tqdm_repo]), out, corpus_cfg(workers=2), progress=False)
+    assert not out.exists() and not list(tmp_path.iterdir())
