@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from finetune.corpus.texthash import TextArrays
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -33,16 +35,6 @@ def code_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def token_hash(token: str) -> int:
-    """The 64-bit hash `token_hashes` gives a token: its code points as a polynomial in `_BASE`."""
-    value = 0
-    for ch in token:
-        value = (value * int(_BASE) + ord(ch)) & 0xFFFFFFFFFFFFFFFF
-    return value
-
-
-_BASE = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
-_BASE_INV = np.uint64(pow(int(_BASE), -1, 1 << 64))
 _WORD, _SPACE = np.uint8(1), np.uint8(2)
 
 
@@ -57,22 +49,11 @@ def _classes() -> np.ndarray:
     return word.astype(np.uint8) | (space.astype(np.uint8) << np.uint8(1))
 
 
-@functools.cache
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_BASE**i` and `_BASE_INV**i` modulo 2**64 for i < n (n a power of two, so few sizes are cached)."""
-    with np.errstate(over="ignore"):
-        up, down = np.full(n, _BASE, dtype=np.uint64), np.full(n, _BASE_INV, dtype=np.uint64)
-        up[0] = down[0] = 1
-        return np.cumprod(up), np.cumprod(down)
-
-
-def token_hashes(text: str) -> np.ndarray:
-    """`[token_hash(t) for t in code_tokens(text)]` in numpy: no Python string or loop per token.
-
-    The token boundaries come from a class per character; a token's polynomial hash is a difference of prefix
-    sums, `sum(c[j] * B**(e-1-j))` over its characters = `(G[e] - G[s]) * B**(e-1)` with `G[i]` the sum of
-    `c[j] * B**-j` for j < i, all modulo 2**64 (unsigned overflow wraps; B is odd, so B**-1 exists)."""
-    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+def token_hashes(text: str, arrays: TextArrays | None = None) -> np.ndarray:
+    """`[substring_hash(t) for t in code_tokens(text)]` in numpy: token boundaries from a class per
+    character, hashes from prefix sums (`texthash`). `arrays` is `TextArrays.of(text)` when the caller has it."""
+    arrays = TextArrays.of(text) if arrays is None else arrays
+    cp = arrays.cp
     n = len(cp)
     if not n:
         return np.zeros(0, dtype=np.uint64)
@@ -87,16 +68,12 @@ def token_hashes(text: str) -> np.ndarray:
     before_word[:-1] = word[1:]
     starts = np.flatnonzero(other | (word & ~after_word))
     ends = np.flatnonzero(other | (word & ~before_word)) + 1
-    up, down = _powers(1 << n.bit_length())
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum(cp * down[:n], out=prefix[1:])
-        return (prefix[ends] - prefix[starts]) * up[ends - 1]
+    return arrays.hashes(starts, ends)
 
 
-def shingle_hashes(text: str, size: int = 5) -> np.ndarray:
+def shingle_hashes(text: str, size: int = 5, arrays: TextArrays | None = None) -> np.ndarray:
     """Distinct 32-bit hashes of the `size`-grams of code tokens (vectorised: no Python loop per shingle)."""
-    h = token_hashes(text)
+    h = token_hashes(text, arrays)
     if not len(h):
         return np.zeros(0, dtype=np.uint32)
     k = min(size, len(h))
@@ -167,9 +144,9 @@ def minhash_values(hashes: np.ndarray, num_perm: int = 128) -> np.ndarray:
     return out
 
 
-def signature(text: str, num_perm: int = 128, shingle_size: int = 5) -> bytes:
+def signature(text: str, num_perm: int = 128, shingle_size: int = 5, arrays: TextArrays | None = None) -> bytes:
     """The MinHash signature of a file as bytes (small, picklable, what workers send back)."""
-    return minhash_values(shingle_hashes(text, shingle_size), num_perm).tobytes()
+    return minhash_values(shingle_hashes(text, shingle_size, arrays), num_perm).tobytes()
 
 
 def from_signature(sig: bytes):

@@ -16,10 +16,15 @@ and texts with a character whose Unicode class this Python's regex does not shar
 
 from __future__ import annotations
 
+import functools
 import re
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import accumulate
+from itertools import accumulate, repeat
+
+import numpy as np
+
+from finetune.corpus.texthash import TextArrays
 
 # A cut snaps to a line boundary within this many characters (render.SNAP_CHARS).
 SNAP_CHARS = 400
@@ -55,6 +60,57 @@ def _word_regex() -> re.Pattern[str]:
 
 _WIDE = re.compile("[\U00010000-\U0010ffff]")  # characters beyond the Basic Multilingual Plane
 _NON_ASCII = re.compile("[^\x00-\x7f]")
+_OTHER, _LETTER, _NUMBER, _SPACE = 0, 1, 2, 3
+_QUOTE, _BLANK = 0x27, 0x20
+
+
+@functools.cache
+def _split_classes() -> np.ndarray:
+    """The class of every code point of the Basic Multilingual Plane in `_word_regex`: letter, number,
+    whitespace (`_WS`) or other (uint8)."""
+    chars = [chr(cp) for cp in range(0x10000)]
+    letter = np.fromiter(map(str.isalpha, chars), dtype=bool, count=len(chars))
+    number = np.fromiter(map(str.isnumeric, chars), dtype=bool, count=len(chars)) & ~letter
+    space = np.zeros(len(chars), dtype=bool)
+    space[[m.start() for m in re.finditer(f"[{_WS}]", "".join(chars))]] = True
+    out = np.full(len(chars), _OTHER, dtype=np.uint8)
+    out[letter], out[number], out[space] = _LETTER, _NUMBER, _SPACE
+    return out
+
+
+def word_starts(text: str, cp: np.ndarray) -> np.ndarray:
+    """Where each word of `_word_regex`'s split of `text` starts, then `len(text)` (int64), from the code
+    points `cp`, without the regex (tested equal on real files and on random strings of every class):
+
+    - a word is a run of one class: letters, numbers, whitespace or other characters;
+    - a whitespace run followed by a non-space character gives up its last character, which starts a word
+      (`\\s+(?!\\S)`), and when that is a blank it joins the word after it (` ?\\p{L}+` and the like);
+    - a quote that starts a word and is followed by s, t, m, d, re, ve or ll is a word of its own with them
+      (`'s|'t|...`, tried first): "'sa" is "'s" and "a". A quote after an other character is inside that
+      run, and after a joining blank it is the run " '...", so neither starts a contraction.
+    """
+    n = len(cp)
+    if not n:
+        return np.zeros(1, dtype=np.int64)
+    cls = _split_classes()[np.minimum(cp, 0xFFFF)]
+    for i in np.flatnonzero(cp > 0xFFFF):  # no whitespace beyond the table; letters and numbers one by one
+        c = chr(cp[i])
+        cls[i] = _LETTER if c.isalpha() else _NUMBER if c.isnumeric() else _OTHER
+    start = np.empty(n + 1, dtype=bool)
+    start[0] = start[n] = True
+    np.not_equal(cls[1:], cls[:-1], out=start[1:n])
+    space = cls == _SPACE
+    after_space = np.flatnonzero(space[:-1] & ~space[1:]) + 1  # the first non-space after a whitespace run
+    start[after_space - 1] = True
+    start[after_space[cp[after_space - 1] == _BLANK]] = False
+    for p in np.flatnonzero((cp == _QUOTE) & start[:n]).tolist():
+        follow = text[p + 1:p + 3]
+        k = 2 if follow[:1] in ("s", "t", "m", "d") and follow else 3 if follow in ("re", "ve", "ll") else 0
+        if k:
+            start[p + 1] = False
+            start[p + k] = True
+    return np.flatnonzero(start)
+
 
 
 class _WordCache(dict):
@@ -106,6 +162,7 @@ class WordCounter:
         chars = _byte_chars()
         self.byte_table = "".join(chars[b] for b in range(256))  # str.translate indexes it by byte value
         self.cache = _WordCache(self._encode_word)
+        self.by_hash: dict[int, int] = {}  # texthash of a word -> its token count
         self.good_chars: set[str] = set()
         self.bad_chars: set[str] = set()
         self.added = tuple(t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content)
@@ -160,12 +217,25 @@ class WordCounter:
         # The BPE model alone: ~2x faster a word than a batch through the tokenizer.
         return len(self.tokenizer.model.tokenize(self.byte_level(word)))
 
-    def counts(self, words: list[str]) -> list[int]:
-        """Token count of each word (each encoded by the BPE model once per process)."""
-        return list(map(self.cache.__getitem__, words))
-
     def word_count(self, w: str) -> int:
         return self.cache[w]
+
+    def cumulative(self, text: str, arrays: TextArrays, starts: np.ndarray) -> np.ndarray:
+        """Cumulative token counts of the words of `text` that start at `starts` (uint32, from 0).
+
+        Words are told apart by their 64-bit `texthash` (each distinct one looked up once per file, a new one
+        counted by the BPE model once per process): two different words would have to share a hash for a
+        count to be wrong, about one chance in 10**7 over a million distinct words."""
+        hashes = arrays.hashes(starts[:-1], starts[1:])
+        distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        counts = np.fromiter(map(self.by_hash.get, distinct.tolist(), repeat(-1)), dtype=np.int64,
+                             count=len(distinct))
+        for j in np.flatnonzero(counts < 0).tolist():
+            i = int(first[j])
+            counts[j] = self.by_hash[int(distinct[j])] = self.cache[text[starts[i]:starts[i + 1]]]
+        cum = np.zeros(len(hashes) + 1, dtype=np.int64)
+        np.cumsum(counts[inverse], out=cum[1:])
+        return cum.astype(np.uint32)
 
 
 class WordIndex:
@@ -179,16 +249,14 @@ class WordIndex:
         self.chars_per_token = 0.95 * len(text) / max(cum[-1], 1)
 
     @classmethod
-    def build(cls, counter: WordCounter, text: str) -> WordIndex:
+    def build(cls, counter: WordCounter, text: str, arrays: TextArrays | None = None) -> WordIndex:
+        """The index of `text`; `arrays` is `TextArrays.of(text)` when the caller has it."""
         if counter.usable(text):
-            scan = counter.scan_text(text)
-            words = counter.word.findall(scan)
-            bounds = array("I", [0])
-            bounds.extend(accumulate(map(len, words)))
-            if scan is not text:
-                words = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-            cum = array("I", [0])
-            cum.extend(accumulate(counter.counts(words)))
+            arrays = TextArrays.of(text) if arrays is None else arrays
+            starts = word_starts(text, arrays.cp)
+            bounds, cum = array("I"), array("I")
+            bounds.frombytes(starts.astype(np.uint32).tobytes())
+            cum.frombytes(counter.cumulative(text, arrays, starts).tobytes())
             return cls(counter, text, bounds, cum, True)
         offsets = counter.tokenizer.encode(text, add_special_tokens=False).offsets if text else []
         bounds = array("I", sorted({0, len(text), *(s for s, _ in offsets)}))

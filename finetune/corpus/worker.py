@@ -16,6 +16,7 @@ from core import fim, languages
 from finetune.corpus import dedup, filters, render, secrets, spans, spool
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
+from finetune.corpus.texthash import TextArrays
 from finetune.corpus.tokencount import WordCounter, WordIndex
 
 
@@ -118,12 +119,15 @@ def prepare(job: FileJob) -> Prepared:
         return Prepared(job.key, reason, len(data))
     found: Counter = Counter()
     clean = secrets.redact(text, job.path, found)
+    # Code points and hash prefix sums once, for both the word index and the dedup signature.
+    arrays = TextArrays.of(clean)
     # Each file is split into words once, here: its examples and every row showing it as context reuse it.
-    index = WordIndex.build(_COUNTER, clean) if cfg.token_budgets == "exact" and _COUNTER is not None else None
+    index = (WordIndex.build(_COUNTER, clean, arrays) if cfg.token_budgets == "exact" and _COUNTER is not None
+             else None)
     assert _WRITER is not None
     location = _WRITER.write(clean, index)
     return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
-                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size), dict(found), location)
+                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size, arrays), dict(found), location)
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,27 @@ def test_other_tokenizer_shapes_fall_back_to_the_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     assert not is_byte_level_bpe(tok)
     assert not WordCounter(tok).usable("x = 1\n")
+
+
+def test_word_starts_are_the_regex_split():
+    import random
+    from itertools import accumulate
+
+    from finetune.corpus.texthash import TextArrays
+    from finetune.corpus.tokencount import WordCounter, _word_regex, word_starts
+    from tests.finetune.corpus.conftest import package_source
+
+    regex = _word_regex()
+
+    def reference(text: str) -> list[int]:
+        return [0, *accumulate(map(len, regex.findall(WordCounter.scan_text(text))))]
+
+    texts = [p.read_text() for p in sorted(package_source("click").rglob("*.py"))]
+    rng = random.Random(0)
+    # every class and every branch: letters (ASCII, accented, beyond the plane), numbers (digits, superscripts,
+    # beyond the plane), quotes before contraction letters, blanks, other whitespace (in and out of `_WS`)
+    alphabet = ["a", "Z", "é", "\U0001d49c", "1", "²", "\U0001d7d8", "'", "s", "t", "r", "e", "v", "l", "m", "d",
+                " ", " ", "\n", "\t", "\u00a0", "\u3000", "\x1c", "!", ".", "_", "\U0001f600", "\ud800"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    for text in texts:
+        assert word_starts(text, TextArrays.of(text).cp).tolist() == reference(text), repr(text[:60])
