@@ -122,6 +122,7 @@ def stage_costs(repo: Path, cfg, out: Path) -> tuple[float, dict[str, float]]:
     ]:
         timed(owner, name, label)
     timed(tokencount.WordIndex, "build", "token budgets: word index", classmethod_=True)
+    dedup.warm((cfg.near_dup_threshold, cfg.split_threshold), cfg.num_perm)  # imports, like the tokenizer's
     try:
         start = time.process_time()
         pipeline.build(from_paths([repo]), out, cfg, overwrite=True, progress=False)

@@ -194,8 +194,9 @@ class WordCounter:
         return _WIDE.sub(lambda m: _stand_in(m.group()), text)
 
     def usable(self, text: str) -> bool:
-        """Whether `text` can be counted word by word (else the tokenizer counts it)."""
-        if not self.fast or (self.added_regex is not None and self.added_regex.search(text)):
+        """Whether `text` can be counted word by word (else the tokenizer counts it). Added tokens do not
+        prevent it: a piece holding one is counted by the tokenizer (`WordIndex.count`)."""
+        if not self.fast:
             return False
         if text.isascii():
             return True
@@ -208,6 +209,11 @@ class WordCounter:
                 self.bad_chars.add(c)
                 return False
         return True
+
+    def holds_added(self, text: str, a: int = 0, b: int | None = None) -> bool:
+        """Whether `text[a:b]` spells one of the tokenizer's added tokens (which it splits out first)."""
+        return self.added_regex is not None and self.added_regex.search(text, a, len(text) if b is None else b) \
+            is not None
 
     def byte_level(self, word: str) -> str:
         """The word as byte-level BPE spells it: its UTF-8 bytes, each as its printable stand-in."""
@@ -241,10 +247,16 @@ class WordCounter:
 class WordIndex:
     """A file's words (or, in "encode" mode, its tokens) and cumulative token counts: exact piece counts and
     token-budgeted cuts (`count`, `tail_start`, `head_end`) for its examples and for rows showing it as context.
+
+    A file that spells one of the tokenizer's added tokens (`holds_added`; a model's special tokens written in
+    code or docs) keeps words mode: only a piece holding one is encoded, since the tokenizer splits those out
+    before the word split, and a piece without one splits exactly as the words around it say.
     """
 
-    def __init__(self, counter: WordCounter, text: str, bounds, cum, words_mode: bool) -> None:
+    def __init__(self, counter: WordCounter, text: str, bounds, cum, words_mode: bool,
+                 holds_added: bool = False) -> None:
         self.counter, self.text, self.bounds, self.cum, self.words_mode = counter, text, bounds, cum, words_mode
+        self.holds_added = holds_added
         self._scan: str | None = None
         self.chars_per_token = 0.95 * len(text) / max(cum[-1], 1)
 
@@ -257,14 +269,14 @@ class WordIndex:
             bounds, cum = array("I"), array("I")
             bounds.frombytes(starts.astype(np.uint32).tobytes())
             cum.frombytes(counter.cumulative(text, arrays, starts).tobytes())
-            return cls(counter, text, bounds, cum, True)
+            return cls(counter, text, bounds, cum, True, counter.holds_added(text))
         offsets = counter.tokenizer.encode(text, add_special_tokens=False).offsets if text else []
         bounds = array("I", sorted({0, len(text), *(s for s, _ in offsets)}))
         return cls(counter, text, bounds, array("I", range(len(bounds))), False)
 
     def to_bytes(self) -> bytes:
-        return (array("I", [len(self.bounds), int(self.words_mode)]).tobytes() + self.bounds.tobytes()
-                + self.cum.tobytes())
+        mode = int(self.words_mode) | int(self.holds_added) << 1
+        return array("I", [len(self.bounds), mode]).tobytes() + self.bounds.tobytes() + self.cum.tobytes()
 
     @classmethod
     def from_bytes(cls, counter: WordCounter, text: str, data: bytes) -> WordIndex:
@@ -274,14 +286,14 @@ class WordIndex:
         bounds, cum = array("I"), array("I")
         bounds.frombytes(data[8:8 + 4 * n])
         cum.frombytes(data[8 + 4 * n:8 + 8 * n])
-        return cls(counter, text, bounds, cum, bool(mode))
+        return cls(counter, text, bounds, cum, bool(mode & 1), bool(mode & 2))
 
     # -- counting --------------------------------------------------------------------------------------------
     def count(self, a: int, b: int) -> int:
         """Exactly how many tokens `text[a:b]` encodes to."""
         if b <= a:
             return 0
-        if not self.words_mode:
+        if not self.words_mode or (self.holds_added and self.counter.holds_added(self.text, a, b)):
             return self.counter.encode_count(self.text[a:b])
         text, bounds, counter, word = self.text, self.bounds, self.counter, self.counter.word
         if self._scan is None:

@@ -73,12 +73,19 @@ def test_added_tokens_in_the_text_are_counted_by_the_tokenizer(tiny_tokenizer):
     special = next(t.content for t in tiny_tokenizer.get_added_tokens_decoder().values())
     text = f"def f():\n    return '{special}'  # the special token, spelled in code\n" * 30
     index = WordIndex.build(counter, text)
-    assert not index.words_mode  # the tokenizer splits added tokens out first: words do not add up
+    assert index.words_mode and index.holds_added  # pieces holding the token are encoded, the others counted
     n = lambda s: len(tiny_tokenizer.encode(s, add_special_tokens=False).ids)  # noqa: E731
-    for a, b in ((0, len(text)), (5, 300), (17, 18), (100, 1000)):
-        assert index.count(a, b) == n(text[a:b])
+    at = text.index(special)
+    pieces = [(0, len(text)), (5, 300), (17, 18), (100, 1000), (0, at), (at, at + len(special)), (0, at + 3),
+              (at + 2, at + 40), (at - 7, at + len(special) + 2), (at + len(special), 500)]
+    for a, b in pieces:
+        assert index.count(a, b) == n(text[a:b]), (a, b)
+    again = WordIndex.from_bytes(counter, text, index.to_bytes())
+    assert again.holds_added and [again.count(a, b) for a, b in pieces] == [n(text[a:b]) for a, b in pieces]
     start = index.tail_start(900, 40)
     assert 20 <= n(text[start:900]) <= 40  # within the budget, and most of it used
+    for cursor in range(0, len(text), 97):  # budgeted cuts stay within the budget around the token too
+        assert n(text[index.tail_start(cursor, 12):cursor]) <= 12 and n(text[cursor:index.head_end(cursor, 12)]) <= 12
 
 
 def test_other_tokenizer_shapes_fall_back_to_the_tokenizer():
