@@ -232,8 +232,32 @@ _GATE_LITERALS = frozenset({g for _, gates, _, _, _ in _COMPILED_RULES for g in 
                            | {g for gates in _PLUGIN_GATES.values() for g in gates})
 
 
-def _present(text: str, literals=_GATE_LITERALS) -> frozenset[str]:
-    return frozenset(lit for lit in literals if lit in text)
+def _literal_groups(literals: frozenset[str]) -> tuple[tuple[re.Pattern[str] | None, tuple[str, ...]], ...]:
+    """The literals grouped by their first character when it is upper case (rare in code) or else by their
+    first two, each group of several with one regex of them all: a search for a group's shared start finds
+    no hit in most files, which answers for the whole group at the cost of one `in`."""
+    groups: dict[str, list[str]] = {}
+    for lit in sorted(literals):
+        groups.setdefault(lit[0] if lit[0].isupper() else lit[:2], []).append(lit)
+    return tuple((re.compile("|".join(map(re.escape, lits))) if len(lits) > 1 else None, tuple(lits))
+                 for lits in groups.values())
+
+
+_GATE_GROUPS = _literal_groups(_GATE_LITERALS)
+
+
+def _present(text: str, literals: frozenset[str] | None = None) -> frozenset[str]:
+    """The gate literals (or those of `literals`) that occur in `text`."""
+    if literals is not None:
+        return frozenset(lit for lit in literals if lit in text)
+    found: list[str] = []
+    for regex, lits in _GATE_GROUPS:
+        if regex is None:
+            if lits[0] in text:
+                found.append(lits[0])
+        elif regex.search(text):
+            found.extend(lit for lit in lits if lit in text)
+    return frozenset(found)
 
 
 def _plugin_findings(text: str, filename: str, keyword_lines: str,

@@ -177,3 +177,11 @@ def test_the_lower_case_denylist_agrees_with_detect_secrets():
     assert len(lines) > 100
     for line in lines:
         assert _has_denylisted_word(line, line.lower()) == bool(_denylist().search(line)), line
+
+
+def test_grouped_gate_literals_find_exactly_the_literals_present():
+    from finetune.corpus.secrets import _GATE_LITERALS, _present
+
+    texts = _real_texts() + [" ".join(sorted(_GATE_LITERALS)), "ACCA", "xAKIASIA", "glpat-x gldt-", "AC", "Aws"]
+    for text in texts:
+        assert _present(text) == frozenset(lit for lit in _GATE_LITERALS if lit in text)
