@@ -3,7 +3,8 @@ render -> write_shards, each stage counted in manifest.json. Called by `inhouse 
 
 Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`); dedup and split
 are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
-texts wait in a spool directory on disk between the two parallel passes.
+texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
+runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class _Reducer:
             self.conn.send(items)
             result = self.conn.recv()
         except (EOFError, OSError) as exc:
+            self.proc.join(timeout=5)  # reaped, so that its exit code is known
             raise CorpusError(f"the dedup process stopped (exit code {self.proc.exitcode}) before it answered") from exc
         if isinstance(result, BaseException):
             raise result
