@@ -2,16 +2,18 @@
 
 A byte-level BPE tokenizer (GPT-2 family: SmolLM2, StarCoder, the test tokenizer) splits text into words with
 one fixed regex and encodes every word on its own, so a text's token count is the sum of its words' counts.
-`WordIndex` splits a file once (word boundaries, cumulative token counts); a piece `text[a:b]` is counted
-exactly by splitting again only its two ends, where a cut can change how the nearby words fall: the regex
-looks at most one character past a word, so every word of the file that ends two characters before `b` is a
-word of the piece too, and from the first word boundary the piece shares with the file, the words agree.
+`WordIndex` splits a file once (`word_starts`: the regex's split, computed in numpy; cumulative token counts,
+`WordCounter.cumulative`); a piece `text[a:b]` is counted exactly by splitting again only its two ends, where
+a cut can change how the nearby words fall: the regex looks at most one character past a word, so every word
+of the file that ends two characters before `b` is a word of the piece too, and from the first word boundary
+the piece shares with the file, the words agree.
 Words are encoded once per process (`WordCounter` caches them).
 
 Anything else is counted by the tokenizer itself, still exactly (`WordIndex` in "encode" mode): tokenizers
-of another shape (a normalizer, another pre-tokenizer), texts that hold one of the tokenizer's added tokens,
-and texts with a character whose Unicode class this Python's regex does not share with the tokenizer's
-(checked per character against the tokenizer's own pre-tokenizer, once per process).
+of another shape (a normalizer, another pre-tokenizer) and texts with a character whose Unicode class this
+Python's regex does not share with the tokenizer's (checked per character against the tokenizer's own
+pre-tokenizer, once per process); and, in a file that spells one of the tokenizer's added tokens, the pieces
+that hold one.
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ def word_starts(text: str, cp: np.ndarray) -> np.ndarray:
             start[p + 1] = False
             start[p + k] = True
     return np.flatnonzero(start)
-
 
 
 class _WordCache(dict):
