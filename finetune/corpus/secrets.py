@@ -60,6 +60,7 @@ _COMPILED_RULES = tuple((name, tuple(g for g in gates if not g.startswith("~")),
                         for name, gates, p, ph in _TOKEN_RULES)
 # Words near which a secret is assigned; lines holding none of them skip the keyword-style detectors.
 _KEYWORD_GATE = re.compile(r"key|pwd|pass|token|secret|auth|cred|cloudant|softlayer|api|contrase")
+_KEYWORD_GATE_ANY_CASE = re.compile(_KEYWORD_GATE.pattern, re.IGNORECASE)
 # A variable, key or flag assigned a quoted literal; `_SECRET_NAME` then decides from the name alone. The
 # lookbehind anchors the match at the start of a name, so each name is tried once (no quadratic backtracking).
 _ASSIGNMENT = re.compile(
@@ -177,13 +178,16 @@ def _placeholder_for(secret_type: str, line: str) -> str:
 def _keyword_lines(text: str) -> str:
     """The lines of `text` that mention a secret-ish word, joined by newlines (often a tiny part of a file)."""
     low = text.lower()
+    # The positions found are the text's only while lowering keeps every character one character long ("İ"
+    # lowers to two): otherwise the search itself folds case, on the text.
+    haystack, gate = (low, _KEYWORD_GATE) if len(low) == len(text) else (text, _KEYWORD_GATE_ANY_CASE)
     spans: list[tuple[int, int]] = []
-    for match in _KEYWORD_GATE.finditer(low):
+    for match in gate.finditer(haystack):
         if spans and match.start() < spans[-1][1]:
             continue
-        start = low.rfind("\n", 0, match.start()) + 1
-        end = low.find("\n", match.end())
-        spans.append((start, len(low) if end == -1 else end))
+        start = haystack.rfind("\n", 0, match.start()) + 1
+        end = haystack.find("\n", match.end())
+        spans.append((start, len(haystack) if end == -1 else end))
     return "\n".join(text[a:b] for a, b in spans)
 
 

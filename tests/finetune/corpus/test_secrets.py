@@ -185,3 +185,11 @@ def test_grouped_gate_literals_find_exactly_the_literals_present():
     texts = _real_texts() + [" ".join(sorted(_GATE_LITERALS)), "ACCA", "xAKIASIA", "glpat-x gldt-", "AC", "Aws"]
     for text in texts:
         assert _present(text) == frozenset(lit for lit in _GATE_LITERALS if lit in text)
+
+
+def test_a_character_that_lowers_to_two_does_not_shift_the_keyword_lines():
+    from finetune.corpus.secrets import _keyword_lines
+
+    text = 'İİİİ = 1\nconfig = dict(password="Zk8q2LmX9vRt")\ndb_password = "Zk8q2LmX9vRt"\n'
+    assert _keyword_lines(text) == 'config = dict(password="Zk8q2LmX9vRt")\ndb_password = "Zk8q2LmX9vRt"'
+    assert "Zk8q2LmX9vRt" not in redact(text, "a.py")
