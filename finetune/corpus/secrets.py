@@ -224,11 +224,17 @@ _PLUGIN_REGEX_GATES: dict[str, re.Pattern[str]] = {
 }
 
 
+def _fewest_distinct(limit: float) -> int:
+    """The fewest distinct characters a string needs for a Shannon entropy above `limit` bits per character:
+    a string of k distinct characters has at most log2(k) (kept one short of the bound where it is exact, so
+    that a sum rounding over the limit still counts). A high-entropy plugin sums its entropy with a `str.count`
+    per character of its charset; a `set` of the string, or its length, spares that for most strings."""
+    return int(2 ** limit * (1 - 1e-9)) + 1
+
+
 def _may_exceed_entropy(value: str, limit: float) -> bool:
-    """False when `value` cannot have a Shannon entropy above `limit` bits per character: a string of k
-    distinct characters has at most log2(k). A high-entropy plugin sums its entropy with a `str.count` per
-    character of its charset; one `set` spares that for most quoted strings of ordinary code."""
-    return len(set(value)) > 2 ** limit * (1 - 1e-9)
+    """False when `value` cannot have a Shannon entropy above `limit` (`_fewest_distinct`)."""
+    return len(set(value)) >= _fewest_distinct(limit)
 
 
 # Every literal a gate above looks for, so that each is searched for once per file (`_present`).
@@ -297,7 +303,7 @@ def _plugin_findings(text: str, filename: str, keyword_lines: str,
         elif isinstance(plugin, HighEntropyStringsPlugin):
             if data is None:
                 data = text.encode("utf-8", "surrogatepass")
-            shortest = int(2 ** plugin.entropy_limit * (1 - 1e-9)) + 1  # fewer: `_may_exceed_entropy` fails
+            shortest = _fewest_distinct(plugin.entropy_limit)
             for value in plugin.analyze_string(_lines_with_quoted_runs(data, plugin.charset, shortest)):
                 if "\n" not in value and _may_exceed_entropy(value, plugin.entropy_limit) \
                         and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:

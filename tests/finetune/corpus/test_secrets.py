@@ -150,7 +150,7 @@ def _real_texts() -> list[str]:
 def test_high_entropy_plugins_see_the_same_strings_on_the_candidate_lines():
     from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 
-    from finetune.corpus.secrets import _detectors, _lines_with_quoted_runs, _may_exceed_entropy
+    from finetune.corpus.secrets import _detectors, _fewest_distinct, _lines_with_quoted_runs, _may_exceed_entropy
 
     def findings(plugin, text):
         return sorted(v for v in plugin.analyze_string(text) if _may_exceed_entropy(v, plugin.entropy_limit)
@@ -161,8 +161,7 @@ def test_high_entropy_plugins_see_the_same_strings_on_the_candidate_lines():
     for text in _real_texts():
         data = text.encode("utf-8")
         for plugin in plugins:
-            shortest = int(2 ** plugin.entropy_limit * (1 - 1e-9)) + 1
-            lines = _lines_with_quoted_runs(data, plugin.charset, shortest)
+            lines = _lines_with_quoted_runs(data, plugin.charset, _fewest_distinct(plugin.entropy_limit))
             assert findings(plugin, lines) == findings(plugin, text)
             assert len(lines) < len(text) or not text
             found += len(findings(plugin, text))
