@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finetune.corpus.texthash import TextArrays
+from finetune.corpus.texthash import TextArrays, char_classes
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -57,10 +57,7 @@ def token_hashes(text: str, arrays: TextArrays | None = None) -> np.ndarray:
     n = len(cp)
     if not n:
         return np.zeros(0, dtype=np.uint64)
-    cls = _classes()[np.minimum(cp, 0xFFFF)]
-    for i in np.flatnonzero(cp > 0xFFFF):  # beyond the table: rare, one by one
-        c = chr(cp[i])
-        cls[i] = _WORD if c.isalnum() else _SPACE if c.isspace() else 0
+    cls = char_classes(cp, _classes(), lambda c: _WORD if c.isalnum() else _SPACE if c.isspace() else 0)
     word, other = cls == _WORD, cls == 0
     after_word = np.zeros(n, dtype=bool)
     after_word[1:] = word[:-1]

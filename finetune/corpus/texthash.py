@@ -11,6 +11,7 @@ nothing. Dedup hashes its code tokens this way (`dedup.token_hashes`) and the to
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,15 @@ def substring_hash(s: str) -> int:
     for ch in s:
         value = (value * BASE + ord(ch) + 1) & _MASK
     return value
+
+
+def char_classes(cp: np.ndarray, table: np.ndarray, classify: Callable[[str], int]) -> np.ndarray:
+    """The class of each code point: `table[c]` over the Basic Multilingual Plane (`table` has 0x10000
+    entries), `classify(chr(c))` for the rare characters beyond it, one by one."""
+    cls = table[np.minimum(cp, 0xFFFF)]
+    for i in np.flatnonzero(cp > 0xFFFF):
+        cls[i] = classify(chr(cp[i]))
+    return cls
 
 
 @functools.cache

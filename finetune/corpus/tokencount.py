@@ -26,7 +26,7 @@ from itertools import accumulate, repeat
 
 import numpy as np
 
-from finetune.corpus.texthash import TextArrays
+from finetune.corpus.texthash import TextArrays, char_classes
 
 # A cut snaps to a line boundary within this many characters (render.SNAP_CHARS).
 SNAP_CHARS = 400
@@ -94,10 +94,8 @@ def word_starts(text: str, cp: np.ndarray) -> np.ndarray:
     n = len(cp)
     if not n:
         return np.zeros(1, dtype=np.int64)
-    cls = _split_classes()[np.minimum(cp, 0xFFFF)]
-    for i in np.flatnonzero(cp > 0xFFFF):  # no whitespace beyond the table; letters and numbers one by one
-        c = chr(cp[i])
-        cls[i] = _LETTER if c.isalpha() else _NUMBER if c.isnumeric() else _OTHER
+    table = _split_classes()
+    cls = char_classes(cp, table, lambda c: table[ord(_stand_in(c))])  # beyond the table: as the regex sees it
     start = np.empty(n + 1, dtype=bool)
     start[0] = start[n] = True
     np.not_equal(cls[1:], cls[:-1], out=start[1:n])
