@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 PLACEHOLDERS = ("<KEY>", "<TOKEN>", "<PASSWORD>", "<PRIVATE_KEY>", "<EMAIL>", "<IP_ADDRESS>", "<USER>")
 
@@ -134,6 +134,20 @@ def _has_denylisted_word(line: str, low: str) -> bool:
     return bool(_denylist_lower().search(low) if line.isascii() else _denylist().search(line))
 
 
+def _lines_holding(source: str | bytes, matches: Iterable[re.Match]) -> list[tuple[int, int]]:
+    """(start, end) of each line of `source` that holds one of `matches` (found in `source` or in a string of
+    the same positions, and in order), once each, without its newline."""
+    newline = "\n" if isinstance(source, str) else b"\n"
+    spans: list[tuple[int, int]] = []
+    for match in matches:
+        if spans and match.start() < spans[-1][1]:
+            continue  # on the line taken already
+        start = source.rfind(newline, 0, match.start()) + 1
+        end = source.find(newline, match.end())
+        spans.append((start, len(source) if end == -1 else end))
+    return spans
+
+
 @functools.cache
 def _quoted_run_marks(charset: str, shortest: int) -> tuple[bytes, re.Pattern[bytes]]:
     """A `bytes.translate` table marking quotes "q" and `charset` "a" (all else "o"), and the pattern of a
@@ -150,15 +164,8 @@ def _lines_with_quoted_runs(data: bytes, charset: str, shortest: int) -> str:
     characters, joined by newlines: all a high-entropy plugin can find (its regex `(['"])([charset]+)\\1`
     matches within a line) in a text it would otherwise scan whole, from every quote."""
     table, pattern = _quoted_run_marks(charset, shortest)
-    out, line_end = [], -1
-    for match in pattern.finditer(data.translate(table)):
-        if match.start() < line_end:
-            continue  # on the line taken already
-        start = data.rfind(b"\n", 0, match.start()) + 1
-        line_end = data.find(b"\n", match.end())
-        line_end = len(data) if line_end == -1 else line_end
-        out.append(data[start:line_end].decode("utf-8", "surrogatepass"))
-    return "\n".join(out)
+    spans = _lines_holding(data, pattern.finditer(data.translate(table)))  # a mark per byte: same positions
+    return "\n".join(data[a:b].decode("utf-8", "surrogatepass") for a, b in spans)
 
 
 def _placeholder_for(secret_type: str, line: str) -> str:
@@ -181,14 +188,7 @@ def _keyword_lines(text: str) -> str:
     # The positions found are the text's only while lowering keeps every character one character long ("İ"
     # lowers to two): otherwise the search itself folds case, on the text.
     haystack, gate = (low, _KEYWORD_GATE) if len(low) == len(text) else (text, _KEYWORD_GATE_ANY_CASE)
-    spans: list[tuple[int, int]] = []
-    for match in gate.finditer(haystack):
-        if spans and match.start() < spans[-1][1]:
-            continue
-        start = haystack.rfind("\n", 0, match.start()) + 1
-        end = haystack.find("\n", match.end())
-        spans.append((start, len(haystack) if end == -1 else end))
-    return "\n".join(text[a:b] for a, b in spans)
+    return "\n".join(text[a:b] for a, b in _lines_holding(haystack, gate.finditer(haystack)))
 
 
 # Plugins whose patterns pair a keyword with a value: they only run on the keyword lines.
