@@ -48,16 +48,23 @@ def serve_subprocess(model_dir: str | Path, log: Path, *, args: Sequence[str] = 
             time.sleep(0.2)
         yield url
     finally:
-        _stop_group(proc)
+        stop_group(proc)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL after 10 s."""
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stops a process started in its own session, with its children: SIGTERM to its process group, SIGKILL
+    after 10 s, then SIGKILL to members that outlived the leader (they still hold the group id). A leader that
+    had already exited is left alone: its group id may have been reused."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

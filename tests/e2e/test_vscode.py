@@ -13,8 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from server.launch import serve_subprocess, stop_group
+from server.threaded import free_port
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,12 +72,6 @@ CASES = (
 PARTIAL = Case("partial", "partial.py", PY_SOURCE, line=2, column=12)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -104,26 +99,6 @@ def _run(cmd: list[str], log: Path, timeout_s: float, env: dict[str, str] | None
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, env=env, check=False)
     if proc.returncode != 0:
         pytest.fail(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{_tail(log)}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stops a process started in its own session, with its children (code-server's extension host and the
-    language server it spawned). A leader that already exited is left alone: its group id may be reused."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    try:  # members that outlived the leader still hold the group id
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _find_chromium() -> str:
@@ -169,7 +144,7 @@ class _Job:
         try:
             self.proc.wait(timeout=max(1.0, timeout_s))
         except subprocess.TimeoutExpired:
-            _stop(self.proc)
+            stop_group(self.proc)
             pytest.fail(f"{self.name} did not finish in time:\n{_tail(self.log)}")
         if self.proc.returncode != 0:
             pytest.fail(f"{self.name} failed ({self.proc.returncode}):\n{_tail(self.log)}")
@@ -208,7 +183,7 @@ def vscode_toolchain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toolc
         yield Toolchain(chromium, build, install)
     finally:
         for job in (build, install):
-            _stop(job.proc)
+            stop_group(job.proc)
 
 
 @pytest.fixture
@@ -257,8 +232,6 @@ def ghost_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def embedded_server(ghost_model_dir: Path, tmp_path: Path) -> Iterator[str]:
     """`inhouse serve` with the rewired tiny model on a free port (greedy decoding: deterministic output)."""
-    from server.launch import serve_subprocess
-
     with serve_subprocess(ghost_model_dir, tmp_path / "serve.log", args=["--model-id", "tiny-ghost"]) as url:
         yield url
 
@@ -356,7 +329,7 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
         (workspace / case.file).write_text(case.source)
 
     # 3. code-server on 127.0.0.1, then the browser side
-    port = _free_port()
+    port = free_port()
     cs_log = logs / "code-server.log"
     t = time.monotonic()
     with cs_log.open("wb") as out:
@@ -384,7 +357,7 @@ def test_vscode_ghost_text_accept_save_and_status(vscode_toolchain: Toolchain, t
                                  env=env, capture_output=True, text=True, timeout=200, check=False)
         timings["browser"] = time.monotonic() - t
     finally:
-        _stop(cs)
+        stop_group(cs)
         if os.environ.get("INHOUSE_KEEP_SCREENSHOTS"):
             shutil.rmtree(KEEP_DIR, ignore_errors=True)
             shutil.copytree(shots, KEEP_DIR)
