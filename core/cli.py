@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     _load_config_modules()
     _register()
     try:
-        app(args=argv, prog_name="inhouse", standalone_mode=False)
+        # Outside standalone mode, typer returns a command's `typer.Exit` code, and 130 for Ctrl-C.
+        code = app(args=argv, prog_name="inhouse", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -179,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, InhouseError):
             typer.echo("inhouse: run again with --debug for the traceback", err=True)
         return 2 if isinstance(exc, InhouseError) else 1
-    return 0
+    if code == 130:
+        typer.echo("inhouse: interrupted", err=True)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

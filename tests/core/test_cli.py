@@ -47,3 +47,30 @@ def test_config_flag_reaches_the_components_under_python_m(tmp_path):
     proc = run("--config", str(bad), "corpus", "build", str(tmp_path), "-o", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "unknown key 'eval_fractoin' in section [corpus]" in proc.stderr
+
+
+def test_a_commands_exit_code_and_ctrl_c_reach_the_exit_status(monkeypatch, capsys):
+    import typer
+
+    from core import cli
+
+    app = typer.Typer()
+
+    @app.command()
+    def fails() -> None:
+        raise typer.Exit(3)  # how `verif-env` reports failed checks and `doctor` a missing grammar
+
+    @app.command()
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    @app.command()
+    def works() -> None:
+        pass
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(cli, "_register", lambda: None)
+    assert cli.main(["fails"]) == 3
+    assert cli.main(["works"]) == 0
+    assert cli.main(["interrupted"]) == 130
+    assert "inhouse: interrupted" in capsys.readouterr().err
