@@ -84,7 +84,10 @@ class _Workers:
         self.map, self.install = map_, install
 
 
-def _reducer_main(conn, thresholds: tuple[float, float], num_perm: int) -> None:
+def _reducer_main(conn, parent_end, thresholds: tuple[float, float], num_perm: int) -> None:
+    # The build's end of the pipe came along with the fork: closed here, so that the build closing its own
+    # (a build that stops before its reduce step) reads as end of file in `recv` below.
+    parent_end.close()
     dedup.warm(thresholds, num_perm)
     try:
         items = conn.recv()
@@ -105,7 +108,8 @@ class _Reducer:
     def __init__(self, ctx: Any, cfg: CorpusConfig) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_reducer_main, name="inhouse-dedup", daemon=True,
-                                args=(child, (cfg.near_dup_threshold, cfg.split_threshold), cfg.num_perm))
+                                args=(child, self.conn, (cfg.near_dup_threshold, cfg.split_threshold),
+                                      cfg.num_perm))
         self.proc.start()
         child.close()
 

@@ -57,3 +57,33 @@ def test_config_and_stats_errors_in_process(tmp_path):
         CorpusConfig(span_mix={"nonsense": 1.0})
     result = CliRunner().invoke(app, ["stats", str(tmp_path)])
     assert isinstance(result.exception, CorpusError) and "not a corpus dataset" in str(result.exception)
+
+
+def test_ctrl_c_stops_a_build_with_130_and_leaves_nothing(tmp_path, tiny_model_dir):
+    import signal
+    import time
+
+    from tests.finetune.corpus.conftest import package_source
+
+    repo = make_git_repo(tmp_path / "src", copy_from=package_source("rich"))
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "corpus", "build", str(repo), "-o",
+                             str(tmp_path / "ds"), "--model", str(tiny_model_dir), "--workers", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".ds.*.spool")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the spool appears as the workers start
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "inhouse: interrupted" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no dataset, no partial directory, no spool
+
+
+def test_the_dedup_process_ends_by_itself_when_a_build_stops_before_it():
+    import multiprocessing
+
+    from finetune.corpus.config import CorpusConfig
+    from finetune.corpus.pipeline import _Reducer
+
+    reducer = _Reducer(multiprocessing.get_context("fork"), CorpusConfig())
+    reducer.close()  # no signatures sent: the process reads end of file and returns, it is not terminated
+    assert reducer.proc.exitcode == 0
