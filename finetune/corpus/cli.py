@@ -30,7 +30,7 @@ def build(
     max_examples_per_file: int | None = typer.Option(None, "--max-examples-per-file",
                                                      help="Training rows drawn from each file."),
     token_budgets: str | None = typer.Option(None, "--token-budgets",
-                                             help='"exact" (default) or "estimate" (faster, approximate).'),
+                                             help='"exact" (default) or "estimate" (approximate cuts, no faster).'),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
 ) -> None:
     """Build DATASET from repositories: filter, redact secrets, dedup, split, select spans, render, write."""
