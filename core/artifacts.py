@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def fim_format_of(directory: str | os.PathLike[str], default: str | None = None)
     return read_info(directory).get("fim_format", default)
 
 
+def scratch_name(parent: Path, prefix: str, suffix: str) -> Path:
+    """A fresh name for a temporary directory in `parent`, chosen before the directory exists, so that cleanup
+    code that holds the name can remove it whenever the run stops (`tempfile.mkdtemp` names it only once it is
+    made)."""
+    return Path(parent) / f"{prefix}{uuid.uuid4().hex[:12]}{suffix}"
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `target`, on failure it is removed.
@@ -70,9 +78,10 @@ def atomic_directory(target: str | os.PathLike[str], overwrite: bool = False) ->
     if target.exists() and not overwrite:
         raise ModelError(f"output {str(target)!r} already exists (use --overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    tmp = scratch_name(target.parent, f".{target.name}.", ".partial")
+    try:  # created inside the try: a Ctrl-C between creating it and entering the block cannot leave it behind
+        tmp.mkdir()
+        os.chmod(tmp, 0o755)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +23,7 @@ from typing import Any
 
 from core import config as core_config
 from core import fim, languages
-from core.artifacts import atomic_directory, read_info
+from core.artifacts import atomic_directory, read_info, scratch_name
 from core.errors import CorpusError, ModelError
 from finetune.corpus import dedup, discover, filters, secrets, spool, split, worker
 from finetune.corpus.config import CorpusConfig
@@ -260,8 +259,9 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
     by_key = {job.key: job for job in jobs}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    spool_dir = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".spool", dir=out.parent)
+    spool_dir = str(scratch_name(out.parent, f".{out.name}.", ".spool"))
     try:
+        os.mkdir(spool_dir, 0o700)
         with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar, ExitStack() as stack:
             state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir)
             pool = stack.enter_context(_workers(min(workers, max(len(jobs), 1)), state))

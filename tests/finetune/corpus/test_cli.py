@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -65,16 +66,22 @@ def test_ctrl_c_stops_a_build_with_130_and_leaves_nothing(tmp_path, tiny_model_d
 
     from tests.finetune.corpus.conftest import package_source
 
-    repo = make_git_repo(tmp_path / "src", copy_from=package_source("rich"))
+    # Eight copies of rich: every copy is read, filtered, redacted and signed before dedup drops the exact
+    # duplicates, so the first pass lasts seconds, far longer than a busy machine delays this test's signal.
+    repo = tmp_path / "src"
+    for k in range(8):
+        shutil.copytree(package_source("rich"), repo / f"copy{k}", ignore=shutil.ignore_patterns("__pycache__"))
+    make_git_repo(repo)
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "corpus", "build", str(repo), "-o",
                              str(tmp_path / "ds"), "--model", str(tiny_model_dir), "--workers", "2", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".ds.*.spool")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # the spool appears as the workers start
+    while not list(tmp_path.glob(".ds.*.spool/*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the workers' spool files appear with the first files they prepare
+    assert proc.poll() is None, "the build ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "inhouse: interrupted" in err and "Traceback" not in err, err
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "inhouse: interrupted" in err and "Traceback" not in err, (out, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no dataset, no partial directory, no spool
 
 
