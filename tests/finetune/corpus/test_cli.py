@@ -74,7 +74,10 @@ def test_ctrl_c_stops_a_build_with_130_and_leaves_nothing(tmp_path, tiny_model_d
     make_git_repo(repo)
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "corpus", "build", str(repo), "-o",
                              str(tmp_path / "ds"), "--model", str(tiny_model_dir), "--workers", "2", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as in a terminal: a test run started in the background (nohup, `&` in a script)
+                            # ignores SIGINT, and Python keeps ignoring it when it starts ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".ds.*.spool/*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the workers' spool files appear with the first files they prepare
