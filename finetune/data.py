@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import fim
+from core.completion.profile import BosPolicy
 from core.errors import CorpusError
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,21 @@ def sentinel_ids(tokenizer, fmt: fim.FimFormat) -> set[int]:
     return out
 
 
+def bos_token_id(tokenizer, policy: BosPolicy) -> int | None:
+    """The token the profile's BOS rule puts before every prompt (the one the tokenizer adds with its special
+    tokens: CodeLlama's <s>), or None: SmolLM2 adds none, and BosPolicy.NONE never adds one."""
+    if not policy.add_special_tokens:
+        return None
+    with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    if len(with_special) > len(bare) and with_special[0] == tokenizer.bos_token_id:
+        return int(with_special[0])
+    return None
+
+
 def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat, loss: str, seq_len: int,
-                  objectives: Iterable[str] = ("psm", "spm", "l2r")) -> tuple[list[Example], TokenStats]:
+                  objectives: Iterable[str] = ("psm", "spm", "l2r"), *, bos_id: int | None = None
+                  ) -> tuple[list[Example], TokenStats]:
     """Tokenize rows into examples with loss labels.
 
     loss="full": every token is a target except the FIM sentinels. loss="middle": only the tokens that end after
@@ -137,14 +151,16 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
             part = pending[start:start + 512]
             enc = tokenizer([r["text"] for r in part], add_special_tokens=False, return_offsets_mapping=True)
             for row, ids, offsets in zip(part, enc["input_ids"], enc["offset_mapping"], strict=True):
+                if bos_id is not None:  # as the server encodes the prompt: the BOS is context, never a target
+                    ids, offsets = [bos_id, *ids], [(0, 0), *offsets]
                 objective = row["objective"]
                 if len(ids) > seq_len and objective != "l2r":
                     too_long.append(row)
                     continue
                 cut = int(row.get("prompt_chars") or 0)
                 labels = []
-                for tid, (_s, e) in zip(ids, offsets, strict=True):
-                    target = tid not in masked
+                for k, (tid, (_s, e)) in enumerate(zip(ids, offsets, strict=True)):
+                    target = tid not in masked and not (k == 0 and bos_id is not None)
                     if loss == "middle" and objective != "l2r":
                         target = target and e > cut
                     labels.append(tid if target else IGNORE)

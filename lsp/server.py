@@ -8,6 +8,7 @@ one line and tells the user at most once every few minutes; the server never cra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -24,7 +25,7 @@ from core import __version__, languages
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, OverloadedError
+from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
 from lsp.positions import split_at
@@ -105,7 +106,13 @@ class InhouseLanguageServer(LanguageServer):
         self.telemetry.path = Path(cfg.telemetry_path).expanduser() if cfg.telemetry_path else None
         if self.session is None or changed:
             old = self.session
-            self.session = Session(cfg, cache=self.cache, index=self.index)
+            try:
+                self.session = Session(cfg, cache=self.cache, index=self.index)
+            except ConfigError as exc:  # a profile file that cannot be used: reported, then ignored
+                log.warning("%s: %s", where, exc)
+                self.status.warn(str(exc), types.MessageType.Warning)
+                self.cfg = cfg = dataclasses.replace(cfg, profile=None)
+                self.session = Session(cfg, cache=self.cache, index=self.index)
             if old is not None:
                 self._spawn(old.aclose())
             if old is not None and old.cfg.backend_url == cfg.backend_url and old.cfg.backend_kind == cfg.backend_kind:
@@ -136,7 +143,11 @@ class InhouseLanguageServer(LanguageServer):
             self.status.warn(f"cannot reach the completion backend at {self.cfg.backend_url}")
             return
         self._slow = None
-        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=None)
+        profile, problem = session.profile_status()
+        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=problem,
+                        profile=profile or "")
+        if problem:  # never a silent default format: no completions until a profile is given
+            self.status.warn(problem, types.MessageType.Error)
 
     # -- documents -------------------------------------------------------------------------------------------
     def touch(self, uri: str) -> None:
@@ -300,7 +311,9 @@ class InhouseLanguageServer(LanguageServer):
         if not self.cfg.enabled:
             self.status.set(State.DISABLED, detail=None)
             return
-        self.status.set(State.READY, model=session.info.model_id if session.info else None, detail=self._slow)
+        profile, problem = session.profile_status()
+        self.status.set(State.READY, model=session.info.model_id if session.info else None,
+                        detail=self._slow or problem, profile=profile or "")
 
     def accepted_command(self, shown: Shown, text: str, pos: types.Position) -> types.Command:
         args = {"id": shown.id, "uri": shown.uri, "languageId": shown.language_id, "line": pos.line,
