@@ -42,7 +42,7 @@ from core.client import ClientConfig, CompletionRequest, create_backend  # noqa:
 from core.completion.pipeline import CompletionInput  # noqa: E402
 from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
-from server.launch import serve_subprocess  # noqa: E402
+from core.launch import serve_subprocess  # noqa: E402
 from lsp.status import STATUS_NOTIFICATION  # noqa: E402
 
 PY = sys.executable

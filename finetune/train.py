@@ -191,7 +191,9 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
                 ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state,
                                      _peft_config(accelerator.unwrap_model(model)),
                                      {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
-                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2)})
+                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2),
+                                      PROFILE_KEY: _trained_profile(base_profile, rows, cfg,
+                                                                    state.get("best_dev") or {}).to_dict()})
                 ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
