@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from lsprotocol import types  # noqa: E402
 from pygls.lsp.client import LanguageClient  # noqa: E402
 
-from core.client import ClientConfig, CompletionRequest, create_backend  # noqa: E402
+from core.client import ClientConfig, create_backend  # noqa: E402
 from core.completion.pipeline import CompletionInput  # noqa: E402
 from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
@@ -114,7 +114,8 @@ def cursors(n: int) -> list[tuple[str, str]]:
 
 async def overhead(url: str, options: dict, root: Path, samples: int, log: Path) -> tuple[list[float], list[float]]:
     """Paired latencies (through the server, backend alone) for `samples` cursors."""
-    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, tokenizer=options.get("tokenizer"), index_workspace=False,
+    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, max_tokens_single_line=MAX_TOKENS,
+                    tokenizer=options.get("tokenizer"), index_workspace=False,
                     max_prompt_tokens=options["maxPromptTokens"])
     session = Session(cfg)
     await session.refresh_info()
@@ -133,8 +134,7 @@ async def overhead(url: str, options: dict, root: Path, samples: int, log: Path)
             inp = CompletionInput(path, prefix, suffix, "python")
             decision = session.pipeline.decide(inp)
             prompt, max_new, _ = session.pipeline.prepare(inp, decision)
-            req = CompletionRequest(prompt.prompt, max_new_tokens=max_new, stop=session.pipeline.fim_format().stop,
-                                    heal=prompt.heal)
+            req = session.pipeline.request(prompt, max_new)  # the runner's own request for this cursor
 
             async def through_server() -> float:
                 t0 = time.perf_counter()
@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"model: {model_dir}")
         with embedded_server(model_dir, tmp_path / "serve.log") as url:
-            options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "tokenizer": str(model_dir),
-                       "maxPromptTokens": args.max_prompt_tokens,
+            options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "maxTokensSingleLine": MAX_TOKENS,
+                       "tokenizer": str(model_dir), "maxPromptTokens": args.max_prompt_tokens,
                        "indexWorkspace": False, "timeoutMs": 60000}
             root = tmp_path / "ws"
             root.mkdir()
