@@ -48,9 +48,10 @@ run() { echo "== $*" >&2; "$INHOUSE" -v --config inhouse.toml "$@"; }
 [ -f dataset/manifest.json ] || run corpus build company-repo -o dataset --model "$MODEL"
 [ -f adapters/company/inhouse.json ] || run train --base "$MODEL" --data dataset -o adapters/company \
   --max-minutes "$MINUTES" --threads 2 2> logs/train.log
-# One process per core: on this CPU two one-thread processes beat one two-thread process.
+# The exam starts inhouse serve with the base and the adapter and sends every row through the language
+# server's runner, in each model's profile (the adapter's own is the one the editor uses).
 [ -f exam/report.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --compare \
-  --tuned-modes spm,spm+ctx --limit 400 --max-prompt-tokens 512 --workers 2 -o exam 2> logs/exam.log
+  --tuned-modes spm,spm+ctx --limit 400 -o exam 2> logs/exam.log
 [ -f curve/curve.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --curve \
-  --tuned-modes spm+ctx --limit 120 --max-prompt-tokens 512 --workers 2 -o curve 2> logs/curve.log
+  --tuned-modes spm+ctx --limit 120 -o curve 2> logs/curve.log
 cat exam/report.md curve/curve.md
