@@ -3,8 +3,8 @@
 An LSP client (pygls, JSON-RPC over stdio) drives an `inhouse lsp` subprocess backed by `inhouse serve` with the
 base and, when given, the adapter (as the editor would use it: the adapter's id in the settings, the profile from
 `/info`). For each of N held-out cursors of a dataset (the exam's rows: same sample, same seed), the held-out file
-is opened with its middle removed, the other files of its repository are open documents, and one inline completion
-is asked at the cursor. The suggestion that reaches the client is scored with the exam's metrics. With
+is opened with its middle removed in a workspace holding its repository (indexed by the language server itself),
+its neighbours open as the exam assumes, and one inline completion is asked at the cursor. The suggestion that reaches the client is scored with the exam's metrics. With
 `--exam REPORT_DIR` the figures are set beside that exam's run in the same profile, row by row.
 
     .venv/bin/python bench/editor.py --data DATASET [--model models/smollm2] [--adapter ADAPTER]
@@ -33,7 +33,7 @@ from lsprotocol import types  # noqa: E402
 from bench.lsp import language_server, percentile  # noqa: E402
 from finetune import metrics as M  # noqa: E402
 from finetune.config import EvalConfig  # noqa: E402
-from finetune.exam import TUNED_ID, exam_server, load_documents, load_tasks  # noqa: E402
+from finetune.exam import TUNED_ID, exam_server, load_documents, load_tasks, task_input  # noqa: E402
 
 
 def utf16_position(prefix: str) -> types.Position:
@@ -47,24 +47,58 @@ def _items(result) -> list[types.InlineCompletionItem]:
     return list(result.items if isinstance(result, types.InlineCompletionList) else result or [])
 
 
+def write_workspace(root: Path, documents: dict[str, dict[str, str]]) -> None:
+    """Each repository's files on disk under root/REPO, as a developer's checkout (the workspace index reads them)."""
+    for repo, files in documents.items():
+        for path, text in files.items():
+            target = root / repo / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+
+
+async def wait_for_index(log: Path, folders: int, timeout_s: float = 600) -> None:
+    """Until the language server logged its workspace index done for every folder (it builds it in the
+    background; a request before that would see fewer definitions than the exam)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        if text.count("symbol index:") >= folders:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the language server did not finish its workspace index in {timeout_s:.0f} s (see {log})")
+
+
 async def type_cursors(url: str, model_dir: Path, adapter_id: str | None, tasks, documents, root: Path,
                        log: Path) -> list[dict]:
-    """One inline completion per task through a fresh `inhouse lsp`; one record per task, in task order."""
-    options = {"backendUrl": url, "tokenizer": str(model_dir), "indexWorkspace": False, "timeoutMs": 600_000,
+    """One inline completion per task through `inhouse lsp`, one language server per repository opened as its
+    workspace folder (indexed by the server itself); the held-out file's neighbours are opened first, the nearest
+    by name last (the most recent), then the held-out file with its middle removed. Records in task order."""
+    write_workspace(root, documents)
+    by_id: dict[int, dict] = {}
+    for repo in dict.fromkeys(t.repo for t in tasks):
+        mine = [t for t in tasks if t.repo == repo]
+        for rec in await _type_in_repo(url, model_dir, adapter_id, mine, documents, root / repo,
+                                       log.with_name(f"{log.stem}-{len(by_id)}{log.suffix}")):
+            by_id[rec["id"]] = rec
+    return [by_id[t.id] for t in tasks]
+
+
+async def _type_in_repo(url: str, model_dir: Path, adapter_id: str | None, tasks, documents, repo_root: Path,
+                        log: Path) -> list[dict]:
+    options = {"backendUrl": url, "tokenizer": str(model_dir), "indexWorkspace": True, "timeoutMs": 600_000,
                "adapter": adapter_id}
     records = []
-    async with language_server(options, root, log) as client:
-        opened: set[str] = set()
+    async with language_server(options, [repo_root], log) as client:
+        await wait_for_index(log, 1)
         for task in tasks:
-            # The repository's other files are open, as the exam's context documents are.
-            for path, text in documents.get(task.repo, {}).items():
-                key = f"{task.repo}/{path}"
-                if path == task.path or key in opened:
-                    continue
-                opened.add(key)
+            inp = task_input(task, documents)
+            opened = []
+            for path in reversed(list(inp.documents)):
+                uri = (repo_root / path).as_uri()
                 client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-                    uri=(root / task.repo / path).as_uri(), language_id=task.language, version=1, text=text)))
-            uri = (root / task.repo / task.path).as_uri()
+                    uri=uri, language_id=task.language, version=1, text=documents[task.repo][path])))
+                opened.append(uri)
+            uri = (repo_root / task.path).as_uri()
             client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
                 uri=uri, language_id=task.language, version=1, text=task.prefix + task.suffix)))
             t0 = time.perf_counter()
@@ -74,8 +108,9 @@ async def type_cursors(url: str, model_dir: Path, adapter_id: str | None, tasks,
             latency = (time.perf_counter() - t0) * 1000
             items = _items(result)
             text = str(items[0].insert_text) if items else ""
-            client.text_document_did_close(types.DidCloseTextDocumentParams(
-                text_document=types.TextDocumentIdentifier(uri=uri)))
+            for done in (*opened, uri):
+                client.text_document_did_close(types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=done)))
             records.append({"id": task.id, "kind": task.kind, "completion": text, "latency_ms": round(latency, 1)})
     return records
 

@@ -68,7 +68,10 @@ def embedded_server(model_dir: Path, log: Path):
 
 
 @contextlib.asynccontextmanager
-async def language_server(options: dict, root: Path, log: Path):
+async def language_server(options: dict, root: Path | list[Path], log: Path):
+    """`inhouse lsp` with one workspace folder per root (the first is also the root URI)."""
+    roots = root if isinstance(root, list) else [root]
+    root = roots[0].parent if isinstance(root, list) else root
     client = LanguageClient("bench", "1")
     client.feature(STATUS_NOTIFICATION)(lambda *_args: None)  # the status bar of a real editor
     env = {**os.environ, "INHOUSE_CONFIG": str(root / "empty.toml")}
@@ -76,8 +79,8 @@ async def language_server(options: dict, root: Path, log: Path):
     await client.start_io(PY, "-m", "core.cli", "lsp", env=env)
     drain = asyncio.ensure_future(_drain(client._server.stderr, log))  # a full stderr pipe would block the server
     await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), root_uri=root.as_uri(), initialization_options=options,
-        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="bench")]))
+        capabilities=types.ClientCapabilities(), root_uri=roots[0].as_uri(), initialization_options=options,
+        workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots]))
     client.initialized(types.InitializedParams())
     try:
         yield client
@@ -93,6 +96,7 @@ async def _drain(stream, log: Path) -> None:
     with log.open("ab") as fh:
         while line := await stream.readline():
             fh.write(line)
+            fh.flush()  # readers (bench/editor.py waits for the index line) see it at once
 
 
 def params(uri: str, line: int, character: int) -> types.InlineCompletionParams:

@@ -5,7 +5,8 @@ postprocess), as a request to a completion server: by default `inhouse serve` st
 adapter; `--backend-url` grades a running deployment (the embedded server, TGI or vLLM) instead. Each run is a
 completion profile: the base in every prompting mode asked for (orders × context, `--compare`), the tuned adapter
 in its own profile (the one the editor uses) and any variants asked for. Runs are scored (finetune/metrics.py)
-and compared with paired bootstrap intervals.
+and compared with paired bootstrap intervals. Each cursor sees its repository as the language server does in an
+editor on it: the workspace symbol index of the repository, and the held-out file's neighbours open.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import posixpath
 import random
 import shutil
 import tempfile
@@ -27,8 +29,10 @@ from typing import Any
 
 from core.artifacts import atomic_directory, read_info
 from core.client import BackendInfo, ClientConfig, CompletionBackend, create_backend
+from core.completion.context import open_documents, walk_order
 from core.completion.pipeline import CompletionInput, CompletionPipeline
 from core.completion.profile import CompletionProfile, profile_of_info
+from core.completion.symbols import SymbolIndex
 from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
 from finetune import data as D
@@ -95,9 +99,22 @@ class Run:
 
 
 def task_input(task: Task, documents: dict[str, dict[str, str]]) -> CompletionInput:
-    """The cursor as the language server would see it: the file, and the repository's other files open."""
-    return CompletionInput(task.path, task.prefix, task.suffix, task.language, documents.get(task.repo, {}),
+    """The cursor as the language server sees it in an editor on the repository: the held-out file, and as open
+    documents its neighbours (the other files of its folder, by name), under the language server's own rule."""
+    folder = posixpath.dirname(task.path)
+    repo = documents.get(task.repo, {})
+    neighbours = ((p, repo[p]) for p in sorted(repo) if posixpath.dirname(p) == folder)
+    return CompletionInput(task.path, task.prefix, task.suffix, task.language, open_documents(neighbours, task.path),
                            task.repo)
+
+
+def workspace_index(files: dict[str, str]) -> SymbolIndex:
+    """The repository's symbol index, read in the order the language server's workspace index reads a folder
+    (the order decides which of several same-named definitions come first)."""
+    index = SymbolIndex()
+    for path in sorted(files, key=walk_order):
+        index.update(path, files[path])
+    return index
 
 
 def load_tokenizer(model_dir: Path) -> Any | None:
@@ -112,16 +129,20 @@ def load_tokenizer(model_dir: Path) -> Any | None:
 
 
 async def grade_run(backend: CompletionBackend, run: Run, tasks: list[Task], documents, references,
-                    info: BackendInfo | None, tokenizer: Any, cfg: EvalConfig, progress=None) -> list[dict]:
+                    info: BackendInfo | None, tokenizer: Any, cfg: EvalConfig, progress=None,
+                    indexes: dict[str, SymbolIndex] | None = None) -> list[dict]:
     """Every task through the runner under `run`'s profile, `cfg.concurrency` requests in flight; one scored
-    record per task, in task order."""
-    pipeline = CompletionPipeline(backend, run.profile, adapter_id=run.adapter_id, tokenizer=tokenizer, info=info,
-                                  profile_source=run.key)
+    record per task, in task order. The editor's view of each repository: its workspace index (`indexes`, built
+    here when not given) and the held-out file's neighbours open."""
+    indexes = indexes if indexes is not None else {repo: workspace_index(files) for repo, files in documents.items()}
+    pipelines = {repo: CompletionPipeline(backend, run.profile, adapter_id=run.adapter_id, tokenizer=tokenizer,
+                                          info=info, profile_source=run.key, index=indexes.get(repo))
+                 for repo in {t.repo for t in tasks}}
     gate = asyncio.Semaphore(cfg.concurrency)
 
     async def one(i: int, t: Task) -> dict:
         async with gate:
-            out = await pipeline.complete(task_input(t, documents))
+            out = await pipelines[t.repo].complete(task_input(t, documents))
         if progress is not None:
             progress.update(1)
         scores = M.score(t.prefix, t.middle, t.suffix, out.text, t.language, references[i])
@@ -243,12 +264,13 @@ async def grade_all(url: str, runs_for: Any, tasks: list[Task], documents, refer
         runs = runs_for(info)
         records: dict[str, list[dict]] = {}
         seconds: dict[str, float] = {}
+        indexes = {repo: workspace_index(files) for repo, files in documents.items()}
         with tqdm(total=len(runs) * len(tasks), desc="exam", unit="cursor", dynamic_ncols=True) as bar:
             for run in runs:
                 bar.set_postfix_str(run.key)
                 t0 = time.perf_counter()
                 records[run.key] = await grade_run(backend, run, tasks, documents, references, info, tokenizer,
-                                                   cfg, bar)
+                                                   cfg, bar, indexes)
                 seconds[run.key] = round(time.perf_counter() - t0, 2)
                 log.info("%s: %d rows done (%.0fs)", run.key, len(tasks), seconds[run.key])
         return runs, records, seconds

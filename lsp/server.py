@@ -23,6 +23,7 @@ from pygls.uris import to_fs_path
 
 from core import __version__, languages
 from core.completion.cache import CompletionCache
+from core.completion.context import open_documents
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_COMMAND = "inhouse.accepted"
 TOGGLE_COMMAND = "inhouse.toggle"
-MAX_CONTEXT_DOCUMENTS = 10
-CONTEXT_DOCUMENT_CHARS = 30_000
 
 
 @dataclass
@@ -171,15 +170,10 @@ class InhouseLanguageServer(LanguageServer):
         return path.name
 
     def context_documents(self, uri: str) -> dict[str, str]:
-        docs: dict[str, str] = {}
-        for other in reversed(self.recent):
-            if other == uri or other not in self.workspace.text_documents:
-                continue
-            text = self.workspace.text_documents[other].source
-            docs[self.relative_path(other)] = text[:CONTEXT_DOCUMENT_CHARS].replace("\r\n", "\n")
-            if len(docs) >= MAX_CONTEXT_DOCUMENTS:
-                break
-        return docs
+        """The recently edited documents, most recent first, under the runner's one rule (`open_documents`)."""
+        recent = ((self.relative_path(other), self.workspace.text_documents[other].source)
+                  for other in reversed(self.recent) if other in self.workspace.text_documents)
+        return open_documents(recent, self.relative_path(uri))
 
     # -- completion ------------------------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position) -> tuple[str, types.Range, Shown] | None:

@@ -57,7 +57,7 @@ async def test_the_exam_and_the_language_server_send_the_same_prompt_and_show_th
         tiny_model_dir, tiny_dataset):
     """The parity test: the same cursor (file, position, open documents) through the language server's session
     and through the exam gives a byte-identical request and an identical post-processed suggestion."""
-    from finetune.exam import Run, grade_run, load_documents, load_tasks, load_tokenizer, task_input
+    from finetune.exam import Run, grade_run, load_documents, load_tasks, load_tokenizer, task_input, workspace_index
     from lsp.config import LspConfig
     from lsp.session import Session
 
@@ -69,7 +69,8 @@ async def test_the_exam_and_the_language_server_send_the_same_prompt_and_show_th
         info = await exam_backend.info()
         run = Run("base/spm+ctx", None, info.profile)
         [record] = await grade_run(exam_backend, run, [task], documents, [None], info, tokenizer, EvalConfig())
-        session = Session(LspConfig(tokenizer=str(tiny_model_dir), index_workspace=False), backend=lsp_backend)
+        session = Session(LspConfig(tokenizer=str(tiny_model_dir)), backend=lsp_backend,
+                          index=workspace_index(documents[task.repo]))
         answer = await session.complete("doc", task_input(task, documents))
         assert lsp_backend.requests == exam_backend.requests, task.id
         assert answer.text == record["completion"]
