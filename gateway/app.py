@@ -103,8 +103,9 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
                 data = json.loads(raw)
             except ValueError as exc:
                 raise ValidationError(f"the request body must be JSON: {exc}") from exc
-            if isinstance(data, dict) and isinstance(data.get("events"), list) \
-                    and len(data["events"]) > gw.cfg.max_events_per_batch:
+            if not isinstance(data, dict):
+                raise ValidationError(f'the request body must be {{"events": [...]}}, got a {type(data).__name__}')
+            if isinstance(data.get("events"), list) and len(data["events"]) > gw.cfg.max_events_per_batch:
                 raise errors.TooLargeError(f"a batch must hold at most {gw.cfg.max_events_per_batch} events, "
                                            f"got {len(data['events'])}")
             try:

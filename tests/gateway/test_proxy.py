@@ -160,3 +160,110 @@ async def test_per_user_limit_is_429_and_others_are_unaffected(stack):
         r = await http.post(f"{url}/generate", json={"inputs": PROMPT, "parameters": {"max_new_tokens": 2}},
                             headers=_auth(tokens["bob"]))
         assert r.status_code == 200
+
+
+def _events(user_ts: float, adapter: str, repo: str, language: str, n_shown: int, accepted: list[tuple[int, bool]],
+            retained: list[tuple[int, int, int]]) -> list[dict]:
+    """shown s0..s{n-1}; accepted[(chars, partial)] for s0..; retained[(suggestion index, after_s, chars)]."""
+    common = {"adapter": adapter, "repo": repo, "language": language, "ts": user_ts}
+    out = [{"kind": "shown", "id": f"s{i}", "chars": 30, "latency_ms": 100.0 + i, **common} for i in range(n_shown)]
+    out += [{"kind": "accepted", "id": f"s{i}", "chars": c, "partial": p, **common} for i, (c, p) in enumerate(accepted)]
+    out += [{"kind": "retained", "id": f"s{i}", "after_s": t, "chars": c, **common} for i, t, c in retained]
+    return out
+
+
+async def test_events_and_audit_reach_the_dashboard_exactly(stack):
+    import time
+
+    url, _upstream, gw, tokens = stack
+    gw.accounts.add_user("root", admin=True, password="s3cret-pass")
+    now = time.time()
+    alice = _events(now - 60, "team-a", "acme/web", "python", 4, [(30, False), (12, True)],
+                    [(0, 30, 30), (0, 600, 21), (1, 30, 12), (1, 120, 6)])
+    bob = _events(now - 30, "team-b", "acme/api", "go", 2, [(30, False)], [(0, 30, 15)])
+    async with httpx.AsyncClient(timeout=60) as http:
+        policy = (await http.get(f"{url}/v1/policy", headers=_auth(tokens["alice"]))).json()
+        assert policy == {"adoption_events": True, "retention_checks_s": [30, 120, 300, 600],
+                          "max_events_per_batch": 500}
+        for who, batch in (("alice", alice), ("bob", bob)):
+            r = await http.post(f"{url}/v1/events", json={"events": batch}, headers=_auth(tokens[who]))
+            assert r.status_code == 200 and r.json() == {"stored": len(batch)}
+        for _ in range(2):
+            assert (await http.post(f"{url}/generate", json={"inputs": PROMPT, "parameters": {"max_new_tokens": 2}},
+                                    headers=_auth(tokens["alice"]))).status_code == 200
+        # the admin signs in (a wrong password first)
+        r = await http.post(f"{url}/admin/login", data={"name": "root", "password": "nope"})
+        assert r.status_code == 401
+        assert (await http.get(f"{url}/admin/api/summary")).status_code == 401
+        r = await http.post(f"{url}/admin/login", data={"name": "root", "password": "s3cret-pass"})
+        assert r.status_code == 303 and "inhouse_admin" in r.cookies
+        gw.audit.flush()
+        s = (await http.get(f"{url}/admin/api/summary")).json()
+        a = s["adoption"]
+        assert (a["shown"], a["accepted"], a["accepted_partial"], a["accepted_chars"]) == (6, 3, 1, 72)
+        assert a["acceptance_rate"] == 0.5 and a["active_users"] == 2
+        curve = {c["after_s"]: (c["retained_chars"], c["accepted_chars"]) for c in a["retention"]}
+        assert curve == {30: (57, 72), 120: (6, 12), 300: (0, 0), 600: (21, 30)}
+        svc = {row["upstream"]: row for row in s["service"]}
+        assert svc[_upstream]["requests"] == 2 and svc[_upstream]["errors"] == 0
+        red = (await http.get(f"{url}/admin/api/summary", params={"team": "red"})).json()["adoption"]
+        assert (red["shown"], red["accepted"], red["accepted_chars"], red["active_users"]) == (4, 2, 42, 1)
+        go = (await http.get(f"{url}/admin/api/summary", params={"language": "go"})).json()["adoption"]
+        assert (go["shown"], go["accepted_chars"]) == (2, 30)
+        csv_text = (await http.get(f"{url}/admin/api/audit", params={"format": "csv"})).text
+        assert csv_text.splitlines()[0].startswith("id,ts,kind,actor")
+        assert sum(1 for line in csv_text.splitlines() if ",/v1/events,200," in line) == 2
+        # revoking from the dashboard needs the header and is audited under the admin's name
+        bob_id = next(t["id"] for t in (await http.get(f"{url}/admin/api/accounts")).json()["tokens"]
+                      if t["user"] == "bob")
+        assert (await http.post(f"{url}/admin/api/tokens/{bob_id}/revoke")).status_code == 401
+        r = await http.post(f"{url}/admin/api/tokens/{bob_id}/revoke", headers={"X-Requested-With": "inhouse-admin"})
+        assert r.status_code == 200
+        assert (await http.post(f"{url}/v1/events", json={"events": bob}, headers=_auth(tokens["bob"]))).status_code \
+            == 401
+    admin_rows = audit_rows(gw.engine, kind="admin")
+    assert any(r["route"] == "tokens.revoke" and r["actor"] == "root" for r in admin_rows)
+    assert [r["status"] for r in admin_rows if r["route"] == "admin.login"] == [303, 401]
+
+
+BAD_EVENTS = [
+    ("not json", b"{events: [", 422, "must be JSON"),
+    ("not a batch", b"[1, 2]", 422, 'must be {"events": [...]}, got a list'),
+    ("no events", b'{"event": []}', 422, "`events` is required"),
+    ("unknown kind", {"events": [{"kind": "typed", "id": "s1"}]}, 422, "events.0.kind"),
+    ("code in an event", {"events": [{"kind": "shown", "id": "s1", "text": "print(password)"}]}, 422,
+     "events carry no code"),
+    ("negative length", {"events": [{"kind": "shown", "id": "s1", "chars": -1}]}, 422, "events.0.chars"),
+    ("retention check without its time", {"events": [{"kind": "retained", "id": "s1", "chars": 3}]}, 422,
+     "`after_s` of a retained event"),
+    ("SQL in a repository name", {"events": [{"kind": "shown", "id": "s1", "repo": "x'); DROP TABLE events;--"}]},
+     422, "events.0.repo"),
+    ("SQL in a suggestion id", {"events": [{"kind": "shown", "id": "1 OR 1=1"}]}, 422, "events.0.id"),
+    ("oversized batch", {"events": [{"kind": "shown", "id": f"s{i}"} for i in range(501)]}, 413,
+     "at most 500 events"),
+]
+
+
+@pytest.mark.parametrize("case, body, status, message", BAD_EVENTS, ids=[c[0] for c in BAD_EVENTS])
+async def test_bad_events_are_clear_4xx_and_store_nothing(gateway_server, case, body, status, message):
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from gateway.models import Event
+    from server.threaded import free_port
+
+    url, app = gateway_server((f"http://127.0.0.1:{free_port()}",), adoption_events=True)  # events need no model
+    gw = app.state.gateway
+    gw.accounts.add_user("alice")
+    tokens = {"alice": gw.accounts.create_token("alice")}
+    good = {"kind": "shown", "id": "ok1", "chars": 3}
+    if isinstance(body, dict) and len(body["events"]) < 10:
+        body = {"events": [good, *body["events"]]}  # a valid event before the bad one is not stored either
+        message = message.replace("events.0.", "events.1.")
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{url}/v1/events", content=content, headers=_auth(tokens["alice"]))
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"], r.json()
+    with Session(gw.engine) as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 0
