@@ -98,13 +98,18 @@ class Principal:
 
 
 class Accounts:
-    def __init__(self, engine: Engine, actor: str = "cli") -> None:
+    def __init__(self, engine: Engine, actor: str = "cli", cache_s: float = 0.0) -> None:
         self.engine = engine
         self.actor = actor  # who the audit rows name when a call gives no actor
+        # Valid tokens are remembered for `cache_s` seconds (the gateway's `auth_cache_s`) so a completion costs
+        # no query; any change made through this object clears it, so a revoke from /admin is refused at once.
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
 
     def _audit(self, s: Session, actor: str | None, route: str, detail: dict[str, Any], team: str | None = None,
                adapter: str | None = None) -> None:
-        s.add(AuditRow(ts=time.time(), kind="admin", actor=(actor or self.actor)[:64], team=team, adapter=adapter, route=route,
+        s.add(AuditRow(ts=time.time(), kind="admin", actor=(actor or self.actor)[:64], team=team, adapter=adapter,
+                       route=route,
                        status=200, detail=json.dumps(detail, sort_keys=True)))
 
     def _user(self, s: Session, name: str) -> User:
@@ -122,12 +127,16 @@ class Accounts:
     def _write(self, fn, what: str):
         try:
             with Session(self.engine) as s, s.begin():
-                return fn(s)
+                out = fn(s)
         except IntegrityError as exc:
             raise ValidationError(f"{what} already exists") from exc
+        finally:
+            self._cache.clear()
+        return out
 
     # users
-    def add_user(self, name: str, *, admin: bool = False, password: str | None = None, actor: str | None = None) -> None:
+    def add_user(self, name: str, *, admin: bool = False, password: str | None = None,
+                 actor: str | None = None) -> None:
         check_name("user", name)
 
         def run(s: Session) -> None:
@@ -299,6 +308,13 @@ class Accounts:
                      "active": t.revoked_at is None and (t.expires_at is None or t.expires_at > now)}
                     for t, uname in rows]
 
+    def cached(self, secret: str) -> Principal | None:
+        """The principal of a token checked less than `cache_s` seconds ago, else None."""
+        entry = self._cache.get(secret)
+        if entry is None or entry[0] <= time.time():
+            return None
+        return entry[1]
+
     def authenticate(self, secret: str) -> Principal:
         """The principal of a bearer token; AuthError (401) when unknown, revoked, expired or its user disabled."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
@@ -321,4 +337,10 @@ class Accounts:
                                   .where(Membership.user_id == user.id).order_by(Team.name)):
                 allowed = tuple(sorted(s.scalars(select(TeamAdapter.adapter).where(TeamAdapter.team_id == team.id))))
                 teams.append((team.name, allowed, team.default_adapter))
-            return Principal(user_id=user.id, user=user.name, teams=tuple(teams))
+            principal = Principal(user_id=user.id, user=user.name, teams=tuple(teams))
+        if self.cache_s > 0:
+            until = min(time.time() + self.cache_s, tok.expires_at or float("inf"))
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[secret] = (until, principal)
+        return principal

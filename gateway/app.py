@@ -53,7 +53,8 @@ def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
     client = httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout_s, connect=min(5.0, cfg.timeout_s)), limits=limits)
     pool = UpstreamPool(cfg.upstreams, interval_s=cfg.health_interval_s, client=client)
     pool.on_change = lambda up: metrics.upstream_healthy.labels(up.url).set(1 if up.healthy else 0)
-    gw = Gateway(cfg=cfg, engine=engine, accounts=Accounts(engine), pool=pool,
+    accounts = Accounts(engine, actor="gateway", cache_s=cfg.auth_cache_s)
+    gw = Gateway(cfg=cfg, engine=engine, accounts=accounts, pool=pool,
                  limiter=RateLimiter(cfg.rate_limit_per_minute, cfg.max_concurrent_per_user),
                  audit=AuditWriter(engine), metrics=metrics, client=client)
 

@@ -28,12 +28,12 @@ DB_OPTION = typer.Option(None, "--db", help="Database URL (default: [gateway] da
 
 
 def _accounts(db: str | None):
+    import getpass
+
     from core.cli import resolve_section
     from gateway.accounts import Accounts
     from gateway.config import GatewayConfig
     from gateway.db import open_database
-
-    import getpass
 
     cfg = resolve_section(GatewayConfig, database_url=db)
     return Accounts(open_database(cfg.database_url), actor=f"cli:{getpass.getuser()}")

@@ -49,7 +49,8 @@ def bearer(request: Request) -> str:
 
 
 async def authenticate(gw: Gateway, request: Request) -> Principal:
-    return await asyncio.to_thread(gw.accounts.authenticate, bearer(request))
+    secret = bearer(request)
+    return gw.accounts.cached(secret) or await asyncio.to_thread(gw.accounts.authenticate, secret)
 
 
 async def resolve_adapter(gw: Gateway, principal: Principal, asked: str | None,
@@ -62,8 +63,8 @@ async def resolve_adapter(gw: Gateway, principal: Principal, asked: str | None,
         return team, asked
     known = await asyncio.to_thread(gw.accounts.adapter_names)
     if asked not in known:
-        raise ValidationError(f"`adapter_id` must be an adapter the gateway knows ({', '.join(sorted(known)) or 'none'})"
-                              f", got {asked[:80]!r}")
+        names = ", ".join(sorted(known)) or "none"
+        raise ValidationError(f"`adapter_id` must be an adapter the gateway knows ({names}), got {asked[:80]!r}")
     raise ForbiddenError(f"adapter {asked!r} is not one your teams may use "
                          f"({', '.join(t for t, _, _ in principal.teams) or 'no team'})")
 

@@ -60,7 +60,8 @@ async def test_access_defaults_and_errors_through_the_gateway(stack):
                             headers=_auth(tokens["alice"]))
         assert r.status_code == 422 and "`adapter_id` must be an adapter the gateway knows" in r.json()["error"]
         r = await http.post(f"{url}/generate", json=body, headers={"X-Api-Key": tokens["alice"]})
-        assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"] and "x-api-key" in r.json()["error"]
+        assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"]
+        assert "x-api-key" in r.json()["error"]
         assert r.headers["www-authenticate"] == "Bearer"
         r = await http.post(f"{url}/generate", json=body, headers={"Authorization": tokens["alice"]})
         assert r.status_code == 401 and "must be `Bearer <token>`" in r.json()["error"]
@@ -93,7 +94,8 @@ async def test_access_defaults_and_errors_through_the_gateway(stack):
     gw.audit.flush()
     rows = audit_rows(gw.engine, kind="request")
     ok = [r for r in rows if r["status"] == 200 and r["route"] == "/generate"]
-    assert {(r["actor"], r["team"], r["adapter"]) for r in ok} == {("alice", "red", "team-a"), ("bob", "blue", "team-b")}
+    assert {(r["actor"], r["team"], r["adapter"]) for r in ok} == {("alice", "red", "team-a"),
+                                                                   ("bob", "blue", "team-b")}
     assert all(r["upstream"] == upstream and r["generated_tokens"] == 6 and r["latency_ms"] > 0 for r in ok)
     statuses = sorted(r["status"] for r in rows if r["route"] == "/generate")
     assert statuses == sorted([200, 200, 403, 422, 401, 401, 401, 401, 422, 422, 401])
@@ -167,7 +169,8 @@ def _events(user_ts: float, adapter: str, repo: str, language: str, n_shown: int
     """shown s0..s{n-1}; accepted[(chars, partial)] for s0..; retained[(suggestion index, after_s, chars)]."""
     common = {"adapter": adapter, "repo": repo, "language": language, "ts": user_ts}
     out = [{"kind": "shown", "id": f"s{i}", "chars": 30, "latency_ms": 100.0 + i, **common} for i in range(n_shown)]
-    out += [{"kind": "accepted", "id": f"s{i}", "chars": c, "partial": p, **common} for i, (c, p) in enumerate(accepted)]
+    out += [{"kind": "accepted", "id": f"s{i}", "chars": c, "partial": p, **common}
+            for i, (c, p) in enumerate(accepted)]
     out += [{"kind": "retained", "id": f"s{i}", "after_s": t, "chars": c, **common} for i, t, c in retained]
     return out
 

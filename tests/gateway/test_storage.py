@@ -72,7 +72,8 @@ def test_tokens_teams_and_access(accounts):
     assert alice.default_adapter() == ("red", "team-a")
     assert alice.team_for("team-a") == "red" and alice.team_for("team-b") is None
     with Session(accounts.engine) as s:  # only the hash is stored
-        assert tokens["alice"] not in json.dumps([list(r) for r in s.execute(select(*Base.metadata.tables["tokens"].c))])
+        stored = [list(r) for r in s.execute(select(*Base.metadata.tables["tokens"].c))]
+        assert tokens["alice"] not in json.dumps(stored)
     with pytest.raises(AuthError, match="unknown token"):
         accounts.authenticate(tokens["alice"] + "x")
     token_id = next(t["id"] for t in accounts.list_tokens() if t["user"] == "bob")
@@ -141,7 +142,8 @@ def test_events_aggregate_exactly(accounts):
     s = reports.summary(accounts.engine, f)["adoption"]
     assert (s["shown"], s["accepted"], s["dismissed"], s["accepted_partial"]) == (4, 3, 1, 1)
     assert s["acceptance_rate"] == 0.75 and s["accepted_chars"] == 64 and s["active_users"] == 2
-    assert s["active_users_per_day"] == [{"day": int(day0 // 86400), "users": 1}, {"day": int(now // 86400), "users": 2}]
+    assert s["active_users_per_day"] == [{"day": int(day0 // 86400), "users": 1},
+                                         {"day": int(now // 86400), "users": 2}]
     curve = {c["after_s"]: c for c in s["retention"]}
     # 30 s: alice s1 40/40, alice s2 2/4, bob s1 5/20 -> 47/64; 10 min: alice s1 30/40
     assert (curve[30]["retained_chars"], curve[30]["accepted_chars"], curve[30]["share"]) == (47, 64, round(47 / 64, 4))
