@@ -26,12 +26,12 @@ from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
+from lsp.adoption import AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
 from lsp.positions import split_at
 from lsp.session import Answer, Session
 from lsp.status import State, Status
-from lsp.adoption import AdoptionReporter, repository_name
 from lsp.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
