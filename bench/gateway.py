@@ -27,8 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.launch import serve_subprocess, stop_group  # noqa: E402
-from server.threaded import free_port  # noqa: E402
+from core.launch import free_port, serve_subprocess, stop_group  # noqa: E402
 
 SOURCE = (ROOT / "core" / "fim.py").read_text(encoding="utf-8")
 

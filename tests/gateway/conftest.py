@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from server.threaded import free_port, serve_in_thread
+from core.launch import free_port
+from server.threaded import serve_in_thread
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.launch import free_port
 from gateway.models import Event
 from lsp.adoption import AdoptionReporter, retained_chars
 from lsp.server import Shown
-from server.threaded import free_port
 
 URI = "file:///work/acme/a.py"
 

@@ -15,10 +15,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.launch import free_port
 from gateway.accounts import Accounts
 from gateway.db import open_database
 from gateway.models import Event
-from server.threaded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

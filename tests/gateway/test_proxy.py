@@ -252,8 +252,8 @@ async def test_bad_events_are_clear_4xx_and_store_nothing(gateway_server, case, 
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
+    from core.launch import free_port
     from gateway.models import Event
-    from server.threaded import free_port
 
     url, app = gateway_server((f"http://127.0.0.1:{free_port()}",), adoption_events=True)  # events need no model
     gw = app.state.gateway

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
+from core.launch import free_port
 from gateway.audit import rows as audit_rows
-from server.threaded import free_port
 from tests.gateway.conftest import wait_for
 
 BODY = {"inputs": "x = 1\n", "parameters": {"max_new_tokens": 2}}
