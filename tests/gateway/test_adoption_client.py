@@ -90,6 +90,12 @@ async def test_the_policy_decides(gateway_server):
     assert r.policy["adoption_events"] is False and not r.active
     r.record("shown", {"id": "s2", "chars": 3})
     assert r.counts == {"sent": 0, "dropped": 0, "not_collected": 2}
+    import httpx
+
+    async with httpx.AsyncClient() as http:  # the gateway refuses events its policy does not collect
+        resp = await http.post(f"{url}/v1/events", json={"events": [{"kind": "shown", "id": "s3"}]},
+                               headers={"Authorization": f"Bearer {r._token}"})
+    assert resp.status_code == 403 and "policy does not collect" in resp.json()["error"]
     unconfigured = _reporter({}, {})
     unconfigured.record("shown", {"id": "s1"})
     assert unconfigured.counts["not_collected"] == 1 and not unconfigured.active

@@ -46,3 +46,17 @@ def test_replicas_out_back_spread_and_all_down(model_server, gateway_server):
     assert httpx.get(f"{url}/health").status_code == 503
     metrics = httpx.get(f"{url}/metrics").text
     assert f'inhouse_gateway_upstream_healthy{{upstream="{first}"}} 0.0' in metrics
+
+
+def test_an_upstream_slower_than_timeout_is_504_and_its_generation_stops(model_server, gateway_server):
+    upstream = model_server()
+    url, app = gateway_server((upstream,), timeout_s=0.5)
+    gw = app.state.gateway
+    gw.accounts.add_user("alice")
+    auth = {"Authorization": f"Bearer {gw.accounts.create_token('alice')}"}
+    r = httpx.post(f"{url}/generate", json={"inputs": "x = 1\n", "parameters": {"max_new_tokens": 1500}},
+                   headers=auth, timeout=60)
+    assert r.status_code == 504 and r.json()["error_type"] == "backend_timeout"
+    assert "did not answer within 0.5 s" in r.json()["error"]
+    wait_for(lambda: 'tgi_request_failure{err="disconnected"} 1.0' in httpx.get(f"{upstream}/metrics").text,
+             what="the model server to stop the abandoned generation")
