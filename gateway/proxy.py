@@ -50,7 +50,8 @@ def bearer(request: Request) -> str:
 
 async def authenticate(gw: Gateway, request: Request) -> Principal:
     secret = bearer(request)
-    return gw.accounts.cached(secret) or await asyncio.to_thread(gw.accounts.authenticate, secret)
+    cached = gw.accounts.cached(secret)
+    return cached if cached is not None else await asyncio.to_thread(gw.accounts.authenticate, secret)
 
 
 async def resolve_adapter(gw: Gateway, principal: Principal, asked: str | None,
@@ -104,7 +105,9 @@ class Call:
     def __init__(self, gw: Gateway, request: Request, route: str) -> None:
         self.gw, self.request, self.route = gw, request, route
         self.started = time.perf_counter()
-        self.user, self.team, self.adapter = "anonymous", None, None
+        self.user: str = "anonymous"
+        self.team: str | None = None
+        self.adapter: str | None = None
         self.upstream: Upstream | None = None
         self.counts: dict[str, int] = {}
         self._release = lambda: None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -39,7 +40,7 @@ class UpstreamPool:
         self._client = client
         self._turn = itertools.count()
         self._task: asyncio.Task | None = None
-        self.on_change = None  # called with (upstream) when its health flips (metrics)
+        self.on_change: Callable[[Upstream], None] | None = None  # told of every health check's result (metrics)
 
     async def start(self) -> None:
         await self.check_all()
