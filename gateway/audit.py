@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -28,19 +29,33 @@ COLUMNS = ("id", "ts", "kind", "actor", "team", "adapter", "route", "status", "p
 
 
 class AuditWriter:
-    def __init__(self, engine: Engine, batch: int = 256) -> None:
+    def __init__(self, engine: Engine, batch: int = 256, linger_s: float = 0.02) -> None:
         self.engine = engine
         self.batch = batch
+        self.linger_s = linger_s  # wait this long for more rows before a commit: fewer fsyncs under load
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="gateway-audit", daemon=True)
         self._thread.start()
         self.written = 0
+        self._expected = 0  # requests under way whose row is still to come (see `expect`)
+        self._lock = threading.Lock()
 
-    def add(self, **row: Any) -> None:
+    def expect(self) -> None:
+        """A request started: `flush` also waits for its row (added with `add(..., expected=True)`)."""
+        with self._lock:
+            self._expected += 1
+
+    def add(self, expected: bool = False, **row: Any) -> None:
         self._queue.put(row)
+        if expected:
+            with self._lock:
+                self._expected -= 1
 
     def flush(self, timeout_s: float = 10.0) -> None:
-        """Block until every row queued so far is committed."""
+        """Block until the rows of every request finished or under way are committed."""
+        deadline = time.monotonic() + timeout_s
+        while self._expected > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         done = threading.Event()
         self._queue.put({"__flush__": done})
         done.wait(timeout_s)
@@ -54,11 +69,13 @@ class AuditWriter:
         while not stop:
             item = self._queue.get()
             items = [item]
-            while len(items) < self.batch:
+            deadline = time.monotonic() + self.linger_s
+            while len(items) < self.batch and item is not None and "__flush__" not in item:
                 try:
-                    items.append(self._queue.get_nowait())
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
+                items.append(item)
             rows = [i for i in items if i is not None and "__flush__" not in i]
             stop = any(i is None for i in items)
             if rows:

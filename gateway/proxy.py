@@ -94,6 +94,20 @@ class _ProxyStream(StreamingResponse):
             await self._finish()
 
 
+class _AnswerThenAudit(Response):
+    """A plain answer whose audit row and metrics are written once it has been sent (off the client's wait)."""
+
+    def __init__(self, content: bytes, finish, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._finish = finish
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._finish()
+
+
 async def _until_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -112,6 +126,7 @@ class Call:
         self.counts: dict[str, int] = {}
         self._release = lambda: None
         self._done = False
+        gw.audit.expect()
 
     def finish(self, status: int) -> None:
         if self._done:
@@ -124,7 +139,7 @@ class Call:
         seconds = time.perf_counter() - self.started
         generated = self.counts.get("generated_tokens", self.counts.get("completion_tokens"))
         prompt = self.counts.get("input_length", self.counts.get("prompt_tokens"))
-        self.gw.audit.add(ts=time.time(), kind="request", actor=self.user, team=self.team, adapter=self.adapter,
+        self.gw.audit.add(expected=True, ts=time.time(), kind="request", actor=self.user, team=self.team, adapter=self.adapter,
                           route=self.route, status=status, prompt_tokens=prompt, generated_tokens=generated,
                           latency_ms=round(seconds * 1000, 2), upstream=self.upstream.url if self.upstream else None,
                           detail=None)
@@ -221,10 +236,9 @@ async def _unary(call: Call, path: str, payload: bytes) -> Response:
             call.counts[key] = int(resp.headers[header])
     if "x-generated-tokens" not in resp.headers:
         call.note_counts(resp.content)
-    call.finish(resp.status_code)
     headers = {k: v for k, v in resp.headers.items() if k.startswith("x-") or k == "retry-after"}
-    return Response(resp.content, status_code=resp.status_code, headers=headers,
-                    media_type=resp.headers.get("content-type"))
+    return _AnswerThenAudit(resp.content, lambda: call.finish(resp.status_code), status_code=resp.status_code,
+                            headers=headers, media_type=resp.headers.get("content-type"))
 
 
 async def _stream(call: Call, path: str, payload: bytes) -> Response:
