@@ -139,9 +139,10 @@ class Call:
         seconds = time.perf_counter() - self.started
         generated = self.counts.get("generated_tokens", self.counts.get("completion_tokens"))
         prompt = self.counts.get("input_length", self.counts.get("prompt_tokens"))
+        upstream = self.upstream.url if self.upstream else None
         self.gw.audit.add(expected=True, ts=time.time(), kind="request", actor=self.user, team=self.team,
                           adapter=self.adapter, route=self.route, status=status, prompt_tokens=prompt,
-                          generated_tokens=generated, latency_ms=round(seconds * 1000, 2), upstream=self.upstream.url if self.upstream else None,
+                          generated_tokens=generated, latency_ms=round(seconds * 1000, 2), upstream=upstream,
                           detail=None)
         self.gw.metrics.request(self.team, self.adapter, self.route, status, seconds, generated)
 
