@@ -44,7 +44,10 @@ def start_gateway(db: str, upstream: str, log: Path, limit: int) -> tuple[subpro
         proc = subprocess.Popen([sys.executable, "-m", "core.cli", "gateway", "--db", db, "--upstream", upstream,
                                  "--port", str(port), "--max-concurrent-per-user", str(limit),
                                  "--rate-limit-per-minute", "100000"], cwd=ROOT, stdout=fh,
-                                stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                # a CPU server decodes 8 of the 64 streams at a time: the last wait minutes for
+                                # their first token, longer than the default 60 s between bytes
+                                env={**os.environ, "INHOUSE_GATEWAY_TIMEOUT_S": "900"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -95,7 +98,7 @@ async def streams(url: str, token: str, n: int, new_tokens: int) -> dict[str, in
     limits = httpx.Limits(max_connections=n + 8)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
         async def one(i: int) -> None:
-            body = {"inputs": f"# stream {i}\n" + SOURCE[i * 31:i * 31 + 300],
+            body = {"inputs": f"# stream {i}\n" + SOURCE[i * 31:i * 31 + 120],
                     "parameters": {"max_new_tokens": new_tokens}}
             try:
                 async with http.stream("POST", f"{url}/generate_stream", json=body,
@@ -105,6 +108,7 @@ async def streams(url: str, token: str, n: int, new_tokens: int) -> dict[str, in
                         return
                     if resp.status_code != 200:
                         counts["other"] += 1
+                        _progress(f"stream {i}: {resp.status_code} {(await resp.aread())[:200]!r}")
                         return
                     final = None
                     async for line in resp.aiter_lines():
@@ -112,8 +116,11 @@ async def streams(url: str, token: str, n: int, new_tokens: int) -> dict[str, in
                             final = json.loads(line[5:])
                     ok = final is not None and final.get("generated_text") is not None
                     counts["ok" if ok else "other"] += 1
-            except httpx.HTTPError:
+                    if not ok:
+                        _progress(f"stream {i}: ended without its text: {final}")
+            except httpx.HTTPError as exc:
                 counts["other"] += 1
+                _progress(f"stream {i}: {type(exc).__name__}: {exc}")
 
         await asyncio.gather(*(one(i) for i in range(n)))
     return counts
@@ -124,7 +131,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
     parser.add_argument("--requests", type=int, default=40, help="completions each way for the overhead figure")
-    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16, help="tokens per completion for the overhead figure")
+    parser.add_argument("--stream-tokens", type=int, default=8, help="tokens per stream for the concurrency figures")
     parser.add_argument("--streams", type=int, default=64, help="concurrent streams at the per-user limit")
     parser.add_argument("--over", type=int, default=16, help="extra concurrent streams beyond the limit")
     parser.add_argument("--torch-threads", type=int, default=1)
@@ -154,10 +162,10 @@ def main() -> None:
                       f"through the gateway {o['p50_through_ms']:.1f} ms (+{o['overhead_ms']:.1f} ms, "
                       f"ratio {o['ratio']:.3f})")
                 _progress(f"{args.streams} concurrent streams at the limit")
-                at = asyncio.run(streams(gw, token, args.streams, args.new_tokens))
+                at = asyncio.run(streams(gw, token, args.streams, args.stream_tokens))
                 print(f"{args.streams} concurrent streams, limit {args.streams}: {at}")
                 _progress(f"{args.streams + args.over} concurrent streams over the limit")
-                over = asyncio.run(streams(gw, token, args.streams + args.over, args.new_tokens))
+                over = asyncio.run(streams(gw, token, args.streams + args.over, args.stream_tokens))
                 print(f"{args.streams + args.over} concurrent streams, limit {args.streams}: {over}")
             finally:
                 stop_group(proc)
