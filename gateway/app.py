@@ -80,12 +80,11 @@ def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
 
 
 def _event_routes(app: FastAPI, gw: Gateway) -> None:
-    from gateway.proxy import authenticate
+    from gateway.proxy import answer, authenticate
 
     @app.get("/v1/policy")
     async def policy(request: Request) -> Response:
-        await authenticate(gw, request)
-        return JSONResponse(events.policy(gw.cfg))
+        return await answer(gw, request, "/v1/policy", lambda _principal: events.policy(gw.cfg))
 
     @app.post("/v1/events")
     async def post_events(request: Request) -> Response:

@@ -13,13 +13,14 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from core.errors import BackendTimeoutError, BackendUnavailableError, ValidationError
+from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, ValidationError
 from gateway.accounts import AuthError, ForbiddenError, Principal
 from gateway.errors import error_response, sse_error, status_of
 
@@ -275,6 +276,21 @@ async def _stream(call: Call, path: str, payload: bytes) -> Response:
                         headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
+async def answer(gw: Gateway, request: Request, route: str, build: Callable[[Principal], dict[str, Any]]) -> Response:
+    """A route the gateway answers itself for a signed-in user (`/info`, `/v1/models`, `/v1/policy`), audited."""
+    call = Call(gw, request, route)
+    try:
+        principal = await authenticate(gw, request)
+        call.user = principal.user
+        call.team = principal.default_adapter()[0]
+        out = build(principal)
+    except InhouseError as exc:
+        call.finish(status_of(exc))
+        return error_response(exc)
+    call.finish(200)
+    return JSONResponse(out)
+
+
 def install(app: FastAPI, gw: Gateway) -> None:
     for path in ("/generate", "/generate_stream", "/", "/tokenize"):
         async def route(request: Request, _path: str = path) -> Response:
@@ -286,31 +302,27 @@ def install(app: FastAPI, gw: Gateway) -> None:
     async def completions(request: Request) -> Response:
         return await proxy(gw, request, "/v1/completions", openai=True)
 
-    @app.get("/info")
-    async def info(request: Request) -> Response:
-        try:
-            principal = await authenticate(gw, request)
-        except AuthError as exc:
-            return error_response(exc)
+    def info_of(principal: Principal) -> dict[str, Any]:
         up = next((u for u in gw.pool.upstreams if u.healthy), None)
         if up is None:
-            return error_response(BackendUnavailableError("no healthy upstream"))
+            raise BackendUnavailableError("no healthy upstream")
         allowed = {a for _, adapters, _ in principal.teams for a in adapters}
-        return JSONResponse({**up.info, "adapters": sorted(allowed & gw.pool.adapters()),
-                             "default_adapter": principal.default_adapter()[1], "user": principal.user})
+        return {**up.info, "adapters": sorted(allowed & gw.pool.adapters()),
+                "default_adapter": principal.default_adapter()[1], "user": principal.user}
 
-    @app.get("/v1/models")
-    async def models(request: Request) -> Response:
-        try:
-            principal = await authenticate(gw, request)
-        except AuthError as exc:
-            return error_response(exc)
+    def models_of(principal: Principal) -> dict[str, Any]:
         allowed = {a for _, adapters, _ in principal.teams for a in adapters}
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "inhouse"} for m in sorted(gw.pool.model_ids())]
         base = data[0]["id"] if data else None
         data += [{"id": a, "object": "model", "created": 0, "owned_by": "inhouse", "parent": base}
                  for a in sorted(allowed & gw.pool.adapters())]
-        return JSONResponse({"object": "list", "data": data})
+        return {"object": "list", "data": data}
+
+    for path, build in (("/info", info_of), ("/v1/models", models_of)):
+        async def read(request: Request, _path: str = path, _build=build) -> Response:
+            return await answer(gw, request, _path, _build)
+
+        app.add_api_route(path, read, methods=["GET"], include_in_schema=False)
 
     @app.get("/health")
     async def health() -> Response:

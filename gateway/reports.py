@@ -17,6 +17,10 @@ from gateway.config import RETENTION_CHECKS_S
 from gateway.models import Adapter, AuditRow, Event
 
 
+# Routes the gateway answers itself: left out of the service figures, which are about the model servers.
+OWN_ROUTES = ("/v1/events", "/v1/policy", "/info", "/v1/models")
+
+
 @dataclass(frozen=True)
 class Filters:
     since: float
@@ -110,7 +114,7 @@ def quality(engine: Engine, events: list[Event]) -> list[dict[str, Any]]:
 
 def service(engine: Engine, f: Filters) -> list[dict[str, Any]]:
     q = select(AuditRow.upstream, AuditRow.status, AuditRow.latency_ms).where(
-        AuditRow.kind == "request", AuditRow.route != "/v1/events", AuditRow.ts >= f.since, AuditRow.ts < f.until)
+        AuditRow.kind == "request", AuditRow.route.notin_(OWN_ROUTES), AuditRow.ts >= f.since, AuditRow.ts < f.until)
     if f.team:
         q = q.where(AuditRow.team == f.team)
     if f.adapter:

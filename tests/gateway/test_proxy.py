@@ -270,3 +270,16 @@ async def test_bad_events_are_clear_4xx_and_store_nothing(gateway_server, case, 
     assert message in r.json()["error"], r.json()
     with Session(gw.engine) as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 0
+
+
+async def test_routes_the_gateway_answers_are_audited_too(stack):
+    url, _upstream, gw, tokens = stack
+    async with httpx.AsyncClient(timeout=30) as http:
+        for route in ("/info", "/v1/models", "/v1/policy"):
+            assert (await http.get(f"{url}{route}", headers=_auth(tokens["bob"]))).status_code == 200
+        assert (await http.get(f"{url}/info")).status_code == 401
+    gw.audit.flush()
+    rows = [(r["actor"], r["team"], r["route"], r["status"]) for r in audit_rows(gw.engine, kind="request")]
+    assert sorted(rows, key=str) == sorted([("bob", "blue", "/info", 200), ("bob", "blue", "/v1/models", 200),
+                                            ("bob", "blue", "/v1/policy", 200), ("anonymous", None, "/info", 401)],
+                                           key=str)
