@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from gateway.config import RETENTION_CHECKS_S
 from gateway.models import Adapter, AuditRow, Event
 
-
 # Routes the gateway answers itself: left out of the service figures, which are about the model servers.
 OWN_ROUTES = ("/v1/events", "/v1/policy", "/info", "/v1/models")
 
