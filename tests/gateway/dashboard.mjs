@@ -26,8 +26,10 @@ const read = (page) => page.evaluate(() => {
   const rows = (sel, key) => Object.fromEntries([...document.querySelectorAll(sel)].map((tr) => [tr.dataset[key],
     Object.fromEntries([...tr.querySelectorAll('[data-col]')].map((td) => [td.dataset.col, td.textContent.trim()]))]));
   const bars = [...document.querySelectorAll('#chart-users rect')].map((r) => Number(r.dataset.value));
+  const kinds = Object.fromEntries([...document.querySelectorAll('#kinds-table td')].map((td) => [td.dataset.kind,
+    td.textContent.trim()]));
   return { metrics, quality: rows('#quality-table tbody tr', 'adapter'), service: rows('#service-table tbody tr', 'upstream'),
-    tokens: rows('#tokens-table tbody tr', 'tokenId'), usersPerDay: bars,
+    tokens: rows('#tokens-table tbody tr', 'tokenId'), usersPerDay: bars, kinds,
     audit: document.querySelectorAll('#audit-table tbody tr').length };
 });
 

@@ -39,8 +39,10 @@ def test_dashboard_in_a_real_browser(model_server, gateway_server, tmp_path):
     gw = app.state.gateway
     a = gw.accounts
     a.add_user("root", admin=True, password="dashboard-pass")
-    report = {"runs": {"base/psm": {"overall": {"exact_match": 0.125, "edit_similarity": 0.5}, "by_kind": {}},
-                       "tuned/psm": {"overall": {"exact_match": 0.25, "edit_similarity": 0.625}, "by_kind": {}}},
+    report = {"runs": {"base/psm": {"overall": {"exact_match": 0.125, "edit_similarity": 0.5},
+                                    "by_kind": {"call": {"exact_match": 0.1, "edit_similarity": 0.4}}},
+                       "tuned/psm": {"overall": {"exact_match": 0.25, "edit_similarity": 0.625},
+                                     "by_kind": {"call": {"exact_match": 0.3, "edit_similarity": 0.7}}}},
               "headline": {"base_best_mode": "base/psm", "tuned_mode": "tuned/psm"}, "n": 8}
     for user, team, adapter in (("alice", "red", "team-a"), ("bob", "blue", "team-b")):
         a.add_user(user)
@@ -80,13 +82,14 @@ def test_dashboard_in_a_real_browser(model_server, gateway_server, tmp_path):
     assert res["wrongPassword"] is True
     # everyone: 8 shown, 3 accepted (37.5%), 70 accepted characters; 10 min retention (30+5+20)/(40+10+20)
     assert res["all"]["metrics"] == {"active_users": "2", "shown": "8", "accepted": "3", "acceptance_rate": "37.5%",
-                                     "accepted_chars": "70", "retained_600": "78.6%"}
+                                     "accepted_chars": "70", "retained_chars_600": "55", "retained_600": "78.6%"}
+    assert res["all"]["kinds"] == {"call": "call: 10.0% → 30.0%"}
     assert res["all"]["usersPerDay"] == [2]
     assert res["all"]["quality"]["team-a"] == {"shown": "5", "acceptance": "40.0%", "retained": "70.0%"}
     assert res["all"]["service"][upstream]["requests"] == "2" and res["all"]["service"][upstream]["errors"] == "0"
     # team red only: alice's 5 shown, 2 accepted, 50 characters, (30+5)/50 kept after 10 min
     assert res["team"]["metrics"] == {"active_users": "1", "shown": "5", "accepted": "2", "acceptance_rate": "40.0%",
-                                      "accepted_chars": "50", "retained_600": "70.0%"}
+                                      "accepted_chars": "50", "retained_chars_600": "35", "retained_600": "70.0%"}
     assert res["team"]["service"][upstream]["requests"] == "1"
     assert res["afterRevoke"]["tokens"][str(bob_id)]["state"] == "revoked"
     assert res["all"]["audit"] > 0
