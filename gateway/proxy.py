@@ -303,12 +303,21 @@ def install(app: FastAPI, gw: Gateway) -> None:
         return await proxy(gw, request, "/v1/completions", openai=True)
 
     def info_of(principal: Principal) -> dict[str, Any]:
-        up = next((u for u in gw.pool.upstreams if u.healthy), None)
+        """A healthy upstream's /info as this user sees it: their adapters only, and as the base profile the
+        profile of their team's default adapter (what a request without `adapter_id` gets through the gateway),
+        so the language server builds the prompt the served adapter expects."""
+        default = principal.default_adapter()[1]
+        healthy = [u for u in gw.pool.upstreams if u.healthy]
+        up = next((u for u in healthy if default in u.adapters), healthy[0] if healthy else None)
         if up is None:
             raise BackendUnavailableError("no healthy upstream")
-        allowed = {a for _, adapters, _ in principal.teams for a in adapters}
-        return {**up.info, "adapters": sorted(allowed & gw.pool.adapters()),
-                "default_adapter": principal.default_adapter()[1], "user": principal.user}
+        allowed = sorted({a for _, adapters, _ in principal.teams for a in adapters} & gw.pool.adapters())
+        profiles = up.info.get("adapter_profiles") or {}
+        out = {**up.info, "adapters": allowed, "adapter_profiles": {a: p for a, p in profiles.items() if a in allowed},
+               "default_adapter": default, "user": principal.user}
+        if default is not None and profiles.get(default):
+            out["profile"] = profiles[default]
+        return out
 
     def models_of(principal: Principal) -> dict[str, Any]:
         allowed = {a for _, adapters, _ in principal.teams for a in adapters}

@@ -85,6 +85,10 @@ async def test_access_defaults_and_errors_through_the_gateway(stack):
         assert [m["id"] for m in models if m.get("parent")] == ["team-a"]
         info = (await http.get(f"{url}/info", headers=_auth(tokens["bob"]))).json()
         assert info["adapters"] == ["team-b"] and info["default_adapter"] == "team-b" and info["fim_format"]
+        upstream_info = (await http.get(f"{upstream}/info")).json()
+        # requests without an adapter get team-b here, so its profile is the one to build prompts with
+        assert info["profile"] == upstream_info["adapter_profiles"]["team-b"]
+        assert list(info["adapter_profiles"]) == ["team-b"]
         # a revoked token is refused on its very next request
         bob_id = next(t["id"] for t in gw.accounts.list_tokens() if t["user"] == "bob")
         gw.accounts.revoke_token(bob_id)
