@@ -44,6 +44,9 @@ class UpstreamPool:
 
     async def start(self) -> None:
         await self.check_all()
+        for up in self.upstreams:
+            if not up.healthy:
+                log.warning("upstream %s is out at start (%s); it is put back when it answers", up.url, up.last_error)
         self._task = asyncio.create_task(self._loop(), name="gateway-health")
 
     async def stop(self) -> None:
