@@ -44,6 +44,9 @@ class Sessions:
         self._by_id: dict[str, tuple[str, float]] = {}
 
     def open(self, user: str) -> str:
+        now = time.time()
+        for old in [k for k, (_, until) in self._by_id.items() if until < now]:
+            del self._by_id[old]
         sid = secrets.token_urlsafe(32)
         self._by_id[sid] = (user, time.time() + self.seconds)
         return sid

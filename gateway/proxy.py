@@ -189,6 +189,9 @@ async def proxy(gw: Gateway, request: Request, route: str, *, openai: bool = Fal
         call.user = principal.user
         body = _json_body(await request.body())
         team_hint = request.headers.get("x-inhouse-team")
+        if team_hint is not None and team_hint not in {t for t, _, _ in principal.teams}:
+            raise ForbiddenError(f"`X-Inhouse-Team` names {team_hint[:64]!r}, which is not one of your teams "
+                                 f"({', '.join(t for t, _, _ in principal.teams) or 'none'})")
         if openai:
             model = body.get("model")
             asked = None if model is None else (None if model in gw.pool.model_ids() else str(model))

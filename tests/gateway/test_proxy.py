@@ -59,6 +59,8 @@ async def test_access_defaults_and_errors_through_the_gateway(stack):
         r = await http.post(f"{url}/generate", json={"inputs": "x", "parameters": {"adapter_id": "nope"}},
                             headers=_auth(tokens["alice"]))
         assert r.status_code == 422 and "`adapter_id` must be an adapter the gateway knows" in r.json()["error"]
+        r = await http.post(f"{url}/generate", json=body, headers={**_auth(tokens["alice"]), "X-Inhouse-Team": "blue"})
+        assert r.status_code == 403 and "not one of your teams (red)" in r.json()["error"]
         r = await http.post(f"{url}/generate", json=body, headers={"X-Api-Key": tokens["alice"]})
         assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"]
         assert "x-api-key" in r.json()["error"]
@@ -102,8 +104,8 @@ async def test_access_defaults_and_errors_through_the_gateway(stack):
                                                                    ("bob", "blue", "team-b")}
     assert all(r["upstream"] == upstream and r["generated_tokens"] == 6 and r["latency_ms"] > 0 for r in ok)
     statuses = sorted(r["status"] for r in rows if r["route"] == "/generate")
-    assert statuses == sorted([200, 200, 403, 422, 401, 401, 401, 401, 422, 422, 401])
-    assert next(r for r in rows if r["status"] == 403)["adapter"] is None  # refused before any upstream
+    assert statuses == sorted([200, 200, 403, 422, 403, 401, 401, 401, 401, 422, 422, 401])
+    assert all(r["adapter"] is None and r["upstream"] is None for r in rows if r["status"] == 403)  # never sent on
     assert 'inhouse_gateway_requests_total{adapter="team-a",route="/generate",status="200",team="red"} 1.0' in metrics
     assert all(tokens["alice"] not in json.dumps(r) for r in rows)
 
