@@ -67,9 +67,12 @@ def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: fl
         ts = now if ev.ts is None else ev.ts
         if not now - MAX_AGE_S <= ts <= now + MAX_CLOCK_SKEW_S:
             raise ValidationError(f"`events.{i}.ts` must be within the last 7 days, got {ev.ts}")
-        team = principal.team_for(ev.adapter) if ev.adapter else principal.default_adapter()[0]
+        if ev.adapter:
+            team, adapter = principal.team_for(ev.adapter), ev.adapter
+        else:  # the editor named no adapter: its completions got the team's default, so its events are about that
+            team, adapter = principal.default_adapter()
         rows.append({"ts": ts, "day": int(ts // 86400), "user_id": principal.user_id, "team": team, "kind": ev.kind,
-                     "suggestion": ev.id, "language": ev.language, "adapter": ev.adapter, "repo": ev.repo,
+                     "suggestion": ev.id, "language": ev.language, "adapter": adapter, "repo": ev.repo,
                      "chars": ev.chars, "partial": ev.partial, "after_s": ev.after_s, "latency_ms": ev.latency_ms})
     if rows:
         with Session(engine) as s, s.begin():

@@ -65,7 +65,8 @@ async def test_language_server_completes_and_reports_through_the_gateway(model_s
         assert kinds == ["accepted", "shown"]
     with DbSession(gw.engine) as s:
         events = list(s.scalars(select(Event)))
-    assert {(e.team, e.language, e.chars) for e in events} == {("red", "python", len(expected))}
+    # the editor named no adapter: its events count for the adapter the gateway gave it
+    assert {(e.team, e.adapter, e.language, e.chars) for e in events} == {("red", "team-a", "python", len(expected))}
     assert all(e.repo == "ws" for e in events)  # the workspace folder's name
     gw.audit.flush()
     routes = [(r["actor"], r["route"], r["adapter"], r["status"]) for r in audit_rows(gw.engine, kind="request")]
