@@ -67,6 +67,8 @@ def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: fl
         ts = now if ev.ts is None else ev.ts
         if not now - MAX_AGE_S <= ts <= now + MAX_CLOCK_SKEW_S:
             raise ValidationError(f"`events.{i}.ts` must be within the last 7 days, got {ev.ts}")
+        team: str | None
+        adapter: str | None
         if ev.adapter:
             team, adapter = principal.team_for(ev.adapter), ev.adapter
         else:  # the editor named no adapter: its completions got the team's default, so its events are about that
