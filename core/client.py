@@ -44,6 +44,7 @@ class ClientConfig:
     timeout_s: float = 10.0  # seconds a completion may take before it is abandoned
     api_key_file: str | None = None  # file holding the backend's bearer token
     model: str | None = None  # the `model` field sent to an OpenAI-compatible backend
+    token: str | None = field(default=None, repr=False)  # the bearer token itself (a gateway token); wins over the file
 
     def __post_init__(self) -> None:
         config.require(self.kind in BACKEND_KINDS, "kind", f"one of {', '.join(BACKEND_KINDS)}", self.kind)
@@ -51,7 +52,9 @@ class ClientConfig:
         config.require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
 
     def api_key(self) -> str | None:
-        """The API key read from `api_key_file` (stripped), or None when no file is configured."""
+        """The API key: `token`, else the one read from `api_key_file` (stripped), else None."""
+        if self.token:
+            return self.token
         if not self.api_key_file:
             return None
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core import config
@@ -54,6 +54,8 @@ class LspConfig:
     index_workspace: bool = True  # build the tree-sitter symbol index of the workspace
     index_max_files: int = 2000  # most files the symbol index reads
     log_level: str = "info"  # debug, info, warning or error (stderr)
+    gateway_url: str | None = None  # the company gateway: completions and adoption events go there instead
+    gateway_token: str | None = field(default=None, repr=False)  # your gateway token (VS Code: "Sign in")
 
     def __post_init__(self) -> None:
         config.require(self.backend_kind in ("tgi", "openai"), "backend_kind", "one of tgi, openai",
@@ -65,6 +67,9 @@ class LspConfig:
         config.require(self.debounce_ms >= 0, "debounce_ms", ">= 0", self.debounce_ms)
         config.require(self.log_level.lower() in ("debug", "info", "warning", "error"), "log_level",
                        "one of debug, info, warning, error", self.log_level)
+        if self.gateway_url is not None:
+            config.require(self.gateway_url.startswith(("http://", "https://")), "gateway_url", "an http(s) URL",
+                           self.gateway_url)
 
     def profile_overrides(self) -> dict[str, Any]:
         """The profile fields these settings override, as profile JSON (field -> value), checked."""
@@ -127,11 +132,13 @@ CLIENT_KEYS: dict[str, str] = {
     "telemetry": "telemetry",
     "telemetryPath": "telemetry_path",
     "indexWorkspace": "index_workspace",
+    "gatewayUrl": "gateway_url",
+    "gatewayToken": "gateway_token",
 }
 
 _NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path", "api_key_file", "profile", "prompt_order",
              "healing", "repo_context", "max_prompt_tokens", "max_tokens", "max_tokens_single_line", "suffix_share",
-             "context_share", "bos"}
+             "context_share", "bos", "gateway_url", "gateway_token"}
 
 
 def _convert(field: str, key: str, value: Any) -> Any:
@@ -167,7 +174,7 @@ def _convert(field: str, key: str, value: Any) -> Any:
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"`{key}` must be a string, got {value!r}")
-    if field == "backend_url":
+    if field in ("backend_url", "gateway_url"):
         return value.strip().rstrip("/")
     return value.strip()
 

@@ -27,6 +27,7 @@ from core.completion.context import open_documents
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
+from lsp.adoption import AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
 from lsp.positions import split_at
@@ -75,6 +76,8 @@ class InhouseLanguageServer(LanguageServer):
         self._slow: str | None = None  # the slow-backend note of the status while the last request timed out
         self.superseded = 0
         self._background: set[asyncio.Task] = set()
+        self.adoption = AdoptionReporter(self.shown, self._source, lambda uri: repository_name(self.workspace, uri))
+        self.telemetry.sink = self.adoption.record
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _notify(self, method: str, params: Any) -> None:
@@ -103,6 +106,7 @@ class InhouseLanguageServer(LanguageServer):
         self.status.interval_s = cfg.message_interval_s
         self.telemetry.enabled = cfg.telemetry
         self.telemetry.path = Path(cfg.telemetry_path).expanduser() if cfg.telemetry_path else None
+        self.adoption.configure(cfg.gateway_url, cfg.gateway_token, cfg.adapter)
         if self.session is None or changed:
             old = self.session
             try:
@@ -154,6 +158,10 @@ class InhouseLanguageServer(LanguageServer):
         self.recent[uri] = None
         while len(self.recent) > 50:
             self.recent.popitem(last=False)
+
+    def _source(self, uri: str) -> str | None:
+        doc = self.workspace.text_documents.get(uri)
+        return doc.source if doc is not None else None
 
     def relative_path(self, uri: str) -> str:
         try:
@@ -444,6 +452,7 @@ def create_server(cfg: LspConfig | None = None) -> InhouseLanguageServer:
             task.cancel()
         if ls.session is not None:
             await ls.session.aclose()
+        await ls.adoption.aclose()
 
     return server
 

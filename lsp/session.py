@@ -92,9 +92,10 @@ class Session:
     def __init__(self, cfg: LspConfig, *, cache: CompletionCache | None = None, index: SymbolIndex | None = None,
                  backend: CompletionBackend | None = None) -> None:
         self.cfg = cfg
-        self.backend = backend or create_backend(ClientConfig(url=cfg.backend_url, kind=cfg.backend_kind,
-                                                              adapter_id=cfg.adapter, timeout_s=cfg.timeout_s,
-                                                              api_key_file=cfg.api_key_file))
+        self.backend = backend or create_backend(ClientConfig(url=cfg.gateway_url or cfg.backend_url,
+                                                              kind=cfg.backend_kind, adapter_id=cfg.adapter,
+                                                              timeout_s=cfg.timeout_s, api_key_file=cfg.api_key_file,
+                                                              token=cfg.gateway_token if cfg.gateway_url else None))
         self.cache = cache or CompletionCache()
         self.index = index
         self.tokenizer = load_tokenizer(cfg.tokenizer)
