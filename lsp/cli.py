@@ -22,7 +22,7 @@ def lsp(
     """Run the language server (inline completions for any LSP editor)."""
     from core.cli import resolve_section
     from lsp.config import LspConfig
-    from lsp.server import create_server
+    from lsp.handlers import create_server
 
     cfg = resolve_section(LspConfig, backend_url=backend_url, backend_kind=backend_kind, adapter=adapter,
                           fim_format=fim_format, tokenizer=tokenizer, log_level=log_level)

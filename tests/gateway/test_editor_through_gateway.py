@@ -16,7 +16,7 @@ from core.completion.pipeline import CompletionInput
 from gateway.audit import rows as audit_rows
 from gateway.models import Event
 from lsp.config import LspConfig
-from lsp.server import ACCEPTED_COMMAND
+from lsp.suggestions import ACCEPTED_COMMAND
 from lsp.session import Session
 from tests.lsp.conftest import inline_params, lsp_client, open_doc
 

@@ -14,7 +14,8 @@ from pygls.exceptions import JsonRpcException
 
 from core.completion.pipeline import CompletionInput
 from lsp.config import LspConfig
-from lsp.server import ACCEPTED_COMMAND, TOGGLE_COMMAND
+from lsp.handlers import TOGGLE_COMMAND
+from lsp.suggestions import ACCEPTED_COMMAND
 from lsp.session import Session
 from tests.lsp.conftest import free_port, inline_params, lsp_client, open_doc
 
