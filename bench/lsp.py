@@ -73,7 +73,7 @@ async def language_server(options: dict, root: Path, log: Path):
     client.feature(STATUS_NOTIFICATION)(lambda *_args: None)  # the status bar of a real editor
     env = {**os.environ, "INHOUSE_CONFIG": str(root / "empty.toml")}
     (root / "empty.toml").write_text("")
-    await client.start_io(PY, "-m", "core.cli", "lsp", env=env)
+    await client.start_io(PY, "-m", "app.cli", "lsp", env=env)
     drain = asyncio.ensure_future(_drain(client._server.stderr, log))  # a full stderr pipe would block the server
     await client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), root_uri=root.as_uri(), initialization_options=options,

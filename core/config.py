@@ -194,6 +194,23 @@ def resolve(
         raise ConfigError(f"[{name}] {exc}") from exc
 
 
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """What the `inhouse` entry point resolved before any command runs; it reaches each command as `ctx.obj`."""
+
+    config_file: Path | None = None  # --config; None: $INHOUSE_CONFIG or ./inhouse.toml
+    debug: bool = False  # --debug
+
+
+def resolve_section(invocation: object, cls: type[T], **overrides: Any) -> T:
+    """A command resolves its own section: defaults < the `--config` file < env < these CLI flags.
+
+    `invocation` is Typer's `ctx.obj` (an `Invocation`), None when a command runs outside the `inhouse` app.
+    """
+    config_file = invocation.config_file if isinstance(invocation, Invocation) else None
+    return resolve(cls, config_file=config_file, overrides=overrides)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A resolved config as plain JSON-ready data (for the `config.json` every run writes)."""
     def plain(v: Any) -> Any:

@@ -102,7 +102,7 @@ def test_workers_score_the_same_rows_as_one_process(tiny_model_dir, tiny_dataset
 
 
 def test_cli_compare_needs_adapter(tiny_model_dir, tiny_dataset, tmp_path, capsys):
-    from core.cli import main
+    from app.cli import main
 
     code = main(["eval", "--base", str(tiny_model_dir), "--data", str(tiny_dataset), "--compare", "-o",
                  str(tmp_path / "r")])

@@ -19,7 +19,7 @@ ARGS = ["--max-steps", "16", "--batch-size", "2", "--seq-len", "256", "--lr", "3
 
 
 def _train(base, data, out, *extra) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "core.cli", "train", "--base", str(base), "--data", str(data), "-o", str(out),
+    cmd = [sys.executable, "-m", "app.cli", "train", "--base", str(base), "--data", str(data), "-o", str(out),
            *ARGS, *extra]
     return subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
