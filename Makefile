@@ -1,4 +1,4 @@
-# inhouse: `make demo` runs the main job on the embedded default model; `make test` runs every test.
+# inhouse: `make demo` runs the main job on the embedded default model; `make test` runs the linters, then every test.
 # Both create .venv when missing and install what they need (torch first, a CPU build, so nothing pulls CUDA).
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ OUT ?= demo-out
 QUICK ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps extension model demo test test-fast bench clean
+.PHONY: install system-deps extension model demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,13 @@ extension: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(QUICK),--quick,)
 
-test: $(STAMP) system-deps model
+# ruff and mypy over the product packages (configured in pyproject.toml); any finding fails `make test`.
+LINT_PATHS := app core finetune server lsp verifenv bench
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
+
+test: $(STAMP) lint system-deps model
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -48,4 +54,4 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -138,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("inhouse: interrupted", err=True)
         return 130
     except Exception as exc:  # the process edge: one clear line, a traceback only with --debug
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()  # a usage error from the command-line parser: its own message, exit 2
-            return exc.exit_code
+        # A usage error from the command-line parser (typer vendors click privately, so it is known by what it
+        # offers): its own message, exit 2.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         if debug:
             raise
         prefix = "error" if isinstance(exc, InhouseError) else f"unexpected error ({type(exc).__name__})"

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -166,6 +167,8 @@ class LspClient:
     def __init__(self, cmd: list[str], log: Path) -> None:
         self.log = log.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are pipes
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.next_id = 0
 
     def send(self, method: str, params: dict, notify: bool = False) -> int | None:
@@ -174,23 +177,23 @@ class LspClient:
             self.next_id += 1
             msg["id"] = self.next_id
         body = json.dumps(msg).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
+        self.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.stdin.flush()
         return msg.get("id")
 
     def read(self) -> dict:
         length = 0
         while True:
-            line = self.proc.stdout.readline()
+            line = self.stdout.readline()
             if not line:
                 raise SystemExit("demo: the language server closed its output")
             if line in (b"\r\n", b"\n"):
                 break
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
-        return json.loads(self.proc.stdout.read(length))
+        return json.loads(self.stdout.read(length))
 
-    def request(self, method: str, params: dict, timeout: float = 120) -> dict:
+    def request(self, method: str, params: dict, timeout: float = 120) -> Any:
         rid = self.send(method, params)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -201,8 +204,8 @@ class LspClient:
                 return msg.get("result")
             if "id" in msg and "method" in msg:  # a request from the server: answer it
                 body = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": None}).encode()
-                self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                self.proc.stdin.flush()
+                self.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                self.stdin.flush()
         raise SystemExit(f"demo: no answer to {method}")
 
     def close(self) -> None:
@@ -263,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             if p.poll() is None:
                 p.kill()
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(143)))
+    def on_sigterm(*_sig: object) -> None:
+        stop_all()
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with progress.step("model"):
             inhouse("model", "demo", "-o", str(args.model_dir))

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from core.errors import ConfigError
 
@@ -168,7 +168,7 @@ def resolve(
     data = read_file(path)
     check_sections(data, path)
     hints = _field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}  # a registered section is a dataclass
     values: dict[str, Any] = {}
     for key, value in data.get(name, {}).items():
         if key not in names:

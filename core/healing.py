@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 
 class _Tokenizer(Protocol):
@@ -32,7 +33,8 @@ def _offsets(tokenizer: _Tokenizer, text: str) -> list[tuple[int, int]]:
         enc = tokenizer.encode(text)
     offsets = getattr(enc, "offsets", None)
     if offsets is None:  # a transformers tokenizer: ask for offsets explicitly
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        call = cast(Callable[..., Any], tokenizer)  # transformers tokenizers are callable
+        offsets = call(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     return [tuple(o) for o in offsets]
 
 

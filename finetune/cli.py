@@ -109,6 +109,7 @@ def eval_command(
     if curve:
         from finetune.curve import learning_curve
 
+        assert adapter is not None  # --curve without --adapter was refused above
         learning_curve(base, adapter, data, out, cfg, overwrite=overwrite, run_metadata=run_metadata())
         typer.echo((out / "curve.md").read_text(encoding="utf-8"))
         return
