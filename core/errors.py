@@ -57,3 +57,7 @@ class ModelError(InhouseError):
 
 class GrammarError(InhouseError):
     error_type = "grammar"
+
+
+def _throwaway() -> int:
+    return "not an int"
