@@ -1,3 +1,4 @@
+import os
 """The one exception tree of inhouse; every component raises these and entry points map them.
 
     InhouseError
