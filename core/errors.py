@@ -1,4 +1,3 @@
-import os
 """The one exception tree of inhouse; every component raises these and entry points map them.
 
     InhouseError
