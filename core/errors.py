@@ -57,7 +57,3 @@ class ModelError(InhouseError):
 
 class GrammarError(InhouseError):
     error_type = "grammar"
-
-
-def _throwaway() -> int:
-    return "not an int"
