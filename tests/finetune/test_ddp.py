@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from finetune import runlog
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -26,7 +28,7 @@ def test_two_process_ddp_ranks_agree(tiny_model_dir, tiny_dataset, tmp_path):
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = runlog.read_train_config(out)
     assert cfg["processes"] == 2
     hashes = cfg["rank_weight_hashes"]
     assert len(hashes) == 2 and hashes[0] == hashes[1]
