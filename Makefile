@@ -1,4 +1,5 @@
-# inhouse: `make demo` runs the main job on the embedded default model; `make test` runs the linters, then every test.
+# inhouse: `make demo` runs the main job on the embedded default model with quick budgets (`make demo FULL=1`: the
+# full ones); `make test` runs the linters, then every test.
 # Both create .venv when missing and install what they need (torch first, a CPU build, so nothing pulls CUDA).
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.inhouse-installed
 OUT ?= demo-out
-QUICK ?=
+FULL ?=
 PYTEST_ARGS ?=
 
 .PHONY: install system-deps extension model demo lint test test-fast bench clean
@@ -36,7 +37,7 @@ extension: $(STAMP)
 	@if [ -f vscode-extension/package.json ]; then $(MAKE) -C vscode-extension build; fi
 
 demo: $(STAMP)
-	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(QUICK),--quick,)
+	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(FULL),--full,)
 
 # ruff and mypy over the product packages (configured in pyproject.toml); any finding fails `make test`.
 LINT_PATHS := app core finetune server lsp verifenv bench
