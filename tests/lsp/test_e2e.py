@@ -1,4 +1,4 @@
-"""End to end: pytest-lsp drives `python -m core.cli lsp` subprocesses backed by the real embedded server
+"""End to end: pytest-lsp drives `python -m app.cli lsp` subprocesses backed by the real embedded server
 (`inhouse serve`) with the tiny model. Expected suggestions come from the same pipeline run directly in
 this process on the prefix/suffix the cursor must mean, so a wrong position shows up as a wrong text."""
 
