@@ -4,7 +4,8 @@ An LSP client (pygls, JSON-RPC over stdio) drives an `inhouse lsp` subprocess ba
 base and, when given, the adapter (as the editor would use it: the adapter's id in the settings, the profile from
 `/info`). For each of N held-out cursors of a dataset (the exam's rows: same sample, same seed), the held-out file
 is opened with its middle removed in a workspace holding its repository (indexed by the language server itself),
-its neighbours open as the exam assumes, and one inline completion is asked at the cursor. The suggestion that reaches the client is scored with the exam's metrics. With
+its neighbours open as the exam assumes, and one inline completion is asked at the cursor. The suggestion that
+reaches the client is scored with the exam's metrics. With
 `--exam REPORT_DIR` the figures are set beside that exam's run in the same profile, row by row.
 
     .venv/bin/python bench/editor.py --data DATASET [--model models/smollm2] [--adapter ADAPTER]

@@ -39,13 +39,12 @@ sys.path.insert(0, str(ROOT))
 from lsprotocol import types  # noqa: E402
 from pygls.lsp.client import LanguageClient  # noqa: E402
 
-from core.client import ClientConfig, create_backend  # noqa: E402
+from core.client import ClientConfig, CompletionRequest, create_backend  # noqa: E402
 from core.completion.pipeline import CompletionInput  # noqa: E402
+from core.launch import serve_subprocess  # noqa: E402
 from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
-from core.launch import serve_subprocess  # noqa: E402
 from lsp.status import STATUS_NOTIFICATION  # noqa: E402
-from server.launch import serve_subprocess  # noqa: E402
 
 PY = sys.executable
 SOURCE = (ROOT / "core" / "fim.py").read_text(encoding="utf-8")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from core import config
+from core.completion.profile import PROFILE_KEY, CompletionProfile
 from core.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
@@ -26,20 +28,34 @@ from core.errors import (
     OverloadedError,
     ValidationError,
 )
-from core.completion.profile import PROFILE_KEY, CompletionProfile
 from core.fim import cut_at_stop
 from core.healing import healing_grammar
 
 log = logging.getLogger(__name__)
 
-BACKEND_KINDS = ("tgi", "openai")
+class BackendKind(str, Enum):
+    """How the backend is asked: TGI's API (TGI, `inhouse serve`, the gateway) or OpenAI's `/v1/completions`."""
+
+    TGI = "tgi"
+    OPENAI = "openai"
+
+    @classmethod
+    def parse(cls, value: object, field: str) -> BackendKind:
+        """The kind `value` names; a ConfigError naming `field` otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"`{field}` must be one of {', '.join(k.value for k in cls)}, got {value!r}") from None
+
+
+BACKEND_KINDS = tuple(k.value for k in BackendKind)
 
 
 @config.section("client")
 @dataclass(frozen=True)
 class ClientConfig:
     url: str = "http://127.0.0.1:8080"  # base URL of the completion backend (TGI, vLLM or `inhouse serve`)
-    kind: str = "tgi"  # "tgi" (TGI API) or "openai" (raw FIM prompt on /v1/completions)
+    kind: BackendKind = BackendKind.TGI  # "tgi" (TGI API) or "openai" (raw FIM prompt on /v1/completions)
     adapter_id: str | None = None  # LoRA adapter to complete with; unset: the base model
     timeout_s: float = 10.0  # seconds a completion may take before it is abandoned
     api_key_file: str | None = None  # file holding the backend's bearer token
@@ -47,7 +63,7 @@ class ClientConfig:
     token: str | None = field(default=None, repr=False)  # the bearer token itself (a gateway token); wins over the file
 
     def __post_init__(self) -> None:
-        config.require(self.kind in BACKEND_KINDS, "kind", f"one of {', '.join(BACKEND_KINDS)}", self.kind)
+        object.__setattr__(self, "kind", BackendKind.parse(self.kind, "kind"))
         config.require(self.timeout_s > 0, "timeout_s", "> 0", self.timeout_s)
         config.require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
 
@@ -115,15 +131,31 @@ def _finish_text(generated: str, heal: str, stop: tuple[str, ...]) -> str:
     return cut_at_stop(generated, stop)
 
 
-# httpx timeouts after the connection was made: the backend is there but slow. A connect timeout is not one
-# of them (nothing answered the connection: as good as unreachable).
-_SLOW_TIMEOUTS = ("ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException")
+def _http_modules() -> list[Any]:
+    """httpx, and httpx2 where installed (huggingface_hub's AsyncInferenceClient is built on it): the same
+    exception tree in two packages."""
+    modules: list[Any] = [httpx]
+    try:
+        import httpx2
+
+        modules.append(httpx2)
+    except ImportError:
+        pass
+    return modules
+
+
+_HTTP = _http_modules()
+# Timeouts: after the connection was made the backend is there but slow; a connect timeout is not one of them
+# (nothing answered the connection: as good as unreachable).
+_TIMEOUTS: tuple[type[BaseException], ...] = tuple(m.TimeoutException for m in _HTTP)
+_CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(m.ConnectTimeout for m in _HTTP)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(m.TransportError for m in _HTTP)
 
 
 def _timeout_error(exc: BaseException, where: str, timeout_s: float) -> BackendUnavailableError:
     """A timeout of `where`: `BackendTimeoutError` (slow) unless the connection itself timed out."""
-    cause = exc if type(exc).__name__ in _SLOW_TIMEOUTS + ("ConnectTimeout",) else exc.__cause__
-    if cause is not None and type(cause).__name__ == "ConnectTimeout":
+    cause = exc if isinstance(exc, _TIMEOUTS) else exc.__cause__
+    if isinstance(cause, _CONNECT_TIMEOUTS):
         return BackendUnavailableError(f"cannot reach {where}: connection timed out after {timeout_s}s")
     return BackendTimeoutError(f"{where} timed out after {timeout_s}s")
 
@@ -206,14 +238,14 @@ class TgiBackend:
         adapter = req.adapter_id if req.adapter_id is not None else self.cfg.adapter_id
         start = time.perf_counter()
         try:
-            out = await self._client.text_generation(
+            out: Any = await self._client.text_generation(  # type: ignore[misc]  # its overloads defeat mypy
                 req.prompt,
                 # The explicit /generate route: TGI and `inhouse serve` both have it (the bare base URL is
                 # TGI's compat route, which other TGI-compatible servers may lack).
                 model=f"{self.base}/generate",
                 details=True,
                 adapter_id=adapter,
-                grammar=healing_grammar(req.heal) if req.heal else None,
+                grammar=healing_grammar(req.heal) if req.heal else None,  # type: ignore[arg-type]  # TGI's JSON form
                 stop=stops or None,
                 max_new_tokens=req.max_new_tokens,
                 do_sample=req.temperature > 0,
@@ -231,13 +263,10 @@ class TgiBackend:
             raise _map_status(status, str(exc).splitlines()[0] if str(exc) else "") from exc
         except OSError as exc:
             raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
-        except Exception as exc:  # httpx2 transport errors are not OSError; classify by name, not import
-            if type(exc).__name__ in _SLOW_TIMEOUTS:
-                raise _timeout_error(exc, self.base, self.cfg.timeout_s) from exc
-            if type(exc).__name__ in ("ConnectError", "ReadError", "WriteError", "RemoteProtocolError",
-                                      "ConnectTimeout", "ReadTimeout", "PoolTimeout", "NetworkError"):
-                raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
-            raise
+        except _TIMEOUTS as exc:  # httpx2's transport errors are not OSError
+            raise _timeout_error(exc, self.base, self.cfg.timeout_s) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
         elapsed = (time.perf_counter() - start) * 1000
         details = out.details
         return CompletionResult(
@@ -328,8 +357,8 @@ class OpenAIBackend:
 
 def create_backend(cfg: ClientConfig) -> CompletionBackend:
     """The backend for `cfg.kind` ("tgi" or "openai")."""
-    if cfg.kind == "tgi":
+    if cfg.kind is BackendKind.TGI:
         return TgiBackend(cfg)
-    if cfg.kind == "openai":
+    if cfg.kind is BackendKind.OPENAI:
         return OpenAIBackend(cfg)
     raise ConfigError(f"`kind` must be one of {', '.join(BACKEND_KINDS)}, got {cfg.kind!r}")

@@ -14,6 +14,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -137,7 +138,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(f"expected a table, got {value!r}")
             return dict(value)
-        if isinstance(hint, type) and issubclass(hint, str):  # str Enums
+        if isinstance(hint, type) and issubclass(hint, Enum):  # str Enums: a closed set, named in the message
+            try:
+                return hint(value)
+            except ValueError:
+                raise ValueError(f"expected one of {', '.join(str(m.value) for m in hint)}, got {value!r}") from None
+        if isinstance(hint, type) and issubclass(hint, str):
             return hint(value)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
@@ -181,7 +187,7 @@ def resolve(
         key = var[len(prefix):].lower()
         if key not in names:
             raise ConfigError(f"environment variable {var}: unknown key {key!r} for section [{name}]")
-        values[key] = _coerce(value, hints[key], f"environment variable {var}")
+        values[key] = _coerce(value, hints[key], f"environment variable {var} (`{key}`)")
     for key, value in (overrides or {}).items():
         if value is None:
             continue

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from core.artifacts import atomic_directory, read_info, write_json_atomic
+from core.completion.profile import profile_of_info
 from core.errors import ConfigError
 from finetune import checkpoint as ckpt
 from finetune import metrics as M
 from finetune.config import EvalConfig
-from core.completion.profile import profile_of_info
 from finetune.exam import HEADLINE_METRICS, check_model_dirs, run_exam
 from finetune.report import format_interval
 

@@ -228,7 +228,8 @@ def exam_server(base: Path, adapters: dict[str, Path], cfg: EvalConfig, log_file
     from core.launch import serve_subprocess
 
     with adapters_for_server(adapters) as adapters_dir:
-        args = ["--max-batch-size", str(cfg.concurrency), "--max-concurrent-requests", str(max(128, 2 * cfg.concurrency))]
+        args = ["--max-batch-size", str(cfg.concurrency),
+                "--max-concurrent-requests", str(max(128, 2 * cfg.concurrency))]
         if adapters_dir is not None:
             args += ["--adapters", str(adapters_dir)]
         if cfg.threads:

@@ -150,7 +150,8 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 2048,
         model.save_pretrained(tmp, safe_serialization=True)
         hf_tok.save_pretrained(tmp)
         write_info(tmp, {"kind": "model", "fim_format": TINY_FIM_FORMAT,
-                         PROFILE_KEY: base_model_profile(TINY_FIM_FORMAT).to_dict(), "source": f"tiny-random seed={seed}",
+                         PROFILE_KEY: base_model_profile(TINY_FIM_FORMAT).to_dict(),
+                         "source": f"tiny-random seed={seed}",
                          "architecture": "LlamaForCausalLM", "parameters": model.num_parameters()})
     return Path(out_dir)
 

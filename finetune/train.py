@@ -187,7 +187,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
                 state["best_dev"] = dev_loss
         if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
             weights = _adapter_weights(accelerator, model, sharded)  # a collective when sharded
-            if main:
+            if main and weights is not None:
                 ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state,
                                      _peft_config(accelerator.unwrap_model(model)),
                                      {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
@@ -210,7 +210,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     if len(set(hashes)) != 1:
         raise ModelError(f"data-parallel ranks disagree on the trained weights: {hashes}")
     chosen = state["best_step"] or step
-    if chosen != step:
+    if chosen != step or weights is None:
         weights = ckpt.read_adapter_weights(ckpt.checkpoint_dir(out, chosen))
     _save_adapter(weights, accelerator.unwrap_model(model), out)
     tokenizer.save_pretrained(out)
@@ -300,7 +300,7 @@ def _dev_sets(dataset: Path, tokenizer, fmt, cfg: TrainConfig, pad_id: int, stat
         log.warning("dataset has no dev split: the last step is kept (no checkpoint choice)")
         return {}
     orders = [o for o in ("psm", "spm") if o in cfg.objectives and stats.by_objective.get(o)] or ["psm"]
-    out = {}
+    out: dict[str, Any] = {}
     for order in orders:
         examples, _ = D.tokenize_rows(D.dev_rows_in(rows, fmt, order), tokenizer, fmt, "middle", cfg.seq_len,
                                       (order,), bos_id=bos_id)

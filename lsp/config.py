@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import config
-from core.errors import ConfigError
+from core.client import BackendKind
 from core.completion.profile import CompletionProfile
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LspConfig:
     backend_url: str = "http://127.0.0.1:8080"  # the completion backend (TGI, vLLM or `inhouse serve`)
-    backend_kind: str = "tgi"              # "tgi" or "openai"
+    backend_kind: BackendKind = BackendKind.TGI  # "tgi" or "openai"
     api_key_file: str | None = None        # file holding the backend's bearer token (`inhouse serve --api-key-file`)
     adapter: str | None = None             # LoRA adapter id; None for the base model
     # The completion profile: by default the one the backend reports in /info for `adapter` (or the base).
@@ -58,8 +59,7 @@ class LspConfig:
     gateway_token: str | None = field(default=None, repr=False)  # your gateway token (VS Code: "Sign in")
 
     def __post_init__(self) -> None:
-        config.require(self.backend_kind in ("tgi", "openai"), "backend_kind", "one of tgi, openai",
-                       self.backend_kind)
+        object.__setattr__(self, "backend_kind", BackendKind.parse(self.backend_kind, "backend_kind"))
         config.require(self.backend_url.startswith(("http://", "https://")), "backend_url", "an http(s) URL",
                        self.backend_url)
         self.profile_overrides()  # each set override checked as the profile checks it, naming the setting

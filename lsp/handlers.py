@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ async def _index_workspace(ls: InhouseLanguageServer) -> None:
     if not roots:
         return
     token = str(uuid.uuid4())
-    progress = None
+    progress: Callable[[str, int | None], None] | None = None
     caps = ls.client_capabilities.window
     if caps is not None and caps.work_done_progress:
         try:
@@ -151,9 +152,11 @@ async def _index_workspace(ls: InhouseLanguageServer) -> None:
             ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="inhouse: indexing symbols",
                                                                            percentage=0))
 
-            def progress(message: str, percent: int | None) -> None:
+            def report(message: str, percent: int | None) -> None:
                 ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=message,
                                                                                  percentage=percent))
+
+            progress = report
         except Exception as exc:
             log.debug("no work-done progress: %s", exc)
             progress = None

@@ -29,8 +29,8 @@ from lsp.config import LspConfig, apply_client_settings
 from lsp.documents import RecentDocuments, relative_path
 from lsp.positions import split_at
 from lsp.session import Answer, Session
-from lsp.suggestions import InFlight, Shown, accepted_command, still_on_screen
 from lsp.status import State, Status
+from lsp.suggestions import InFlight, Shown, accepted_command, still_on_screen
 from lsp.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class InhouseLanguageServer(LanguageServer):
         self.index = SymbolIndex()
         self.session: Session | None = None
         self.status = Status(self._notify, self.window_show_message, self.cfg.message_interval_s)
-        self.telemetry = Telemetry(self.cfg.telemetry, Path(self.cfg.telemetry_path) if self.cfg.telemetry_path else None)
+        self.telemetry = Telemetry(self.cfg.telemetry,
+                                   Path(self.cfg.telemetry_path) if self.cfg.telemetry_path else None)
         self.documents = RecentDocuments()
         self.inflight: dict[str, InFlight] = {}
         self.generating = 0

@@ -55,7 +55,9 @@ class AdapterDirectory:
     def profiles(self) -> dict[str, dict]:
         """adapter id -> its profile as JSON, for /info; an adapter whose profile is unreadable is left out and
         logged (requests naming it get a 422 that says why)."""
-        out = {}
+        out: dict[str, dict] = {}
+        if self.directory is None:
+            return out
         for adapter_id in self.ids():
             try:
                 profile = self.profile(adapter_id, self.directory / adapter_id)

@@ -159,4 +159,5 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             ids = state.tokenizer(body.inputs)["input_ids"]
             return [{"id": i, "text": state.tokenizer.decode([i]), "start": 0, "stop": 0} for i in ids]
         enc = backend.encode(body.inputs)
-        return [{"id": i, "text": body.inputs[s:e], "start": s, "stop": e} for i, (s, e) in zip(enc.ids, enc.offsets)]
+        return [{"id": i, "text": body.inputs[s:e], "start": s, "stop": e} for i, (s, e) in
+                zip(enc.ids, enc.offsets, strict=True)]

@@ -56,6 +56,7 @@ class TokenCounter:
         return self.tokenizer is not None
 
     def _encode(self, text: str):
+        assert self.tokenizer is not None  # callers count in characters without one
         try:
             return self.tokenizer.encode(text, add_special_tokens=False)
         except TypeError:

@@ -114,7 +114,7 @@ def decide(prefix: str, suffix: str, language_id: str, enabled_languages: Collec
     if lang is None:
         return Decision(False, False, f"unsupported language {language_id!r}")
     if enabled_languages is not None and "*" not in enabled_languages:
-        enabled = {languages.get(x).id if languages.get(x) else x for x in enabled_languages}
+        enabled = {known.id if (known := languages.get(x)) is not None else x for x in enabled_languages}
         if lang.id not in enabled:
             return Decision(False, False, f"disabled for {lang.id}")
     rest = _rest_of_line(suffix)

@@ -77,7 +77,8 @@ def _extract(path: str, language_id: str, digest: str, content: str) -> tuple[De
     data = content.encode("utf-8")
     out = []
     for node in _walk_definitions(tree.root_node):
-        if node.type in ("struct_specifier", "enum_specifier", "union_specifier") and node.child_by_field_name("body") is None:
+        if (node.type in ("struct_specifier", "enum_specifier", "union_specifier")
+                and node.child_by_field_name("body") is None):
             continue  # a use (`struct P p;`), not a definition
         name = _name_of(node)
         if not name:
