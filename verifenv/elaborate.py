@@ -81,18 +81,50 @@ class Elaboration:
         return [dataclasses.replace(p, value=self.params.get(p.name, p.value)) for p in params]
 
 
-def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = ()) -> Elaboration:
-    """Compile the files with pyslang and read the top instance; `ok` is False when it does not elaborate."""
+def _options(defines: Iterable[str], includes: Iterable[str]):
+    import pyslang
+    from pyslang import parsing
+
+    options = pyslang.Bag()
+    pp = parsing.PreprocessorOptions()
+    pp.predefines = [str(d) for d in defines]
+    pp.additionalIncludePaths = [str(i) for i in includes]
+    options.preprocessorOptions = pp
+    return options
+
+
+def expand_macros(path: str, includes: Iterable[str] = (), defines: Iterable[str] = ()) -> str | None:
+    """The file's text with macros expanded and comments dropped (`FFARN(...)` -> its `always_ff`), or None
+    when pyslang is missing or cannot read it. Reset and assertion inference read this text."""
     try:
         import pyslang
-        from pyslang import ast, parsing, syntax
+        from pyslang import syntax
+    except ImportError:
+        return None
+    try:
+        tree = syntax.SyntaxTree.fromFile(str(path), pyslang.SourceManager(), _options(defines, includes))
+        printer = syntax.SyntaxPrinter()
+        printer.setExpandMacros(True)
+        printer.setIncludeComments(False)
+        printer.setIncludeDirectives(False)
+        printer.setExpandIncludes(False)
+        printer.print(tree.root)
+        return printer.str()
+    except Exception:  # a second opinion only: the raw text is used instead
+        log.debug("pyslang could not expand %s", path, exc_info=True)
+        return None
+
+
+def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = (), includes: Iterable[str] = ()) -> Elaboration:
+    """Compile the files (with the closure's include folders) with pyslang and read the top instance; `ok` is
+    False when it does not elaborate."""
+    try:
+        import pyslang
+        from pyslang import ast, syntax
     except ImportError as exc:  # optional dependency
         return Elaboration(ok=False, error=f"not installed ({exc})")
     try:
-        options = pyslang.Bag()
-        pp = parsing.PreprocessorOptions()
-        pp.predefines = [str(d) for d in defines]
-        options.preprocessorOptions = pp
+        options = _options(defines, includes)
         comp_opts = ast.CompilationOptions()
         comp_opts.topModules = {top}
         options.compilationOptions = comp_opts

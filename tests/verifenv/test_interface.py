@@ -22,7 +22,7 @@ def test_ansi_counter_with_attribute_and_async_active_low_reset():
                                                                            ("INIT", "0", 0, False)]
     assert iface.port("count").type == "reg" and iface.port("count").packed == ("[WIDTH-1:0]",)
     assert iface.clocks == (Clock("clk", "posedge"),)
-    assert iface.resets == (Reset("rst_n", active_low=True, asynchronous=True),)
+    assert iface.resets == (Reset("rst_n", active_low=True, asynchronous=True, by="use"),)
     assert iface.authority == "pyslang" and iface.disagreements == ()
     assert any("up counter" in c for c in iface.comments)
 
@@ -45,7 +45,7 @@ def test_systemverilog_fifo_with_clog2_and_assertions():
     assert iface.port("level").packed == ("[AW:0]",)
     assert iface.clocks == (Clock("clk"),)
     # `if (!rst)` guards the assertions; the branch that assigns is `if (rst)`: active high, synchronous
-    assert iface.resets == (Reset("rst", active_low=False, asynchronous=False),)
+    assert iface.resets == (Reset("rst", active_low=False, asynchronous=False, by="use"),)
     assert iface.assertions == ('assert (!(push && full)) else $error("push while full");',
                                 'assert (!(pop && empty)) else $error("pop while empty");')
     assert iface.qualifiers == {"rdata": "!empty"}
@@ -61,7 +61,7 @@ def test_ifdef_in_port_list():
     assert not dbg.active() and dbg.active(["DEBUG"])
     assert [p.name for p in iface.outputs()] == ["q"]
     assert [p.name for p in iface.outputs(["DEBUG"])] == ["dbg_state", "q"]
-    assert iface.resets == (Reset("reset", active_low=False, asynchronous=False),)
+    assert iface.resets == (Reset("reset", active_low=False, asynchronous=False, by="use"),)
 
 
 def test_valid_ready_stream_register():
@@ -70,14 +70,14 @@ def test_valid_ready_stream_register():
                             ("s_valid", "input", 1), ("s_ready", "output", 1), ("m_data", "output", 16),
                             ("m_valid", "output", 1), ("m_ready", "input", 1)]
     assert iface.clocks == (Clock("aclk"),)
-    assert iface.resets == (Reset("aresetn", active_low=True, asynchronous=False),)
+    assert iface.resets == (Reset("aresetn", active_low=True, asynchronous=False, by="use"),)
     assert iface.qualifiers == {"m_data": "m_valid"}
 
 
 def test_two_clock_design():
     iface = interface.extract([RTL / "two_clock.v"], "two_clock")
     assert iface.clocks == (Clock("clk_a"), Clock("clk_b"))
-    assert iface.resets == (Reset("rst_n", active_low=True, asynchronous=True),)
+    assert iface.resets == (Reset("rst_n", active_low=True, asynchronous=True, by="use"),)
     assert ports(iface)[-2:] == [("cnt_a", "output", 4), ("sync_b", "output", 1)]
 
 
