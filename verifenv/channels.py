@@ -103,7 +103,8 @@ def infer(ports: Iterable[Port], skip: Iterable[str] = ()) -> list[Channel]:
         taken |= {port.name, ready} - {""}
         payload = _payload(pre, ch, port.direction, ports, taken)
         taken |= {p for p, _f in payload}
-        channels.append(Channel(pre + (("_" + ch) if ch and pre else ch), side, protocol, port.name, ready,
+        label = pre if ch == "t" and pre else pre + (("_" + ch) if ch and pre else ch)
+        channels.append(Channel(label, side, protocol, port.name, ready,
                                 payload=tuple(p for p, _f in payload), fields=tuple(f for _p, f in payload)))
     channels.extend(_fifo_channels(ports, taken, by_name))
     return channels

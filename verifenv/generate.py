@@ -260,7 +260,7 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
         "generated": sorted(rel for rel, (_t, owned) in files.items() if not owned),
         "owned": sorted(rel for rel, (_t, owned) in files.items() if owned),
         "hashes": {rel: hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()[:16] for rel in sorted(files)},
-        "kept": sorted(result.kept), **(metadata or {}),
+        "kept": sorted(result.kept), "stream": spec["stream"], **(metadata or {}),
     }
     write_json_atomic(out_dir / MANIFEST, manifest)
     log.info("generated %s: wrote %d file(s), kept %d owned", out_dir, len(result.written), len(result.kept))

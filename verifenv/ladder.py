@@ -13,6 +13,7 @@ import ast
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -173,8 +174,7 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
         return write_report(report, out_dir, write)
 
     result = runner.pytest("test_build", cfg.build_timeout_s, **({"VERIFENV_REUSE_BUILD": "1"} if reuse_build else {}))
-    if add(Level("L1", NAMES["L1"], _status(result), "built" if result.returncode == 0 else _describe(result),
-                 result.seconds)).status != "pass":
+    if add(build_level(result, out_dir, sim)).status != "pass":
         skip_rest("L1", "L1 failed")
         return write_report(report, out_dir, write)
 
@@ -189,7 +189,8 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     if upto == "L2":
         skip_rest("L2", "not part of this check")
         return write_report(report, out_dir, write)
-    add(level3(runner, sim_reports / "L3", seeds))
+    stream = _manifest(out_dir).get("stream")
+    add(level3(runner, sim_reports / "L3", seeds, stream))
     add(level4(smoke_dir, cfg))
     if upto != "L5":
         add(Level("L5", NAMES["L5"], "skip", "not part of this check"))
@@ -203,15 +204,70 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     return write_report(report, out_dir, write)
 
 
+_COMPILER_ERROR = re.compile(r"(%Error|error:|: error|syntax error|Unknown module|not found|I give up)", re.IGNORECASE)
+
+
+def build_level(result: process.RunResult, out_dir: Path, sim: str) -> Level:
+    """L1; a failed build shows the compiler's first error lines (from build.log) and the file list it used."""
+    if result.returncode == 0:
+        return Level("L1", NAMES["L1"], "pass", "built", result.seconds)
+    log_path = out_dir / "sim_build" / sim / "build.log"
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.exists() else []
+    errors = [ln.strip() for ln in lines if _COMPILER_ERROR.search(ln) and "Exiting due to" not in ln][:5]
+    try:
+        files = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))["rtl"]
+    except (OSError, ValueError, KeyError):
+        files = []
+    detail = (f"compiler: {' | '.join(errors[:3])}" if errors else _describe(result))
+    detail += f"; file list ({len(files)}): {', '.join(Path(f).name for f in files)}"
+    return Level("L1", NAMES["L1"], _status(result), detail[:900], result.seconds,
+                 {"errors": errors, "files": files, "log": str(log_path)})
+
+
 def _status(result: process.RunResult) -> str:
     if result.returncode == 0:
         return "pass"
     return "error" if result.timed_out or result.harness_error else "fail"
 
 
-def level3(runner: Runner, folder: Path, seeds: int) -> Level:
+def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]:
+    """Seed 1 on the design as given, every shared field compared: the fields that agreed on every transfer
+    are judged from then on (tb/transfer_fields.json, read by the mutant runs too). Returns (fields, why not)."""
+    path = runner.out_dir / "tb" / "transfer_fields.json"
+    path.unlink(missing_ok=True)
+    result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED="1",
+                           VERIFENV_REPORT_DIR=str(folder), VERIFENV_TRANSFER_LEARN="1")
+    board = next((r.get("transfers") for r in _read_reports(folder, "scoreboard") if r.get("seed") == 1), None)
+    fields: list[str] = []
+    if not board:
+        why = f"the learning run wrote no transfer report ({_describe(result)})"
+    elif board["out"] == 0:
+        why = f"no transfer came out ({board['in']} accepted in)"
+    elif board["made_up"]:
+        why = f"{board['made_up']} output transfer(s) matched no input transfer (the design makes data up)"
+    elif board["lost"]:
+        why = f"{board['lost']} of {board['in']} accepted transfer(s) never came out (the design drops or holds data)"
+    else:
+        fields = [f for f, n in board["field_agree"].items() if n == board["out"]]
+        first = next(iter(board["field_agree"]), "")
+        why = "" if first in fields else f"field {first!r} is transformed, not carried (agreed on " \
+                                         f"{board['field_agree'].get(first, 0)}/{board['out']} transfers)"
+        if why:
+            fields = []
+    write_json_atomic(path, {"fields": fields, "learned": board or {}, "not_applicable": why})
+    return fields, why
+
+
+def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None) -> Level:
     total = 0.0
     compared = 0
+    transfers = 0
+    fields: list[str] = []
+    why_not = ""
+    if stream:
+        start = time.monotonic()
+        fields, why_not = learn_transfer_fields(runner, folder / "learn")
+        total += time.monotonic() - start
     for seed in range(1, seeds + 1):
         result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED=str(seed),
                                VERIFENV_REPORT_DIR=str(folder))
@@ -226,10 +282,21 @@ def level3(runner: Runner, folder: Path, seeds: int) -> Level:
             return Level("L3", NAMES["L3"], _status(result), detail[:500], total,
                          {"seed": seed, "compared": board.get("compared", 0) if board else 0})
         compared += board.get("compared", 0) if board else 0
-    if compared == 0:
-        return Level("L3", NAMES["L3"], "not_shown", "the reference model returned no values to compare", total)
-    return Level("L3", NAMES["L3"], "pass", f"{compared} values agreed over {seeds} seed(s)", total,
-                 {"compared": compared, "seeds": seeds})
+        transfers += ((board or {}).get("transfers") or {}).get("matched", 0) if fields else 0
+    data = {"compared": compared, "seeds": seeds, "transfers": transfers, "transfer_fields": fields}
+    if why_not:
+        data["transfer_scoreboard"] = f"not applicable: {why_not}"
+    if compared == 0 and transfers == 0:
+        detail = "the reference model returned no values to compare"
+        if stream:
+            detail += f"; transfer scoreboard not applicable: {why_not}"
+        return Level("L3", NAMES["L3"], "not_shown", detail, total, data)
+    parts = []
+    if compared:
+        parts.append(f"{compared} model values agreed")
+    if transfers:
+        parts.append(f"{transfers} transfers came out in order (fields {', '.join(fields)})")
+    return Level("L3", NAMES["L3"], "pass", f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
 
 
 def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
@@ -247,6 +314,13 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
     if not points:
         detail += " (no coverage points defined)"
     return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
+
+
+def _manifest(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) -> Level:
