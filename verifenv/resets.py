@@ -66,6 +66,9 @@ def _priority_position(body: str, start: int, end: int) -> bool:
     before = body[:start]
     if re.fullmatch(r"\s*(begin(\s*:\s*\w+)?\s*)?", before) or re.search(r"\belse\s*(begin\s*)?$", before):
         return True
+    depth = len(re.findall(r"\bbegin\b", before)) - len(re.findall(r"\bend\b", before))
+    if depth > (1 if re.match(r"\s*begin\b", body) else 0):
+        return False  # nested inside other logic
     after = re.sub(r"\belse\b.*", "", body[end:], flags=re.S) if re.match(r"\s*else\b", body[end:]) else body[end:]
     return re.fullmatch(r"\s*(end\b\s*)*", after) is not None
 
