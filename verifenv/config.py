@@ -26,6 +26,7 @@ class VerifEnvConfig:
     run_timeout_s: float = 300.0  # wall clock per simulation run
     fill_max_new_tokens: int = 384  # token bound for each model-filled hole
     python_runs: int = 3  # the Python twin keeps a test only if it passes this many runs in a row
+    verilator_coverage: bool = True  # build Verilator with line and toggle coverage (shown at L4)
 
     def __post_init__(self) -> None:
         config.require(self.sim in ("", "icarus", "verilator"), "sim", "one of '', icarus, verilator", self.sim)

@@ -96,6 +96,8 @@ class Runner:
         full = simulators.environment(self.sim, base)
         full.update({"VERIFENV_SIM": self.sim, "VERIFENV_CYCLES": str(self.cfg.cycles), "PYTHONDONTWRITEBYTECODE": "1",
                      "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})  # the runner needs no plugin; each costs start-up
+        if self.sim == "verilator" and self.cfg.verilator_coverage and "VERIFENV_RTL" not in env:
+            full["VERIFENV_COVERAGE"] = "1"  # line and toggle points in coverage.dat (mutants build without)
         full.update(env)
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tb/test_runner.py", "-k", select]
         return process.run(cmd, self.out_dir, full, timeout_s)
@@ -186,6 +188,9 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
         skip_rest("L2", "L2 failed")
         return write_report(report, out_dir, write)
 
+    dat = out_dir / "sim_build" / sim / "coverage.dat"
+    if sim == "verilator" and dat.exists():
+        shutil.copy(dat, smoke_dir / "coverage.dat")
     if upto == "L2":
         skip_rest("L2", "not part of this check")
         return write_report(report, out_dir, write)
@@ -313,6 +318,15 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
         detail += f"; never hit: {', '.join(unhit[:5])}"
     if not points:
         detail += " (no coverage points defined)"
+    if cov.get("functional_percent") is not None:
+        detail += f"; handshake states {cov['functional_percent']:.0f}% (cocotb-coverage)"
+    dat = folder / "coverage.dat"
+    if dat.exists():
+        from verifenv.coverage import summary
+
+        cov = {**cov, "verilator": summary(dat)}
+        detail += "; verilator " + ", ".join(f"{kind} {v['share']:.0%} of {v['points']}"
+                                              for kind, v in cov["verilator"].items())
     return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
 
 
