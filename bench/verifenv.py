@@ -64,17 +64,19 @@ def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | N
         sim = row["sim"] = sim or simulators.default_for(language)
         options = generate.GenerateOptions(sim=sim, cycles=cfg.cycles, reset_cycles=cfg.reset_cycles)
         generate.generate(iface, fs, out, options)
-        row["stream"] = generate.tb_spec(iface, options)["stream"] is not None
+        stream_like = generate.tb_spec(iface, options)["stream"] is not None
         report = ladder.check(out, cfg, sim, top, upto="L2")
         row.update(claimed=report.claimed, built=report.status("L1") == "pass", smoke=report.status("L2") == "pass",
                    detail=next((lv.detail for lv in report.levels if lv.status not in ("pass", "skip")), ""))
         model = models / f"{top}_model.py" if models else None
         has_model = model is not None and model.is_file()
-        if row["smoke"] and (has_model or row["stream"]):
+        if row["smoke"] and (has_model or stream_like):
             if has_model:
                 shutil.copy(model, out / "tb" / "ref_model.py")
-            full = ladder.check(out, cfg, sim, top, mutants=mutants, reuse_build=True)
-            row.update(claimed=full.claimed, l3=full.status("L3"), l3_detail=full.levels[3].detail)
+            full = ladder.check(out, cfg, sim, top, mutants=mutants, reuse_build=True, l5_needs_l3=True)
+            row.update(claimed=full.claimed, l3=full.status("L3"), l3_detail=full.levels[3].detail,
+                       transfer_fields=full.levels[3].data.get("transfer_fields", []))
+            row["stream"] = bool(row["transfer_fields"])  # stream-like and the transfer scoreboard applied
             l5 = full.levels[5]
             if "score" in l5.data:
                 row["mutation_score"] = l5.data["score"]
@@ -108,11 +110,12 @@ def table(name: str, summary: dict, sims: set[str]) -> str:
 
     n = summary["tops"] or 1
     return "\n".join([
-        f"| corpus | simulator | tops tried | L1 builds | L2 smoke | L3 shown | L5 shown | median mutation score "
-        f"(stream designs) | median s per top |",
+        f"| corpus | simulator | tops tried | L1 builds | L2 smoke | L3 shown (by transfer scoreboard) | L5 shown | "
+        f"median mutation score (stream designs) | median s per top |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {name} | {', '.join(sorted(sims))} | {summary['tops']} | {summary['built']} ({summary['built'] / n:.0%}) | "
-        f"{summary['smoke']} ({summary['smoke'] / n:.0%}) | {summary['l3_shown']} | {summary['l5_shown']} | "
+        f"{summary['smoke']} ({summary['smoke'] / n:.0%}) | {summary['l3_shown']} ({summary['stream']}) | "
+        f"{summary['l5_shown']} | "
         f"{pct(summary['median_mutation_score'])} ({pct(summary['median_mutation_score_stream'])}) | "
         f"{summary['median_seconds']} |",
     ])

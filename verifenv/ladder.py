@@ -145,8 +145,9 @@ def _read_reports(folder: Path, prefix: str) -> list[dict]:
 
 def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants: int = 0,
           seeds: int | None = None, write: bool = True, reuse_build: bool = False,
-          upto: str = "L5") -> Report:
-    """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail."""
+          upto: str = "L5", l5_needs_l3: bool = False) -> Report:
+    """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail. With
+    l5_needs_l3 (the bench), mutants run only where L3 judged behaviour: smoke alone kills few."""
     out_dir = Path(out_dir)
     report = Report(top=top, sim=sim)
     runner = Runner(out_dir, sim, cfg)
@@ -202,6 +203,8 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     elif mutants > 0:
         if report.status("L3") == "fail":
             add(Level("L5", NAMES["L5"], "skip", "L3 failed: the scoreboard disagrees with the unmutated RTL"))
+        elif l5_needs_l3 and report.status("L3") != "pass":
+            add(Level("L5", NAMES["L5"], "skip", "L3 showed nothing to judge mutants with"))
         else:
             add(level5(runner, out_dir, top, mutants, report))
     else:
@@ -330,6 +333,15 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
     return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
 
 
+def _params(out_dir: Path) -> dict[str, int | None]:
+    """The elaborated parameter values from interface.json (mutants skip code they switch off)."""
+    try:
+        data = json.loads((out_dir / "interface.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+
+
 def _manifest(out_dir: Path) -> dict:
     try:
         return json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
@@ -341,7 +353,8 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
     manifest = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
     rtl = [Path(p) for p in manifest["rtl"]]
     top_file = declarations(rtl).get(top, rtl[-1])
-    chosen = mutate.mutants(top_file, top, count)
+    params = _params(out_dir)
+    chosen = mutate.mutants(top_file, top, count, params)
     if not chosen:
         return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
     src = top_file.read_bytes()

@@ -27,3 +27,17 @@ def test_apply():
     out = mutate.apply(src, plus).decode()
     assert "count <= count - 1'b1;" in out
     assert mutate.mutants(RTL / "counter.v", "counter", 0) == []
+
+
+def test_code_the_parameters_switch_off_is_not_mutated():
+    src = (b"module m #(parameter MODE = 0, parameter EN = 1) (input a, input b, output y, output z, output w);\n"
+           b"  assign y = MODE ? (a && b) : (a || b);\n"
+           b"  assign z = (a & b) && !EN;\n"
+           b"  if (MODE) begin : g\n    assign w = a ^ b;\n  end else begin : h\n    assign w = a - b;\n  end\n"
+           b"endmodule\n")
+    every = {(m.line, m.original) for m in mutate.candidates(src, "m")}
+    live = {(m.line, m.original) for m in mutate.candidates(src, "m", {"MODE": 0, "EN": 1})}
+    assert (2, "&&") in every and (2, "&&") not in live  # the MODE branch of the ternary is dead
+    assert (2, "||") in live
+    assert (3, "&") in every and (3, "&") not in live  # beside a false parameter conjunct it changes nothing
+    assert (5, "^") in every and (5, "^") not in live and (7, "-") in live  # generate if
