@@ -2,11 +2,13 @@
 passes smoke, and shows a judging level (L3) and a mutation score (L5), and the seconds per top.
 
     .venv/bin/python bench/verifenv.py [--rtl tests/verifenv/rtl] [--models tests/verifenv/models] [--mutants 4]
-    .venv/bin/python bench/verifenv.py --corpus DIR [--limit N] [--match RE] [--exclude RE] [--mutants 4]
+    .venv/bin/python bench/verifenv.py --corpus DIR [--with DEP_DIR ...] [--limit N] [--match RE] [--exclude RE]
+                                       [--mutants 4]
 
 Without --corpus it runs the test fixtures, with the hand-written reference models of --models where a
 `<top>_model.py` exists. With --corpus (a folder of public RTL, read through its Bender.yml / .core /
-src_files.yml when it has one) every module with ports is a top (testbenches left out); designs without a model
+src_files.yml when it has one) every module with ports is a top (testbenches left out), and the folders of
+--with (its dependencies, such as the repositories a Bender.yml names) join every file closure; designs without a model
 are judged by the transfer scoreboard where they are stream-like. It prints one line per top (with an ETA),
 then the table: tops tried, L1 builds, L2 smoke, L3 shown, L5 shown, median mutation score (all, and stream
 designs), median seconds per top. The last stdout line is JSON: {"name": "verifenv", "figures": [...]}.
@@ -52,13 +54,13 @@ def top_modules(folder: Path, only_unused: bool = True) -> list[str]:
 
 
 def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | None, mutants: int,
-        sim: str | None = None) -> dict:
+        sim: str | None = None, deps: tuple[Path, ...] = ()) -> dict:
     """Generate and smoke-test one top (timed); then the full ladder with a model or a transfer scoreboard."""
     start = time.monotonic()
     row: dict = {"top": top, "sim": sim or "icarus", "built": False, "smoke": False, "claimed": "none",
                  "stream": False}
     try:
-        fs = filelist.resolve([folder], top)
+        fs = filelist.resolve([folder, *deps], top)
         iface = interface.extract(fs.files, top, fs.defines, fs.includes)
         language = "systemverilog" if any(f.endswith((".sv", ".svh")) for f in fs.files) else "verilog"
         sim = row["sim"] = sim or simulators.default_for(language)
@@ -122,11 +124,11 @@ def table(name: str, summary: dict, sims: set[str]) -> str:
 
 
 def run_tops(folder: Path, tops: list[str], work: Path, cfg: VerifEnvConfig, models: Path | None, mutants: int,
-             sim: str | None) -> list[dict]:
+             sim: str | None, deps: tuple[Path, ...] = ()) -> list[dict]:
     rows = []
     start = time.monotonic()
     for i, top in enumerate(tops, 1):
-        row = one(folder, top, work / top, cfg, models, mutants, sim)
+        row = one(folder, top, work / top, cfg, models, mutants, sim, deps)
         rows.append(row)
         elapsed = time.monotonic() - start
         eta = elapsed / i * (len(tops) - i)
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtl", type=Path, default=REPO / "tests" / "verifenv" / "rtl")
     parser.add_argument("--models", type=Path, default=REPO / "tests" / "verifenv" / "models")
     parser.add_argument("--corpus", type=Path, default=None, help="a folder of RTL: every module with ports is a top")
+    parser.add_argument("--with", dest="deps", type=Path, action="append", default=[],
+                        help="--corpus: a dependency folder joined to every file closure (repeatable)")
     parser.add_argument("--limit", type=int, default=0, help="--corpus: at most N tops, spread evenly over the list")
     parser.add_argument("--match", default="", help="--corpus: only tops whose name matches this regex")
     parser.add_argument("--exclude", default="", help="--corpus: leave out tops whose name matches this regex")
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         with_models = {p.stem.removesuffix("_model") for p in models.glob("*_model.py")} if models else set()
         tops = sorted(set(top_modules(folder)) | (with_models & declared))
     print(f"verifenv bench: {len(tops)} top(s) from {folder}", flush=True)
-    rows = run_tops(folder, tops, work, cfg, models, args.mutants, args.sim)
+    rows = run_tops(folder, tops, work, cfg, models, args.mutants, args.sim, tuple(args.deps))
     summary = summarise(rows)
     print(table(folder.name if args.corpus else "fixtures", summary, {r["sim"] for r in rows}))
     if args.json:
