@@ -145,6 +145,26 @@ def _dead(node, src: bytes, params: Mapping[str, int | None]) -> bool:
     return False
 
 
+def _same_constant(node, item: tuple[str, int, int, str, str, int], src: bytes,
+                   params: Mapping[str, int | None]) -> bool:
+    """A change inside a parameter-only expression that leaves its value as it was (`(A && B)` -> `(A || B)`
+    with A = B = 0) is an equivalent mutant."""
+    outer = None
+    cur = node.parent
+    while cur is not None and cur.type not in ("module_declaration", "continuous_assign", "always_construct"):
+        if cur.type in ("expression", "constant_expression", "cond_predicate") and \
+                _param_only(src[cur.start_byte:cur.end_byte].decode("utf-8", "replace"), params) is not None:
+            outer = cur
+        cur = cur.parent
+    if outer is None:
+        return False
+    _kind, start, end, _orig, replacement, _line = item
+    before = src[outer.start_byte:outer.end_byte].decode("utf-8", "replace")
+    after = (src[outer.start_byte:start] + replacement.encode() + src[end:outer.end_byte]).decode("utf-8", "replace")
+    value = _param_only(after, params)
+    return value is not None and value == _param_only(before, params)
+
+
 def candidates(src: bytes, top: str, params: Mapping[str, int | None] | None = None) -> list[Mutant]:
     """Every mutation this module offers, in source order (none in code the parameters switch off)."""
     tree = languages.parse("systemverilog", src)
@@ -161,7 +181,7 @@ def candidates(src: bytes, top: str, params: Mapping[str, int | None] | None = N
     found: list[tuple[str, int, int, str, str, int]] = []
 
     def add(node, item: tuple[str, int, int, str, str, int]) -> None:
-        if not (params and _dead(node, src, params)):
+        if not (params and (_dead(node, src, params) or _same_constant(node, item, src, params))):
             found.append(item)
 
     for node in walk(module):

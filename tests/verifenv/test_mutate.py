@@ -41,3 +41,10 @@ def test_code_the_parameters_switch_off_is_not_mutated():
     assert (2, "||") in live
     assert (3, "&") in every and (3, "&") not in live  # beside a false parameter conjunct it changes nothing
     assert (5, "^") in every and (5, "^") not in live and (7, "-") in live  # generate if
+
+
+def test_a_change_that_leaves_a_parameter_expression_as_it_was_is_not_a_mutant():
+    src = (b"module m #(parameter A = 0, parameter B = 0) (input [1:0] x, output [1:0] y);\n"
+           b"  assign y = (A && B) ? x : ~x;\nendmodule\n")
+    assert (2, "&&") not in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 0, "B": 0})}
+    assert (2, "&&") in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 1, "B": 0})}
