@@ -270,6 +270,7 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
     total = 0.0
     compared = 0
     transfers = 0
+    frames = 0  # AXI-Stream frames through cocotbext-axi's source and sink
     fields: list[str] = []
     why_not = ""
     if stream:
@@ -277,8 +278,8 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
         fields, why_not = learn_transfer_fields(runner, folder / "learn")
         total += time.monotonic() - start
     for seed in range(1, seeds + 1):
-        result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED=str(seed),
-                               VERIFENV_REPORT_DIR=str(folder))
+        result = runner.pytest("test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s,
+                               VERIFENV_SEED=str(seed), VERIFENV_REPORT_DIR=str(folder))
         total += result.seconds
         board = next((r for r in _read_reports(folder, "scoreboard") if r.get("seed") == seed), None)
         if result.returncode != 0:
@@ -291,7 +292,10 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
                          {"seed": seed, "compared": board.get("compared", 0) if board else 0})
         compared += board.get("compared", 0) if board else 0
         transfers += ((board or {}).get("transfers") or {}).get("matched", 0) if fields else 0
-    data = {"compared": compared, "seeds": seeds, "transfers": transfers, "transfer_fields": fields}
+        frames += sum(r.get("frames", 0) for r in _read_reports(folder, "axis_frames")
+                      if r.get("seed") == seed and r.get("applicable"))
+    data = {"compared": compared, "seeds": seeds, "transfers": transfers, "transfer_fields": fields,
+            "axis_frames": frames}
     if why_not:
         data["transfer_scoreboard"] = f"not applicable: {why_not}"
     if compared == 0 and transfers == 0:
@@ -304,6 +308,8 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
         parts.append(f"{compared} model values agreed")
     if transfers:
         parts.append(f"{transfers} transfers came out in order (fields {', '.join(fields)})")
+    if frames:
+        parts.append(f"{frames} AXI-Stream frames through cocotbext-axi came out unchanged")
     return Level("L3", NAMES["L3"], "pass", f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
 
 
@@ -373,7 +379,7 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
             outcome = "stillborn" if build.returncode == 1 else "error"
             why = _describe(build)
         else:
-            run = runner.pytest("test_random or test_scoreboard", runner.cfg.run_timeout_s, **env)
+            run = runner.pytest("test_random or test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, **env)
             if run.timed_out:
                 outcome, why = "timeout", _describe(run)
             elif run.harness_error:

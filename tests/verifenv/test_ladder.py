@@ -106,6 +106,7 @@ def test_transfer_scoreboard_shows_l3_and_kills_stream_mutants_without_a_model(t
     l3, l5 = report.levels[3], report.levels[5]
     assert l3.status == "pass" and l3.data["transfers"] > 0, report.table()
     assert l3.data["transfer_fields"] == ["data", "last", "user"] and "in order" in l3.detail
+    assert l3.data["axis_frames"] > 0  # cocotbext-axi's source and sink, with pauses on both sides
     learned = json.loads((tmp_path / "tb" / "transfer_fields.json").read_text())
     assert learned["fields"] == ["data", "last", "user"] and learned["learned"]["lost"] == 0
     assert l5.status == "pass" and l5.data["score"] >= 0.75, report.table()
