@@ -162,4 +162,7 @@ def constraints(texts: Iterable[str], inputs: set[str], outputs: set[str]) -> li
         if a in inputs and b in outputs and not neg_a:
             test = f"outputs.get({b!r}) == 0" if neg_b else f"outputs.get({b!r})"
             lines.append(f"    if {test}:  # from: {text[:90]}\n        inputs[{a!r}] = 0\n")
+        elif a in inputs and b in inputs and not neg_b:  # two inputs never together: drop the second
+            test = f"not inputs.get({a!r})" if neg_a else f"inputs.get({a!r})"
+            lines.append(f"    if {test}:  # from: {text[:90]}\n        inputs[{b!r}] = 0\n")
     return lines

@@ -26,6 +26,10 @@ _EMPTY = re.compile(r"^(?P<pre>.*?)_?empty$", re.IGNORECASE)
 # Payload words for a channel without a prefix (`valid_i`, `data_i`): anything else is control.
 _PAYLOAD_WORD = re.compile(r"(^|_)(t?data|din|dout|wdata|rdata|payload|addr|id|dest|user|last|keep|strb|be|oup|inp|"
                            r"idx|tag|d|q)$", re.IGNORECASE)
+# Control ports that share a channel's prefix but travel on their own (`src_clear_i` beside `src_valid_i`).
+_CONTROL_WORD = re.compile(r"(^|_)(clear|clr|flush|rst|reset|en|enable|pending|busy|full|empty|idle|err|error|"
+                           r"level|count|cnt|usage|fill|status|overflow|underflow|drop|pause|halt)(_|$)",
+                           re.IGNORECASE)
 _CANONICAL = {"din": "data", "dout": "data", "wdata": "data", "rdata": "data", "tdata": "data", "d": "data",
               "q": "data", "oup": "data", "inp": "data", "payload": "data", "tkeep": "keep", "tlast": "last",
               "tuser": "user", "tid": "id", "tdest": "dest", "tstrb": "strb"}
@@ -73,7 +77,7 @@ def _payload(prefix: str, ch: str, direction: str, ports: list[Port], taken: set
             if not _PAYLOAD_WORD.search(base):
                 continue
             rest = base
-        if re.fullmatch(r"(valid|vld|ready|rdy|req|gnt|ack|stb)", rest, re.IGNORECASE):
+        if re.fullmatch(r"(valid|vld|ready|rdy|req|gnt|ack|stb)", rest, re.IGNORECASE) or _CONTROL_WORD.search(rest):
             continue
         out.append((port.name, canonical(("t" if ch == "t" else "") + rest) if ch == "t" else canonical(rest)))
     return out

@@ -227,8 +227,10 @@ def test_macro_calls_are_read_when_they_do_not_expand(tmp_path):
     from verifenv import assertions
 
     raw = ("`ASSERT(no_pop_empty, empty_o |-> ~pop_i, clk_i, !rst_ni)\n"
-           "`ASSERT_NEVER(no_push_full, push_i && full_o)\n`ASSUME(stable, valid_i |=> valid_i)\n")
+           "`ASSERT_NEVER(no_push_full, push_i && full_o)\n`ASSUME(stable, valid_i |=> valid_i)\n"
+           "`ASSERT(no_valid_during_clear, clear_i |-> !valid_i, clk_i, !rst_ni)\n")
     found = assertions.find(raw)
     assert found[0].startswith("assert property (empty_o |-> ~pop_i);")
-    lines = "".join(assertions.constraints(found, {"pop_i", "push_i", "valid_i"}, {"empty_o", "full_o"}))
-    assert "inputs['pop_i'] = 0" in lines and "inputs['push_i'] = 0" in lines and "valid_i" not in lines
+    lines = "".join(assertions.constraints(found, {"pop_i", "push_i", "valid_i", "clear_i"}, {"empty_o", "full_o"}))
+    assert "inputs['pop_i'] = 0" in lines and "inputs['push_i'] = 0" in lines
+    assert "if inputs.get('clear_i'):" in lines and lines.count("valid_i") == 2  # only the clear rule; |=> is left
