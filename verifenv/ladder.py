@@ -243,9 +243,11 @@ def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]
     are judged from then on (tb/transfer_fields.json, read by the mutant runs too). Returns (fields, why not)."""
     path = runner.out_dir / "tb" / "transfer_fields.json"
     path.unlink(missing_ok=True)
-    result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED="1",
+    result = runner.pytest("test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, VERIFENV_SEED="1",
                            VERIFENV_REPORT_DIR=str(folder), VERIFENV_TRANSFER_LEARN="1")
     board = next((r.get("transfers") for r in _read_reports(folder, "scoreboard") if r.get("seed") == 1), None)
+    frames = next((r for r in _read_reports(folder, "axis_frames") if r.get("seed") == 1), {})
+    axis_ok = not frames.get("applicable") or (frames.get("done") and not frames.get("problems"))
     fields: list[str] = []
     if not board:
         why = f"the learning run wrote no transfer report ({_describe(result)})"
@@ -262,7 +264,8 @@ def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]
                                          f"{board['field_agree'].get(first, 0)}/{board['out']} transfers)"
         if why:
             fields = []
-    write_json_atomic(path, {"fields": fields, "learned": board or {}, "not_applicable": why})
+    write_json_atomic(path, {"fields": fields, "learned": board or {}, "not_applicable": why,
+                             "axis_frames": bool(axis_ok)})
     return fields, why
 
 
