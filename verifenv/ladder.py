@@ -100,7 +100,7 @@ class Runner:
             full["VERIFENV_COVERAGE"] = "1"  # line and toggle points in coverage.dat (mutants build without)
         full.update(env)
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tb/test_runner.py", "-k", select]
-        return process.run(cmd, self.out_dir, full, timeout_s)
+        return process.run(cmd, self.out_dir, full, timeout_s, self.cfg.memory_limit_mb)
 
 
 def _describe(result: process.RunResult) -> str:
