@@ -111,16 +111,14 @@ def table(name: str, summary: dict, sims: set[str]) -> str:
         return "n/a" if v is None else f"{v:.0%}"
 
     n = summary["tops"] or 1
-    return "\n".join([
-        f"| corpus | simulator | tops tried | L1 builds | L2 smoke | L3 shown (by transfer scoreboard) | L5 shown | "
-        f"median mutation score (stream designs) | median s per top |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {name} | {', '.join(sorted(sims))} | {summary['tops']} | {summary['built']} ({summary['built'] / n:.0%}) | "
-        f"{summary['smoke']} ({summary['smoke'] / n:.0%}) | {summary['l3_shown']} ({summary['stream']}) | "
-        f"{summary['l5_shown']} | "
-        f"{pct(summary['median_mutation_score'])} ({pct(summary['median_mutation_score_stream'])}) | "
-        f"{summary['median_seconds']} |",
-    ])
+    header = ("| corpus | simulator | tops tried | L1 builds | L2 smoke | L3 shown (by transfer scoreboard) | "
+              "L5 shown | median mutation score (stream designs) | median s per top |")
+    row = (f"| {name} | {', '.join(sorted(sims))} | {summary['tops']} | {summary['built']} "
+           f"({summary['built'] / n:.0%}) | {summary['smoke']} ({summary['smoke'] / n:.0%}) | "
+           f"{summary['l3_shown']} ({summary['stream']}) | {summary['l5_shown']} | "
+           f"{pct(summary['median_mutation_score'])} ({pct(summary['median_mutation_score_stream'])}) | "
+           f"{summary['median_seconds']} |")
+    return "\n".join([header, "|---|---|---|---|---|---|---|---|---|", row])
 
 
 def run_tops(folder: Path, tops: list[str], work: Path, cfg: VerifEnvConfig, models: Path | None, mutants: int,

@@ -128,7 +128,7 @@ def collect(inputs: Iterable[str | Path], use_manifests: bool = True) -> _Collec
 
 def _source(path: Path) -> str:
     text = path.read_text(encoding="utf-8", errors="replace")
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
     text = re.sub(r'"(?:\\.|[^"\\\n])*"', '""', text)  # `$display("a::b")` names no package
     return re.sub(r"//[^\n]*", " ", text)
 

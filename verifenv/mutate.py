@@ -10,10 +10,9 @@ equivalent, and no test can kill it. `apply(text, mutant)` returns the mutated s
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Mapping
 
 from core import languages
 from verifenv.constexpr import evaluate

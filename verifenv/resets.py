@@ -69,7 +69,7 @@ def _priority_position(body: str, start: int, end: int) -> bool:
     depth = len(re.findall(r"\bbegin\b", before)) - len(re.findall(r"\bend\b", before))
     if depth > (1 if re.match(r"\s*begin\b", body) else 0):
         return False  # nested inside other logic
-    after = re.sub(r"\belse\b.*", "", body[end:], flags=re.S) if re.match(r"\s*else\b", body[end:]) else body[end:]
+    after = re.sub(r"\belse\b.*", "", body[end:], flags=re.DOTALL) if re.match(r"\s*else\b", body[end:]) else body[end:]
     return re.fullmatch(r"\s*(end\b\s*)*", after) is not None
 
 
@@ -90,8 +90,8 @@ def infer(text: str, inputs: Iterable[str], params: Iterable[str] = ()) -> dict[
     consts = set(params)
     found: dict[str, ResetEvidence] = {}
     for sensitivity, body in _blocks(text):
-        edges = dict((name, edge) for edge, name in re.findall(r"\b(posedge|negedge)\s*\(?\s*([A-Za-z_]\w*)",
-                                                               sensitivity))
+        edges = {name: edge for edge, name in re.findall(r"\b(posedge|negedge)\s*\(?\s*([A-Za-z_]\w*)",
+                                                          sensitivity)}
         if not edges:
             continue  # combinational: a forced value there is a mux, not a reset
         seen_here: set[str] = set()
