@@ -12,6 +12,7 @@ src_files.yml when it has one) every module with ports is a top (testbenches lef
 are judged by the transfer scoreboard where they are stream-like. It prints one line per top (with an ETA),
 then the table: tops tried, L1 builds, L2 smoke, L3 shown, L5 shown, median mutation score (all, and stream
 designs), median seconds per top. The last stdout line is JSON: {"name": "verifenv", "figures": [...]}.
+--json keeps every row, --plot draws levels and mutation scores (PNG); --from-json redraws saved runs.
 """
 
 from __future__ import annotations
@@ -121,6 +122,45 @@ def table(name: str, summary: dict, sims: set[str]) -> str:
     return "\n".join([header, "|---|---|---|---|---|---|---|---|---|", row])
 
 
+def plot(results: list[tuple[str, dict, list[dict]]], path: Path) -> None:
+    """One PNG: per corpus, the tops reaching each level, and every mutation score shown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (levels, scores) = plt.subplots(1, 2, figsize=(12, 4.5))
+    keys = [("tops", "tried"), ("built", "L1 builds"), ("smoke", "L2 smoke"), ("l3_shown", "L3 shown"),
+            ("l5_shown", "L5 shown")]
+    width = 0.8 / max(1, len(results))
+    for i, (name, summary, _rows) in enumerate(results):
+        xs = [k + i * width for k in range(len(keys))]
+        bars = levels.bar(xs, [summary[key] for key, _label in keys], width, label=name)
+        levels.bar_label(bars, fontsize=8)
+    levels.set_xticks([k + width * (len(results) - 1) / 2 for k in range(len(keys))], [lb for _k, lb in keys])
+    levels.set_ylabel("tops")
+    levels.set_title("tops reaching each level")
+    levels.legend(fontsize=8)
+    for i, (name, _summary, rows) in enumerate(results):
+        by_score: dict[float, list[str]] = {}
+        for r in rows:
+            if "mutation_score" in r:
+                by_score.setdefault(r["mutation_score"], []).append(r["top"])
+        scores.scatter([i] * len(by_score), [100 * v for v in by_score], s=[30 * len(t) for t in by_score.values()])
+        for v, tops in by_score.items():
+            scores.annotate("\n".join(tops), (i, 100 * v), fontsize=7, xytext=(8, 0), textcoords="offset points",
+                            va="center")
+    scores.axhline(80, color="grey", linestyle="--", linewidth=1)
+    scores.set_xticks(range(len(results)), [name for name, _s, _r in results])
+    scores.set_xlim(-0.5, len(results) - 0.3)
+    scores.set_ylim(-5, 105)
+    scores.set_ylabel("mutation score %")
+    scores.set_title("L5 per top (transfer scoreboard, no model); target 80%")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run_tops(folder: Path, tops: list[str], work: Path, cfg: VerifEnvConfig, models: Path | None, mutants: int,
              sim: str | None, deps: tuple[Path, ...] = ()) -> list[dict]:
     rows = []
@@ -155,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="keep the environments here (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write every row and the summary here")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the levels and mutation scores as a PNG")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="run nothing: draw --plot from the --json files of earlier runs")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = [json.loads(p.read_text(encoding="utf-8")) for p in args.from_json]
+        plot([(Path(d["corpus"]).name, d["summary"], d["rows"]) for d in saved], args.plot or Path("verifenv.png"))
+        return 0
     cfg = VerifEnvConfig(cycles=args.cycles, seeds=args.seeds)
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-verifenv-"))
     if args.corpus is not None:
@@ -175,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(folder.name if args.corpus else "fixtures", summary, {r["sim"] for r in rows}))
     if args.json:
         args.json.write_text(json.dumps({"corpus": str(folder), "summary": summary, "rows": rows}, indent=1))
+    if args.plot:
+        plot([(folder.name, summary, rows)], args.plot)
     figures = []
     for sim in sorted({r["sim"] for r in rows}):
         mine = [r for r in rows if r["sim"] == sim]
