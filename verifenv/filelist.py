@@ -162,7 +162,8 @@ def _find_include(name: str, includes: list[str], roots: list[Path]) -> str | No
         if (Path(folder) / name).is_file():
             return folder
     for root in roots:
-        for base in (root, root.parent):
+        # The inputs' parent too (a `src/` folder whose headers sit in `../include/`), never a filesystem root.
+        for base in (root, root.parent) if root.parent != Path(root.anchor) else (root,):
             for hit in sorted(base.rglob(Path(name).name)):
                 if hit.as_posix().endswith("/" + name.lstrip("./")):
                     return str(hit.resolve())[: -len(name.lstrip("./"))].rstrip("/")
