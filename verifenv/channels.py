@@ -4,7 +4,9 @@
 when there is one), and the payload fields that travel with them, with the side (`in`: the DUT receives,
 `out`: the DUT sends). The generator uses them for legal stimulus (hold valid and payload until accepted,
 back-pressure on outputs), for the X checks (a payload output only counts while its valid is high) and for
-the transfer scoreboard. APB and Wishbone are recognised by name and reported, not driven by protocol.
+the transfer scoreboard. `apb(ports)` finds an APB completer's
+ports, which the stimulus drives as an APB requester (setup, then access until pready). Wishbone is recognised
+by name and reported, not driven by protocol.
 """
 
 from __future__ import annotations
@@ -159,6 +161,25 @@ def protocols_named(ports: Iterable[Port]) -> list[str]:
     """APB / Wishbone recognised by port names (reported; stimulus for them is the plain random kind)."""
     names = [p.name for p in ports]
     return [proto for proto, pattern in _PROTOCOL_NAMES.items() if sum(bool(pattern.search(n)) for n in names) >= 3]
+
+
+_APB_ROLE = re.compile(r"^(?P<pre>.*?)_?p(?P<role>sel[x0-9]*|enable|write|addr|wdata|strb|prot|ready|rdata|slverr)"
+                       r"(_[io])?$", re.IGNORECASE)
+
+
+def apb(ports: Iterable[Port]) -> dict[str, str] | None:
+    """An APB completer's ports by role (psel, penable, pwrite, paddr, pwdata, pstrb, pprot in; pready, prdata,
+    pslverr out), for the APB requester in the generated stimulus; None without psel, penable and paddr."""
+    found: dict[str, str] = {}
+    for port in ports:
+        match = _APB_ROLE.match(_base(port.name))
+        if match is None:
+            continue
+        role = "psel" if match.group("role").lower().startswith("sel") else "p" + match.group("role").lower()
+        wanted = "output" if role in ("pready", "prdata", "pslverr") else "input"
+        if port.direction == wanted and role not in found:
+            found[role] = port.name
+    return found if {"psel", "penable", "paddr"} <= found.keys() else None
 
 
 def stream_pairs(channels: list[Channel]) -> tuple[list[Channel], Channel, tuple[str, ...]] | None:

@@ -83,6 +83,7 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
         "inputs": inputs,
         "outputs": outputs,
         "channels": channels,
+        "apb": {role: port for role, port in iface.apb.items() if port in present},
         # One clock only: transfers are sampled at the first clock's edges (a CDC FIFO's sides tick apart).
         "stream": stream_spec(channels) if len(iface.clocks) <= 1 else None,
         "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},

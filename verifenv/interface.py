@@ -69,7 +69,8 @@ class ModuleInterface:
     qualifiers: dict[str, str] = field(default_factory=dict)  # data output -> qualifier ("valid" / "!empty")
     channels: tuple[Channel, ...] = ()  # handshake channels (valid/ready and kin), see channels.py
     reset_evidence: dict[str, dict] = field(default_factory=dict)  # input -> registers it forces, polarity, async
-    protocols: tuple[str, ...] = ()  # protocols recognised by name only (apb, wishbone)
+    protocols: tuple[str, ...] = ()  # protocols recognised by name (apb, wishbone)
+    apb: dict[str, str] = field(default_factory=dict)  # APB role -> port (psel, penable, ..., pready, prdata)
     authority: str = "tree-sitter"
     disagreements: tuple[str, ...] = ()
 
@@ -99,6 +100,7 @@ class ModuleInterface:
             channels=tuple(Channel(**{**c, "payload": tuple(c.get("payload", ())), "fields": tuple(c.get("fields", ()))})
                            for c in data.get("channels", ())),
             reset_evidence=dict(data.get("reset_evidence", {})), protocols=tuple(data.get("protocols", ())),
+            apb=dict(data.get("apb", {})),
             authority=data.get("authority", "tree-sitter"), disagreements=tuple(data.get("disagreements", ())),
         )
 
@@ -237,6 +239,9 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
     channels = handshakes.infer(ports, special)
     outputs = [p for p in ports if p.direction != "input"]
     qualifiers = {**_qualifiers(outputs), **handshakes.qualifiers(channels)}
+    apb = handshakes.apb([p for p in ports if p.name not in special]) or {}
+    if "prdata" in apb and "pready" in apb:
+        qualifiers[apb["prdata"]] = apb["pready"]  # read data means something only while the completer is ready
     found = dut_assertions.find(primary.body, body)
     return ModuleInterface(
         name=top, file=primary.file, language=primary.language, params=tuple(params), ports=tuple(ports),
@@ -244,7 +249,7 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
         comments=_leading_comments(primary.file, top) + primary.comments,
         qualifiers=qualifiers, authority=authority, disagreements=tuple(disagreements), channels=tuple(channels),
         reset_evidence={name: ev.to_json() for name, ev in evidence.items()},
-        protocols=tuple(handshakes.protocols_named(ports)),
+        protocols=tuple(handshakes.protocols_named(ports)), apb=apb,
     )
 
 

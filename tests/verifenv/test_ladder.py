@@ -221,3 +221,16 @@ def test_harness_errors_and_timeouts_are_never_counted_as_killed(tmp_path, quick
     assert l5.data["killed"] == 0 and l5.data["error"] == 1 and l5.data["timeout"] == 1
     assert l5.status == "fail" and l5.data["score"] == 0.0
     assert "harness error (pytest exit 5)" in report.mutants[0]["why"]
+
+
+def test_apb_requester_keeps_the_completer_protocol(tmp_path, quick_cfg):
+    """The APB completer's own checker fires on random psel/penable; the generated APB requester never trips it."""
+    require_sim("icarus")
+    iface, _sim = make_env(tmp_path, "apb_regs.v", "apb_regs", cycles=80)
+    assert iface.apb["psel"] == "psel" and iface.apb["pready"] == "pready"
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "apb_regs", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    tb = tmp_path / "tb" / "cocotb_apb_regs.py"
+    tb.write_text(tb.read_text().replace("'apb': {", "'apb_off': {"))  # the same stimulus, APB as plain inputs
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "apb_regs", upto="L2", reuse_build=True)
+    assert report.status("L2") == "fail" and "APB protocol" in report.levels[2].detail, report.table()
