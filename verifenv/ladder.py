@@ -10,6 +10,7 @@ passed. pytest exit codes 2-5 are harness errors, never a killed mutant.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import logging
 import os
@@ -358,23 +359,35 @@ def _manifest(out_dir: Path) -> dict:
         return {}
 
 
+def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict) -> list[tuple[Path, mutate.Mutant]]:
+    """Mutants of the top module; a wrapper with fewer live ones than asked gets the rest from the modules it
+    instantiates (their own parameter values are not known there, so none of their code is skipped as dead)."""
+    table = declarations(rtl)
+    top_file = table.get(top, rtl[-1])
+    chosen = [(top_file, m) for m in mutate.mutants(top_file, top, count, params)]
+    if len(chosen) < count:
+        pool = [(path, dataclasses.replace(m, id=f"{name}.{m.id}"))
+                for name, path in table.items() if name != top and path != top_file
+                for m in mutate.candidates(path.read_bytes(), name)]
+        need = min(count - len(chosen), len(pool))
+        chosen += [pool[int(i * len(pool) / need)] for i in range(need)] if need else []
+    return chosen
+
+
 def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) -> Level:
     manifest = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
     rtl = [Path(p) for p in manifest["rtl"]]
-    top_file = declarations(rtl).get(top, rtl[-1])
-    params = _params(out_dir)
-    chosen = mutate.mutants(top_file, top, count, params)
+    chosen = _pick_mutants(rtl, top, count, _params(out_dir))
     if not chosen:
         return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
-    src = top_file.read_bytes()
     start = time.monotonic()
     tally = {"killed": 0, "survived": 0, "timeout": 0, "stillborn": 0, "error": 0}
-    for m in chosen:
+    for target, m in chosen:
         folder = out_dir / "mutants" / m.id
         folder.mkdir(parents=True, exist_ok=True)
-        mutated = folder / top_file.name
-        mutated.write_bytes(mutate.apply(src, m))
-        sources = os.pathsep.join(str(mutated if p == top_file else p) for p in rtl)
+        mutated = folder / target.name
+        mutated.write_bytes(mutate.apply(target.read_bytes(), m))
+        sources = os.pathsep.join(str(mutated if p == target else p) for p in rtl)
         env = {"VERIFENV_RTL": sources, "VERIFENV_BUILD_DIR": str(out_dir / "sim_build" / "mutants" / m.id),
                "VERIFENV_SEED": "1", "VERIFENV_REPORT_DIR": str(folder / "reports")}
         build = runner.pytest("test_build", runner.cfg.build_timeout_s, **env)
@@ -391,7 +404,8 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
                 outcome = "killed" if run.returncode == process.PYTEST_FAILED else "survived"
                 why = _kill_reason(folder / "reports", run) if outcome == "killed" else "all tests passed"
         tally[outcome] += 1
-        report.mutants.append({"id": m.id, "mutation": m.description, "outcome": outcome, "why": why[:300]})
+        where = "" if target == rtl[-1] else f"{target.name} "
+        report.mutants.append({"id": m.id, "mutation": where + m.description, "outcome": outcome, "why": why[:300]})
         shutil.rmtree(out_dir / "sim_build" / "mutants" / m.id, ignore_errors=True)
     counted = tally["killed"] + tally["survived"] + tally["timeout"]
     score = tally["killed"] / counted if counted else 0.0

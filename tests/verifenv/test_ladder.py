@@ -234,3 +234,14 @@ def test_apb_requester_keeps_the_completer_protocol(tmp_path, quick_cfg):
     tb.write_text(tb.read_text().replace("'apb': {", "'apb_off': {"))  # the same stimulus, APB as plain inputs
     report = ladder.check(tmp_path, quick_cfg, "icarus", "apb_regs", upto="L2", reuse_build=True)
     assert report.status("L2") == "fail" and "APB protocol" in report.levels[2].detail, report.table()
+
+
+def test_a_wrapper_gets_its_mutants_from_the_modules_it_instantiates(tmp_path, quick_cfg):
+    """pipe_top has no logic of its own: L5 draws from stream_reg, and the transfer scoreboard judges them."""
+    require_sim("icarus")
+    make_env(tmp_path, "pipe.f", "pipe_top", cycles=60)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "pipe_top", mutants=2)
+    assert report.status("L3") == "pass" and report.levels[3].data["transfers"] > 0, report.table()
+    assert [m["id"].split(".")[0] for m in report.mutants] == ["stream_reg", "stream_reg"]
+    assert all(m["mutation"].startswith("stream_reg.v line ") for m in report.mutants)
+    assert report.levels[5].data["killed"] >= 1, report.table()
