@@ -153,3 +153,48 @@ def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = (), inclu
     except Exception as exc:  # pyslang is a second opinion: any failure leaves tree-sitter in charge
         log.debug("pyslang failed", exc_info=True)
         return Elaboration(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+
+def instance_parameters(files: Iterable[str], top: str, defines: Iterable[str] = (),
+                        includes: Iterable[str] = ()) -> dict[str, dict[str, int | None]]:
+    """Module name -> the parameter values of its first instance under `top` (the ladder's L5 uses them to skip
+    code a submodule's instance switches off); {} when pyslang is missing or the set does not elaborate."""
+    try:
+        import pyslang
+        from pyslang import ast, syntax
+    except ImportError:
+        return {}
+    try:
+        options = _options(defines, includes)
+        comp_opts = ast.CompilationOptions()
+        comp_opts.topModules = {top}
+        options.compilationOptions = comp_opts
+        manager = pyslang.SourceManager()
+        comp = ast.Compilation(options)
+        for path in files:
+            comp.addSyntaxTree(syntax.SyntaxTree.fromFile(str(path), manager, options))
+        if any(d.isError() for d in comp.getAllDiagnostics()):
+            return {}
+        found: dict[str, dict[str, int | None]] = {}
+
+        def walk(body, depth: int) -> None:
+            if depth > 32:
+                return
+            for member in body:
+                if member.kind == ast.SymbolKind.Instance:
+                    name = member.definition.name
+                    if name not in found:
+                        found[name] = {m.name: evaluate(str(m.value)) for m in member.body
+                                       if m.kind == ast.SymbolKind.Parameter}
+                    walk(member.body, depth + 1)
+                elif member.kind in (ast.SymbolKind.GenerateBlock, ast.SymbolKind.GenerateBlockArray):
+                    if member.kind == ast.SymbolKind.GenerateBlock and member.isUninstantiated:
+                        continue
+                    walk(member, depth + 1)
+
+        for inst in comp.getRoot().topInstances:
+            walk(inst.body, 0)
+        return found
+    except Exception:  # a second opinion only: without it no submodule code is skipped as dead
+        log.debug("pyslang could not list instance parameters", exc_info=True)
+        return {}

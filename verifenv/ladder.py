@@ -343,6 +343,18 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
     return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
 
 
+def _file_list_options(out_dir: Path) -> tuple[list[str], list[str]]:
+    """Include folders and defines from the environment's rtl.f."""
+    includes, defines = [], []
+    path = out_dir / "rtl.f"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        if line.startswith("+incdir+"):
+            includes.append(line[8:])
+        elif line.startswith("+define+"):
+            defines.append(line[8:])
+    return includes, defines
+
+
 def _params(out_dir: Path) -> dict[str, int | None]:
     """The elaborated parameter values from interface.json (mutants skip code they switch off)."""
     try:
@@ -359,16 +371,22 @@ def _manifest(out_dir: Path) -> dict:
         return {}
 
 
-def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict) -> list[tuple[Path, mutate.Mutant]]:
+def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict,
+                  out_dir: Path | None = None) -> list[tuple[Path, mutate.Mutant]]:
     """Mutants of the top module; a wrapper with fewer live ones than asked gets the rest from the modules it
-    instantiates (their own parameter values are not known there, so none of their code is skipped as dead)."""
+    instantiates, with each instance's parameter values from pyslang where it elaborates (code they switch off
+    is skipped; modules no instance uses are left alone), else with none skipped."""
     table = declarations(rtl)
     top_file = table.get(top, rtl[-1])
     chosen = [(top_file, m) for m in mutate.mutants(top_file, top, count, params)]
     if len(chosen) < count:
+        from verifenv.elaborate import instance_parameters
+
+        includes, defines = _file_list_options(out_dir) if out_dir is not None else ([], [])
+        sub = instance_parameters([str(p) for p in rtl], top, defines, includes)
         pool = [(path, dataclasses.replace(m, id=f"{name}.{m.id}"))
-                for name, path in table.items() if name != top and path != top_file
-                for m in mutate.candidates(path.read_bytes(), name)]
+                for name, path in table.items() if name != top and path != top_file and (not sub or name in sub)
+                for m in mutate.candidates(path.read_bytes(), name, sub.get(name))]
         need = min(count - len(chosen), len(pool))
         chosen += [pool[int(i * len(pool) / need)] for i in range(need)] if need else []
     return chosen
@@ -377,7 +395,7 @@ def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict) -> list[t
 def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) -> Level:
     manifest = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
     rtl = [Path(p) for p in manifest["rtl"]]
-    chosen = _pick_mutants(rtl, top, count, _params(out_dir))
+    chosen = _pick_mutants(rtl, top, count, _params(out_dir), out_dir)
     if not chosen:
         return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
     start = time.monotonic()
