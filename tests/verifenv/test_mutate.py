@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.verifenv.conftest import RTL
 from verifenv import mutate
 
@@ -48,3 +50,16 @@ def test_a_change_that_leaves_a_parameter_expression_as_it_was_is_not_a_mutant()
            b"  assign y = (A && B) ? x : ~x;\nendmodule\n")
     assert (2, "&&") not in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 0, "B": 0})}
     assert (2, "&&") in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 1, "B": 0})}
+
+
+def test_a_wrappers_borrowed_mutants_follow_the_instance_parameters(tmp_path):
+    from verifenv import filelist, ladder
+
+    (tmp_path / "sub.v").write_text("module sub #(parameter MODE = 0) (input a, input b, output y);\n"
+                                    "  assign y = MODE ? (a & b) : (a | b);\nendmodule\n")
+    (tmp_path / "unused.v").write_text("module unused (input a, output y);\n  assign y = !a;\nendmodule\n")
+    (tmp_path / "top.v").write_text("module top (input a, input b, output y);\n"
+                                    "  sub #(.MODE(1)) u_sub (.a(a), .b(b), .y(y));\nendmodule\n")
+    fs = filelist.resolve([tmp_path / "top.v", tmp_path / "sub.v", tmp_path / "unused.v"], "top")
+    picked = ladder._pick_mutants([Path(f) for f in fs.files], "top", 3, {})
+    assert [(p.name, m.original) for p, m in picked] == [("sub.v", "&")]  # MODE = 1: the `|` branch is dead
