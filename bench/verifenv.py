@@ -153,7 +153,7 @@ def plot(results: list[tuple[str, dict, list[dict]]], path: Path) -> None:
     scores.axhline(80, color="grey", linestyle="--", linewidth=1)
     scores.set_xticks(range(len(results)), [name for name, _s, _r in results])
     scores.set_xlim(-0.5, len(results) - 0.3)
-    scores.set_ylim(-5, 105)
+    scores.set_ylim(-5, 118)
     scores.set_ylabel("mutation score %")
     scores.set_title("L5 per top (transfer scoreboard, no model); target 80%")
     fig.tight_layout()
