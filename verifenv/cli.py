@@ -69,7 +69,7 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
 
     fileset = filelist.resolve(rtl, top)
     all_defines = tuple(dict.fromkeys(fileset.defines + defines))
-    iface = interface.extract(fileset.files, top, all_defines)
+    iface = interface.extract(fileset.files, top, all_defines, fileset.includes)
     language = lang or ("systemverilog" if any(Path(f).suffix in (".sv", ".svh") for f in fileset.files)
                         else iface.language)
     chosen = simulators.check_name(cfg.sim or simulators.default_for(language))
@@ -80,6 +80,9 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
                + (f", kept owned {', '.join(result.kept)} (use --force to overwrite)" if result.kept else ""))
     if fileset.missing:
         typer.echo(f"verif-env: modules instantiated but not found: {', '.join(fileset.missing)}", err=True)
+    if fileset.unresolved_includes:
+        typer.echo(f"verif-env: included files found nowhere: {', '.join(fileset.unresolved_includes)} "
+                   "(give their folder with +incdir+ in a .f list)", err=True)
     for note in iface.disagreements:
         typer.echo(f"verif-env: {note}", err=True)
     report = None

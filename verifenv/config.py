@@ -26,6 +26,8 @@ class VerifEnvConfig:
     run_timeout_s: float = 300.0  # wall clock per simulation run
     fill_max_new_tokens: int = 384  # token bound for each model-filled hole
     python_runs: int = 3  # the Python twin keeps a test only if it passes this many runs in a row
+    verilator_coverage: bool = True  # build Verilator with line and toggle coverage (shown at L4)
+    memory_limit_mb: int = 4096  # address space per build or simulation run (0: none); a runaway mutant stops
 
     def __post_init__(self) -> None:
         config.require(self.sim in ("", "icarus", "verilator"), "sim", "one of '', icarus, verilator", self.sim)
@@ -42,3 +44,4 @@ class VerifEnvConfig:
         config.require(self.run_timeout_s > 0, "run_timeout_s", "> 0", self.run_timeout_s)
         config.require(self.fill_max_new_tokens > 0, "fill_max_new_tokens", "> 0", self.fill_max_new_tokens)
         config.require(self.python_runs > 0, "python_runs", "> 0", self.python_runs)
+        config.require(self.memory_limit_mb >= 0, "memory_limit_mb", ">= 0", self.memory_limit_mb)

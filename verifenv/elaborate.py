@@ -81,18 +81,50 @@ class Elaboration:
         return [dataclasses.replace(p, value=self.params.get(p.name, p.value)) for p in params]
 
 
-def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = ()) -> Elaboration:
-    """Compile the files with pyslang and read the top instance; `ok` is False when it does not elaborate."""
+def _options(defines: Iterable[str], includes: Iterable[str]):
+    import pyslang
+    from pyslang import parsing
+
+    options = pyslang.Bag()
+    pp = parsing.PreprocessorOptions()
+    pp.predefines = [str(d) for d in defines]
+    pp.additionalIncludePaths = [str(i) for i in includes]
+    options.preprocessorOptions = pp
+    return options
+
+
+def expand_macros(path: str, includes: Iterable[str] = (), defines: Iterable[str] = ()) -> str | None:
+    """The file's text with macros expanded and comments dropped (`FFARN(...)` -> its `always_ff`), or None
+    when pyslang is missing or cannot read it. Reset and assertion inference read this text."""
     try:
         import pyslang
-        from pyslang import ast, parsing, syntax
+        from pyslang import syntax
+    except ImportError:
+        return None
+    try:
+        tree = syntax.SyntaxTree.fromFile(str(path), pyslang.SourceManager(), _options(defines, includes))
+        printer = syntax.SyntaxPrinter()
+        printer.setExpandMacros(True)
+        printer.setIncludeComments(False)
+        printer.setIncludeDirectives(False)
+        printer.setExpandIncludes(False)
+        printer.print(tree.root)
+        return printer.str()
+    except Exception:  # a second opinion only: the raw text is used instead
+        log.debug("pyslang could not expand %s", path, exc_info=True)
+        return None
+
+
+def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = (), includes: Iterable[str] = ()) -> Elaboration:
+    """Compile the files (with the closure's include folders) with pyslang and read the top instance; `ok` is
+    False when it does not elaborate."""
+    try:
+        import pyslang
+        from pyslang import ast, syntax
     except ImportError as exc:  # optional dependency
         return Elaboration(ok=False, error=f"not installed ({exc})")
     try:
-        options = pyslang.Bag()
-        pp = parsing.PreprocessorOptions()
-        pp.predefines = [str(d) for d in defines]
-        options.preprocessorOptions = pp
+        options = _options(defines, includes)
         comp_opts = ast.CompilationOptions()
         comp_opts.topModules = {top}
         options.compilationOptions = comp_opts
@@ -121,3 +153,48 @@ def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = ()) -> El
     except Exception as exc:  # pyslang is a second opinion: any failure leaves tree-sitter in charge
         log.debug("pyslang failed", exc_info=True)
         return Elaboration(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+
+def instance_parameters(files: Iterable[str], top: str, defines: Iterable[str] = (),
+                        includes: Iterable[str] = ()) -> dict[str, dict[str, int | None]]:
+    """Module name -> the parameter values of its first instance under `top` (the ladder's L5 uses them to skip
+    code a submodule's instance switches off); {} when pyslang is missing or the set does not elaborate."""
+    try:
+        import pyslang
+        from pyslang import ast, syntax
+    except ImportError:
+        return {}
+    try:
+        options = _options(defines, includes)
+        comp_opts = ast.CompilationOptions()
+        comp_opts.topModules = {top}
+        options.compilationOptions = comp_opts
+        manager = pyslang.SourceManager()
+        comp = ast.Compilation(options)
+        for path in files:
+            comp.addSyntaxTree(syntax.SyntaxTree.fromFile(str(path), manager, options))
+        if any(d.isError() for d in comp.getAllDiagnostics()):
+            return {}
+        found: dict[str, dict[str, int | None]] = {}
+
+        def walk(body, depth: int) -> None:
+            if depth > 32:
+                return
+            for member in body:
+                if member.kind == ast.SymbolKind.Instance:
+                    name = member.definition.name
+                    if name not in found:
+                        found[name] = {m.name: evaluate(str(m.value)) for m in member.body
+                                       if m.kind == ast.SymbolKind.Parameter}
+                    walk(member.body, depth + 1)
+                elif member.kind in (ast.SymbolKind.GenerateBlock, ast.SymbolKind.GenerateBlockArray):
+                    if member.kind == ast.SymbolKind.GenerateBlock and member.isUninstantiated:
+                        continue
+                    walk(member, depth + 1)
+
+        for inst in comp.getRoot().topInstances:
+            walk(inst.body, 0)
+        return found
+    except Exception:  # a second opinion only: without it no submodule code is skipped as dead
+        log.debug("pyslang could not list instance parameters", exc_info=True)
+        return {}

@@ -7,6 +7,7 @@ constraints, coverage points), which are written only when absent unless `force`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import pprint
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts import write_json_atomic
+from verifenv import assertions
 from verifenv import sim as simulators
 from verifenv.filelist import FileSet
 from verifenv.interface import ModuleInterface
@@ -67,18 +69,43 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
     clocks = [{"name": c.name, "edge": c.edge, "period_ns": options.period_ns + 4 * i}
               for i, c in enumerate(iface.clocks)]
     outputs = [p.name for p in iface.outputs(options.defines) if not p.unpacked]
+    inputs = [p.name for p in iface.inputs(options.defines) if p.name not in special]
+    present = set(inputs) | set(outputs)
+    channels = [dataclasses.asdict(c) for c in iface.channels
+                if c.valid in present and (not c.ready or c.ready in present)]
+    for ch in channels:  # a payload port under an inactive `ifdef` is not there to drive
+        kept = [(p, f) for p, f in zip(ch["payload"], ch["fields"]) if p in present]
+        ch["payload"], ch["fields"] = [p for p, _f in kept], [f for _p, f in kept]
     return {
         "top": iface.name,
         "clocks": clocks,
         "resets": [{"name": r.name, "active_low": r.active_low, "asynchronous": r.asynchronous} for r in iface.resets],
-        "inputs": [p.name for p in iface.inputs(options.defines) if p.name not in special],
+        "inputs": inputs,
         "outputs": outputs,
+        "channels": channels,
+        "apb": {role: port for role, port in iface.apb.items() if port in present},
+        # One clock only: transfers are sampled at the first clock's edges (a CDC FIFO's sides tick apart).
+        "stream": stream_spec(channels) if len(iface.clocks) <= 1 else None,
         "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},
         "params": {p.name: p.value for p in iface.params if p.value is not None},
         "cycles": options.cycles,
         "not_driven": sorted(p.name for p in iface.ports if p.unpacked and p.active(options.defines)),
         "reset_cycles": options.reset_cycles,
     }
+
+
+def stream_spec(channels: list[dict]) -> dict | None:
+    """For a stream-like design (one output channel, input channels carrying its fields): what the transfer
+    scoreboard compares. Channels are named `name/valid`."""
+    from verifenv.channels import Channel, stream_pairs
+
+    pairs = stream_pairs([Channel(**{**c, "payload": tuple(c["payload"]), "fields": tuple(c["fields"])})
+                          for c in channels])
+    if pairs is None:
+        return None
+    ins, out, fields = pairs
+    return {"inputs": [f"{c.name}/{c.valid}" for c in ins], "output": f"{out.name}/{out.valid}",
+            "fields": list(fields)}
 
 
 def run_spec(iface: ModuleInterface, fileset: FileSet, options: GenerateOptions) -> dict:
@@ -105,7 +132,11 @@ def port_table(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> str:
             role = " (clock)"
         reset = next((r for r in iface.resets if r.name == p.name), None)
         if reset is not None:
-            role = f" (reset, active {'low' if reset.active_low else 'high'}, {'async' if reset.asynchronous else 'sync'})"
+            role = (f" (reset by {reset.by}, active {'low' if reset.active_low else 'high'}, "
+                    f"{'async' if reset.asynchronous else 'sync'})")
+        channel = next((c for c in iface.channels if p.name in (c.valid, c.ready)), None)
+        if channel is not None:
+            role = f" ({channel.protocol} {'valid' if p.name == channel.valid else 'ready'} of {channel.name or channel.side})"
         if p.name in iface.qualifiers:
             role = f" (valid while {iface.qualifiers[p.name]})"
         rows.append(f"    {p.name:<16} {p.direction:<7} {p.width if p.width is not None else '?'}{role}")
@@ -139,31 +170,11 @@ def _contract(iface: ModuleInterface) -> tuple[str, str]:
     return contract, method
 
 
-_FORBID = re.compile(r"^\s*!\s*\(\s*(!?)\s*(\w+)\s*&&?\s*(!?)\s*(\w+)\s*\)\s*$")
-
-
 def derived_constraints(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> list[str]:
-    """Constraint lines read from assertions of the form `assert (!(in && out))`: never drive `in` while `out`."""
+    """Constraint lines from the assertions that forbid an input while an output holds (`assertions.py`)."""
     inputs = {p.name for p in iface.inputs(defines) if p.width == 1}
     outputs = {p.name for p in iface.outputs(defines)}
-    lines = []
-    for text in iface.assertions:
-        match = re.search(r"\b(?:assert|assume)\s*(?:property\s*)?\((.*?)\)\s*(?:else\b|;)", text)
-        if match is None:
-            continue
-        expr = match.group(1).strip()
-        if expr.startswith("(") and expr.endswith(")") and expr.count("(") == 1 + expr[1:-1].count("("):
-            expr = expr[1:-1]
-        forbid = _FORBID.match(expr)
-        if forbid is None:
-            continue
-        neg_a, a, neg_b, b = forbid.groups()
-        if a in outputs and b in inputs:
-            neg_a, a, neg_b, b = neg_b, b, neg_a, a
-        if a in inputs and b in outputs and not neg_a:
-            test = f"outputs.get({b!r}) == 0" if neg_b else f"outputs.get({b!r})"
-            lines.append(f"    if {test}:  # from: {text[:90]}\n        inputs[{a!r}] = 0\n")
-    return lines
+    return assertions.constraints(iface.assertions, inputs, outputs)
 
 
 def owned_files(iface: ModuleInterface, options: GenerateOptions) -> dict[str, str]:
@@ -178,8 +189,33 @@ def owned_files(iface: ModuleInterface, options: GenerateOptions) -> dict[str, s
         "tb/constraints.py": render("constraints.py.tmpl", {
             "TOP": iface.name, "ASSERTIONS": assertions,
             "DERIVED": "".join(derived_constraints(iface, options.defines))}),
-        "tb/coverage_points.py": render("coverage_points.py.tmpl", {"TOP": iface.name, "POINTS": ""}),
+        "tb/coverage_points.py": render("coverage_points.py.tmpl", {"TOP": iface.name,
+                                                                     "POINTS": coverage_points(iface, options)}),
     }
+
+
+def coverage_points(iface: ModuleInterface, options: GenerateOptions) -> str:
+    """Handshake points for every channel (a transfer, a stall under back-pressure) and FIFO full/empty."""
+    present = {p.name for p in iface.ports if p.active(options.defines)}
+    lines = []
+    for ch in iface.channels:
+        if ch.valid not in present or (ch.ready and ch.ready not in present):
+            continue
+        label = ch.name or ch.side
+        src_v = "outputs" if (ch.side == "out") else "inputs"
+        src_r = "inputs" if (ch.side == "out") else "outputs"
+        valid = f"{src_v}.get({ch.valid!r}) == {0 if ch.valid_low else 1}"
+        if ch.ready:
+            ready = f"{src_r}.get({ch.ready!r}) == {0 if ch.ready_low else 1}"
+            lines.append(f"    {label + ': transfer'!r}: lambda inputs, outputs: {valid} and {ready},\n")
+            lines.append(f"    {label + ': stall'!r}: lambda inputs, outputs: {valid} and not ({ready}),\n")
+        else:
+            lines.append(f"    {label + ': valid'!r}: lambda inputs, outputs: {valid},\n")
+        if ch.protocol == "fifo":
+            flag = ch.ready if ch.side == "in" else ch.valid
+            lines.append(f"    {('full' if ch.side == 'in' else 'empty') + ' (' + flag + ')'!r}: "
+                         f"lambda inputs, outputs: outputs.get({flag!r}) == 1,\n")
+    return "".join(lines)
 
 
 def _write(out_dir: Path, rel: str, text: str, result: GenerateResult, owned: bool, force: bool) -> None:
@@ -211,6 +247,7 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
         "Makefile": (render("Makefile.tmpl", {"TOP": iface.name, "SIM": options.sim,
                                               "CYCLES": str(options.cycles)}), False),
         "pytest.ini": (template("pytest.ini.tmpl"), False),
+        "tb/protocol.py": (render("protocol.py.tmpl", {"TOP": iface.name}), False),
     }
     files.update({rel: (text, True) for rel, text in owned_files(iface, options).items()})
     if options.pyuvm:
@@ -225,7 +262,7 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
         "generated": sorted(rel for rel, (_t, owned) in files.items() if not owned),
         "owned": sorted(rel for rel, (_t, owned) in files.items() if owned),
         "hashes": {rel: hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()[:16] for rel in sorted(files)},
-        "kept": sorted(result.kept), **(metadata or {}),
+        "kept": sorted(result.kept), "stream": spec["stream"], **(metadata or {}),
     }
     write_json_atomic(out_dir / MANIFEST, manifest)
     log.info("generated %s: wrote %d file(s), kept %d owned", out_dir, len(result.written), len(result.kept))

@@ -1,9 +1,11 @@
-"""A module's interface read from RTL: name, parameters, ports, clocks, resets, instances, assertions.
+"""A module's interface read from RTL: name, parameters, ports, clocks, resets, channels, instances, assertions.
 
 `extract(paths, top)` parses every file with tree-sitter-systemverilog (the primary grammar), asks
 tree-sitter-verilog for a second opinion on the port list, and lets pyslang (`elaborate.py`) overrule
-widths and types where it elaborates the file set. The result is written as `interface.json` and read back
-by the generator, the filler and the ladder. Only the structure comes from here; no model is involved.
+widths and types where it elaborates the file set. Resets are inferred from use (`resets.py`, on the
+macro-expanded text), handshake channels from names (`channels.py`), assertions in statement and macro form
+(`assertions.py`). The result is written as `interface.json` and read back by the generator, the filler and
+the ladder. Only the structure comes from here; no model is involved.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ValidationError
-from verifenv.syntax import Param, ParsedModule, Port, language_of, parse_modules
+from verifenv import assertions as dut_assertions
+from verifenv import channels as handshakes
+from verifenv import resets as reset_use
+from verifenv.channels import Channel
+from verifenv.syntax import Param, ParsedModule, Port, language_of, parse_modules, strip_comments
 
 __all__ = ["Clock", "ModuleInterface", "Param", "ParsedModule", "Port", "Reset", "extract", "language_of",
            "load", "parse_modules"]
@@ -26,7 +32,8 @@ __all__ = ["Clock", "ModuleInterface", "Param", "ParsedModule", "Port", "Reset",
 log = logging.getLogger(__name__)
 
 _CLOCK_NAME = re.compile(r"^(a?clk|clock|clk_?i|a?clk_\w+|\w+_a?clk(_i)?|\w+_clock)$", re.IGNORECASE)
-_RESET_NAME = re.compile(r"(^|_)(a?rst|a?reset|areset|reset)(n|_n|_ni|_b|b|_l)?(_i)?$|^a?resetn$", re.IGNORECASE)
+_RESET_NAME = re.compile(r"(^|_)(a?rst|a?reset|areset|reset|srst)(_[a-z0-9]+?)?(n|_n|_ni|_b|b|_l)?(_i)?$|^a?resetn$",
+                         re.IGNORECASE)
 _LOW_SUFFIX = re.compile(r"(n|_n|_ni|_b|b|_l)(_i)?$", re.IGNORECASE)
 _QUALIFIER = re.compile(r"(^|_)(valid|vld|empty)(_o)?$", re.IGNORECASE)
 _CONTROL = re.compile(r"(^|_)(valid|vld|ready|rdy|full|empty|level|count|cnt|busy|done|err|error)(_[a-z])?$",
@@ -44,6 +51,7 @@ class Reset:
     name: str
     active_low: bool
     asynchronous: bool
+    by: str = "name"  # use: it forces registers to constants (evidence in ModuleInterface.reset_evidence) | name
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,10 @@ class ModuleInterface:
     assertions: tuple[str, ...] = ()
     comments: tuple[str, ...] = ()
     qualifiers: dict[str, str] = field(default_factory=dict)  # data output -> qualifier ("valid" / "!empty")
+    channels: tuple[Channel, ...] = ()  # handshake channels (valid/ready and kin), see channels.py
+    reset_evidence: dict[str, dict] = field(default_factory=dict)  # input -> registers it forces, polarity, async
+    protocols: tuple[str, ...] = ()  # protocols recognised by name (apb, wishbone)
+    apb: dict[str, str] = field(default_factory=dict)  # APB role -> port (psel, penable, ..., pready, prdata)
     authority: str = "tree-sitter"
     disagreements: tuple[str, ...] = ()
 
@@ -85,6 +97,10 @@ class ModuleInterface:
             resets=tuple(Reset(**r) for r in data.get("resets", ())),
             instances=tuple(data.get("instances", ())), assertions=tuple(data.get("assertions", ())),
             comments=tuple(data.get("comments", ())), qualifiers=dict(data.get("qualifiers", {})),
+            channels=tuple(Channel(**{**c, "payload": tuple(c.get("payload", ())), "fields": tuple(c.get("fields", ()))})
+                           for c in data.get("channels", ())),
+            reset_evidence=dict(data.get("reset_evidence", {})), protocols=tuple(data.get("protocols", ())),
+            apb=dict(data.get("apb", {})),
             authority=data.get("authority", "tree-sitter"), disagreements=tuple(data.get("disagreements", ())),
         )
 
@@ -118,7 +134,9 @@ def _reset_polarity(name: str, body: str, edges: set[str]) -> bool:
     return False
 
 
-def _clocks_resets(ports: list[Port], body: str) -> tuple[list[Clock], list[Reset]]:
+def _clocks_resets(ports: list[Port], body: str, evidence: Mapping[str, reset_use.ResetEvidence]
+                   ) -> tuple[list[Clock], list[Reset]]:
+    """Resets by use first (the evidence decides polarity and whether it is asynchronous), then by name."""
     edges = _edges(body)
     clocks: list[Clock] = []
     resets: list[Reset] = []
@@ -126,26 +144,17 @@ def _clocks_resets(ports: list[Port], body: str) -> tuple[list[Clock], list[Rese
         if port.direction != "input" or (port.width not in (None, 1)):
             continue
         port_edges = edges.get(port.name, set())
-        if _RESET_NAME.search(port.name):
+        used = evidence.get(port.name)
+        if used is not None:
+            resets.append(Reset(port.name, used.active_low, used.asynchronous, by="use"))
+        elif _RESET_NAME.search(port.name):
             asynchronous = bool(port_edges)
             resets.append(Reset(port.name, _reset_polarity(port.name, body, port_edges), asynchronous))
         elif port_edges or _CLOCK_NAME.match(port.name):
             clocks.append(Clock(port.name, "negedge" if port_edges == {"negedge"} else "posedge"))
+    # Names break ties: with several resets, the named ones come first (they are held longest, released last).
+    resets.sort(key=lambda r: (not _RESET_NAME.search(r.name), r.by != "use"))
     return clocks, resets
-
-
-def _assertions(body: str) -> list[str]:
-    out = []
-    for match in re.finditer(r"\b(assert|assume)\b\s*(property\b)?\s*\(", body):
-        end = body.find(";", match.end())
-        if end < 0:
-            continue
-        stmt = body[match.start():end + 1]
-        if stmt.count("(") > stmt.count(")"):  # `;` inside a $error string: extend once
-            end = body.find(";", end + 1)
-            stmt = body[match.start():end + 1]
-        out.append(" ".join(stmt.split()))
-    return out
 
 
 def _qualifiers(outputs: list[Port]) -> dict[str, str]:
@@ -183,7 +192,8 @@ def _leading_comments(path: str, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = ()) -> ModuleInterface:
+def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
+            includes: Iterable[str] = ()) -> ModuleInterface:
     """The interface of module `top` among `files` (its file closure), pyslang overruling where it elaborates."""
     from verifenv import elaborate
 
@@ -206,7 +216,8 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = ()) 
     ports = list(primary.ports)
     params = list(primary.params)
     authority = "tree-sitter"
-    elab = elaborate.elaborate(files, top, defines)
+    defines, includes = tuple(defines), tuple(includes)
+    elab = elaborate.elaborate(files, top, defines, includes)
     if elab.ok:
         authority = "pyslang"
         disagreements.extend(elab.disagree_with(ports, params))
@@ -214,15 +225,41 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = ()) 
         params = elab.merge_params(params)
     elif elab.error:
         disagreements.append(f"pyslang: {elab.error}")
-    clocks, resets = _clocks_resets(ports, primary.body)
+    expanded = elaborate.expand_macros(primary.file, includes, defines)
+    text = _module_text(expanded, top) if expanded else None
+    body = strip_comments(text) if text else primary.body
+    inputs = [p.name for p in ports if p.direction == "input" and p.width in (None, 1)]
+    evidence = reset_use.infer(body, inputs, [p.name for p in params])
+    if body is not primary.body:  # the raw text too: a macro pyslang could not expand hides nothing then
+        for name, ev in reset_use.infer(primary.body, inputs, [p.name for p in params]).items():
+            evidence.setdefault(name, ev)
+    clocks, resets = _clocks_resets(ports, body, evidence)
+    evidence = {r.name: evidence[r.name] for r in resets if r.name in evidence}
+    special = {c.name for c in clocks} | {r.name for r in resets}
+    channels = handshakes.infer(ports, special)
     outputs = [p for p in ports if p.direction != "input"]
+    qualifiers = {**_qualifiers(outputs), **handshakes.qualifiers(channels)}
+    apb = handshakes.apb([p for p in ports if p.name not in special]) or {}
+    if "prdata" in apb and "pready" in apb:
+        qualifiers[apb["prdata"]] = apb["pready"]  # read data means something only while the completer is ready
+    found = dut_assertions.find(primary.body, body)
     return ModuleInterface(
         name=top, file=primary.file, language=primary.language, params=tuple(params), ports=tuple(ports),
-        clocks=tuple(clocks), resets=tuple(resets), instances=primary.instances,
-        assertions=tuple(_assertions(primary.body)),
+        clocks=tuple(clocks), resets=tuple(resets), instances=primary.instances, assertions=tuple(found),
         comments=_leading_comments(primary.file, top) + primary.comments,
-        qualifiers=_qualifiers(outputs), authority=authority, disagreements=tuple(disagreements),
+        qualifiers=qualifiers, authority=authority, disagreements=tuple(disagreements), channels=tuple(channels),
+        reset_evidence={name: ev.to_json() for name, ev in evidence.items()},
+        protocols=tuple(handshakes.protocols_named(ports)), apb=apb,
     )
+
+
+def _module_text(text: str, top: str) -> str | None:
+    """`module top ... endmodule` out of a whole (macro-expanded) file."""
+    match = re.search(rf"\bmodule\s+(?:automatic\s+|static\s+)?{re.escape(top)}\b", text)
+    if match is None:
+        return None
+    end = re.compile(r"\bendmodule\b").search(text, match.end())
+    return text[match.start():end.end() if end else len(text)]
 
 
 def _compare(who: str, ours: Iterable[Port], theirs: Iterable[Port]) -> list[str]:

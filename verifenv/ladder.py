@@ -10,9 +10,11 @@ passed. pytest exit codes 2-5 are harness errors, never a killed mutant.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -95,9 +97,11 @@ class Runner:
         full = simulators.environment(self.sim, base)
         full.update({"VERIFENV_SIM": self.sim, "VERIFENV_CYCLES": str(self.cfg.cycles), "PYTHONDONTWRITEBYTECODE": "1",
                      "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})  # the runner needs no plugin; each costs start-up
+        if self.sim == "verilator" and self.cfg.verilator_coverage and "VERIFENV_RTL" not in env:
+            full["VERIFENV_COVERAGE"] = "1"  # line and toggle points in coverage.dat (mutants build without)
         full.update(env)
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tb/test_runner.py", "-k", select]
-        return process.run(cmd, self.out_dir, full, timeout_s)
+        return process.run(cmd, self.out_dir, full, timeout_s, self.cfg.memory_limit_mb)
 
 
 def _describe(result: process.RunResult) -> str:
@@ -142,8 +146,9 @@ def _read_reports(folder: Path, prefix: str) -> list[dict]:
 
 def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants: int = 0,
           seeds: int | None = None, write: bool = True, reuse_build: bool = False,
-          upto: str = "L5") -> Report:
-    """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail."""
+          upto: str = "L5", l5_needs_l3: bool = False) -> Report:
+    """Climb the ladder for the environment in out_dir; later levels are skipped when L0-L2 fail. With
+    l5_needs_l3 (the bench), mutants run only where L3 judged behaviour: smoke alone kills few."""
     out_dir = Path(out_dir)
     report = Report(top=top, sim=sim)
     runner = Runner(out_dir, sim, cfg)
@@ -173,8 +178,7 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
         return write_report(report, out_dir, write)
 
     result = runner.pytest("test_build", cfg.build_timeout_s, **({"VERIFENV_REUSE_BUILD": "1"} if reuse_build else {}))
-    if add(Level("L1", NAMES["L1"], _status(result), "built" if result.returncode == 0 else _describe(result),
-                 result.seconds)).status != "pass":
+    if add(build_level(result, out_dir, sim)).status != "pass":
         skip_rest("L1", "L1 failed")
         return write_report(report, out_dir, write)
 
@@ -186,21 +190,47 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
         skip_rest("L2", "L2 failed")
         return write_report(report, out_dir, write)
 
+    dat = out_dir / "sim_build" / sim / "coverage.dat"
+    if sim == "verilator" and dat.exists():
+        shutil.copy(dat, smoke_dir / "coverage.dat")
     if upto == "L2":
         skip_rest("L2", "not part of this check")
         return write_report(report, out_dir, write)
-    add(level3(runner, sim_reports / "L3", seeds))
+    stream = _manifest(out_dir).get("stream")
+    add(level3(runner, sim_reports / "L3", seeds, stream))
     add(level4(smoke_dir, cfg))
     if upto != "L5":
         add(Level("L5", NAMES["L5"], "skip", "not part of this check"))
     elif mutants > 0:
         if report.status("L3") == "fail":
             add(Level("L5", NAMES["L5"], "skip", "L3 failed: the scoreboard disagrees with the unmutated RTL"))
+        elif l5_needs_l3 and report.status("L3") != "pass":
+            add(Level("L5", NAMES["L5"], "skip", "L3 showed nothing to judge mutants with"))
         else:
             add(level5(runner, out_dir, top, mutants, report))
     else:
         add(Level("L5", NAMES["L5"], "skip", "not requested (--mutants N)"))
     return write_report(report, out_dir, write)
+
+
+_COMPILER_ERROR = re.compile(r"(%Error|error:|: error|syntax error|Unknown module|not found|I give up)", re.IGNORECASE)
+
+
+def build_level(result: process.RunResult, out_dir: Path, sim: str) -> Level:
+    """L1; a failed build shows the compiler's first error lines (from build.log) and the file list it used."""
+    if result.returncode == 0:
+        return Level("L1", NAMES["L1"], "pass", "built", result.seconds)
+    log_path = out_dir / "sim_build" / sim / "build.log"
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.exists() else []
+    errors = [ln.strip() for ln in lines if _COMPILER_ERROR.search(ln) and "Exiting due to" not in ln][:5]
+    try:
+        files = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))["rtl"]
+    except (OSError, ValueError, KeyError):
+        files = []
+    detail = (f"compiler: {' | '.join(errors[:3])}" if errors else _describe(result))
+    detail += f"; file list ({len(files)}): {', '.join(Path(f).name for f in files)}"
+    return Level("L1", NAMES["L1"], _status(result), detail[:900], result.seconds,
+                 {"errors": errors, "files": files, "log": str(log_path)})
 
 
 def _status(result: process.RunResult) -> str:
@@ -209,12 +239,51 @@ def _status(result: process.RunResult) -> str:
     return "error" if result.timed_out or result.harness_error else "fail"
 
 
-def level3(runner: Runner, folder: Path, seeds: int) -> Level:
+def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]:
+    """Seed 1 on the design as given, every shared field compared: the fields that agreed on every transfer
+    are judged from then on (tb/transfer_fields.json, read by the mutant runs too). Returns (fields, why not)."""
+    path = runner.out_dir / "tb" / "transfer_fields.json"
+    path.unlink(missing_ok=True)
+    result = runner.pytest("test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, VERIFENV_SEED="1",
+                           VERIFENV_REPORT_DIR=str(folder), VERIFENV_TRANSFER_LEARN="1")
+    board = next((r.get("transfers") for r in _read_reports(folder, "scoreboard") if r.get("seed") == 1), None)
+    frames = next((r for r in _read_reports(folder, "axis_frames") if r.get("seed") == 1), {})
+    axis_ok = not frames.get("applicable") or (frames.get("done") and not frames.get("problems"))
+    fields: list[str] = []
+    if not board:
+        why = f"the learning run wrote no transfer report ({_describe(result)})"
+    elif board["out"] == 0:
+        why = f"no transfer came out ({board['in']} accepted in)"
+    elif board["made_up"]:
+        why = f"{board['made_up']} output transfer(s) matched no input transfer (the design makes data up)"
+    elif board["lost"]:
+        why = f"{board['lost']} of {board['in']} accepted transfer(s) never came out (the design drops or holds data)"
+    else:
+        fields = [f for f, n in board["field_agree"].items() if n == board["out"]]
+        first = next(iter(board["field_agree"]), "")
+        why = "" if first in fields else f"field {first!r} is transformed, not carried (agreed on " \
+                                         f"{board['field_agree'].get(first, 0)}/{board['out']} transfers)"
+        if why:
+            fields = []
+    write_json_atomic(path, {"fields": fields, "learned": board or {}, "not_applicable": why,
+                             "axis_frames": bool(axis_ok)})
+    return fields, why
+
+
+def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None) -> Level:
     total = 0.0
     compared = 0
+    transfers = 0
+    frames = 0  # AXI-Stream frames through cocotbext-axi's source and sink
+    fields: list[str] = []
+    why_not = ""
+    if stream:
+        start = time.monotonic()
+        fields, why_not = learn_transfer_fields(runner, folder / "learn")
+        total += time.monotonic() - start
     for seed in range(1, seeds + 1):
-        result = runner.pytest("test_scoreboard", runner.cfg.run_timeout_s, VERIFENV_SEED=str(seed),
-                               VERIFENV_REPORT_DIR=str(folder))
+        result = runner.pytest("test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s,
+                               VERIFENV_SEED=str(seed), VERIFENV_REPORT_DIR=str(folder))
         total += result.seconds
         board = next((r for r in _read_reports(folder, "scoreboard") if r.get("seed") == seed), None)
         if result.returncode != 0:
@@ -226,10 +295,26 @@ def level3(runner: Runner, folder: Path, seeds: int) -> Level:
             return Level("L3", NAMES["L3"], _status(result), detail[:500], total,
                          {"seed": seed, "compared": board.get("compared", 0) if board else 0})
         compared += board.get("compared", 0) if board else 0
-    if compared == 0:
-        return Level("L3", NAMES["L3"], "not_shown", "the reference model returned no values to compare", total)
-    return Level("L3", NAMES["L3"], "pass", f"{compared} values agreed over {seeds} seed(s)", total,
-                 {"compared": compared, "seeds": seeds})
+        transfers += ((board or {}).get("transfers") or {}).get("matched", 0) if fields else 0
+        frames += sum(r.get("frames", 0) for r in _read_reports(folder, "axis_frames")
+                      if r.get("seed") == seed and r.get("applicable"))
+    data = {"compared": compared, "seeds": seeds, "transfers": transfers, "transfer_fields": fields,
+            "axis_frames": frames}
+    if why_not:
+        data["transfer_scoreboard"] = f"not applicable: {why_not}"
+    if compared == 0 and transfers == 0:
+        detail = "the reference model returned no values to compare"
+        if stream:
+            detail += f"; transfer scoreboard not applicable: {why_not}"
+        return Level("L3", NAMES["L3"], "not_shown", detail, total, data)
+    parts = []
+    if compared:
+        parts.append(f"{compared} model values agreed")
+    if transfers:
+        parts.append(f"{transfers} transfers came out in order (fields {', '.join(fields)})")
+    if frames:
+        parts.append(f"{frames} AXI-Stream frames through cocotbext-axi came out unchanged")
+    return Level("L3", NAMES["L3"], "pass", f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
 
 
 def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
@@ -246,25 +331,81 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
         detail += f"; never hit: {', '.join(unhit[:5])}"
     if not points:
         detail += " (no coverage points defined)"
+    if cov.get("functional_percent") is not None:
+        detail += f"; handshake states {cov['functional_percent']:.0f}% (cocotb-coverage)"
+    dat = folder / "coverage.dat"
+    if dat.exists():
+        from verifenv.coverage import summary
+
+        cov = {**cov, "verilator": summary(dat)}
+        detail += "; verilator " + ", ".join(f"{kind} {v['share']:.0%} of {v['points']}"
+                                              for kind, v in cov["verilator"].items())
     return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
+
+
+def _file_list_options(out_dir: Path) -> tuple[list[str], list[str]]:
+    """Include folders and defines from the environment's rtl.f."""
+    includes, defines = [], []
+    path = out_dir / "rtl.f"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        if line.startswith("+incdir+"):
+            includes.append(line[8:])
+        elif line.startswith("+define+"):
+            defines.append(line[8:])
+    return includes, defines
+
+
+def _params(out_dir: Path) -> dict[str, int | None]:
+    """The elaborated parameter values from interface.json (mutants skip code they switch off)."""
+    try:
+        data = json.loads((out_dir / "interface.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+
+
+def _manifest(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict,
+                  out_dir: Path | None = None) -> list[tuple[Path, mutate.Mutant]]:
+    """Mutants of the top module; a wrapper with fewer live ones than asked gets the rest from the modules it
+    instantiates, with each instance's parameter values from pyslang where it elaborates (code they switch off
+    is skipped; modules no instance uses are left alone), else with none skipped."""
+    table = declarations(rtl)
+    top_file = table.get(top, rtl[-1])
+    chosen = [(top_file, m) for m in mutate.mutants(top_file, top, count, params)]
+    if len(chosen) < count:
+        from verifenv.elaborate import instance_parameters
+
+        includes, defines = _file_list_options(out_dir) if out_dir is not None else ([], [])
+        sub = instance_parameters([str(p) for p in rtl], top, defines, includes)
+        pool = [(path, dataclasses.replace(m, id=f"{name}.{m.id}"))
+                for name, path in table.items() if name != top and path != top_file and (not sub or name in sub)
+                for m in mutate.candidates(path.read_bytes(), name, sub.get(name))]
+        need = min(count - len(chosen), len(pool))
+        chosen += [pool[int(i * len(pool) / need)] for i in range(need)] if need else []
+    return chosen
 
 
 def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) -> Level:
     manifest = json.loads((out_dir / "verifenv.json").read_text(encoding="utf-8"))
     rtl = [Path(p) for p in manifest["rtl"]]
-    top_file = declarations(rtl).get(top, rtl[-1])
-    chosen = mutate.mutants(top_file, top, count)
+    chosen = _pick_mutants(rtl, top, count, _params(out_dir), out_dir)
     if not chosen:
         return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
-    src = top_file.read_bytes()
     start = time.monotonic()
     tally = {"killed": 0, "survived": 0, "timeout": 0, "stillborn": 0, "error": 0}
-    for m in chosen:
+    for target, m in chosen:
         folder = out_dir / "mutants" / m.id
         folder.mkdir(parents=True, exist_ok=True)
-        mutated = folder / top_file.name
-        mutated.write_bytes(mutate.apply(src, m))
-        sources = os.pathsep.join(str(mutated if p == top_file else p) for p in rtl)
+        mutated = folder / target.name
+        mutated.write_bytes(mutate.apply(target.read_bytes(), m))
+        sources = os.pathsep.join(str(mutated if p == target else p) for p in rtl)
         env = {"VERIFENV_RTL": sources, "VERIFENV_BUILD_DIR": str(out_dir / "sim_build" / "mutants" / m.id),
                "VERIFENV_SEED": "1", "VERIFENV_REPORT_DIR": str(folder / "reports")}
         build = runner.pytest("test_build", runner.cfg.build_timeout_s, **env)
@@ -272,7 +413,7 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
             outcome = "stillborn" if build.returncode == 1 else "error"
             why = _describe(build)
         else:
-            run = runner.pytest("test_random or test_scoreboard", runner.cfg.run_timeout_s, **env)
+            run = runner.pytest("test_random or test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, **env)
             if run.timed_out:
                 outcome, why = "timeout", _describe(run)
             elif run.harness_error:
@@ -281,7 +422,8 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
                 outcome = "killed" if run.returncode == process.PYTEST_FAILED else "survived"
                 why = _kill_reason(folder / "reports", run) if outcome == "killed" else "all tests passed"
         tally[outcome] += 1
-        report.mutants.append({"id": m.id, "mutation": m.description, "outcome": outcome, "why": why[:300]})
+        where = "" if target == rtl[-1] else f"{target.name} "
+        report.mutants.append({"id": m.id, "mutation": where + m.description, "outcome": outcome, "why": why[:300]})
         shutil.rmtree(out_dir / "sim_build" / "mutants" / m.id, ignore_errors=True)
     counted = tally["killed"] + tally["survived"] + tally["timeout"]
     score = tally["killed"] / counted if counted else 0.0

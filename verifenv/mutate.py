@@ -1,17 +1,21 @@
 """RTL mutants for the ladder's L5: simple operator, constant and condition changes in the top module's logic.
 
-`mutants(path, top, n)` reads the top file with tree-sitter-systemverilog and picks, deterministically, up to n
-mutations inside `always` blocks and continuous assignments (never in declarations, ranges, event controls
-or the design's own assertions). `apply(text, mutant)` returns the mutated source.
+`mutants(path, top, n, params)` reads the top file with tree-sitter-systemverilog and picks, deterministically,
+up to n mutations inside `always` blocks and continuous assignments (never in declarations, ranges, event
+controls or the design's own assertions). With the elaborated parameter values, code the parameters switch
+off (`if (FRAME_FIFO)`, `MODE ? a : b`, `x && ENABLE`, generate `if`) is left alone: a mutant there is
+equivalent, and no test can kill it. `apply(text, mutant)` returns the mutated source.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import languages
+from verifenv.constexpr import evaluate
 from verifenv.syntax import walk
 
 _SWAP = {"+": "-", "-": "+", "&": "|", "|": "&", "&&": "||", "||": "&&", "==": "!=", "!=": "==", "<": ">=",
@@ -71,8 +75,97 @@ def _flip_literal(text: str) -> str | None:
     return None
 
 
-def candidates(src: bytes, top: str) -> list[Mutant]:
-    """Every mutation this module offers, in source order."""
+_BRANCHING = ("conditional_statement", "if_generate_construct", "conditional_expression")
+
+
+def _split_top(text: str, op: str) -> list[tuple[int, str]]:
+    """(offset, part) of `text` split on `op` at parenthesis depth 0."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth == 0 and text.startswith(op, i):
+            parts.append((start, text[start:i]))
+            start = i + len(op)
+            i += len(op)
+            continue
+        i += 1
+    parts.append((start, text[start:]))
+    return parts
+
+
+def _param_only(text: str, params: Mapping[str, int | None]) -> int | None:
+    names = set(re.findall(r"(?<!')\b[A-Za-z_]\w*\b", re.sub(r"\d*'[sS]?[bBoOdDhH][0-9a-fA-F_]+", " ", text)))
+    if not names <= set(params):
+        return None
+    return evaluate(text.strip(), params)
+
+
+def _condition(text: str, params: Mapping[str, int | None]) -> tuple[bool | None, list[tuple[int, int]]]:
+    """A branch condition's value when the parameters decide it, and the spans of the parts that cannot change
+    that (the other conjuncts beside a false parameter conjunct)."""
+    whole = _param_only(text, params)
+    if whole is not None:
+        return bool(whole), []
+    for op, decides in (("&&", False), ("||", True)):
+        parts = _split_top(text, op)
+        if len(parts) < 2:
+            continue
+        values = [_param_only(part, params) for _off, part in parts]
+        if any(v is not None and bool(v) == decides for v in values):
+            return decides, [(off, off + len(part)) for (off, part), v in zip(parts, values) if v is None]
+    return None, []
+
+
+def _dead(node, src: bytes, params: Mapping[str, int | None]) -> bool:
+    """Whether the elaborated parameters make this node's code unreachable or its change invisible."""
+    child, cur = node, node.parent
+    while cur is not None and cur.type != "module_declaration":
+        if cur.type in _BRANCHING:
+            named = [c for c in cur.children if c.is_named]
+            if len(named) >= 2:
+                cond = named[0]
+                value, inert = _condition(src[cond.start_byte:cond.end_byte].decode("utf-8", "replace"), params)
+                if value is not None:
+                    if child.id == named[1].id and value is False:
+                        return True
+                    if len(named) > 2 and child.id == named[2].id and value is True:
+                        return True
+                    if child.id == cond.id and any(cond.start_byte + a <= node.start_byte and
+                                                   node.end_byte <= cond.start_byte + b for a, b in inert):
+                        return True
+        elif cur.type == "expression" and len(cur.children) == 3 and cur.children[1].type in ("&&", "||"):
+            op = cur.children[1].type
+            other = cur.children[2] if child.id == cur.children[0].id else cur.children[0]
+            value = _param_only(src[other.start_byte:other.end_byte].decode("utf-8", "replace"), params)
+            if child.id != cur.children[1].id and value is not None and bool(value) == (op == "||"):
+                return True  # `x && 0`, `x || 1`: x is never looked at
+        child, cur = cur, cur.parent
+    return False
+
+
+def _same_constant(node, item: tuple[str, int, int, str, str, int], src: bytes,
+                   params: Mapping[str, int | None]) -> bool:
+    """A change inside a parameter-only expression that leaves its value as it was (`(A && B)` -> `(A || B)`
+    with A = B = 0) is an equivalent mutant."""
+    outer = None
+    cur = node.parent
+    while cur is not None and cur.type not in ("module_declaration", "continuous_assign", "always_construct"):
+        if cur.type in ("expression", "constant_expression", "cond_predicate") and \
+                _param_only(src[cur.start_byte:cur.end_byte].decode("utf-8", "replace"), params) is not None:
+            outer = cur
+        cur = cur.parent
+    if outer is None:
+        return False
+    _kind, start, end, _orig, replacement, _line = item
+    before = src[outer.start_byte:outer.end_byte].decode("utf-8", "replace")
+    after = (src[outer.start_byte:start] + replacement.encode() + src[end:outer.end_byte]).decode("utf-8", "replace")
+    value = _param_only(after, params)
+    return value is not None and value == _param_only(before, params)
+
+
+def candidates(src: bytes, top: str, params: Mapping[str, int | None] | None = None) -> list[Mutant]:
+    """Every mutation this module offers, in source order (none in code the parameters switch off)."""
     tree = languages.parse("systemverilog", src)
     module = None
     for node in walk(tree.root_node):
@@ -85,20 +178,25 @@ def candidates(src: bytes, top: str) -> list[Mutant]:
     if module is None:
         return []
     found: list[tuple[str, int, int, str, str, int]] = []
+
+    def add(node, item: tuple[str, int, int, str, str, int]) -> None:
+        if not (params and (_dead(node, src, params) or _same_constant(node, item, src, params))):
+            found.append(item)
+
     for node in walk(module):
         text = src[node.start_byte:node.end_byte].decode("utf-8", "replace")
         parent = node.parent
         if parent is not None and parent.type == "expression" and not node.is_named and text in _SWAP \
                 and _field(parent, node) == "operator" and _eligible(node):
-            found.append(("operator", node.start_byte, node.end_byte, text, _SWAP[text], node.start_point[0] + 1))
+            add(node, ("operator", node.start_byte, node.end_byte, text, _SWAP[text], node.start_point[0] + 1))
         elif node.type == "unary_operator" and text in ("!", "~") and _eligible(node):
-            found.append(("condition", node.start_byte, node.end_byte, text, "", node.start_point[0] + 1))
+            add(node, ("condition", node.start_byte, node.end_byte, text, "", node.start_point[0] + 1))
         elif node.type == "cond_predicate" and _eligible(node):
-            found.append(("condition", node.start_byte, node.end_byte, text, f"!({text})", node.start_point[0] + 1))
+            add(node, ("condition", node.start_byte, node.end_byte, text, f"!({text})", node.start_point[0] + 1))
         elif node.type == "primary_literal" and _eligible(node):
             flipped = _flip_literal(text)
             if flipped is not None and flipped != text:
-                found.append(("constant", node.start_byte, node.end_byte, text, flipped, node.start_point[0] + 1))
+                add(node, ("constant", node.start_byte, node.end_byte, text, flipped, node.start_point[0] + 1))
     found.sort(key=lambda f: (f[1], f[0]))
     return [Mutant(f"m{i:03d}", kind, line, start, end, orig, repl)
             for i, (kind, start, end, orig, repl, line) in enumerate(found)]
@@ -111,9 +209,9 @@ def _field(parent, child) -> str | None:
     return None
 
 
-def mutants(path: str | Path, top: str, n: int) -> list[Mutant]:
+def mutants(path: str | Path, top: str, n: int, params: Mapping[str, int | None] | None = None) -> list[Mutant]:
     """Up to n mutants spread evenly over the module's candidates (deterministic)."""
-    pool = candidates(Path(path).read_bytes(), top)
+    pool = candidates(Path(path).read_bytes(), top, params)
     if n <= 0 or not pool:
         return []
     if n >= len(pool):

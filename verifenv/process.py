@@ -1,12 +1,15 @@
 """Run a command in its own process group under a wall-clock limit, killing the whole group past it.
 
 Simulators outlive a killed pytest (a hung mutant keeps vvp or Vtop spinning), so the ladder, the Python twin
-and the bench start every run here: a new session, and on timeout SIGKILL to the group, never by name.
+and the bench start every run here: a new session, and on timeout SIGKILL to the group, never by name. A
+memory limit (address space, inherited by the simulator) stops a mutant whose simulation grows without bound
+(one of a public FIFO's mutants took 13 GB of a shared machine in a minute).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -38,11 +41,18 @@ class RunResult:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def run(cmd: Sequence[str], cwd: str | Path, env: Mapping[str, str], timeout_s: float) -> RunResult:
-    """Run cmd to completion or until timeout_s, then kill its process group; output is stdout+stderr."""
+def run(cmd: Sequence[str], cwd: str | Path, env: Mapping[str, str], timeout_s: float,
+        memory_limit_mb: int = 0) -> RunResult:
+    """Run cmd to completion or until timeout_s, then kill its process group; output is stdout+stderr.
+    With memory_limit_mb, every process of the run gets that much address space at most."""
     start = time.monotonic()
+
+    def limit() -> None:
+        size = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
     proc = subprocess.Popen(list(cmd), cwd=str(cwd), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=limit if memory_limit_mb > 0 else None)
     try:
         out, _ = proc.communicate(timeout=timeout_s)
         return RunResult(proc.returncode, time.monotonic() - start, out.decode("utf-8", "replace"))

@@ -26,8 +26,9 @@ def make_env(out: Path, rtl: str, top: str, *, sim: str | None = None, cycles: i
              force: bool = False, pyuvm: bool = False):
     """Generate the environment for one fixture; optionally install a hand-written reference model."""
     fileset = filelist.resolve([RTL / rtl], top)
-    iface = interface.extract(fileset.files, top)
-    sim = sim or simulators.default_for("systemverilog" if rtl.endswith(".sv") else "verilog")
+    iface = interface.extract(fileset.files, top, fileset.defines, fileset.includes)
+    language = "systemverilog" if any(f.endswith((".sv", ".svh")) for f in fileset.files) else "verilog"
+    sim = sim or simulators.default_for(language)
     generate.generate(iface, fileset, out, generate.GenerateOptions(sim=sim, cycles=cycles, force=force, pyuvm=pyuvm))
     if model:
         shutil.copy(MODELS / model, out / "tb" / "ref_model.py")

@@ -18,6 +18,8 @@ SMOKE = [
     ("ifdef_ports.v", "ifdef_ports", "icarus"),
     ("stream_reg.v", "stream_reg", "icarus"),
     ("two_clock.v", "two_clock", "icarus"),
+    ("acc_clear.v", "acc_clear", "icarus"),  # its only reset is a synchronous `clear`, found by use
+    ("axis_fifo_x.v", "axis_fifo_x", "icarus"),  # m_axis_tdata is X while m_axis_tvalid is low
 ]
 
 
@@ -38,16 +40,20 @@ def test_generated_environment_builds_and_passes_smoke(tmp_path, quick_cfg, rtl,
 
 @pytest.fixture(scope="module")
 def fifo_env(tmp_path_factory):
-    """One Verilator build of the FIFO shared by the tests below (a build costs tens of seconds here)."""
+    """One Verilator build shared by the tests below (a build costs tens of seconds here): a FIFO whose port
+    types come from a package, whose header sits in an include folder, both named by its Bender.yml, and
+    whose protocol rules are `ASSERT`/`ASSUME` macros."""
     require_sim("verilator")
     out = tmp_path_factory.mktemp("fifo")
-    make_env(out, "fifo.sv", "fifo")
+    make_env(out, "svpkg", "fx_fifo")
     return out
 
 
-def test_systemverilog_fifo_under_verilator(fifo_env, quick_cfg):
-    report = ladder.check(fifo_env, quick_cfg, "verilator", "fifo", upto="L2")
+def test_package_importing_systemverilog_under_verilator(fifo_env, quick_cfg):
+    report = ladder.check(fifo_env, quick_cfg, "verilator", "fx_fifo", upto="L2")
     assert [lv.status for lv in report.levels[:3]] == ["pass", "pass", "pass"], report.table()
+    rtl = json.loads((fifo_env / "verifenv.json").read_text())["rtl"]
+    assert [p.rsplit("/", 1)[-1] for p in rtl] == ["fx_pkg.sv", "fx_fifo.sv"]
 
 
 def iface_ports(iface):
@@ -88,9 +94,46 @@ def test_wrong_model_is_caught_by_l3(tmp_path, quick_cfg):
 
 def test_a_model_that_returns_nothing_claims_nothing(tmp_path, quick_cfg):
     require_sim("icarus")
-    make_env(tmp_path, "stream_reg.v", "stream_reg")
-    report = ladder.check(tmp_path, quick_cfg, "icarus", "stream_reg")
+    make_env(tmp_path, "counter.v", "counter")  # not stream-like: no transfer scoreboard either
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "counter")
     assert report.status("L3") == "not_shown" and report.claimed == "L2"
+
+
+def test_transfer_scoreboard_shows_l3_and_kills_stream_mutants_without_a_model(tmp_path, quick_cfg):
+    require_sim("icarus")
+    make_env(tmp_path, "axis_fifo_x.v", "axis_fifo_x", cycles=60)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "axis_fifo_x", mutants=4)
+    l3, l5 = report.levels[3], report.levels[5]
+    assert l3.status == "pass" and l3.data["transfers"] > 0, report.table()
+    assert l3.data["transfer_fields"] == ["data", "last", "user"] and "in order" in l3.detail
+    assert l3.data["axis_frames"] > 0  # cocotbext-axi's source and sink, with pauses on both sides
+    learned = json.loads((tmp_path / "tb" / "transfer_fields.json").read_text())
+    assert learned["fields"] == ["data", "last", "user"] and learned["learned"]["lost"] == 0
+    assert l5.status == "pass" and l5.data["score"] >= 0.75, report.table()
+    assert any("transfer scoreboard" in m["why"] or "never came out" in m["why"] for m in report.mutants), \
+        report.mutants
+    cov = json.loads(next((tmp_path / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())
+    assert cov["handshakes"]["s_axis_s_axis_tvalid"]["stall"] > 0  # back-pressure phases reached the input
+    assert cov["points"]["m_axis: stall"] > 0 and cov["points"]["s_axis: transfer"] > 0
+    assert (tmp_path / "reports" / "sim" / "L2" / "functional_coverage_seed1.xml").exists()  # cocotb-coverage
+
+
+def test_transfer_scoreboard_does_not_judge_a_design_that_transforms_data(tmp_path, quick_cfg):
+    require_sim("icarus")
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    text = (MODELS.parent / "rtl" / "stream_reg.v").read_text()
+    assert "m_data <= s_data;" in text
+    (rtl / "stream_inv.v").write_text(text.replace("m_data <= s_data;", "m_data <= ~s_data;")
+                                      .replace("module stream_reg", "module stream_inv"))
+    from verifenv import filelist, generate, interface
+
+    fs = filelist.resolve([rtl], "stream_inv")
+    generate.generate(interface.extract(fs.files, "stream_inv"), fs, tmp_path / "env",
+                      generate.GenerateOptions(sim="icarus", cycles=40))
+    report = ladder.check(tmp_path / "env", quick_cfg, "icarus", "stream_inv")
+    l3 = report.levels[3]
+    assert l3.status == "not_shown" and "is transformed, not carried" in l3.detail, report.table()
 
 
 def test_broken_generated_code_stops_at_l0(tmp_path, quick_cfg):
@@ -113,21 +156,24 @@ def test_rtl_that_does_not_build_fails_l1(tmp_path, quick_cfg):
     generate.generate(iface, fs, tmp_path / "env", generate.GenerateOptions(sim="icarus", cycles=10))
     (bad / "counter.v").write_text((bad / "counter.v").read_text().replace("count + 1'b1", "count + "))
     report = ladder.check(tmp_path / "env", quick_cfg, "icarus", "counter")
-    assert report.levels[1].status == "fail" and report.claimed == "L0", report.table()
+    l1 = report.levels[1]
+    assert l1.status == "fail" and report.claimed == "L0", report.table()
+    assert l1.detail.startswith("compiler: ") and "counter.v:" in l1.detail, l1.detail  # the first error line
+    assert "file list (1): counter.v" in l1.detail and l1.data["errors"]
 
 
 def test_dut_assertion_fails_smoke(fifo_env, quick_cfg):
-    """Without the constraints read from its assertions, random stimulus pops an empty FIFO: L2 must say so."""
+    """Without the constraints read from its `ASSUME` macro, random stimulus takes from an empty FIFO: L2 says so."""
     constraints = fifo_env / "tb" / "constraints.py"
     text = constraints.read_text()
     start, end = text.index("    # <hole:constraints>"), text.index("    return inputs")
     try:
         constraints.write_text(text[:start] + text[end:])
-        report = ladder.check(fifo_env, quick_cfg, "verilator", "fifo", upto="L2", reuse_build=True)
+        report = ladder.check(fifo_env, quick_cfg, "verilator", "fx_fifo", upto="L2", reuse_build=True)
     finally:
         constraints.write_text(text)
     assert report.levels[2].status == "fail", report.table()
-    assert "DUT assertion fired" in report.levels[2].detail and "while" in report.levels[2].detail
+    assert "DUT assertion fired" in report.levels[2].detail and "take_empty" in report.levels[2].detail
 
 
 def test_pyuvm_variant_runs(tmp_path):
@@ -175,3 +221,27 @@ def test_harness_errors_and_timeouts_are_never_counted_as_killed(tmp_path, quick
     assert l5.data["killed"] == 0 and l5.data["error"] == 1 and l5.data["timeout"] == 1
     assert l5.status == "fail" and l5.data["score"] == 0.0
     assert "harness error (pytest exit 5)" in report.mutants[0]["why"]
+
+
+def test_apb_requester_keeps_the_completer_protocol(tmp_path, quick_cfg):
+    """The APB completer's own checker fires on random psel/penable; the generated APB requester never trips it."""
+    require_sim("icarus")
+    iface, _sim = make_env(tmp_path, "apb_regs.v", "apb_regs", cycles=80)
+    assert iface.apb["psel"] == "psel" and iface.apb["pready"] == "pready"
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "apb_regs", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    tb = tmp_path / "tb" / "cocotb_apb_regs.py"
+    tb.write_text(tb.read_text().replace("'apb': {", "'apb_off': {"))  # the same stimulus, APB as plain inputs
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "apb_regs", upto="L2", reuse_build=True)
+    assert report.status("L2") == "fail" and "APB protocol" in report.levels[2].detail, report.table()
+
+
+def test_a_wrapper_gets_its_mutants_from_the_modules_it_instantiates(tmp_path, quick_cfg):
+    """pipe_top has no logic of its own: L5 draws from stream_reg, and the transfer scoreboard judges them."""
+    require_sim("icarus")
+    make_env(tmp_path, "pipe.f", "pipe_top", cycles=60)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "pipe_top", mutants=2)
+    assert report.status("L3") == "pass" and report.levels[3].data["transfers"] > 0, report.table()
+    assert [m["id"].split(".")[0] for m in report.mutants] == ["stream_reg", "stream_reg"]
+    assert all(m["mutation"].startswith("stream_reg.v line ") for m in report.mutants)
+    assert report.levels[5].data["killed"] >= 1, report.table()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.verifenv.conftest import RTL
 from verifenv import mutate
 
@@ -27,3 +29,37 @@ def test_apply():
     out = mutate.apply(src, plus).decode()
     assert "count <= count - 1'b1;" in out
     assert mutate.mutants(RTL / "counter.v", "counter", 0) == []
+
+
+def test_code_the_parameters_switch_off_is_not_mutated():
+    src = (b"module m #(parameter MODE = 0, parameter EN = 1) (input a, input b, output y, output z, output w);\n"
+           b"  assign y = MODE ? (a && b) : (a || b);\n"
+           b"  assign z = (a & b) && !EN;\n"
+           b"  if (MODE) begin : g\n    assign w = a ^ b;\n  end else begin : h\n    assign w = a - b;\n  end\n"
+           b"endmodule\n")
+    every = {(m.line, m.original) for m in mutate.candidates(src, "m")}
+    live = {(m.line, m.original) for m in mutate.candidates(src, "m", {"MODE": 0, "EN": 1})}
+    assert (2, "&&") in every and (2, "&&") not in live  # the MODE branch of the ternary is dead
+    assert (2, "||") in live
+    assert (3, "&") in every and (3, "&") not in live  # beside a false parameter conjunct it changes nothing
+    assert (5, "^") in every and (5, "^") not in live and (7, "-") in live  # generate if
+
+
+def test_a_change_that_leaves_a_parameter_expression_as_it_was_is_not_a_mutant():
+    src = (b"module m #(parameter A = 0, parameter B = 0) (input [1:0] x, output [1:0] y);\n"
+           b"  assign y = (A && B) ? x : ~x;\nendmodule\n")
+    assert (2, "&&") not in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 0, "B": 0})}
+    assert (2, "&&") in {(m.line, m.original) for m in mutate.candidates(src, "m", {"A": 1, "B": 0})}
+
+
+def test_a_wrappers_borrowed_mutants_follow_the_instance_parameters(tmp_path):
+    from verifenv import filelist, ladder
+
+    (tmp_path / "sub.v").write_text("module sub #(parameter MODE = 0) (input a, input b, output y);\n"
+                                    "  assign y = MODE ? (a & b) : (a | b);\nendmodule\n")
+    (tmp_path / "unused.v").write_text("module unused (input a, output y);\n  assign y = !a;\nendmodule\n")
+    (tmp_path / "top.v").write_text("module top (input a, input b, output y);\n"
+                                    "  sub #(.MODE(1)) u_sub (.a(a), .b(b), .y(y));\nendmodule\n")
+    fs = filelist.resolve([tmp_path / "top.v", tmp_path / "sub.v", tmp_path / "unused.v"], "top")
+    picked = ladder._pick_mutants([Path(f) for f in fs.files], "top", 3, {})
+    assert [(p.name, m.original) for p, m in picked] == [("sub.v", "&")]  # MODE = 1: the `|` branch is dead

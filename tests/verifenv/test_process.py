@@ -41,3 +41,9 @@ def test_pytest_exit_codes_2_to_5_are_harness_errors(tmp_path):
     assert no_tests.returncode == 5 and no_tests.harness_error
     usage = pytest("--no-such-option")
     assert usage.returncode == 4 and usage.harness_error
+
+
+def test_memory_limit_stops_a_run_that_grows_without_bound(tmp_path):
+    grow = "x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))\n"
+    result = process.run([sys.executable, "-c", grow], tmp_path, os.environ, 60, memory_limit_mb=512)
+    assert result.returncode not in (0, None) and "MemoryError" in result.output
