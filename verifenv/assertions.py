@@ -19,7 +19,9 @@ _NOT = r"(?:!|~)"
 
 def _call_args(text: str, start: int) -> tuple[list[str], int] | None:
     """The comma-separated arguments of a call whose `(` is at start - 1 (nesting respected)."""
-    depth, args, current = 1, [], []
+    depth = 1
+    args: list[str] = []
+    current: list[str] = []
     i = start
     while i < len(text):
         ch = text[i]
@@ -104,15 +106,15 @@ def property_of(text: str) -> str | None:
     expr = ",".join(parsed[0]).strip()
     expr = re.sub(r"^@\s*\((?:[^()]|\([^()]*\))*\)\s*", "", expr)
     expr = re.sub(r"^disable\s+iff\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*", "", expr)
-    while expr.startswith("(") and _call_args(expr, 1) is not None and _call_args(expr, 1)[1] == len(expr):
-        expr = expr[1:-1].strip()
-    return expr
+    return _strip_parens(expr)
 
 
 def _strip_parens(expr: str) -> str:
     expr = expr.strip()
-    while expr.startswith("(") and expr.endswith(")") and _call_args(expr, 1) is not None \
-            and _call_args(expr, 1)[1] == len(expr):
+    while expr.startswith("(") and expr.endswith(")"):
+        inner = _call_args(expr, 1)
+        if inner is None or inner[1] != len(expr):
+            break
         expr = expr[1:-1].strip()
     return expr
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 def verif_env(
     ctx: typer.Context,
-    rtl: list[Path] = typer.Argument(..., help="RTL files, folders or .f file lists (or one .py module with --lang python)."),
+    rtl: list[Path] = typer.Argument(
+        ..., help="RTL files, folders or .f file lists (or one .py module with --lang python)."),
     top: str | None = typer.Option(None, "--top", help="The top module (required for RTL)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder for the environment."),
     sim: str | None = typer.Option(None, "--sim", help="icarus | verilator (default: by language)."),
@@ -27,7 +28,8 @@ def verif_env(
     check: bool = typer.Option(False, "--check", help="Climb the acceptance ladder; writes reports/check.json."),
     mutants: int | None = typer.Option(None, "--mutants", help="L5: number of RTL mutants."),
     max_repair: int | None = typer.Option(None, "--max-repair", help="--fill repair rounds."),
-    force: bool = typer.Option(False, "--force", help="Overwrite owned files (reference model, constraints, coverage)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Overwrite owned files (reference model, constraints, coverage)."),
     lang: str | None = typer.Option(None, "--lang", help="verilog | systemverilog | python (default: by extension)."),
     backend_url: str | None = typer.Option(None, "--backend-url", help="TGI-compatible completion server for --fill."),
     pyuvm: bool = typer.Option(False, "--pyuvm", help="Also generate a pyuvm version of the environment."),

@@ -123,10 +123,10 @@ class _Parser:
                 raise _Unknown(text)
             raise _Unknown(text)
         if kind == "ident":
-            value = self.env.get(text)
-            if value is None:
+            found = self.env.get(text)
+            if found is None:
                 raise _Unknown(text)
-            return value
+            return found
         raise _Unknown(text)
 
 

@@ -74,7 +74,7 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
     channels = [dataclasses.asdict(c) for c in iface.channels
                 if c.valid in present and (not c.ready or c.ready in present)]
     for ch in channels:  # a payload port under an inactive `ifdef` is not there to drive
-        kept = [(p, f) for p, f in zip(ch["payload"], ch["fields"]) if p in present]
+        kept = [(p, f) for p, f in zip(ch["payload"], ch["fields"], strict=False) if p in present]
         ch["payload"], ch["fields"] = [p for p, _f in kept], [f for _p, f in kept]
     return {
         "top": iface.name,
@@ -136,7 +136,8 @@ def port_table(iface: ModuleInterface, defines: tuple[str, ...] = ()) -> str:
                     f"{'async' if reset.asynchronous else 'sync'})")
         channel = next((c for c in iface.channels if p.name in (c.valid, c.ready)), None)
         if channel is not None:
-            role = f" ({channel.protocol} {'valid' if p.name == channel.valid else 'ready'} of {channel.name or channel.side})"
+            which = "valid" if p.name == channel.valid else "ready"
+            role = f" ({channel.protocol} {which} of {channel.name or channel.side})"
         if p.name in iface.qualifiers:
             role = f" (valid while {iface.qualifiers[p.name]})"
         rows.append(f"    {p.name:<16} {p.direction:<7} {p.width if p.width is not None else '?'}{role}")
@@ -151,10 +152,12 @@ def _contract(iface: ModuleInterface) -> tuple[str, str]:
                     f"at that edge, and returns the outputs as they read right after it (inputs still held).\n"
                     "Return None, or leave a port out, to compare nothing for it.")
         if len(iface.clocks) > 1:
-            contract += f"\nOnly the `{clock}` domain is compared; other clocks: {', '.join(c.name for c in iface.clocks[1:])}."
+            others = ", ".join(c.name for c in iface.clocks[1:])
+            contract += f"\nOnly the `{clock}` domain is compared; other clocks: {others}."
         method = (
             "    def step(self, inputs: dict[str, int]) -> dict[str, int] | None:\n"
-            "        \"\"\"Inputs at an active clock edge -> the outputs right after it (None: compare nothing).\"\"\"\n"
+            "        \"\"\"Inputs at an active clock edge -> the outputs right after it "
+            "(None: compare nothing).\"\"\"\n"
             "        # <hole:step>\n"
             "        return None\n"
             "        # </hole:step>\n")

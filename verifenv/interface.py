@@ -97,7 +97,8 @@ class ModuleInterface:
             resets=tuple(Reset(**r) for r in data.get("resets", ())),
             instances=tuple(data.get("instances", ())), assertions=tuple(data.get("assertions", ())),
             comments=tuple(data.get("comments", ())), qualifiers=dict(data.get("qualifiers", {})),
-            channels=tuple(Channel(**{**c, "payload": tuple(c.get("payload", ())), "fields": tuple(c.get("fields", ()))})
+            channels=tuple(Channel(**{**c, "payload": tuple(c.get("payload", ())),
+                                      "fields": tuple(c.get("fields", ()))})
                            for c in data.get("channels", ())),
             reset_evidence=dict(data.get("reset_evidence", {})), protocols=tuple(data.get("protocols", ())),
             apb=dict(data.get("apb", {})),
@@ -197,14 +198,14 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
     """The interface of module `top` among `files` (its file closure), pyslang overruling where it elaborates."""
     from verifenv import elaborate
 
-    files = [str(f) for f in files]
+    names = [str(f) for f in files]
     primary = None
-    for path in files:
+    for path in names:
         for module in parse_modules(path, "systemverilog"):
             if module.name == top:
                 primary = module
     if primary is None:
-        raise ValidationError(f"module {top!r} is not declared in {', '.join(files) or 'the given files'}")
+        raise ValidationError(f"module {top!r} is not declared in {', '.join(names) or 'the given files'}")
     disagreements: list[str] = []
     if primary.errors:
         disagreements.append(f"tree-sitter-systemverilog: {primary.errors} parse error node(s) in {top}")
@@ -217,7 +218,7 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
     params = list(primary.params)
     authority = "tree-sitter"
     defines, includes = tuple(defines), tuple(includes)
-    elab = elaborate.elaborate(files, top, defines, includes)
+    elab = elaborate.elaborate(names, top, defines, includes)
     if elab.ok:
         authority = "pyslang"
         disagreements.extend(elab.disagree_with(ports, params))

@@ -113,7 +113,8 @@ def _condition(text: str, params: Mapping[str, int | None]) -> tuple[bool | None
             continue
         values = [_param_only(part, params) for _off, part in parts]
         if any(v is not None and bool(v) == decides for v in values):
-            return decides, [(off, off + len(part)) for (off, part), v in zip(parts, values) if v is None]
+            return decides, [(off, off + len(part)) for (off, part), v in zip(parts, values, strict=True)
+                             if v is None]
     return None, []
 
 
@@ -137,8 +138,8 @@ def _dead(node, src: bytes, params: Mapping[str, int | None]) -> bool:
         elif cur.type == "expression" and len(cur.children) == 3 and cur.children[1].type in ("&&", "||"):
             op = cur.children[1].type
             other = cur.children[2] if child.id == cur.children[0].id else cur.children[0]
-            value = _param_only(src[other.start_byte:other.end_byte].decode("utf-8", "replace"), params)
-            if child.id != cur.children[1].id and value is not None and bool(value) == (op == "||"):
+            known = _param_only(src[other.start_byte:other.end_byte].decode("utf-8", "replace"), params)
+            if child.id != cur.children[1].id and known is not None and bool(known) == (op == "||"):
                 return True  # `x && 0`, `x || 1`: x is never looked at
         child, cur = cur, cur.parent
     return False

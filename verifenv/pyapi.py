@@ -173,7 +173,7 @@ def read_api(path: str | Path) -> ModuleApi:
 
     functions: list[Callable_] = []
     classes: list[Class_] = []
-    for node, decorators in _definitions(root):
+    for node, _decorators in _definitions(root):
         name = _text(node.child_by_field_name("name"), src)
         if not public(name):
             continue

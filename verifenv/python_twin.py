@@ -130,8 +130,8 @@ def _fixtures(api: pyapi.ModuleApi) -> dict[str, str]:
                "def raised(module, *names):\n"
                "    \"\"\"The exception classes a callable documents raising (builtins, or the module's own).\"\"\"\n"
                "    return tuple(getattr(builtins, n, None) or getattr(module, n, Exception) for n in names)\n")
-    conftest = ('"""The module under test as the `mod` fixture."""\n\nimport pytest\n\nfrom twin_fixtures import load\n\n\n'
-                "@pytest.fixture\ndef mod():\n    return load()\n")
+    conftest = ('"""The module under test as the `mod` fixture."""\n\nimport pytest\n\n'
+                "from twin_fixtures import load\n\n\n@pytest.fixture\ndef mod():\n    return load()\n")
     return {"twin_fixtures.py": helpers, "conftest.py": conftest}
 
 
@@ -280,8 +280,8 @@ async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, client: ClientCo
     """One behaviour test per public callable, written by the model after the module's source."""
     from core.client import ClientConfig, create_backend
     from core.completion.pipeline import CompletionInput, CompletionPipeline
-    from verifenv.fill import fill_overrides
     from core.completion.should_complete import Decision
+    from verifenv.fill import fill_overrides
 
     backend = backend or create_backend(client or ClientConfig())
     out: list[tuple[str, str]] = []
