@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -50,13 +52,17 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 def connected(address: str | None) -> Iterator[None]:
     """Connected to the cluster at `address` (None: $RAY_ADDRESS, else a Ray started on this host for the
     build), disconnected at the end unless the caller had connected already."""
+    if address and address != "auto":
+        _check_reachable(address)
+        if address.rpartition(":")[0] in ("127.0.0.1", "localhost") and "ray" not in sys.modules:
+            # Ray reads this once, at import: without it, 127.0.0.1 is replaced by the host's own address,
+            # where a loopback-only cluster (`raylocal`) does not listen.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         yield
         return
-    if address and address != "auto":
-        _check_reachable(address)
     try:
         # One tokenizer thread a task: Ray's workers are the parallelism. Ray does not carry the driver's
         # environment to its workers, hence runtime_env.

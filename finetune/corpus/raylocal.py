@@ -1,6 +1,6 @@
 """A Ray cluster on this host, every server on 127.0.0.1: a head node (`ray start --head --block`) and worker
-nodes, each in a process group of its own, stopped by killing those groups (never `ray stop`, which stops
-every Ray process of the user). Used by the tests, `bench/corpus.py --executor ray` and a laptop trial.
+nodes, each in a session of its own, stopped by killing the processes of those sessions (never `ray stop`,
+which stops every Ray process of the user). Used by the tests, `bench/corpus.py --executor ray` and a laptop trial.
 
 Why worker nodes are not `ray start --address`: Ray on Linux turns 127.0.0.1 into the host's reachable
 address for multi-node clusters and binds its servers there. Only `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
@@ -100,11 +100,26 @@ class LocalCluster:
                                    f"(logs in {self.temp_dir}): {done.stderr[-2000:]}")
             time.sleep(1)
 
-    def stop(self) -> None:
-        """Kill every node's process group (workers first), then reap the leaders."""
-        for proc in reversed(self.procs):
+    def processes(self) -> dict[int, bytes]:
+        """pid -> command line of every process of the cluster's nodes (Ray's workers put themselves in
+        process groups of their own, but stay in their node's session)."""
+        sessions = {proc.pid for proc in self.procs}
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                if os.getsid(int(entry)) in sessions:
+                    found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:  # gone meanwhile
+                continue
+        return found
+
+    def stop(self) -> None:
+        """Kill every process of the nodes' sessions (workers first), then reap the leaders."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for proc in self.procs:
