@@ -141,21 +141,11 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
                 if len(ids) > seq_len and objective != "l2r":
                     too_long.append(row)
                     continue
-                cut = int(row.get("prompt_chars") or 0)
-                labels = []
-                for tid, (_s, e) in zip(ids, offsets, strict=True):
-                    target = tid not in masked
-                    if loss == "middle" and objective != "l2r":
-                        target = target and e > cut
-                    labels.append(tid if target else IGNORE)
-                for i in range(0, len(ids), seq_len):
-                    pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
-                    if len(pid) < 2:
-                        continue
-                    examples.append(Example(list(pid), list(plab)))
+                for ex in row_examples(row, ids, offsets, masked, loss, seq_len):
+                    examples.append(ex)
                     stats.examples += 1
-                    stats.tokens += len(pid)
-                    stats.loss_tokens += sum(1 for x in plab[1:] if x != IGNORE)
+                    stats.tokens += len(ex.ids)
+                    stats.loss_tokens += loss_tokens(ex.labels)
                     stats.by_objective[objective] = stats.by_objective.get(objective, 0) + 1
         if attempt == 0:
             pending = [f for f in (fit_row(r, fmt, tokenizer, seq_len) for r in too_long) if f is not None]
@@ -165,6 +155,31 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
             stats.dropped_too_long += len(too_long)
             stats.refit -= len(too_long)
     return examples, stats
+
+
+def row_examples(row: dict[str, Any], ids: Sequence[int], offsets: Sequence[tuple[int, int]], masked: set[int],
+                 loss: str, seq_len: int) -> list[Example]:
+    """The examples of one tokenized row that fits (`tokenize_rows`, and `trainset` batch by batch): loss labels
+    as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped)."""
+    objective = row["objective"]
+    cut = int(row.get("prompt_chars") or 0)
+    labels = []
+    for tid, (_s, e) in zip(ids, offsets, strict=True):
+        target = tid not in masked
+        if loss == "middle" and objective != "l2r":
+            target = target and e > cut
+        labels.append(tid if target else IGNORE)
+    out = []
+    for i in range(0, len(ids), seq_len):
+        pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
+        if len(pid) >= 2:
+            out.append(Example(list(pid), list(plab)))
+    return out
+
+
+def loss_tokens(labels: Sequence[int]) -> int:
+    """Targets of an example (its first label is never one: packing masks it)."""
+    return sum(1 for x in labels[1:] if x != IGNORE)
 
 
 def fit_row(row: dict[str, Any], fmt: fim.FimFormat, tokenizer, seq_len: int) -> dict[str, Any] | None:
