@@ -378,7 +378,7 @@ def _tracker_args(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     if importlib.util.find_spec(package) is None and not (
             package == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None):
         raise ConfigError(f"`report_to` {cfg.report_to} needs the {package} package (pip install "
-                          f"'inhouse[trackers]' or pip install {package})")
+                          f"'inhouse[distributed]' or pip install {package})")
     return {"log_with": cfg.report_to,
             "project_config": ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "runs"))}
 
