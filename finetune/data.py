@@ -161,14 +161,17 @@ def row_examples(row: dict[str, Any], ids: Sequence[int], offsets: Sequence[tupl
                  loss: str, seq_len: int) -> list[Example]:
     """The examples of one tokenized row that fits (`tokenize_rows`, and `trainset` batch by batch): loss labels
     as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped)."""
+    import numpy as np
+
     objective = row["objective"]
     cut = int(row.get("prompt_chars") or 0)
-    labels = []
-    for tid, (_s, e) in zip(ids, offsets, strict=True):
-        target = tid not in masked
-        if loss == "middle" and objective != "l2r":
-            target = target and e > cut
-        labels.append(tid if target else IGNORE)
+    ids_a = np.asarray(ids, dtype=np.int64)
+    target = ~np.isin(ids_a, np.fromiter(masked, dtype=np.int64, count=len(masked)))
+    if loss == "middle" and objective != "l2r":
+        ends = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 1]
+        target &= ends > cut
+    labels = np.where(target, ids_a, IGNORE).tolist()
+    ids = ids_a.tolist()
     out = []
     for i in range(0, len(ids), seq_len):
         pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
