@@ -212,7 +212,8 @@ def print_ray(results: list[dict], mb: float) -> list[dict]:
         print(f"  {r['nodes']} worker node(s): {r['wall_s']:6.2f} s wall = {r['MB_per_s']:5.2f} MB/s; scaling "
               f"efficiency {eff:.2f}; cluster CPU {r['cluster_cpu_s']:.2f} s ({mb / max(r['cluster_cpu_s'], 1e-9):.2f}"
               f" MB per CPU s), driver CPU {r['driver_cpu_s']:.2f} s; prepare pass ends {p.get('prepare', 0):.2f} s, "
-              f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards {p.get('examples and shards', 0):.2f} s,"
+              f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards "
+              f"{p.get('examples and shards', 0):.2f} s,"
               f" files table {p.get('files table', 0):.2f} s; load {r['load']:.1f}")
     figures = [{"figure": f"ray_{r['nodes']}_workers_MB_per_s", "value": round(r["MB_per_s"], 3), "target": None,
                 "met": True} for r in results]

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import fim
 from core.errors import CorpusError
 
@@ -161,8 +163,6 @@ def row_examples(row: dict[str, Any], ids: Sequence[int], offsets: Sequence[tupl
                  loss: str, seq_len: int) -> list[Example]:
     """The examples of one tokenized row that fits (`tokenize_rows`, and `trainset` batch by batch): loss labels
     as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped)."""
-    import numpy as np
-
     objective = row["objective"]
     cut = int(row.get("prompt_chars") or 0)
     ids_a = np.asarray(ids, dtype=np.int64)

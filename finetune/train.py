@@ -226,7 +226,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         "kind": "adapter", "base_model": str(base), "fim_format": fmt.name, "dataset": str(dataset),
         "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
         "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
-        "seq_len": cfg.seq_len, "primary_mode": _primary_mode(trainset.objective_counts(dataset), cfg), **(run_metadata or {})})
+        "seq_len": cfg.seq_len, "primary_mode": _primary_mode(dataset, cfg), **(run_metadata or {})})
     log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
     return out
 
@@ -356,9 +356,10 @@ def _fit_budget(step: int, elapsed_s: float, recent: list[float], budget_s: floa
     return min(ceiling, step + max(1, int(left / max(pace, 1e-6))))
 
 
-def _primary_mode(objectives: dict[str, dict[str, int]], cfg: TrainConfig) -> str:
-    """The exam mode an adapter is scored in by default: its main FIM order, with context if it trained so.
-    `objectives`: per objective, the train rows and those with context (`trainset.objective_counts`)."""
+def _primary_mode(dataset: Path, cfg: TrainConfig) -> str:
+    """The exam mode an adapter is scored in by default: its main FIM order, with context if it trained so
+    (counted a batch of rows at a time by `trainset.objective_counts`)."""
+    objectives = trainset.objective_counts(dataset)
     counts = {o: objectives.get(o, {}).get("rows", 0) for o in ("psm", "spm") if o in cfg.objectives}
     order = max(counts, key=lambda o: counts[o]) if counts and max(counts.values()) else "psm"
     fim_rows = sum(objectives.get(o, {}).get("rows", 0) for o in ("psm", "spm"))

@@ -105,37 +105,50 @@ class TrainSet:
     (indices into `tokens`), read when a batch asks for it."""
 
     def __init__(self, tokens: Any, members: np.ndarray, bounds: np.ndarray, seq_len: int, pad_id: int) -> None:
-        self.tokens = tokens.select_columns(["ids", "labels"])
+        self.tokens = tokens
+        # The memory-mapped Arrow columns themselves: `datasets`' own indexing formats rows one by one (~0.1 s
+        # a batch), a `take` on the columns is a few hundred microseconds.
+        self._ids, self._labels = tokens.data.column("ids"), tokens.data.column("labels")
         self.members, self.bounds, self.seq_len, self.pad_id = members, bounds, seq_len, pad_id
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
+
+    def _take(self, column: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flat values, offsets) of the list column at `rows`."""
+        import pyarrow as pa
+
+        taken = column.take(pa.array(rows, type=pa.int64())).combine_chunks()
+        offsets = taken.offsets.to_numpy()
+        return taken.flatten().to_numpy(), offsets - offsets[0]
 
     def batch(self, seqs: Sequence[int]) -> Batch:
         """Input ids, labels and position ids of these sequences, as `data.pack` lays them out."""
         import torch
 
         n = len(seqs)
-        ids = torch.full((n, self.seq_len), self.pad_id, dtype=torch.long)
-        labels = torch.full((n, self.seq_len), D.IGNORE, dtype=torch.long)
-        pos = torch.zeros((n, self.seq_len), dtype=torch.long)
-        wanted = [self.members[self.bounds[s]:self.bounds[s + 1]] for s in seqs]
-        fetched = self.tokens[[int(i) for group in wanted for i in group]]
-        k_ids, k_labels = iter(fetched["ids"]), iter(fetched["labels"])
-        for row, group in enumerate(wanted):
+        ids = np.full((n, self.seq_len), self.pad_id, dtype=np.int64)
+        labels = np.full((n, self.seq_len), D.IGNORE, dtype=np.int64)
+        pos = np.zeros((n, self.seq_len), dtype=np.int64)
+        groups = [self.members[self.bounds[s]:self.bounds[s + 1]] for s in seqs]
+        rows = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
+        flat_ids, offsets = self._take(self._ids, rows)
+        flat_labels, _ = self._take(self._labels, rows)
+        k = 0
+        for row, group in enumerate(groups):
             at = 0
-            for _ in group:
-                ex_ids, ex_labels = next(k_ids), next(k_labels)
-                k = len(ex_ids)
-                ids[row, at:at + k] = torch.tensor(ex_ids)
-                lab = torch.tensor(ex_labels)
-                lab[0] = D.IGNORE
-                labels[row, at:at + k] = lab
-                pos[row, at:at + k] = torch.arange(k)
-                at += k
+            for _ in range(len(group)):
+                a, b = offsets[k], offsets[k + 1]
+                n_tok = b - a
+                ids[row, at:at + n_tok] = flat_ids[a:b]
+                labels[row, at:at + n_tok] = flat_labels[a:b]
+                labels[row, at] = D.IGNORE  # an example's first token is predicted from the one before it
+                pos[row, at:at + n_tok] = np.arange(n_tok)
+                at += n_tok
+                k += 1
             if at < self.seq_len:
-                pos[row, at:] = torch.arange(self.seq_len - at)
-        return Batch(ids, labels, pos)
+                pos[row, at:] = np.arange(self.seq_len - at)
+        return Batch(torch.from_numpy(ids), torch.from_numpy(labels), torch.from_numpy(pos))
 
 
 def _pack_bounds(lengths: np.ndarray, seq_len: int, packing: bool) -> np.ndarray:
@@ -193,8 +206,9 @@ def load(dataset: str | Path, tokenizer: Any, fmt: fim.FimFormat, *, loss: str, 
                          examples=len(examples), tokens=int(length[examples].sum()),
                          loss_tokens=int(table.column("loss_tokens").to_numpy()[examples].sum()),
                          dropped_too_long=int(dropped.sum()), refit=int((refit & ~dropped).sum()))
-    taken = pc.value_counts(pc.take(table.column("objective"), examples)) if len(examples) else []
-    stats.by_objective = {c["values"]: int(c["counts"]) for c in (taken.to_pylist() if len(examples) else [])}
+    if len(examples):
+        taken = pc.value_counts(pc.take(table.column("objective"), examples)).to_pylist()
+        stats.by_objective = {c["values"]: int(c["counts"]) for c in taken}
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)  # data.pack's shuffle, draw for draw
     members = examples[np.asarray(order, dtype=np.int64)] if order else examples

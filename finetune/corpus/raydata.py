@@ -123,10 +123,10 @@ class RayWorkers:
         if not jobs:
             return iter(())
         blocks = min(len(jobs), max(self.cpus * BLOCKS_PER_CPU, math.ceil(len(jobs) / MAX_BLOCK_FILES)))
-        ds = ray.data.from_items([{"job": j} for j in jobs], override_num_blocks=blocks)
-        ds = ds.map_batches(_apply, fn_kwargs={"fn": fn, "box": self.box}, batch_size=None, batch_format="numpy",
-                            num_cpus=1)
-        return (pickle.loads(blob) for batch in ds.iter_batches(batch_size=None, batch_format="numpy")
+        source = ray.data.from_items([{"job": j} for j in jobs], override_num_blocks=blocks)
+        mapped = source.map_batches(_apply, fn_kwargs={"fn": fn, "box": self.box},  # type: ignore[arg-type]
+                                    batch_size=None, batch_format="numpy", num_cpus=1)
+        return (pickle.loads(blob) for batch in mapped.iter_batches(batch_size=None, batch_format="numpy")
                 for blob in batch["result"])
 
 

@@ -90,8 +90,8 @@ class LocalCluster:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a Ray node exited with {proc.returncode} while starting "
                                        f"(logs in {self.temp_dir})")
-            done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                  env=self._env(), timeout=max(deadline - time.monotonic(), 5))
+            done = subprocess.run([sys.executable, "-c", probe, self.address], check=False, capture_output=True,
+                                  text=True, env=self._env(), timeout=max(deadline - time.monotonic(), 5))
             lines = done.stdout.split()
             if done.returncode == 0 and lines and int(lines[-1]) >= count:
                 return
@@ -139,7 +139,8 @@ def _node(address: str, num_cpus: int) -> None:
     from ray._private.parameter import RayParams
 
     params = RayParams(gcs_address=address, node_ip_address="127.0.0.1", num_cpus=num_cpus, num_gpus=0,
-                       include_log_monitor=False, node_manager_port=0, min_worker_port=0, max_worker_port=0)
+                       include_log_monitor=False,  # type: ignore[arg-type]  # as ray.cluster_utils passes it
+                       node_manager_port=0, min_worker_port=0, max_worker_port=0)
     node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=False)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

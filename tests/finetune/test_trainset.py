@@ -79,8 +79,8 @@ def test_streamed_batches_equal_the_in_memory_ones(tmp_path, mixed_dataset, hf_t
 
 
 def test_the_tokenized_split_is_cached_and_reused(tmp_path, tiny_dataset, hf_tok):
-    kwargs = dict(loss="full", seq_len=128, objectives=("psm", "spm", "l2r"), pad_id=hf_tok.pad_token_id,
-                  cache_dir=str(tmp_path / "cache"))
+    kwargs = {"loss": "full", "seq_len": 128, "objectives": ("psm", "spm", "l2r"), "pad_id": hf_tok.pad_token_id,
+              "cache_dir": str(tmp_path / "cache")}
     first, _ = trainset.load(tiny_dataset, hf_tok, FMT, **kwargs)
     cached = [f["filename"] for f in first.tokens.cache_files]
     assert cached and all(str(tmp_path / "cache") in f for f in cached)

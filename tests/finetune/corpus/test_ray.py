@@ -71,8 +71,8 @@ def test_a_worker_killed_mid_build_is_retried_and_the_output_appears_complete(tm
     for attempt in range(3):  # a quick build can end before the poll below sees a task: build again
         out = tmp_path / f"ray{attempt}"
         result: list = []
-        thread = threading.Thread(target=lambda: result.append(build(from_paths([tqdm_repo]), out, cfg,
-                                                                           progress=False)))
+        thread = threading.Thread(target=lambda out=out, result=result: result.append(
+            build(from_paths([tqdm_repo]), out, cfg, progress=False)))
         thread.start()
         while thread.is_alive():
             # Nothing at the output name until the build is complete (then it appears whole, by one rename).
@@ -94,7 +94,7 @@ def test_an_unreachable_ray_address_is_one_clear_error(tmp_path, tiny_model_dir,
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "core.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
                            "--model", str(tiny_model_dir), "--executor", "ray", "--ray-address",
-                           f"127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=120,
+                           f"127.0.0.1:{_free_port()}"], check=False, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2, proc.stderr
     assert "ray_address" in proc.stderr and "no Ray cluster answers" in proc.stderr
