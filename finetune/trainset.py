@@ -106,21 +106,29 @@ class TrainSet:
 
     def __init__(self, tokens: Any, members: np.ndarray, bounds: np.ndarray, seq_len: int, pad_id: int) -> None:
         self.tokens = tokens
-        # The memory-mapped Arrow columns themselves: `datasets`' own indexing formats rows one by one (~0.1 s
-        # a batch), a `take` on the columns is a few hundred microseconds.
-        self._ids, self._labels = tokens.data.column("ids"), tokens.data.column("labels")
+        # The memory-mapped Arrow columns themselves, chunk by chunk: `datasets`' row indexing formats rows one
+        # by one (~0.1 s a batch), and a `take` on a column of thousands of chunks concatenates them first.
+        ids, labels = tokens.data.column("ids"), tokens.data.column("labels")
+        self._chunks = [(ids.chunk(i), labels.chunk(i)) for i in range(ids.num_chunks)]
+        self._starts = np.cumsum([0] + [len(c) for c, _ in self._chunks])
+        self._views: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.members, self.bounds, self.seq_len, self.pad_id = members, bounds, seq_len, pad_id
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
-    def _take(self, column: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(flat values, offsets) of the list column at `rows`."""
-        import pyarrow as pa
-
-        taken = column.take(pa.array(rows, type=pa.int64())).combine_chunks()
-        offsets = taken.offsets.to_numpy()
-        return taken.flatten().to_numpy(), offsets - offsets[0]
+    def _example(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and labels of one example: numpy views of the mapped file (no copy)."""
+        c = int(np.searchsorted(self._starts, index, side="right")) - 1
+        view = self._views.get(c)
+        if view is None:
+            ids, labels = self._chunks[c]
+            # `offsets` index into `values` (which ignores a chunk's own slice offset): both zero-copy.
+            view = self._views[c] = (ids.offsets.to_numpy(), ids.values.to_numpy(), labels.offsets.to_numpy(),
+                                     labels.values.to_numpy())
+        ids_off, ids_v, labels_off, labels_v = view
+        i = index - int(self._starts[c])
+        return ids_v[ids_off[i]:ids_off[i + 1]], labels_v[labels_off[i]:labels_off[i + 1]]
 
     def batch(self, seqs: Sequence[int]) -> Batch:
         """Input ids, labels and position ids of these sequences, as `data.pack` lays them out."""
@@ -130,22 +138,16 @@ class TrainSet:
         ids = np.full((n, self.seq_len), self.pad_id, dtype=np.int64)
         labels = np.full((n, self.seq_len), D.IGNORE, dtype=np.int64)
         pos = np.zeros((n, self.seq_len), dtype=np.int64)
-        groups = [self.members[self.bounds[s]:self.bounds[s + 1]] for s in seqs]
-        rows = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
-        flat_ids, offsets = self._take(self._ids, rows)
-        flat_labels, _ = self._take(self._labels, rows)
-        k = 0
-        for row, group in enumerate(groups):
+        for row, s in enumerate(seqs):
             at = 0
-            for _ in range(len(group)):
-                a, b = offsets[k], offsets[k + 1]
-                n_tok = b - a
-                ids[row, at:at + n_tok] = flat_ids[a:b]
-                labels[row, at:at + n_tok] = flat_labels[a:b]
+            for index in self.members[self.bounds[s]:self.bounds[s + 1]]:
+                ex_ids, ex_labels = self._example(int(index))
+                k = len(ex_ids)
+                ids[row, at:at + k] = ex_ids
+                labels[row, at:at + k] = ex_labels
                 labels[row, at] = D.IGNORE  # an example's first token is predicted from the one before it
-                pos[row, at:at + n_tok] = np.arange(n_tok)
-                at += n_tok
-                k += 1
+                pos[row, at:at + k] = np.arange(k)
+                at += k
             if at < self.seq_len:
                 pos[row, at:] = np.arange(self.seq_len - at)
         return Batch(torch.from_numpy(ids), torch.from_numpy(labels), torch.from_numpy(pos))
