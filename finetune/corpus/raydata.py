@@ -134,9 +134,9 @@ class RayWorkers:
 def workers(address: str | None, state: worker.WorkerState) -> Iterator[RayWorkers]:
     """Ray workers for one build: connected, results in input order, no Ray progress bars (the build has
     its own)."""
-    import ray.data
+    with connected(address):  # first: it may set what Ray reads at import
+        import ray.data
 
-    with connected(address):
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # shards are written in (repo, path) order
         ctx.enable_progress_bars = False

@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "node":
         _node(args.address, args.num_cpus)
         return
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C or SIGTERM stop the nodes (a shell that starts this in the background leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with LocalCluster(Path(args.temp_dir), args.workers, args.cpus) as cluster:
         print(f"Ray cluster at {cluster.address} ({args.workers} worker nodes); Ctrl-C stops it", flush=True)
         try:
