@@ -100,3 +100,19 @@ def test_an_unreachable_ray_address_is_one_clear_error(tmp_path, tiny_model_dir,
     assert "ray_address" in proc.stderr and "no Ray cluster answers" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
     assert not list(tmp_path.glob(".o.*"))  # no partial directory or spool left behind
+
+
+@pytest.mark.slow  # ~20 s on the loaded machine: a fresh process, a new Ray job, cold workers
+def test_the_cli_builds_on_a_loopback_cluster(tmp_path, ray_cluster, tiny_model_dir, tqdm_repo, tqdm_dataset):
+    """`inhouse corpus build --executor ray` from a fresh process that has not been told about loopback: the
+    build sets what Ray needs before importing it."""
+    local, _ = tqdm_dataset
+    out = tmp_path / "cli"
+    env = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ENV}
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
+                           "--model", str(tiny_model_dir), "--eval-fraction", "0.15", "--dev-fraction", "0.1",
+                           "--max-examples-per-file", "4", "--no-progress", "--executor", "ray", "--ray-address",
+                           ray_cluster.address], check=False, capture_output=True, text=True, timeout=300,
+                          env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert digest(out) == digest(local)
