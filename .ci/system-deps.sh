@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages some tests need (Icarus Verilog; Chromium, ripgrep, Kerberos headers and a
-# compiler for the VS Code end-to-end test). Never fails the build: tests that need a missing tool skip with the reason.
+# compiler for the VS Code end-to-end test; PostgreSQL for the gateway's storage tests). Never fails the build: tests that need a missing tool skip with the reason.
 set -u
 need=()
 command -v iverilog >/dev/null 2>&1 || need+=(iverilog)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v rg >/dev/null 2>&1 || need+=(ripgrep)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # code-server's native modules (VS Code end-to-end test) compile against these.
 [ -e /usr/include/krb5.h ] || need+=(libkrb5-dev)
 command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need+=(build-essential)

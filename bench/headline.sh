@@ -5,10 +5,15 @@
 # exam, ~17 min curve. Everything lands in OUT (default runs/headline).
 #
 #   bench/headline.sh [OUT] [TRAIN_MINUTES]      (run `make model` first; uses .venv)
+#   LIMIT=400 (exam rows), CURVE=0 skips the learning curve, EDITOR=N also types N of the exam's cursors
+#   into the real language server (bench/editor.py) and sets them beside the exam, row by row.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(realpath -m "${1:-$ROOT/runs/headline}")"
 MINUTES="${2:-45}"
+LIMIT="${LIMIT:-400}"
+CURVE="${CURVE:-1}"
+EDITOR="${EDITOR:-0}"
 INHOUSE="$ROOT/.venv/bin/inhouse"
 MODEL="$ROOT/models/smollm2"
 [ -x "$INHOUSE" ] || { echo "no $INHOUSE: run 'make install' first" >&2; exit 2; }
@@ -48,9 +53,16 @@ run() { echo "== $*" >&2; "$INHOUSE" -v --config inhouse.toml "$@"; }
 [ -f dataset/manifest.json ] || run corpus build company-repo -o dataset --model "$MODEL"
 [ -f adapters/company/inhouse.json ] || run train --base "$MODEL" --data dataset -o adapters/company \
   --max-minutes "$MINUTES" --threads 2 2> logs/train.log
-# One process per core: on this CPU two one-thread processes beat one two-thread process.
+# The exam starts inhouse serve with the base and the adapter and sends every row through the language
+# server's runner, in each model's profile (the adapter's own is the one the editor uses).
 [ -f exam/report.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --compare \
-  --tuned-modes spm,spm+ctx --limit 400 --max-prompt-tokens 512 --workers 2 -o exam 2> logs/exam.log
-[ -f curve/curve.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --curve \
-  --tuned-modes spm+ctx --limit 120 --max-prompt-tokens 512 --workers 2 -o curve 2> logs/curve.log
-cat exam/report.md curve/curve.md
+  --tuned-modes spm,spm+ctx --limit "$LIMIT" -o exam 2> logs/exam.log
+[ "$CURVE" = 0 ] || [ -f curve/curve.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --curve \
+  --tuned-modes spm+ctx --limit 120 -o curve 2> logs/curve.log
+if [ "$EDITOR" != 0 ] && [ ! -f editor.json ]; then
+  "$ROOT/.venv/bin/python" "$ROOT/bench/editor.py" --data dataset --model "$MODEL" --adapter adapters/company \
+    --limit "$EDITOR" --exam exam 2> logs/editor.log | tee editor.txt
+  tail -n 1 editor.txt > editor.json
+fi
+cat exam/report.md
+[ "$CURVE" = 0 ] || cat curve/curve.md

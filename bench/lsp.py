@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 from lsprotocol import types  # noqa: E402
 from pygls.lsp.client import LanguageClient  # noqa: E402
 
-from core.client import ClientConfig, CompletionRequest, create_backend  # noqa: E402
+from core.client import ClientConfig, create_backend  # noqa: E402
 from core.completion.pipeline import CompletionInput  # noqa: E402
 from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
-from server.launch import serve_subprocess  # noqa: E402
+from core.launch import serve_subprocess  # noqa: E402
 from lsp.status import STATUS_NOTIFICATION  # noqa: E402
 
 PY = sys.executable
@@ -68,7 +68,10 @@ def embedded_server(model_dir: Path, log: Path):
 
 
 @contextlib.asynccontextmanager
-async def language_server(options: dict, root: Path, log: Path):
+async def language_server(options: dict, root: Path | list[Path], log: Path):
+    """`inhouse lsp` with one workspace folder per root (the first is also the root URI)."""
+    roots = root if isinstance(root, list) else [root]
+    root = roots[0].parent if isinstance(root, list) else root
     client = LanguageClient("bench", "1")
     client.feature(STATUS_NOTIFICATION)(lambda *_args: None)  # the status bar of a real editor
     env = {**os.environ, "INHOUSE_CONFIG": str(root / "empty.toml")}
@@ -76,8 +79,8 @@ async def language_server(options: dict, root: Path, log: Path):
     await client.start_io(PY, "-m", "core.cli", "lsp", env=env)
     drain = asyncio.ensure_future(_drain(client._server.stderr, log))  # a full stderr pipe would block the server
     await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), root_uri=root.as_uri(), initialization_options=options,
-        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="bench")]))
+        capabilities=types.ClientCapabilities(), root_uri=roots[0].as_uri(), initialization_options=options,
+        workspace_folders=[types.WorkspaceFolder(uri=r.as_uri(), name=r.name) for r in roots]))
     client.initialized(types.InitializedParams())
     try:
         yield client
@@ -93,6 +96,7 @@ async def _drain(stream, log: Path) -> None:
     with log.open("ab") as fh:
         while line := await stream.readline():
             fh.write(line)
+            fh.flush()  # readers (bench/editor.py waits for the index line) see it at once
 
 
 def params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
@@ -114,7 +118,8 @@ def cursors(n: int) -> list[tuple[str, str]]:
 
 async def overhead(url: str, options: dict, root: Path, samples: int, log: Path) -> tuple[list[float], list[float]]:
     """Paired latencies (through the server, backend alone) for `samples` cursors."""
-    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, tokenizer=options.get("tokenizer"), index_workspace=False,
+    cfg = LspConfig(backend_url=url, max_tokens=MAX_TOKENS, max_tokens_single_line=MAX_TOKENS,
+                    tokenizer=options.get("tokenizer"), index_workspace=False,
                     max_prompt_tokens=options["maxPromptTokens"])
     session = Session(cfg)
     await session.refresh_info()
@@ -133,8 +138,7 @@ async def overhead(url: str, options: dict, root: Path, samples: int, log: Path)
             inp = CompletionInput(path, prefix, suffix, "python")
             decision = session.pipeline.decide(inp)
             prompt, max_new, _ = session.pipeline.prepare(inp, decision)
-            req = CompletionRequest(prompt.prompt, max_new_tokens=max_new, stop=session.pipeline.fim_format().stop,
-                                    heal=prompt.heal)
+            req = session.pipeline.request(prompt, max_new)  # the runner's own request for this cursor
 
             async def through_server() -> float:
                 t0 = time.perf_counter()
@@ -249,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"model: {model_dir}")
         with embedded_server(model_dir, tmp_path / "serve.log") as url:
-            options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "tokenizer": str(model_dir),
-                       "maxPromptTokens": args.max_prompt_tokens,
+            options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "maxTokensSingleLine": MAX_TOKENS,
+                       "tokenizer": str(model_dir), "maxPromptTokens": args.max_prompt_tokens,
                        "indexWorkspace": False, "timeoutMs": 60000}
             root = tmp_path / "ws"
             root.mkdir()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("corpus", "train", "serve", "lsp", "verifenv")
+BENCHES = ("corpus", "train", "serve", "lsp", "verifenv", "gateway")
 
 
 def run_one(name: str, extra: list[str], timeout: float) -> dict:

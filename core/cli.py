@@ -34,11 +34,13 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("serve", "server.cli:serve", "command"),
     ("lsp", "lsp.cli:lsp", "command"),
     ("verif-env", "verifenv.cli:verif_env", "command"),
+    ("gateway", "gateway.cli:gateway", "command"),
+    ("admin", "gateway.cli:app", "group"),
 )
 
 # The config modules of every component: imported so `--config` files are checked against all sections.
 CONFIG_MODULES = ("finetune.corpus.config", "finetune.config", "server.config", "lsp.config", "verifenv.config",
-                  "core.client")
+                  "core.client", "gateway.config")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from core.errors import (
     OverloadedError,
     ValidationError,
 )
+from core.completion.profile import PROFILE_KEY, CompletionProfile
 from core.fim import cut_at_stop
 from core.healing import healing_grammar
 
@@ -43,6 +44,7 @@ class ClientConfig:
     timeout_s: float = 10.0  # seconds a completion may take before it is abandoned
     api_key_file: str | None = None  # file holding the backend's bearer token
     model: str | None = None  # the `model` field sent to an OpenAI-compatible backend
+    token: str | None = field(default=None, repr=False)  # the bearer token itself (a gateway token); wins over the file
 
     def __post_init__(self) -> None:
         config.require(self.kind in BACKEND_KINDS, "kind", f"one of {', '.join(BACKEND_KINDS)}", self.kind)
@@ -50,7 +52,9 @@ class ClientConfig:
         config.require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
 
     def api_key(self) -> str | None:
-        """The API key read from `api_key_file` (stripped), or None when no file is configured."""
+        """The API key: `token`, else the one read from `api_key_file` (stripped), else None."""
+        if self.token:
+            return self.token
         if not self.api_key_file:
             return None
         try:
@@ -86,6 +90,9 @@ class BackendInfo:
     max_total_tokens: int
     adapters: tuple[str, ...]
     token_healing: bool
+    profile: CompletionProfile | None = None  # the base model's completion profile, where the server reports one
+    adapter_profiles: dict[str, CompletionProfile] = field(default_factory=dict)  # adapter id -> its profile
+    engine: str = ""  # the server's generation engine, where it says
 
 
 class CompletionBackend(Protocol):
@@ -131,7 +138,20 @@ def _map_status(status: int, message: str) -> Exception:
     return GenerationError(f"backend failed ({status}): {message}")
 
 
+def _profiles_from_json(data: dict[str, Any], url: str) -> tuple[CompletionProfile | None,
+                                                                 dict[str, CompletionProfile]]:
+    """The base's and the adapters' profiles of an inhouse /info (a plain TGI has neither)."""
+    base = data.get(PROFILE_KEY)
+    profile = CompletionProfile.from_dict(base, where=f"{url}/info {PROFILE_KEY}") if base is not None else None
+    adapters = data.get("adapter_profiles") or {}
+    if not isinstance(adapters, dict):
+        raise ConfigError(f"{url}/info `adapter_profiles` must be an object, got {adapters!r}")
+    return profile, {str(k): CompletionProfile.from_dict(v, where=f"{url}/info adapter_profiles[{k!r}]")
+                     for k, v in adapters.items()}
+
+
 def _info_from_json(data: dict[str, Any], url: str) -> BackendInfo:
+    profile, adapter_profiles = _profiles_from_json(data, url)
     try:
         return BackendInfo(
             model_id=str(data.get("model_id") or ""),
@@ -140,6 +160,9 @@ def _info_from_json(data: dict[str, Any], url: str) -> BackendInfo:
             max_total_tokens=int(data.get("max_total_tokens") or 0),
             adapters=tuple(str(a) for a in data.get("adapters") or ()),
             token_healing=bool(data.get("token_healing", False)),
+            profile=profile,
+            adapter_profiles=adapter_profiles,
+            engine=str(data.get("engine") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise GenerationError(f"{url}/info returned malformed data: {exc}") from exc

@@ -80,15 +80,18 @@ def eval_command(
     curve: bool = typer.Option(False, "--curve", help="Learning curve: the base and every checkpoint of --adapter."),
     limit: int | None = typer.Option(None, "--limit", help="Score only N eval rows (0: all)."),
     modes: str | None = typer.Option(None, "--modes", help="Comma list of l2r, psm, spm, l2r+ctx, psm+ctx, spm+ctx."),
-    tuned_modes: str | None = typer.Option(None, "--tuned-modes", help="Modes for the tuned model (default: --modes)."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Bound for single-line cursors."),
-    max_new_tokens_multiline: int | None = typer.Option(None, "--max-new-tokens-multiline"),
-    max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Prompt budget in tokens."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
-    heal: bool | None = typer.Option(None, "--heal/--no-heal", help="Token healing for l2r and spm."),
+    tuned_modes: str | None = typer.Option(None, "--tuned-modes",
+                                           help="Extra modes for the tuned model (default: only its own profile's)."),
+    max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens",
+                                                 help="Override every profile's prompt budget (0: the profiles')."),
+    backend_url: str | None = typer.Option(None, "--backend-url",
+                                           help="Grade this running server (inhouse serve, TGI, vLLM) instead of "
+                                                "starting the embedded one."),
+    adapter_id: str | None = typer.Option(None, "--adapter-id", help="With --backend-url: the adapter's id there."),
+    api_key_file: Path | None = typer.Option(None, "--api-key-file", help="With --backend-url: its bearer token."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Requests in flight (default 8)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
-    threads: int | None = typer.Option(None, "--threads"),
-    workers: int | None = typer.Option(None, "--workers", help="Processes sharing the rows (CPU: one per core)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads of the embedded server."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """The exam: complete held-out middles, post-process them like the language server, score, compare."""
@@ -96,15 +99,16 @@ def eval_command(
     from finetune.config import EvalConfig
     from finetune.exam import run_exam
 
-    if (compare or curve) and adapter is None:
-        raise ConfigError(f"{'--compare' if compare else '--curve'} needs --adapter (the tuned model to compare with "
-                          "the base)")
+    if curve and adapter is None:
+        raise ConfigError("--curve needs --adapter (whose checkpoints are the curve's points)")
+    if compare and adapter is None and adapter_id is None:
+        raise ConfigError("--compare needs --adapter (or --adapter-id with --backend-url): the tuned model to "
+                          "compare with the base")
     if compare and curve:
         raise ConfigError("--compare and --curve are two runs: give one of them")
     cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
-                          max_new_tokens=max_new_tokens, max_new_tokens_multiline=max_new_tokens_multiline,
-                          max_prompt_tokens=max_prompt_tokens, batch_size=batch_size, heal=heal, bootstrap=bootstrap,
-                          threads=threads, workers=workers)
+                          max_prompt_tokens=max_prompt_tokens, concurrency=concurrency, bootstrap=bootstrap,
+                          threads=threads)
     if curve:
         from finetune.curve import learning_curve
 
@@ -112,7 +116,8 @@ def eval_command(
         typer.echo((out / "curve.md").read_text(encoding="utf-8"))
         return
     report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
-                      run_metadata=run_metadata())
+                      backend_url=backend_url, adapter_id=adapter_id,
+                      api_key_file=str(api_key_file) if api_key_file else None, run_metadata=run_metadata())
     typer.echo((out / "report.md").read_text(encoding="utf-8") if (out / "report.md").is_file() else str(report))
 
 

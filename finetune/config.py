@@ -89,20 +89,15 @@ class TrainConfig:
 @config.section("eval")
 @dataclass(frozen=True)
 class EvalConfig:
-    modes: tuple[str, ...] = EXAM_MODES       # every prompting mode a user could give the base
-    tuned_modes: tuple[str, ...] = ()         # modes the tuned model runs in (empty: the same as `modes`)
+    modes: tuple[str, ...] = EXAM_MODES       # the base in every prompting mode a user could give it (--compare)
+    tuned_modes: tuple[str, ...] = ()         # the tuned model's extra modes (empty: only its own profile's)
     limit: int = 0                            # 0: every eval row
-    max_new_tokens: int = 48                  # single-line cursors (the language server's defaults)
-    max_new_tokens_multiline: int = 128  # bound for multi-line cursors
-    batch_size: int = 8  # prompts generated together
-    max_prompt_tokens: int = 1024             # prompt budget, split as the language server does (core.completion)
-    suffix_share: float = 0.15  # share of the prompt budget for the suffix
-    context_share: float = 0.25               # of the budget, for repository context in the "+ctx" modes
-    heal: bool = True                         # token healing for l2r and spm (the middle continues the prefix)
+    max_prompt_tokens: int = 0                # 0: each profile's own budget (what the editor sends); else override
+    concurrency: int = 8                      # requests in flight to the server (it batches them)
+    request_timeout_s: float = 600.0          # seconds one request may wait and run (a CPU queue is slow)
     bootstrap: int = 2000                     # paired bootstrap resamples for every difference
     seed: int = 0  # seed of the bootstrap resampling and row order
-    threads: int = 0  # torch CPU threads (0: torch's default)
-    workers: int = 1  # processes sharing the rows; on CPU, N one-thread processes beat one N-thread process
+    threads: int = 0  # CPU threads of the embedded server the exam starts (0: torch's default)
 
     def __post_init__(self) -> None:
         config.require(bool(self.modes) and set(self.modes) <= set(EXAM_MODES), "modes",
@@ -110,13 +105,9 @@ class EvalConfig:
         config.require(set(self.tuned_modes) <= set(EXAM_MODES), "tuned_modes",
                        f"a subset of {', '.join(EXAM_MODES)}", self.tuned_modes)
         config.require(self.limit >= 0, "limit", ">= 0", self.limit)
-        config.require(self.max_new_tokens > 0, "max_new_tokens", "> 0", self.max_new_tokens)
-        config.require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
-        config.require(self.max_new_tokens_multiline > 0, "max_new_tokens_multiline", "> 0",
-                       self.max_new_tokens_multiline)
-        config.require(self.max_prompt_tokens >= 32, "max_prompt_tokens", ">= 32", self.max_prompt_tokens)
-        config.require(0 <= self.suffix_share < 1, "suffix_share", "in [0, 1)", self.suffix_share)
-        config.require(0 <= self.context_share < 1, "context_share", "in [0, 1)", self.context_share)
+        config.require(self.max_prompt_tokens == 0 or self.max_prompt_tokens >= 32, "max_prompt_tokens",
+                       "0 or >= 32", self.max_prompt_tokens)
+        config.require(self.concurrency >= 1, "concurrency", ">= 1", self.concurrency)
+        config.require(self.request_timeout_s > 0, "request_timeout_s", "> 0", self.request_timeout_s)
         config.require(self.bootstrap >= 100, "bootstrap", ">= 100", self.bootstrap)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)
-        config.require(self.workers >= 1, "workers", ">= 1", self.workers)

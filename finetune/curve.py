@@ -2,7 +2,7 @@
 
 Every checkpoint an `inhouse train` run kept (`ADAPTER/checkpoints/step-N/`, each a loadable adapter whose
 inhouse.json records its step and elapsed training seconds) and the base (minute 0) sit the same exam in one
-mode (the adapter's primary mode unless `--tuned-modes` names one), with `finetune.exam.run_exam`. Each point
+mode (the adapter's profile's unless `--tuned-modes` names one), with `finetune.exam.run_exam`. Each point
 is compared with the base on the same rows (paired bootstrap 95% intervals). Writes `curve.json`, `curve.md`,
 `curve.png` and each point's exam report under `points/`. It answers "how long must we train?": the curve
 shows where more minutes stop paying.
@@ -21,16 +21,16 @@ from core.errors import ConfigError
 from finetune import checkpoint as ckpt
 from finetune import metrics as M
 from finetune.config import EvalConfig
-from finetune.exam import HEADLINE_METRICS, run_exam
-from finetune.generate import check_model_dirs
+from core.completion.profile import profile_of_info
+from finetune.exam import HEADLINE_METRICS, check_model_dirs, run_exam
 from finetune.report import format_interval
 
 log = logging.getLogger(__name__)
 
 
-def _records(report_dir: Path) -> list[dict[str, Any]]:
+def _records(report_dir: Path, run: str) -> list[dict[str, Any]]:
     lines = (report_dir / "examples.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines]
+    return [rec for rec in map(json.loads, lines) if rec["run"] == run]
 
 
 def learning_curve(base: str | Path, adapter: str | Path, dataset: str | Path, out: str | Path, cfg: EvalConfig,
@@ -43,20 +43,21 @@ def learning_curve(base: str | Path, adapter: str | Path, dataset: str | Path, o
         raise ConfigError(f"{str(adapter)!r} has no checkpoints/step-* to draw a learning curve from "
                           "(train with --save-every N)")
     info = read_info(adapter)
-    mode = cfg.tuned_modes[0] if cfg.tuned_modes else info.get("primary_mode") or cfg.modes[0]
+    profile = profile_of_info(info, where=str(adapter))
+    mode = cfg.tuned_modes[0] if cfg.tuned_modes else profile.mode if profile else cfg.modes[0]
     one = replace(cfg, modes=(mode,), tuned_modes=(mode,))
     log.info("learning curve: base and %d checkpoints in mode %s", len(points), mode)
     rows: list[dict[str, Any]] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         run_exam(base, dataset, tmp / "points" / "base", one)
-        base_records = _records(tmp / "points" / "base")
+        base_records = _records(tmp / "points" / "base", f"base/{mode}")
         rows.append(_point(0, 0.0, "base", base_records, base_records, cfg))
         for step, path in points:
             point_info = read_info(path)
             report_dir = tmp / "points" / path.name
             run_exam(base, dataset, report_dir, one, adapter=path)
             minutes = float(point_info.get("elapsed_s", 0.0)) / 60
-            rows.append(_point(step, minutes, str(path), base_records, _records(report_dir), cfg))
+            rows.append(_point(step, minutes, str(path), base_records, _records(report_dir, f"tuned/{mode}"), cfg))
             log.info("step %d (%.1f min): exact match %.3f", step, minutes, rows[-1]["exact_match"])
         curve = {"mode": mode, "n": len(base_records), "adapter": str(adapter.resolve()), "base": str(base.resolve()),
                  "chosen_step": info.get("chosen_step"), "points": rows, **(run_metadata or {})}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core import fim
+from core.completion.profile import BosPolicy
 from core.errors import CorpusError
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,21 @@ def sentinel_ids(tokenizer, fmt: fim.FimFormat) -> set[int]:
     return out
 
 
+def bos_token_id(tokenizer, policy: BosPolicy) -> int | None:
+    """The token the profile's BOS rule puts before every prompt (the one the tokenizer adds with its special
+    tokens: CodeLlama's <s>), or None: SmolLM2 adds none, and BosPolicy.NONE never adds one."""
+    if not policy.add_special_tokens:
+        return None
+    with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    if len(with_special) > len(bare) and with_special[0] == tokenizer.bos_token_id:
+        return int(with_special[0])
+    return None
+
+
 def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat, loss: str, seq_len: int,
-                  objectives: Iterable[str] = ("psm", "spm", "l2r")) -> tuple[list[Example], TokenStats]:
+                  objectives: Iterable[str] = ("psm", "spm", "l2r"), *, bos_id: int | None = None
+                  ) -> tuple[list[Example], TokenStats]:
     """Tokenize rows into examples with loss labels.
 
     loss="full": every token is a target except the FIM sentinels. loss="middle": only the tokens that end after
@@ -139,11 +153,13 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
             part = pending[start:start + 512]
             enc = tokenizer([r["text"] for r in part], add_special_tokens=False, return_offsets_mapping=True)
             for row, ids, offsets in zip(part, enc["input_ids"], enc["offset_mapping"], strict=True):
+                if bos_id is not None:  # as the server encodes the prompt: the BOS is context, never a target
+                    ids, offsets = [bos_id, *ids], [(0, 0), *offsets]
                 objective = row["objective"]
                 if len(ids) > seq_len and objective != "l2r":
                     too_long.append(row)
                     continue
-                for ex in row_examples(row, ids, offsets, masked, loss, seq_len):
+                for ex in row_examples(row, ids, offsets, masked, loss, seq_len, bos=bos_id is not None):
                     examples.append(ex)
                     stats.examples += 1
                     stats.tokens += len(ex.ids)
@@ -160,13 +176,16 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
 
 
 def row_examples(row: dict[str, Any], ids: Sequence[int], offsets: Sequence[tuple[int, int]], masked: set[int],
-                 loss: str, seq_len: int) -> list[Example]:
+                 loss: str, seq_len: int, bos: bool = False) -> list[Example]:
     """The examples of one tokenized row that fits (`tokenize_rows`, and `trainset` batch by batch): loss labels
-    as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped)."""
+    as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped).
+    `bos`: `ids` start with the BOS the server puts before a prompt, context and never a target."""
     objective = row["objective"]
     cut = int(row.get("prompt_chars") or 0)
     ids_a = np.asarray(ids, dtype=np.int64)
     target = ~np.isin(ids_a, np.fromiter(masked, dtype=np.int64, count=len(masked)))
+    if bos and len(target):
+        target[0] = False
     if loss == "middle" and objective != "l2r":
         ends = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 1]
         target &= ends > cut

@@ -1,36 +1,49 @@
-"""`inhouse eval`: the company's exam on held-out files, scored like the language server would be used.
+"""`inhouse eval`: the company's exam on held-out files, graded through the path the editor uses.
 
-For each eval row and prompting mode (left-to-right, FIM PSM, FIM SPM; each without and with repository
-context from `core.completion.context.select_context`), the prompt is built by `core.completion.prompt.
-build_prompt`, the middle generated greedily in-process, post-processed by `core.completion.postprocess`
-with `decide(...).multiline`, and scored (finetune/metrics.py). `--compare` scores the base in every mode and
-the tuned model, and compares the tuned model with the base's best mode with paired bootstrap intervals.
+Every row goes through `core.completion.pipeline.CompletionPipeline` (should_complete → build_prompt → request →
+postprocess), as a request to a completion server: by default `inhouse serve` started here with the base and the
+adapter; `--backend-url` grades a running deployment (the embedded server, TGI or vLLM) instead. Each run is a
+completion profile: the base in every prompting mode asked for (orders × context, `--compare`), the tuned adapter
+in its own profile (the one the editor uses) and any variants asked for. Runs are scored (finetune/metrics.py)
+and compared with paired bootstrap intervals. Each cursor sees its repository as the language server does in an
+editor on it: the workspace symbol index of the repository, and the held-out file's neighbours open.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
+import os
+import posixpath
 import random
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core import fim
 from core.artifacts import atomic_directory, read_info
+from core.client import BackendInfo, ClientConfig, CompletionBackend, create_backend
+from core.completion.context import open_documents, walk_order
+from core.completion.pipeline import CompletionInput, CompletionPipeline
+from core.completion.profile import CompletionProfile, profile_of_info
+from core.completion.symbols import SymbolIndex
 from core.config import to_dict
-from core.errors import ConfigError, CorpusError
-from core.healing import strip_healed
+from core.errors import ConfigError, CorpusError, ModelError
 from finetune import data as D
 from finetune import metrics as M
 from finetune.config import EvalConfig
-from finetune.generate import Generator, GenRequest, check_model_dirs, load_model
 
 log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = ("exact_match", "edit_similarity")
 COMPARED_METRICS = M.METRICS
+TUNED_ID = "tuned"  # the adapter's id on the server the exam starts
 
 
 @dataclass(frozen=True)
@@ -67,61 +80,79 @@ def load_documents(dataset: Path) -> dict[str, dict[str, str]]:
     return docs
 
 
+def check_model_dirs(base: str | Path, adapter: str | Path | None = None) -> None:
+    """A ModelError naming the flag unless `base` is a model directory and `adapter` (if given) a peft adapter:
+    callers check before hours of work, not when they first load the adapter."""
+    if not (Path(base) / "config.json").is_file():
+        raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelError(f"--adapter {str(adapter)!r} is not a peft adapter (no adapter_config.json)")
+
+
 @dataclass(frozen=True)
-class Prepared:
-    request: GenRequest
-    multiline: bool
+class Run:
+    """One graded run: which model (the base, or an adapter id on the server) under which profile."""
+
+    key: str                  # "base/spm+ctx", "tuned/spm"
+    adapter_id: str | None
+    profile: CompletionProfile
 
 
-def prepare(task: Task, mode: str, fmt: fim.FimFormat, tokenizer, cfg: EvalConfig,
-            documents: dict[str, dict[str, str]]) -> Prepared:
-    """The prompt the language server would send for this cursor in this mode."""
-    from core.completion.context import select_context
-    from core.completion.prompt import CHARS_PER_TOKEN, PromptBudget, build_prompt
-    from core.completion.should_complete import decide
-
-    order, _, ctx = mode.partition("+")
-    decision = decide(task.prefix, task.suffix, task.language)
-    context = ()
-    if ctx and fmt.has_repo_layout:
-        others = {p: c for p, c in documents.get(task.repo, {}).items() if p != task.path}
-        chars = int(cfg.max_prompt_tokens * cfg.context_share * CHARS_PER_TOKEN)
-        context = select_context(task.path, task.prefix, task.suffix, others, task.language, chars)
-    heal = cfg.heal and order in ("l2r", "spm")
-    budget = PromptBudget(max_prompt_tokens=cfg.max_prompt_tokens, suffix_share=cfg.suffix_share,
-                          context_share=cfg.context_share if ctx else 0.0)
-    built = build_prompt(task.prefix, task.suffix, fmt, budget=budget, tokenizer=tokenizer, context=context,
-                         path=task.path if ctx else "", repo_name=task.repo if ctx else "",
-                         mode="spm" if order == "spm" else "psm", heal=heal)
-    prompt = built.prompt
-    if order == "l2r":  # the same prefix (cut and rewound), as plain text after the repository layout
-        repo_ctx = fim.RepoContext(task.repo, task.path, built.context) if ctx else None
-        prompt = fmt.render_l2r(built.prefix, repo_ctx)[:-len(fmt.eot)]
-    max_new = cfg.max_new_tokens_multiline if decision.multiline else cfg.max_new_tokens
-    return Prepared(GenRequest(prompt, built.heal, max_new, not decision.multiline), decision.multiline)
+def task_input(task: Task, documents: dict[str, dict[str, str]]) -> CompletionInput:
+    """The cursor as the language server sees it in an editor on the repository: the held-out file, and as open
+    documents its neighbours (the other files of its folder, by name), under the language server's own rule."""
+    folder = posixpath.dirname(task.path)
+    repo = documents.get(task.repo, {})
+    neighbours = ((p, repo[p]) for p in sorted(repo) if posixpath.dirname(p) == folder)
+    return CompletionInput(task.path, task.prefix, task.suffix, task.language, open_documents(neighbours, task.path),
+                           task.repo)
 
 
-def run_mode(gen: Generator, tasks: list[Task], mode: str, cfg: EvalConfig, documents, references) -> list[dict]:
-    """Complete and score every task in one mode; one record per task, in task order."""
-    from core.completion.postprocess import PostprocessContext, postprocess
+def workspace_index(files: dict[str, str]) -> SymbolIndex:
+    """The repository's symbol index, read in the order the language server's workspace index reads a folder
+    (the order decides which of several same-named definitions come first)."""
+    index = SymbolIndex()
+    for path in sorted(files, key=walk_order):
+        index.update(path, files[path])
+    return index
 
-    counter_tok = getattr(gen.tokenizer, "backend_tokenizer", gen.tokenizer)  # a `tokenizers.Tokenizer`
-    prepared = [prepare(t, mode, gen.fmt, counter_tok, cfg, documents) for t in tasks]
-    order = sorted(range(len(tasks)), key=lambda i: (prepared[i].multiline, len(prepared[i].request.prompt)))
-    records: list[dict | None] = [None] * len(tasks)
-    for start in range(0, len(order), cfg.batch_size):
-        batch = order[start:start + cfg.batch_size]
-        results = gen.generate([prepared[i].request for i in batch])
-        for i, res in zip(batch, results, strict=True):
-            t, p = tasks[i], prepared[i]
-            raw = strip_healed(res.text, p.request.heal)
-            ctx = PostprocessContext(prefix=t.prefix, suffix=t.suffix, language_id=t.language,
-                                     multiline=p.multiline, stop=gen.fmt.stop)
-            completion = postprocess(raw, ctx)
-            scores = M.score(t.prefix, t.middle, t.suffix, completion, t.language, references[i])
-            records[i] = {"id": t.id, "kind": t.kind, "language": t.language, "completion": completion,
-                          "raw": raw, "tokens": res.tokens, "latency_ms": res.latency_ms, **scores}
-    return [r for r in records if r is not None]
+
+def load_tokenizer(model_dir: Path) -> Any | None:
+    """The base's `tokenizers.Tokenizer` (exact prompt budgets, as the language server counts them)."""
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        log.warning("%s has no tokenizer.json: prompts are budgeted in characters", model_dir)
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+async def grade_run(backend: CompletionBackend, run: Run, tasks: list[Task], documents, references,
+                    info: BackendInfo | None, tokenizer: Any, cfg: EvalConfig, progress=None,
+                    indexes: dict[str, SymbolIndex] | None = None) -> list[dict]:
+    """Every task through the runner under `run`'s profile, `cfg.concurrency` requests in flight; one scored
+    record per task, in task order. The editor's view of each repository: its workspace index (`indexes`, built
+    here when not given) and the held-out file's neighbours open."""
+    indexes = indexes if indexes is not None else {repo: workspace_index(files) for repo, files in documents.items()}
+    pipelines = {repo: CompletionPipeline(backend, run.profile, adapter_id=run.adapter_id, tokenizer=tokenizer,
+                                          info=info, profile_source=run.key, index=indexes.get(repo))
+                 for repo in {t.repo for t in tasks}}
+    gate = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(i: int, t: Task) -> dict:
+        async with gate:
+            out = await pipelines[t.repo].complete(task_input(t, documents))
+        if progress is not None:
+            progress.update(1)
+        scores = M.score(t.prefix, t.middle, t.suffix, out.text, t.language, references[i])
+        return {"id": t.id, "kind": t.kind, "language": t.language, "completion": out.text,
+                "raw": out.result.text if out.result else "", "reason": out.reason,
+                "prompt_tokens": out.prompt.tokens if out.prompt else 0,
+                "tokens": out.result.generated_tokens if out.result else 0,
+                "latency_ms": round(out.timings.get("total", 0.0), 1), **scores}
+
+    return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
 
 
 def summarize_run(records: list[dict]) -> dict[str, Any]:
@@ -149,112 +180,166 @@ def compare_runs(records: dict[str, list[dict]], a: str, b: str, cfg: EvalConfig
     return out
 
 
-Plan = list[tuple[str, "Path | None", tuple[str, ...]]]  # (model name, adapter or None, modes)
+def plan_runs(base_profile: CompletionProfile, tuned_profile: CompletionProfile | None, tuned_id: str | None,
+              cfg: EvalConfig, *, compare: bool) -> list[Run]:
+    """The base in every mode of `cfg.modes` (its own profile's mode among them) when there is no adapter or with
+    --compare; the adapter in its own profile, then in each of `cfg.tuned_modes`."""
+    def budget(p: CompletionProfile) -> CompletionProfile:
+        return dataclasses.replace(p, max_prompt_tokens=cfg.max_prompt_tokens) if cfg.max_prompt_tokens else p
+
+    runs: list[Run] = []
+    if tuned_profile is None or compare:
+        modes = dict.fromkeys((*cfg.modes, base_profile.mode)) if compare else dict.fromkeys(cfg.modes)
+        runs += [Run(f"base/{m}", None, budget(base_profile.variant(m) if m != base_profile.mode else base_profile))
+                 for m in modes]
+    if tuned_profile is not None:
+        runs.append(Run(f"tuned/{tuned_profile.mode}", tuned_id, budget(tuned_profile)))
+        runs += [Run(f"tuned/{m}", tuned_id, budget(tuned_profile.variant(m)))
+                 for m in cfg.tuned_modes if m != tuned_profile.mode]
+    return runs
 
 
-def run_plan(base: Path, dataset: Path, plan: Plan, fmt: fim.FimFormat, tasks: list[Task],
-             cfg: EvalConfig) -> tuple[dict[str, list[dict]], dict[str, float]]:
-    """Every (model, mode) run of the plan on `tasks`: records per run key, and each run's seconds."""
-    documents = load_documents(dataset)
-    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
-    records: dict[str, list[dict]] = {}
-    seconds: dict[str, float] = {}
-    for name, adapter_dir, modes in plan:
-        tokenizer, model = load_model(base, adapter_dir)
-        gen = Generator(tokenizer, model, fmt)
-        for mode in modes:
-            t0 = time.perf_counter()
-            key = f"{name}/{mode}"
-            records[key] = run_mode(gen, tasks, mode, cfg, documents, references)
-            seconds[key] = round(time.perf_counter() - t0, 2)
-            log.info("%s: %d rows done (%.0fs)", key, len(tasks), seconds[key])
-        del gen, model
-    return records, seconds
+@contextlib.contextmanager
+def adapters_for_server(adapters: dict[str, Path]) -> Iterator[Path | None]:
+    """A temporary adapters directory for `inhouse serve`: each adapter's top-level files (peft files and
+    inhouse.json) under its id, hard-linked where the filesystem allows."""
+    if not adapters:
+        yield None
+        return
+    root = Path(tempfile.mkdtemp(prefix="inhouse-exam-adapters-"))
+    try:
+        for adapter_id, src in adapters.items():
+            dst = root / adapter_id
+            dst.mkdir()
+            for f in Path(src).iterdir():
+                if f.is_file():
+                    try:
+                        os.link(f, dst / f.name)
+                    except OSError:
+                        shutil.copy2(f, dst / f.name)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def _shard(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, tasks: list[Task], index: int,
-           count: int, log_level: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
-    """One worker process: its share of the exam's rows, every run of the plan."""
-    import torch
+@contextlib.contextmanager
+def exam_server(base: Path, adapters: dict[str, Path], cfg: EvalConfig, log_file: Path) -> Iterator[str]:
+    """`inhouse serve` with the base and `adapters` on a free 127.0.0.1 port, for the exam's whole run."""
+    from core.launch import serve_subprocess
 
-    logging.basicConfig(level=log_level, format=f"%(asctime)s exam worker {index + 1}/{count}: %(message)s")
-    torch.set_num_threads(max(1, cfg.threads // count) if cfg.threads else 1)
-    return run_plan(base, dataset, plan, fim.get_format(fmt_name), tasks, cfg)
+    with adapters_for_server(adapters) as adapters_dir:
+        args = ["--max-batch-size", str(cfg.concurrency), "--max-concurrent-requests", str(max(128, 2 * cfg.concurrency))]
+        if adapters_dir is not None:
+            args += ["--adapters", str(adapters_dir)]
+        if cfg.threads:
+            args += ["--torch-threads", str(cfg.threads)]
+        log.info("starting the embedded server for the exam (log: %s)", log_file)
+        with serve_subprocess(base, log_file, args=args, ready_timeout_s=300) as url:
+            yield url
 
 
-def _run_sharded(base: Path, dataset: Path, plan: Plan, fmt_name: str, cfg: EvalConfig, tasks: list[Task],
-                 workers: int) -> tuple[dict[str, list[dict]], dict[str, float]]:
-    """The rows dealt round-robin to `workers` processes; records merged back in task order.
+def _profile(info: BackendInfo | None, adapter_id: str | None, local: Path | None, what: str
+             ) -> CompletionProfile:
+    """The profile the server reports for this model, else the one its directory holds: what the editor uses."""
+    if info is not None:
+        reported = info.adapter_profiles.get(adapter_id) if adapter_id else info.profile
+        if reported is not None:
+            return reported
+    if local is not None:
+        found = profile_of_info(read_info(local), where=str(local))
+        if found is not None:
+            return found
+    raise ConfigError(f"no completion profile for {what}: the server reports none in /info and "
+                      f"{str(local) if local else 'no local directory'!r} holds none (inhouse.json)")
 
-    On a CPU, N one-thread processes keep N cores busier than one N-thread process does: greedy decoding of a
-    small model spends much of its time in per-token overhead that one process cannot spread over threads.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    level = logging.getLogger().getEffectiveLevel()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_shard, base, dataset, plan, fmt_name, cfg, tasks[k::workers], k, workers, level)
-                   for k in range(workers)]
-        parts = [f.result() for f in futures]
-    records: dict[str, list[dict]] = {}
-    for key in parts[0][0]:
-        total = sum(len(p[0][key]) for p in parts)
-        merged: list[dict] = [{}] * total
-        for k, (recs, _) in enumerate(parts):
-            merged[k::workers] = recs[key]
-        records[key] = merged
-    seconds = {key: max(p[1][key] for p in parts) for key in records}
-    return records, seconds
+async def grade_all(url: str, runs_for: Any, tasks: list[Task], documents, references, tokenizer, cfg: EvalConfig,
+                    api_key_file: str | None = None) -> tuple[list[Run], dict[str, list[dict]], dict[str, float]]:
+    """Ask the server at `url` for /info, plan the runs from its profiles (`runs_for(info)`), grade each."""
+    from tqdm import tqdm
+
+    backend = create_backend(ClientConfig(url=url, timeout_s=cfg.request_timeout_s, api_key_file=api_key_file))
+    try:
+        info = await backend.info()
+        runs = runs_for(info)
+        records: dict[str, list[dict]] = {}
+        seconds: dict[str, float] = {}
+        indexes = {repo: workspace_index(files) for repo, files in documents.items()}
+        with tqdm(total=len(runs) * len(tasks), desc="exam", unit="cursor", dynamic_ncols=True) as bar:
+            for run in runs:
+                bar.set_postfix_str(run.key)
+                t0 = time.perf_counter()
+                records[run.key] = await grade_run(backend, run, tasks, documents, references, info, tokenizer,
+                                                   cfg, bar, indexes)
+                seconds[run.key] = round(time.perf_counter() - t0, 2)
+                log.info("%s: %d rows done (%.0fs)", run.key, len(tasks), seconds[run.key])
+        return runs, records, seconds
+    finally:
+        await backend.aclose()
 
 
 def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalConfig, *,
-             adapter: str | Path | None = None, compare: bool = False,
-             overwrite: bool = False, run_metadata: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run the exam and write report.json, report.md, examples.jsonl and the charts into `out`."""
-    import torch
+             adapter: str | Path | None = None, compare: bool = False, overwrite: bool = False,
+             backend_url: str | None = None, adapter_id: str | None = None, api_key_file: str | None = None,
+             run_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the exam and write report.json, report.md, examples.jsonl and the charts into `out`.
 
+    Without `backend_url` the exam starts `inhouse serve` with `base` (and `adapter`); with it, it grades that
+    server, the tuned runs on `adapter_id` (whose profile comes from /info, else from `adapter`'s directory).
+    """
     from finetune.report import write_report
 
     base, dataset, out = Path(base), Path(dataset), Path(out)
     check_model_dirs(base, adapter)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if backend_url is None and adapter_id is not None:
+        raise ConfigError("--adapter-id names an adapter on a running server: give --backend-url too")
+    if backend_url is not None and adapter is not None and adapter_id is None:
+        raise ConfigError("--backend-url with --adapter: give --adapter-id, the adapter's id on that server")
+    tuned_id = adapter_id if backend_url is not None else (TUNED_ID if adapter is not None else None)
+    if compare and tuned_id is None:
+        raise ConfigError("--compare needs the tuned model: --adapter (or --adapter-id with --backend-url)")
     manifest = D.read_manifest(dataset)
-    fmt_name = (read_info(adapter).get("fim_format") if adapter else None) or read_info(base).get("fim_format") \
-        or manifest.get("fim_format")
-    if not fmt_name:
-        raise ConfigError("no FIM format: neither the model's inhouse.json nor the dataset manifest names one")
-    fmt = fim.get_format(fmt_name)
     tasks = load_tasks(dataset, cfg.limit, cfg.seed)
-    plan: Plan = []
-    if adapter is None or compare:
-        plan.append(("base", None, cfg.modes))
-    if adapter is not None:
-        plan.append(("tuned", Path(adapter), cfg.tuned_modes or cfg.modes))
-    workers = max(1, min(cfg.workers, len(tasks)))
-    log.info("exam: %d rows, %s, %d worker(s)", len(tasks), ", ".join(f"{n} x {len(m)} modes" for n, _, m in plan),
-             workers)
+    documents = load_documents(dataset)
+    references = [M.parse_span(t.language, t.prefix, t.middle, t.suffix) for t in tasks]
+    tokenizer = load_tokenizer(base)
+    editor: dict[str, str] = {}
+
+    def runs_for(info: BackendInfo) -> list[Run]:
+        base_profile = _profile(info, None, base, "the base model")
+        tuned_profile = _profile(info, tuned_id, Path(adapter) if adapter else None, f"adapter {tuned_id!r}") \
+            if tuned_id else None
+        editor.update(base=base_profile.mode, **({"tuned": tuned_profile.mode} if tuned_profile else {}))
+        runs = plan_runs(base_profile, tuned_profile, tuned_id, cfg, compare=compare)
+        log.info("exam: %d rows, runs %s", len(tasks), ", ".join(r.key for r in runs))
+        return runs
 
     started = time.perf_counter()
-    if workers > 1:
-        records, seconds = _run_sharded(base, dataset, plan, fmt.name, cfg, tasks, workers)
-    else:
-        records, seconds = run_plan(base, dataset, plan, fmt, tasks, cfg)
-    runs: dict[str, dict[str, Any]] = {}
-    for key, recs in records.items():
-        runs[key] = dict(summarize_run(recs), seconds=seconds[key])
-        log.info("%s: exact match %.3f, edit similarity %.3f (%.0fs)", key, runs[key]["overall"]["exact_match"],
-                 runs[key]["overall"]["edit_similarity"], seconds[key])
+    with tempfile.TemporaryDirectory(prefix="inhouse-exam-") as scratch:
+        if backend_url is not None:
+            runs, records, seconds = asyncio.run(grade_all(backend_url, runs_for, tasks, documents, references,
+                                                           tokenizer, cfg, api_key_file))
+        else:
+            with exam_server(base, {TUNED_ID: Path(adapter)} if adapter else {}, cfg,
+                             Path(scratch) / "serve.log") as url:
+                runs, records, seconds = asyncio.run(grade_all(url, runs_for, tasks, documents, references,
+                                                               tokenizer, cfg))
+    summary: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        recs = records[run.key]
+        summary[run.key] = dict(summarize_run(recs), seconds=seconds[run.key], profile=run.profile.to_dict(),
+                                profile_text=run.profile.describe())
+        log.info("%s: exact match %.3f, edit similarity %.3f (%.0fs)", run.key,
+                 summary[run.key]["overall"]["exact_match"], summary[run.key]["overall"]["edit_similarity"],
+                 seconds[run.key])
 
     comparisons = []
     headline = None
     if compare:
-        base_best = best_mode(runs, "base")
-        primary = read_info(adapter).get("primary_mode")
-        tuned_modes = [k for k in runs if k.startswith("tuned/")]
-        tuned_main = f"tuned/{primary}" if f"tuned/{primary}" in runs else tuned_modes[0]
-        for key in tuned_modes:
+        base_best = best_mode(summary, "base")
+        tuned_keys = [r.key for r in runs if r.key.startswith("tuned/")]
+        tuned_main = f"tuned/{editor['tuned']}"
+        for key in tuned_keys:
             comparisons.append(dict(compare_runs(records, base_best, key, cfg), role="tuned vs base best mode"))
             same = "base/" + key.split("/", 1)[1]
             if same in records and same != base_best:
@@ -265,7 +350,9 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
         "dataset": str(dataset.resolve()), "dataset_manifest_sha256": D.manifest_hash(dataset),
         "base": str(base.resolve()), "adapter": str(Path(adapter).resolve()) if adapter else None,
         "adapter_info": read_info(adapter) if adapter else None,  # step and elapsed_s for learning curves
-        "fim_format": fmt.name, "n": len(tasks), "config": to_dict(cfg), "runs": runs,
+        "backend": backend_url or "embedded (inhouse serve, started by the exam)", "adapter_id": tuned_id,
+        "editor_profiles": {k: f"{k}/{v}" for k, v in editor.items()},
+        "fim_format": runs[0].profile.fim_format, "n": len(tasks), "config": to_dict(cfg), "runs": summary,
         "comparisons": comparisons, "headline": headline, "seconds": round(time.perf_counter() - started, 1),
         "splits": manifest.get("splits"), **(run_metadata or {}),
     }

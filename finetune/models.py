@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core import fim
 from core.artifacts import atomic_directory, write_info
+from core.completion.profile import PROFILE_KEY, base_model_profile
 from core.errors import ModelError
 from core.languages import all_languages
 
@@ -52,6 +53,7 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path, fim_format: str = DE
         write_info(tmp, {
             "kind": "model",
             "fim_format": fmt.name,
+            PROFILE_KEY: base_model_profile(fmt.name).to_dict(),
             "source": source or gguf_file.name,
             "architecture": (model.config.architectures or [type(model).__name__])[0],
             "parameters": model.num_parameters(),
@@ -147,7 +149,8 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 2048,
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         hf_tok.save_pretrained(tmp)
-        write_info(tmp, {"kind": "model", "fim_format": TINY_FIM_FORMAT, "source": f"tiny-random seed={seed}",
+        write_info(tmp, {"kind": "model", "fim_format": TINY_FIM_FORMAT,
+                         PROFILE_KEY: base_model_profile(TINY_FIM_FORMAT).to_dict(), "source": f"tiny-random seed={seed}",
                          "architecture": "LlamaForCausalLM", "parameters": model.num_parameters()})
     return Path(out_dir)
 

@@ -71,8 +71,11 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [f"# inhouse exam: {report['n']} held-out cursors", "",
              f"- dataset: `{report['dataset']}` (manifest sha256 `{report['dataset_manifest_sha256'][:12]}`)",
              f"- base: `{report['base']}`" + (f", adapter: `{report['adapter']}`" if report["adapter"] else ""),
-             f"- FIM format: `{report['fim_format']}`; greedy, post-processed like the language server; "
-             f"{report['seconds']:.0f} s", ""]
+             f"- FIM format: `{report['fim_format']}`; every row through the language server's runner "
+             f"(should_complete, prompt, request, post-processing) to {report.get('backend', 'the server')}; "
+             f"greedy; {report['seconds']:.0f} s",
+             "- the editor uses: " + ", ".join(f"`{v}` ({k})" for k, v in report.get("editor_profiles", {}).items()),
+             ""]
     h = report.get("headline")
     if h:
         o = h["overall"]
@@ -89,6 +92,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {_pct(o['exact_match'])} | {_pct(o['edit_similarity'])} | "
                      f"{_pct(o['identifier_precision'])} | {_pct(o['identifier_recall'])} | "
                      f"{_pct(o['syntax_valid'])} | {o.get('latency_ms_mean', 0):.0f} | {run['seconds']:.0f} |")
+    lines += ["", "Profiles: " + "; ".join(f"`{name}` {run['profile_text']}" for name, run in runs.items()
+                                          if "profile_text" in run), ""]
     kinds = sorted({k for run in runs.values() for k in run["by_kind"]})
     lines += ["", "## Exact match / edit similarity per span kind (percent)", "",
               "| run | " + " | ".join(f"{k} (n={next(iter(runs.values()))['by_kind'].get(k, {}).get('n', 0)})"

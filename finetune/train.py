@@ -21,6 +21,7 @@ from typing import Any
 
 from core import fim
 from core.artifacts import read_info, write_info, write_json_atomic
+from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_info
 from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
 from finetune import checkpoint as ckpt
@@ -89,17 +90,20 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
 
     # --- 4. data: tokenize with loss masks (datasets, cached), pack with per-example isolation, fixed order ------
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    base_profile = _base_profile(base, fmt)
+    bos_id = D.bos_token_id(tokenizer, base_profile.bos)  # the server encodes prompts with the same rule
     with accelerator.main_process_first():  # the other ranks read what the main one tokenized into the cache
         packed, stats = trainset.load(dataset, tokenizer, fmt, loss=cfg.loss, seq_len=cfg.seq_len,
                                       objectives=cfg.objectives, pad_id=pad_id, packing=cfg.pack, seed=cfg.seed,
-                                      num_proc=cfg.data_workers, cache_dir=cfg.data_cache or None)
+                                      bos_id=bos_id, num_proc=cfg.data_workers, cache_dir=cfg.data_cache or None)
     if not stats.examples:
         raise CorpusError(f"no training examples in {dataset} for objectives {list(cfg.objectives)} within "
                           f"seq_len {cfg.seq_len} ({stats.dropped_too_long} rows were longer)")
     if stats.dropped_too_long > 0.1 * stats.rows:
         log.warning("%d of %d FIM rows are longer than seq_len %d and were dropped", stats.dropped_too_long,
                     stats.rows, cfg.seq_len)
-    dev = _dev_sets(dataset, tokenizer, fmt, cfg, pad_id, stats)
+    dev = _dev_sets(dataset, tokenizer, fmt, cfg, pad_id, stats, bos_id)
+    primary = _primary_mode(dataset, cfg)  # counted over the shards a batch at a time
     plan = D.BatchPlan(len(packed), cfg.batch_size, cfg.grad_accum, accelerator.num_processes, cfg.seed)
     if plan.steps_per_epoch == 0:
         raise CorpusError(f"{len(packed)} packed sequences are fewer than one optimizer step needs "
@@ -185,13 +189,16 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             _track(accelerator, cfg, dev_loss, step)
             if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
                 state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
+                state["best_dev"] = dev_loss
         if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
             weights = _adapter_weights(accelerator, model, sharded)  # a collective when sharded
             if main:
                 ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state,
                                      _peft_config(accelerator.unwrap_model(model)),
                                      {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
-                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2)})
+                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2),
+                                      PROFILE_KEY: _trained_profile(base_profile, primary, cfg,
+                                                                    state.get("best_dev") or {}).to_dict()})
                 ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
@@ -226,7 +233,9 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         "kind": "adapter", "base_model": str(base), "fim_format": fmt.name, "dataset": str(dataset),
         "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
         "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
-        "seq_len": cfg.seq_len, "primary_mode": _primary_mode(dataset, cfg), **(run_metadata or {})})
+        "seq_len": cfg.seq_len, "primary_mode": primary,
+        PROFILE_KEY: _trained_profile(base_profile, primary, cfg, state.get("best_dev") or {}).to_dict(),
+        **(run_metadata or {})})
     log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
     return out
 
@@ -288,7 +297,8 @@ def qlora_config():
                               bnb_4bit_compute_dtype=torch.bfloat16)
 
 
-def _dev_sets(dataset: Path, tokenizer, fmt, cfg: TrainConfig, pad_id: int, stats) -> dict[str, Any]:
+def _dev_sets(dataset: Path, tokenizer, fmt, cfg: TrainConfig, pad_id: int, stats, bos_id: int | None
+              ) -> dict[str, Any]:
     """Dev rows in each FIM order the model trains on, scored on the middle only (what the exam measures)."""
     if cfg.dev_limit == 0:
         return {}
@@ -300,7 +310,7 @@ def _dev_sets(dataset: Path, tokenizer, fmt, cfg: TrainConfig, pad_id: int, stat
     out = {}
     for order in orders:
         examples, _ = D.tokenize_rows(D.dev_rows_in(rows, fmt, order), tokenizer, fmt, "middle", cfg.seq_len,
-                                      (order,))
+                                      (order,), bos_id=bos_id)
         if examples:
             out[order] = D.pack(examples, cfg.seq_len, pad_id, packing=cfg.pack, seed=0)
     return out
@@ -394,6 +404,27 @@ def _track(accelerator, cfg: TrainConfig, record: dict[str, Any], step: int) -> 
     if cfg.report_to:
         accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"},
                         step=step)
+
+
+def _base_profile(base: Path, fmt) -> CompletionProfile:
+    """The base model's profile (budgets, healing, BOS rule), or the defaults for its FIM format."""
+    profile = profile_of_info(read_info(base), where=f"base model {str(base)!r}")
+    return profile if profile is not None else CompletionProfile(fim_format=fmt.name)
+
+
+def _trained_profile(base_profile: CompletionProfile, primary: str, cfg: TrainConfig,
+                     dev: dict[str, float]) -> CompletionProfile:
+    """The adapter's profile: the base's, in the FIM order it trained on that scored best on the dev split (its
+    main order without a dev split; left-to-right when it trained on no FIM order), with repository context
+    when it trained so (`primary`: `_primary_mode`). Never guessed from a model id."""
+    scored = {o: dev[f"dev_loss_{o}"] for o in ("psm", "spm") if f"dev_loss_{o}" in dev}
+    if scored:
+        order = min(scored, key=lambda o: scored[o])
+    elif any(o in cfg.objectives for o in ("psm", "spm")):
+        order = primary.partition("+")[0]
+    else:
+        order = "l2r"
+    return base_profile.variant(order + ("+ctx" if primary.endswith("+ctx") else ""))
 
 
 def _adapter_weights(accelerator, model, sharded: bool) -> dict[str, Any] | None:

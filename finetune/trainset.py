@@ -30,16 +30,20 @@ AUTO_PROCS_ROWS = 20_000  # below this many rows, tokenizing in this process bea
 
 
 def _tokenize_batch(batch: dict[str, list[Any]], tokenizer: Any, fmt_name: str, loss: str, seq_len: int,
-                    objectives: Sequence[str]) -> dict[str, list[Any]]:
+                    objectives: Sequence[str], bos_id: int | None) -> dict[str, list[Any]]:
     """`data.tokenize_rows` for one batch of rows, one output row per example. A FIM row too long for
-    `seq_len` is refit here (`refit`), or left as an empty `dropped` marker so that it is counted."""
+    `seq_len` is refit here (`refit`), or left as an empty `dropped` marker so that it is counted. `bos_id`:
+    the BOS the server puts before every prompt, put before every example (context, never a target)."""
     fmt = fim.get_format(fmt_name)
     masked = D.sentinel_ids(tokenizer, fmt)
     out: dict[str, list[Any]] = {"ids": [], "labels": [], "length": [], "loss_tokens": [], "objective": [],
                                  "refit": [], "dropped": []}
 
+    def encoded(ids: list[int], offsets: list[Any]) -> tuple[list[int], list[Any]]:
+        return ([bos_id, *ids], [(0, 0), *offsets]) if bos_id is not None else (ids, offsets)
+
     def emit(row: dict[str, Any], ids: Sequence[int], offsets: Any, refit: bool) -> None:
-        for ex in D.row_examples(row, ids, offsets, masked, loss, seq_len):
+        for ex in D.row_examples(row, ids, offsets, masked, loss, seq_len, bos=bos_id is not None):
             for key, value in (("ids", ex.ids), ("labels", ex.labels), ("length", len(ex.ids)),
                                ("loss_tokens", D.loss_tokens(ex.labels)), ("objective", row["objective"]),
                                ("refit", refit), ("dropped", False)):
@@ -56,7 +60,8 @@ def _tokenize_batch(batch: dict[str, list[Any]], tokenizer: Any, fmt_name: str, 
     if not rows:
         return out
     enc = tokenizer([r["text"] for r in rows], add_special_tokens=False, return_offsets_mapping=True)
-    for row, ids, offsets in zip(rows, enc["input_ids"], enc["offset_mapping"], strict=True):
+    for row, raw_ids, raw_offsets in zip(rows, enc["input_ids"], enc["offset_mapping"], strict=True):
+        ids, offsets = encoded(raw_ids, raw_offsets)
         if len(ids) <= seq_len or row["objective"] == "l2r":
             emit(row, ids, offsets, False)
             continue
@@ -65,10 +70,11 @@ def _tokenize_batch(batch: dict[str, list[Any]], tokenizer: Any, fmt_name: str, 
             drop(row)
             continue
         again = tokenizer(fitted["text"], add_special_tokens=False, return_offsets_mapping=True)
-        if len(again["input_ids"]) > seq_len:
+        ids, offsets = encoded(again["input_ids"], again["offset_mapping"])
+        if len(ids) > seq_len:
             drop(row)
         else:
-            emit(fitted, again["input_ids"], again["offset_mapping"], True)
+            emit(fitted, ids, offsets, True)
     return out
 
 
@@ -81,13 +87,13 @@ def _features():
 
 
 def fingerprint(dataset: Path, tokenizer: Any, fmt_name: str, loss: str, seq_len: int,
-                objectives: Sequence[str]) -> str:
+                objectives: Sequence[str], bos_id: int | None = None) -> str:
     """The cache key of a tokenized split: the dataset's manifest, the tokenizer, and every setting that shapes
     an example (datasets would hash the tokenizer object itself, which is not stable across processes)."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     for part in (D.manifest_hash(dataset), backend.to_str() if backend is not None else repr(tokenizer),
-                 fmt_name, loss, str(seq_len), ",".join(objectives), str(VERSION)):
+                 fmt_name, loss, str(seq_len), ",".join(objectives), str(bos_id), str(VERSION)):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
@@ -167,8 +173,8 @@ def _pack_bounds(lengths: np.ndarray, seq_len: int, packing: bool) -> np.ndarray
 
 
 def load(dataset: str | Path, tokenizer: Any, fmt: fim.FimFormat, *, loss: str, seq_len: int,
-         objectives: Sequence[str], pad_id: int, packing: bool = True, seed: int = 0, num_proc: int = 0,
-         cache_dir: str | None = None) -> tuple[TrainSet, D.TokenStats]:
+         objectives: Sequence[str], pad_id: int, packing: bool = True, seed: int = 0, bos_id: int | None = None,
+         num_proc: int = 0, cache_dir: str | None = None) -> tuple[TrainSet, D.TokenStats]:
     """The train split tokenized (cached) and packed. `num_proc` 0: one process under AUTO_PROCS_ROWS rows,
     else every core; `cache_dir` None: datasets' own cache ($HF_DATASETS_CACHE)."""
     import pyarrow.compute as pc
@@ -195,8 +201,8 @@ def load(dataset: str | Path, tokenizer: Any, fmt: fim.FimFormat, *, loss: str, 
         _tokenize_batch, batched=True, batch_size=512, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=rows.column_names, features=_features(),
         fn_kwargs={"tokenizer": tokenizer, "fmt_name": fmt.name, "loss": loss, "seq_len": seq_len,
-                   "objectives": wanted},
-        new_fingerprint=fingerprint(dataset, tokenizer, fmt.name, loss, seq_len, wanted), desc="tokenize")
+                   "objectives": wanted, "bos_id": bos_id},
+        new_fingerprint=fingerprint(dataset, tokenizer, fmt.name, loss, seq_len, wanted, bos_id), desc="tokenize")
     table = tokens.data  # memory-mapped; these columns are a few bytes per example
     length = table.column("length").to_numpy()
     refit = table.column("refit").to_numpy(zero_copy_only=False)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core import config
 from core.errors import ConfigError
-from core.fim import get_format
+from core.completion.profile import CompletionProfile
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,22 @@ class LspConfig:
     backend_kind: str = "tgi"              # "tgi" or "openai"
     api_key_file: str | None = None        # file holding the backend's bearer token (`inhouse serve --api-key-file`)
     adapter: str | None = None             # LoRA adapter id; None for the base model
-    fim_format: str | None = None          # None: the format the backend reports in /info
+    # The completion profile: by default the one the backend reports in /info for `adapter` (or the base).
+    profile: str | None = None             # a model/adapter directory (its inhouse.json) or a profile JSON file:
+                                           # needed behind a plain TGI or vLLM, whose /info has no profile
+    # Each profile field can be overridden (unset: the profile's value); an override is logged once.
+    fim_format: str | None = None          # FIM format name (core.fim)
+    prompt_order: str | None = None        # "psm", "spm" or "l2r"
+    healing: bool | None = None            # token healing
+    repo_context: bool | None = None       # repository context (file path, other files)
+    max_prompt_tokens: int | None = None   # prompt budget, capped by the backend's max_input_tokens
+    max_tokens: int | None = None          # new tokens for a multi-line suggestion
+    max_tokens_single_line: int | None = None  # new tokens for a single-line suggestion
+    suffix_share: float | None = None      # share of the prompt budget for the suffix
+    context_share: float | None = None     # ceiling on the share for other files' context
+    stop_sequences: tuple[str, ...] = ()   # stop sequences beyond the FIM format's (empty: the profile's)
+    bos: str | None = None                 # "model" (the tokenizer's special tokens) or "none"
     tokenizer: str | None = None           # tokenizer.json (or a model directory) for exact token budgets
-    max_prompt_tokens: int = 2048          # capped by the backend's max_input_tokens
-    max_tokens: int = 64                   # new tokens for a multi-line suggestion
-    max_tokens_single_line: int = 48       # new tokens for a single-line suggestion (capped by max_tokens)
-    suffix_share: float = 0.15  # share of the prompt budget for the suffix
-    context_share: float = 0.25  # ceiling on the share for other files' context
     enabled_languages: tuple[str, ...] = ()  # empty: every language inhouse knows
     enabled: bool = True  # completions on or off (`inhouse.toggle`)
     timeout_s: float = 5.0  # seconds a completion may take
@@ -45,26 +54,55 @@ class LspConfig:
     index_workspace: bool = True  # build the tree-sitter symbol index of the workspace
     index_max_files: int = 2000  # most files the symbol index reads
     log_level: str = "info"  # debug, info, warning or error (stderr)
+    gateway_url: str | None = None  # the company gateway: completions and adoption events go there instead
+    gateway_token: str | None = field(default=None, repr=False)  # your gateway token (VS Code: "Sign in")
 
     def __post_init__(self) -> None:
         config.require(self.backend_kind in ("tgi", "openai"), "backend_kind", "one of tgi, openai",
                        self.backend_kind)
         config.require(self.backend_url.startswith(("http://", "https://")), "backend_url", "an http(s) URL",
                        self.backend_url)
-        config.require(self.max_prompt_tokens >= 64, "max_prompt_tokens", ">= 64", self.max_prompt_tokens)
-        config.require(1 <= self.max_tokens <= 4096, "max_tokens", "in 1..4096", self.max_tokens)
-        config.require(1 <= self.max_tokens_single_line <= 4096, "max_tokens_single_line", "in 1..4096",
-                       self.max_tokens_single_line)
-        config.require(0 <= self.suffix_share < 1, "suffix_share", "in [0, 1)", self.suffix_share)
-        config.require(0 <= self.context_share < 1, "context_share", "in [0, 1)", self.context_share)
-        config.require(self.suffix_share + self.context_share < 0.9, "suffix_share + context_share", "< 0.9",
-                       self.suffix_share + self.context_share)
+        self.profile_overrides()  # each set override checked as the profile checks it, naming the setting
         config.require(self.timeout_s > 0, "timeout_s", "> 0", self.timeout_s)
         config.require(self.debounce_ms >= 0, "debounce_ms", ">= 0", self.debounce_ms)
         config.require(self.log_level.lower() in ("debug", "info", "warning", "error"), "log_level",
                        "one of debug, info, warning, error", self.log_level)
-        if self.fim_format is not None:
-            get_format(self.fim_format)  # ConfigError naming the known formats
+        if self.gateway_url is not None:
+            config.require(self.gateway_url.startswith(("http://", "https://")), "gateway_url", "an http(s) URL",
+                           self.gateway_url)
+
+    def profile_overrides(self) -> dict[str, Any]:
+        """The profile fields these settings override, as profile JSON (field -> value), checked."""
+        out = {PROFILE_FIELDS[name]: getattr(self, name) for name in PROFILE_FIELDS
+               if getattr(self, name) is not None and getattr(self, name) != ()}
+        if "stop" in out:
+            out["stop"] = list(out["stop"])
+        if out:
+            try:
+                CompletionProfile.from_dict({"fim_format": out.get("fim_format", "starcoder"), **out},
+                                            where="setting")
+            except ConfigError as exc:
+                message = str(exc)
+                for name, field in PROFILE_FIELDS.items():
+                    message = message.replace(f"`{field}`", f"`{name}`")
+                raise ConfigError(message) from None
+        return out
+
+
+# LspConfig field -> the CompletionProfile field it overrides.
+PROFILE_FIELDS: dict[str, str] = {
+    "fim_format": "fim_format",
+    "prompt_order": "order",
+    "healing": "heal",
+    "repo_context": "context",
+    "max_prompt_tokens": "max_prompt_tokens",
+    "max_tokens": "max_new_tokens_multiline",
+    "max_tokens_single_line": "max_new_tokens",
+    "suffix_share": "suffix_share",
+    "context_share": "context_share",
+    "stop_sequences": "stop",
+    "bos": "bos",
+}
 
 
 # Client setting name (camelCase, as editors send them) -> LspConfig field.
@@ -73,7 +111,13 @@ CLIENT_KEYS: dict[str, str] = {
     "backendKind": "backend_kind",
     "apiKeyFile": "api_key_file",
     "adapter": "adapter",
+    "profile": "profile",
     "fimFormat": "fim_format",
+    "promptOrder": "prompt_order",
+    "healing": "healing",
+    "repoContext": "repo_context",
+    "stopSequences": "stop_sequences",
+    "bos": "bos",
     "tokenizer": "tokenizer",
     "maxPromptTokens": "max_prompt_tokens",
     "maxTokens": "max_tokens",
@@ -88,9 +132,13 @@ CLIENT_KEYS: dict[str, str] = {
     "telemetry": "telemetry",
     "telemetryPath": "telemetry_path",
     "indexWorkspace": "index_workspace",
+    "gatewayUrl": "gateway_url",
+    "gatewayToken": "gateway_token",
 }
 
-_NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path", "api_key_file"}
+_NULLABLE = {"adapter", "fim_format", "tokenizer", "telemetry_path", "api_key_file", "profile", "prompt_order",
+             "healing", "repo_context", "max_prompt_tokens", "max_tokens", "max_tokens_single_line", "suffix_share",
+             "context_share", "bos", "gateway_url", "gateway_token"}
 
 
 def _convert(field: str, key: str, value: Any) -> Any:
@@ -106,7 +154,13 @@ def _convert(field: str, key: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"`{key}` must be a list of language ids, got {value!r}")
         return tuple(v.strip() for v in value if v.strip())
-    if field in ("enabled", "telemetry", "index_workspace"):
+    if field == "stop_sequences":
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"`{key}` must be a list of non-empty strings, got {value!r}")
+        return tuple(value)
+    if field in ("enabled", "telemetry", "index_workspace", "healing", "repo_context"):
         if not isinstance(value, bool):
             raise ConfigError(f"`{key}` must be true or false, got {value!r}")
         return value
@@ -120,7 +174,7 @@ def _convert(field: str, key: str, value: Any) -> Any:
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"`{key}` must be a string, got {value!r}")
-    if field == "backend_url":
+    if field in ("backend_url", "gateway_url"):
         return value.strip().rstrip("/")
     return value.strip()
 

@@ -8,6 +8,7 @@ one line and tells the user at most once every few minutes; the server never cra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -22,9 +23,11 @@ from pygls.uris import to_fs_path
 
 from core import __version__, languages
 from core.completion.cache import CompletionCache
+from core.completion.context import open_documents
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, OverloadedError
+from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
+from lsp.adoption import AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
 from lsp.indexer import index_in_background
 from lsp.positions import split_at
@@ -36,8 +39,6 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_COMMAND = "inhouse.accepted"
 TOGGLE_COMMAND = "inhouse.toggle"
-MAX_CONTEXT_DOCUMENTS = 10
-CONTEXT_DOCUMENT_CHARS = 30_000
 
 
 @dataclass
@@ -75,6 +76,8 @@ class InhouseLanguageServer(LanguageServer):
         self._slow: str | None = None  # the slow-backend note of the status while the last request timed out
         self.superseded = 0
         self._background: set[asyncio.Task] = set()
+        self.adoption = AdoptionReporter(self.shown, self._source, lambda uri: repository_name(self.workspace, uri))
+        self.telemetry.sink = self.adoption.record
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _notify(self, method: str, params: Any) -> None:
@@ -103,9 +106,16 @@ class InhouseLanguageServer(LanguageServer):
         self.status.interval_s = cfg.message_interval_s
         self.telemetry.enabled = cfg.telemetry
         self.telemetry.path = Path(cfg.telemetry_path).expanduser() if cfg.telemetry_path else None
+        self.adoption.configure(cfg.gateway_url, cfg.gateway_token, cfg.adapter)
         if self.session is None or changed:
             old = self.session
-            self.session = Session(cfg, cache=self.cache, index=self.index)
+            try:
+                self.session = Session(cfg, cache=self.cache, index=self.index)
+            except ConfigError as exc:  # a profile file that cannot be used: reported, then ignored
+                log.warning("%s: %s", where, exc)
+                self.status.warn(str(exc), types.MessageType.Warning)
+                self.cfg = cfg = dataclasses.replace(cfg, profile=None)
+                self.session = Session(cfg, cache=self.cache, index=self.index)
             if old is not None:
                 self._spawn(old.aclose())
             if old is not None and old.cfg.backend_url == cfg.backend_url and old.cfg.backend_kind == cfg.backend_kind:
@@ -136,7 +146,11 @@ class InhouseLanguageServer(LanguageServer):
             self.status.warn(f"cannot reach the completion backend at {self.cfg.backend_url}")
             return
         self._slow = None
-        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=None)
+        profile, problem = session.profile_status()
+        self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=problem,
+                        profile=profile or "")
+        if problem:  # never a silent default format: no completions until a profile is given
+            self.status.warn(problem, types.MessageType.Error)
 
     # -- documents -------------------------------------------------------------------------------------------
     def touch(self, uri: str) -> None:
@@ -144,6 +158,10 @@ class InhouseLanguageServer(LanguageServer):
         self.recent[uri] = None
         while len(self.recent) > 50:
             self.recent.popitem(last=False)
+
+    def _source(self, uri: str) -> str | None:
+        doc = self.workspace.text_documents.get(uri)
+        return doc.source if doc is not None else None
 
     def relative_path(self, uri: str) -> str:
         try:
@@ -160,15 +178,10 @@ class InhouseLanguageServer(LanguageServer):
         return path.name
 
     def context_documents(self, uri: str) -> dict[str, str]:
-        docs: dict[str, str] = {}
-        for other in reversed(self.recent):
-            if other == uri or other not in self.workspace.text_documents:
-                continue
-            text = self.workspace.text_documents[other].source
-            docs[self.relative_path(other)] = text[:CONTEXT_DOCUMENT_CHARS].replace("\r\n", "\n")
-            if len(docs) >= MAX_CONTEXT_DOCUMENTS:
-                break
-        return docs
+        """The recently edited documents, most recent first, under the runner's one rule (`open_documents`)."""
+        recent = ((self.relative_path(other), self.workspace.text_documents[other].source)
+                  for other in reversed(self.recent) if other in self.workspace.text_documents)
+        return open_documents(recent, self.relative_path(uri))
 
     # -- completion ------------------------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position) -> tuple[str, types.Range, Shown] | None:
@@ -300,7 +313,9 @@ class InhouseLanguageServer(LanguageServer):
         if not self.cfg.enabled:
             self.status.set(State.DISABLED, detail=None)
             return
-        self.status.set(State.READY, model=session.info.model_id if session.info else None, detail=self._slow)
+        profile, problem = session.profile_status()
+        self.status.set(State.READY, model=session.info.model_id if session.info else None,
+                        detail=self._slow or problem, profile=profile or "")
 
     def accepted_command(self, shown: Shown, text: str, pos: types.Position) -> types.Command:
         args = {"id": shown.id, "uri": shown.uri, "languageId": shown.language_id, "line": pos.line,
@@ -437,6 +452,7 @@ def create_server(cfg: LspConfig | None = None) -> InhouseLanguageServer:
             task.cancel()
         if ls.session is not None:
             await ls.session.aclose()
+        await ls.adoption.aclose()
 
     return server
 

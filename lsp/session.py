@@ -7,6 +7,7 @@ and the symbol index); `Session.complete` answers one cursor. Errors of the back
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.artifacts import read_info
 from core.client import BackendInfo, ClientConfig, CompletionBackend, create_backend
 from core.completion.cache import CompletionCache
-from core.completion.pipeline import CompletionInput, CompletionPipeline, PipelineSettings, request_completion
+from core.completion.pipeline import CompletionInput, CompletionPipeline
+from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_info
 from core.completion.symbols import SymbolIndex
-from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError
+from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError
 from lsp.config import LspConfig
 
 log = logging.getLogger(__name__)
@@ -45,17 +48,33 @@ def load_tokenizer(path: str | Path | None) -> Any | None:
         return None
 
 
-def pipeline_settings(cfg: LspConfig) -> PipelineSettings:
-    return PipelineSettings(
-        fim_format=cfg.fim_format,
-        max_prompt_tokens=cfg.max_prompt_tokens,
-        max_new_tokens=min(cfg.max_tokens_single_line, cfg.max_tokens),
-        max_new_tokens_multiline=cfg.max_tokens,
-        suffix_share=cfg.suffix_share,
-        context_share=cfg.context_share,
-        enabled_languages=cfg.enabled_languages or None,
-        adapter_id=cfg.adapter,
-    )
+def load_profile(path: str | Path) -> CompletionProfile:
+    """The profile of a model or adapter directory (its inhouse.json, derived for older ones), or of a JSON file
+    holding an inhouse.json or a bare profile; a ConfigError naming the file otherwise."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        profile = profile_of_info(read_info(p), where=str(p))
+        if profile is None:
+            raise ConfigError(f"`profile` {str(p)!r}: its inhouse.json names no FIM format, so it has no profile")
+        return profile
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"`profile` {str(p)!r} is neither a model/adapter directory nor a readable JSON file: "
+                          f"{exc}") from exc
+    if isinstance(data, dict) and PROFILE_KEY in data:
+        data = data[PROFILE_KEY]
+    return CompletionProfile.from_dict(data, where=f"`profile` {str(p)!r}")
+
+
+def build_pipeline(cfg: LspConfig, backend: CompletionBackend, *, tokenizer: Any | None,
+                   index: SymbolIndex | None) -> CompletionPipeline:
+    """The runner for these settings: the profile file or directory they name (else the backend's /info),
+    their per-field overrides on top."""
+    given = load_profile(cfg.profile) if cfg.profile else None
+    return CompletionPipeline(backend, given, adapter_id=cfg.adapter, overrides=cfg.profile_overrides(),
+                              enabled_languages=cfg.enabled_languages or None, tokenizer=tokenizer, index=index,
+                              profile_source=f"profile {cfg.profile}", backend_url=cfg.backend_url)
 
 
 @dataclass(frozen=True)
@@ -73,17 +92,18 @@ class Session:
     def __init__(self, cfg: LspConfig, *, cache: CompletionCache | None = None, index: SymbolIndex | None = None,
                  backend: CompletionBackend | None = None) -> None:
         self.cfg = cfg
-        self.backend = backend or create_backend(ClientConfig(url=cfg.backend_url, kind=cfg.backend_kind,
-                                                              adapter_id=cfg.adapter, timeout_s=cfg.timeout_s,
-                                                              api_key_file=cfg.api_key_file))
+        self.backend = backend or create_backend(ClientConfig(url=cfg.gateway_url or cfg.backend_url,
+                                                              kind=cfg.backend_kind, adapter_id=cfg.adapter,
+                                                              timeout_s=cfg.timeout_s, api_key_file=cfg.api_key_file,
+                                                              token=cfg.gateway_token if cfg.gateway_url else None))
         self.cache = cache or CompletionCache()
         self.index = index
         self.tokenizer = load_tokenizer(cfg.tokenizer)
-        self.pipeline = CompletionPipeline(self.backend, pipeline_settings(cfg), tokenizer=self.tokenizer,
-                                           index=index)
+        self.pipeline = build_pipeline(cfg, self.backend, tokenizer=self.tokenizer, index=index)
         self._info_failed_at: float | None = None
         self._info_timed_out = False  # whether the last /info failure was a timeout (slow) rather than refused
         self._no_info = False
+        self._profile_logged = False
 
     @property
     def info(self) -> BackendInfo | None:
@@ -104,10 +124,30 @@ class Session:
             if (candidate / "tokenizer.json").is_file():
                 self.tokenizer = load_tokenizer(candidate)
                 self.pipeline.tokenizer = self.tokenizer
-        log.info("backend %s: model %s, FIM format %s, max input tokens %d, adapters %s, tokenizer %s",
-                 self.cfg.backend_url, info.model_id, self.pipeline.fim_format().name, info.max_input_tokens,
+        log.info("backend %s: model %s, engine %s, max input tokens %d, adapters %s, tokenizer %s",
+                 self.cfg.backend_url, info.model_id, info.engine or "?", info.max_input_tokens,
                  ",".join(info.adapters) or "-", "yes" if self.tokenizer is not None else "no (characters)")
+        self.log_profile()
         return info
+
+    def log_profile(self) -> None:
+        """Log the profile in use and where it came from, once per session (overrides included); a missing
+        profile is logged as the error it is."""
+        try:
+            resolved = self.pipeline.resolved()
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return
+        if not self._profile_logged:
+            self._profile_logged = True
+            log.info("completion profile: %s (from %s)", resolved.profile.describe(), resolved.source)
+
+    def profile_status(self) -> tuple[str | None, str | None]:
+        """(the profile in use, described for the status bar; the problem when there is none)."""
+        try:
+            return self.pipeline.profile.describe(), None
+        except ConfigError as exc:
+            return None, str(exc)
 
     async def ensure_info(self) -> None:
         if self.pipeline.info is not None or self._no_info:
@@ -121,12 +161,13 @@ class Session:
         except BackendUnavailableError:
             raise
         except InhouseError as exc:
-            if not self.cfg.fim_format:
+            if self.pipeline.needs_info():
                 raise
-            # Some OpenAI-compatible servers have no usable model list: the configured format is enough.
-            log.warning("backend %s gives no info (%s); completing with FIM format %s", self.cfg.backend_url, exc,
-                        self.cfg.fim_format)
+            # Some OpenAI-compatible servers have no usable model list: the profile from settings is enough.
+            log.warning("backend %s gives no info (%s); completing with the profile from settings",
+                        self.cfg.backend_url, exc)
             self._no_info = True
+            self.log_profile()
 
     async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None,
                        on_request: Callable[[], None] | None = None) -> Answer:
@@ -144,21 +185,12 @@ class Session:
             return Answer(hit.text, True, "cache", decision.multiline,
                           {"total": (time.perf_counter() - t0) * 1000})
         await self.ensure_info()
-        prompt, max_new, timings = self.pipeline.prepare(inp, decision)
-        log.debug("prompt for %s:\n%s", inp.path, prompt.prompt)
-        if on_request is not None:
-            on_request()
-        t1 = time.perf_counter()
-        result = await request_completion(self.backend, prompt, self.pipeline.fim_format(), max_new,
-                                          adapter_id=self.cfg.adapter)
-        t2 = time.perf_counter()
-        text = self.pipeline.finish(result.text, inp, decision)
-        t3 = time.perf_counter()
-        log.debug("raw completion %r -> %r", result.text, text)
-        timings.update(backend=(t2 - t1) * 1000, postprocess=(t3 - t2) * 1000, total=(t3 - t0) * 1000)
-        self.cache.put(doc, inp.prefix, inp.suffix, text, end)
-        return Answer(text, False, "ok" if text else "empty after post-processing", decision.multiline, timings,
-                      prompt.tokens, result.generated_tokens)
+        outcome = await self.pipeline.complete(inp, decision=decision, on_request=on_request)
+        timings = dict(outcome.timings, total=(time.perf_counter() - t0) * 1000)
+        self.cache.put(doc, inp.prefix, inp.suffix, outcome.text, end)
+        return Answer(outcome.text, False, outcome.reason, decision.multiline, timings,
+                      outcome.prompt.tokens if outcome.prompt else 0,
+                      outcome.result.generated_tokens if outcome.result else 0)
 
     async def aclose(self) -> None:
         try:

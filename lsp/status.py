@@ -40,19 +40,21 @@ class Status:
         self.model: str | None = None
         self.adapter: str | None = None
         self.detail: str | None = None
+        self.profile: str | None = None  # the completion profile in use, described (None: none resolved yet)
         self.messages_shown = 0
 
     def payload(self) -> dict[str, Any]:
-        return {"state": self.state.value, "model": self.model, "adapter": self.adapter, "detail": self.detail}
+        return {"state": self.state.value, "model": self.model, "adapter": self.adapter, "detail": self.detail,
+                "profile": self.profile}
 
     def set(self, state: State, *, model: str | None = None, adapter: str | None = None,
-            detail: str | None = None, force: bool = False) -> None:
+            detail: str | None = None, profile: str | None = None, force: bool = False) -> None:
         """Change the state (and names); notify the client when anything it shows changed."""
         new = (state, model if model is not None else self.model, adapter if adapter is not None else self.adapter,
-               detail)
-        if not force and new == (self.state, self.model, self.adapter, self.detail):
+               detail, profile if profile is not None else self.profile)
+        if not force and new == (self.state, self.model, self.adapter, self.detail, self.profile):
             return
-        self.state, self.model, self.adapter, self.detail = new
+        self.state, self.model, self.adapter, self.detail, self.profile = new
         try:
             self._notify(STATUS_NOTIFICATION, self.payload())
         except Exception as exc:  # the client went away: nothing to tell, nothing to crash

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ class Telemetry:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self.counts = {e: 0 for e in EVENTS}
+        self.sink: Callable[[str, dict[str, Any]], None] | None = None  # lsp.adoption: events for the gateway
 
     def record(self, event: str, **fields: Any) -> None:
         """Append one event when enabled; a write failure is logged once per call, never raised."""
         if event not in EVENTS:
             raise ValueError(f"unknown telemetry event {event!r}")
         self.counts[event] += 1
+        if self.sink is not None:
+            self.sink(event, fields)
         if not self.enabled:
             return
         path = self.path or default_path()

@@ -17,6 +17,7 @@ from fastapi import Request
 
 from core import __version__
 from core.artifacts import read_info
+from core.completion.profile import CompletionProfile, profile_of_info
 from core.errors import GenerationError, ModelError, OverloadedError
 from server.adapters import AdapterDirectory
 from server.config import ServeConfig
@@ -42,6 +43,7 @@ class ServerState:
     limits: Limits
     fim_format: str | None
     sha: str
+    profile: CompletionProfile | None = None  # the base model's completion profile (inhouse.json)
     _in_flight: int = 0
 
     def __post_init__(self) -> None:
@@ -64,12 +66,15 @@ class ServerState:
         max_total = min(cfg.max_total_tokens, max_pos)
         limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
                         max_stop_sequences=cfg.max_stop_sequences, default_max_new_tokens=cfg.default_max_new_tokens)
+        info = read_info(model_dir)
         return cls(config=cfg, model_dir=model_dir, model_id=cfg.model_id or model_dir.resolve().name,
                    tokenizer=tokenizer, engine=engine, adapters=adapters, metrics=metrics, limits=limits,
-                   fim_format=read_info(model_dir).get("fim_format"), sha=git_sha())
+                   fim_format=info.get("fim_format"), sha=git_sha(),
+                   profile=profile_of_info(info, where=f"model {str(model_dir)!r}"))
 
     def info(self) -> dict[str, Any]:
-        """TGI's /info fields, plus `fim_format`, `adapters` and `token_healing`."""
+        """TGI's /info fields, plus `fim_format`, `adapters`, `token_healing`, and the completion profiles of the
+        base (`profile`) and of each adapter (`adapter_profiles`) that clients complete with."""
         cfg, lim, model = self.config, self.limits, self.engine.model
         return {
             "model_id": self.model_id, "model_sha": None, "model_dtype": str(next(model.parameters()).dtype),
@@ -81,14 +86,15 @@ class ServerState:
             "max_waiting_tokens": 0, "max_batch_size": cfg.max_batch_size, "validation_workers": 1,
             "max_client_batch_size": 1, "router": "inhouse", "version": __version__, "sha": self.sha,
             "docker_label": None, "fim_format": self.fim_format, "adapters": self.adapters.ids(),
-            "token_healing": True,
+            "token_healing": True, "profile": self.profile.to_dict() if self.profile else None,
+            "adapter_profiles": self.adapters.profiles(),
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
         t0 = time.monotonic()
         self.metrics.request_count.inc()
         try:
-            prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters)
+            prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters, self.profile)
         except Exception:
             self.metrics.failure("validation")
             raise

@@ -6,19 +6,13 @@ on exit. `inhouse serve` itself runs uvicorn in the foreground (`server.cli`).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from core.errors import BackendUnavailableError
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from core.launch import free_port
 
 
 @contextmanager

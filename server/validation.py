@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.completion.profile import CompletionProfile
 from core.errors import ValidationError
 from core.healing import rewind_prefix
 from server.adapters import AdapterDirectory
@@ -59,7 +60,7 @@ def grammar_start(grammar: Any) -> str:
 
 
 def prepare(inputs: str, p: GenerateParameters, tokenizer: Any, limits: Limits,
-            adapters: AdapterDirectory) -> Prepared:
+            adapters: AdapterDirectory, base_profile: CompletionProfile | None = None) -> Prepared:
     """Validate a request and build what the engine runs; raises ValidationError (422) naming the field."""
     _check(bool(inputs), "inputs", "a non-empty string", inputs)
     _check(p.best_of is None or 0 < p.best_of <= limits.max_best_of, "parameters.best_of",
@@ -91,7 +92,10 @@ def prepare(inputs: str, p: GenerateParameters, tokenizer: Any, limits: Limits,
         required = hidden + required
         _check(bool(prompt), "inputs", "longer than the token that token healing removes", inputs)
 
-    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    # The profile's BOS rule, the one training and the exam used; without a profile, TGI's (special tokens on).
+    profile = adapter.profile if adapter is not None and adapter.profile is not None else base_profile
+    add_special = profile.bos.add_special_tokens if profile is not None else True
+    ids = tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
     if p.truncate is not None and len(ids) > p.truncate:
         ids = ids[-p.truncate:]
     _check(len(ids) <= limits.max_input_tokens, "inputs", f"at most {limits.max_input_tokens} tokens",

@@ -99,25 +99,32 @@ def acceptance(rel: str, report: ladder.Report) -> tuple[bool, str]:
     return True, "passed the ladder"
 
 
+def fill_overrides(info, max_new: int) -> dict:
+    """The server's profile for a whole-file hole: the prompt as long as the server takes, `max_new` new tokens.
+    Behind a server that reports no profile, the FIM format it names (else the runner says none is known)."""
+    out = {"max_prompt_tokens": max(64, (info.max_total_tokens or 2048) - max_new - 8),
+           "max_new_tokens_multiline": max_new}
+    if info.profile is None and info.fim_format:
+        out["fim_format"] = info.fim_format
+    return out
+
+
 async def _complete(pipeline, path: Path, text: str, name: str, header: str, max_new: int) -> str:
-    from core.completion.pipeline import CompletionInput, request_completion
+    from core.completion.pipeline import CompletionInput
     from core.completion.should_complete import Decision
 
     start, end, indent, _body = holes(text)[name]
     inp = CompletionInput(path=str(path), prefix=header + text[:start], suffix=text[end:],
                           language_id="python")
     decision = Decision(complete=True, multiline=True, reason="verif-env hole")
-    prompt, _max, _t = pipeline.prepare(inp, decision)
-    result = await request_completion(pipeline.backend, prompt, pipeline.fim_format(), max_new,
-                                      adapter_id=pipeline.settings.adapter_id, temperature=0.0)
-    return pipeline.finish(result.text, inp, decision)
+    return (await pipeline.complete(inp, decision=decision, max_new_tokens=max_new)).text
 
 
 async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: str, backend_url: str | None,
                 force: bool, backend=None) -> FillOutcome:
     from core.cli import resolve_section
     from core.client import ClientConfig, create_backend
-    from core.completion.pipeline import CompletionPipeline, PipelineSettings
+    from core.completion.pipeline import CompletionPipeline
 
     if backend is None:
         backend = create_backend(resolve_section(ClientConfig, url=backend_url))
@@ -125,9 +132,7 @@ async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim:
     try:
         info = await backend.info()
         max_new = max(16, min(cfg.fill_max_new_tokens, (info.max_total_tokens or 2048) // 3))
-        settings = PipelineSettings(max_prompt_tokens=max(64, (info.max_total_tokens or 2048) - max_new - 8),
-                                    max_new_tokens_multiline=max_new, heal=True)
-        pipeline = CompletionPipeline(backend, settings, info=info)
+        pipeline = CompletionPipeline(backend, overrides=fill_overrides(info, max_new), info=info)
         manifest = json.loads((out_dir / generate.MANIFEST).read_text(encoding="utf-8"))
         defaults = generate.owned_files(iface, generate.GenerateOptions(sim=sim, defines=tuple(manifest["defines"])))
         for rel in ORDER:

@@ -272,7 +272,8 @@ async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, backend_url: str
     """One behaviour test per public callable, written by the model after the module's source."""
     from core.cli import resolve_section
     from core.client import ClientConfig, create_backend
-    from core.completion.pipeline import CompletionInput, CompletionPipeline, PipelineSettings, request_completion
+    from core.completion.pipeline import CompletionInput, CompletionPipeline
+    from verifenv.fill import fill_overrides
     from core.completion.should_complete import Decision
 
     backend = backend or create_backend(resolve_section(ClientConfig, url=backend_url))
@@ -280,9 +281,7 @@ async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, backend_url: str
     try:
         info = await backend.info()
         max_new = max(16, min(cfg.fill_max_new_tokens, (info.max_total_tokens or 2048) // 3))
-        pipeline = CompletionPipeline(backend, PipelineSettings(
-            max_prompt_tokens=max(64, (info.max_total_tokens or 2048) - max_new - 8),
-            max_new_tokens_multiline=max_new), info=info)
+        pipeline = CompletionPipeline(backend, overrides=fill_overrides(info, max_new), info=info)
         source = Path(api.path).read_text(encoding="utf-8")
         targets = [(f.name, f.signature, f.raises) for f in api.functions]
         targets += [(f"{c.name}_{m.name}", f"{c.name}.{m.signature}", m.raises) for c in api.classes for m in c.methods]
@@ -295,9 +294,7 @@ async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, backend_url: str
             inp = CompletionInput(path=f"test_{api.module}.py", prefix=prefix, suffix="\n", language_id="python")
             decision = Decision(complete=True, multiline=True, reason="verif-env python twin")
             try:
-                prompt, _max, _t = pipeline.prepare(inp, decision)
-                raw = await request_completion(pipeline.backend, prompt, pipeline.fim_format(), max_new)
-                body = pipeline.finish(raw.text, inp, decision)
+                body = (await pipeline.complete(inp, decision=decision, max_new_tokens=max_new)).text
             except InhouseError as exc:
                 log.warning("model request for %s failed: %s", test, exc)
                 body = ""

@@ -8,7 +8,7 @@ Called by the prompt builder of the language server and by the exam; returns `co
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 from core import languages
@@ -26,6 +26,8 @@ NEAR_LINES = 8
 # another language must clear twice both bars. Below that it is padding, not context: none is better.
 MIN_SIMILARITY = 0.15
 MIN_SHARED = 2
+MAX_OPEN_DOCUMENTS = 10  # other documents offered as context: the most recently edited ones
+OPEN_DOCUMENT_CHARS = 30_000  # of each, the start (a huge generated file must not dominate the ranking)
 MAX_DEFINITIONS_PER_NAME = 2  # a name defined in many files is ambiguous: the first few (open documents first)
 _COMMON = frozenset({
     "if", "else", "for", "while", "return", "def", "class", "int", "void", "char", "const", "let", "var",
@@ -190,6 +192,27 @@ def _definitions(refs: list[tuple[str, str | None]], path: str, documents: Mappi
             found.append(d)
             taken += 1
     return found
+
+
+def open_documents(recent_first: Iterable[tuple[str, str]], current: str) -> dict[str, str]:
+    """The other documents an editor session offers as context, the most recent first: at most
+    MAX_OPEN_DOCUMENTS, each cut to OPEN_DOCUMENT_CHARS, CRLF as LF. The language server passes its recently
+    edited documents; the exam passes the held-out file's neighbours (one rule, so both build the same prompt)."""
+    docs: dict[str, str] = {}
+    for path, text in recent_first:
+        if path == current or path in docs:
+            continue
+        docs[path] = text[:OPEN_DOCUMENT_CHARS].replace("\r\n", "\n")
+        if len(docs) >= MAX_OPEN_DOCUMENTS:
+            break
+    return docs
+
+
+def walk_order(path: str) -> tuple[tuple[int, str], ...]:
+    """Sort key that orders relative paths as a sorted top-down directory walk lists them (a folder's files,
+    then its sub-folders): the order the language server's workspace index reads a repository in."""
+    parts = PurePosixPath(path).parts
+    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
 
 
 def select_context(path: str, prefix: str, suffix: str, documents: Mapping[str, str], language_id: str,

@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import pytest
 
-from server.launch import serve_subprocess, stop_group
-from server.threaded import free_port
+from core.launch import serve_subprocess, stop_group
+from core.launch import free_port
 
 
 REPO = Path(__file__).resolve().parents[2]

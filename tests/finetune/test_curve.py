@@ -12,8 +12,8 @@ def test_curve_scores_every_checkpoint_on_the_same_rows(tiny_model_dir, tiny_dat
                                                         capsys):
     out = tmp_path / "curve"
     code = main(["eval", "--base", str(tiny_model_dir), "--data", str(tiny_dataset), "--adapter",
-                 str(trained_adapter), "--curve", "--limit", "4", "--max-new-tokens", "4",
-                 "--max-new-tokens-multiline", "6", "--bootstrap", "100", "--threads", "1", "-o", str(out)])
+                 str(trained_adapter), "--curve", "--limit", "4", "--max-prompt-tokens", "128",
+                 "--bootstrap", "100", "--threads", "1", "-o", str(out)])
     assert code == 0
     curve = json.loads((out / "curve.json").read_text())
     steps = [p["step"] for p in curve["points"]]
@@ -21,7 +21,8 @@ def test_curve_scores_every_checkpoint_on_the_same_rows(tiny_model_dir, tiny_dat
     assert steps == [0, *kept] and len(kept) >= 2
     minutes = [p["minutes"] for p in curve["points"]]
     assert minutes[0] == 0 and minutes == sorted(minutes) and minutes[-1] > 0
-    assert curve["mode"] == json.loads((trained_adapter / "inhouse.json").read_text())["primary_mode"]
+    profile = json.loads((trained_adapter / "inhouse.json").read_text())["profile"]
+    assert curve["mode"] == profile["order"] + ("+ctx" if profile["context"] else "")
     base = curve["points"][0]
     assert base["exact_match_vs_base"]["delta"] == 0 and base["exact_match_vs_base"]["n"] == 4
     for p in curve["points"]:

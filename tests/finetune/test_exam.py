@@ -1,104 +1,147 @@
-"""`inhouse eval` with the tiny model: healing-constrained generation, prompts per mode, the --compare report."""
+"""`inhouse eval` with the tiny model: every row through the runner to a real server, profiles per run, the
+--compare report, and parity with the language server (the same cursor gives the same prompt and suggestion)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
 
 from core import fim
+from core.client import BackendInfo, CompletionRequest, CompletionResult
+from core.completion.profile import CompletionProfile, PromptOrder
+from core.errors import ConfigError
 from finetune.config import EvalConfig
 
 FMT = fim.get_format("starcoder")
 
 
-@pytest.fixture(scope="module")
-def generator(tiny_model_dir):
-    from finetune.generate import Generator, load_model
+@dataclass
+class Recorder:
+    """A backend that records each request and answers with a fixed text."""
 
-    tok, model = load_model(tiny_model_dir)
-    return Generator(tok, model, FMT)
+    reply: str = "value)\n    return total\n"
+    profile: CompletionProfile | None = CompletionProfile("starcoder")
+    requests: list[CompletionRequest] = field(default_factory=list)
 
+    async def info(self) -> BackendInfo:
+        return BackendInfo("tiny", "starcoder", 2000, 2048, (), True, profile=self.profile)
 
-def test_healing_forces_the_removed_text_first(generator):
-    """A random model would start anywhere; with healing the output re-types the cut token, in a batch."""
-    from finetune.generate import GenRequest
+    async def complete(self, req: CompletionRequest) -> CompletionResult:
+        self.requests.append(req)
+        return CompletionResult(self.reply, 5, 1.0, "length")
 
-    reqs = [GenRequest("def total(items):\n    ", "retu", 6, False),
-            GenRequest("x = compute(alpha, be", "beta", 6, False),
-            GenRequest("import ", "", 4, True)]
-    out = generator.generate(reqs)
-    assert out[0].text.startswith("retu") and out[1].text.startswith("beta")
-    assert all(r.tokens <= q.max_new_tokens for r, q in zip(out, reqs, strict=True))
-    assert all(s not in r.text for r in out for s in FMT.stop)
+    async def aclose(self) -> None:
+        pass
 
 
-def test_prompts_per_mode(generator, tiny_dataset):
-    from finetune.exam import load_documents, load_tasks, prepare
+def test_plan_runs_names_each_profile():
+    from finetune.exam import plan_runs
+
+    base = CompletionProfile("starcoder", order=PromptOrder.SPM, context=True)
+    tuned = CompletionProfile("starcoder", order=PromptOrder.PSM, context=False, heal=False)
+    cfg = EvalConfig(modes=("l2r", "psm"), tuned_modes=("spm", "psm"))
+    runs = plan_runs(base, tuned, "t", cfg, compare=True)
+    assert [r.key for r in runs] == ["base/l2r", "base/psm", "base/spm+ctx", "tuned/psm", "tuned/spm"]
+    by = {r.key: r for r in runs}
+    assert by["base/spm+ctx"].profile == base  # the base's own profile is always graded: the editor's
+    assert by["base/psm"].profile.heal is False and by["base/l2r"].profile.heal is True
+    assert by["tuned/psm"].profile == tuned and by["tuned/psm"].adapter_id == "t"
+    assert plan_runs(base, None, None, EvalConfig(modes=("psm",)), compare=False)[0].key == "base/psm"
+    short = plan_runs(base, tuned, "t", EvalConfig(max_prompt_tokens=256), compare=False)
+    assert [r.key for r in short] == ["tuned/psm"] and short[0].profile.max_prompt_tokens == 256
+
+
+async def test_the_exam_and_the_language_server_send_the_same_prompt_and_show_the_same_text(
+        tiny_model_dir, tiny_dataset):
+    """The parity test: the same cursor (file, position, open documents) through the language server's session
+    and through the exam gives a byte-identical request and an identical post-processed suggestion."""
+    from finetune.exam import Run, grade_run, load_documents, load_tasks, load_tokenizer, task_input, workspace_index
+    from lsp.config import LspConfig
+    from lsp.session import Session
+
+    tasks = load_tasks(tiny_dataset, 0, 0)
+    documents = load_documents(tiny_dataset)
+    tokenizer = load_tokenizer(tiny_model_dir)
+    for task in tasks[:6]:
+        exam_backend, lsp_backend = Recorder(), Recorder()
+        info = await exam_backend.info()
+        run = Run("base/spm+ctx", None, info.profile)
+        [record] = await grade_run(exam_backend, run, [task], documents, [None], info, tokenizer, EvalConfig())
+        session = Session(LspConfig(tokenizer=str(tiny_model_dir)), backend=lsp_backend,
+                          index=workspace_index(documents[task.repo]))
+        answer = await session.complete("doc", task_input(task, documents))
+        assert lsp_backend.requests == exam_backend.requests, task.id
+        assert answer.text == record["completion"]
+        assert exam_backend.requests[0].prompt.startswith(FMT.repo_name)  # the profile's context, in both
+
+
+async def test_each_order_renders_its_own_prompt(tiny_model_dir, tiny_dataset):
+    from finetune.exam import Run, grade_run, load_documents, load_tasks, load_tokenizer
 
     tasks = load_tasks(tiny_dataset, 0, 0)
     docs = load_documents(tiny_dataset)
     task = next(t for t in tasks if t.kind == "char_random")
-    tok = generator.tokenizer.backend_tokenizer
-    cfg = EvalConfig()
-    psm = prepare(task, "psm", FMT, tok, cfg, docs).request
+    tok = load_tokenizer(tiny_model_dir)
+    base = CompletionProfile("starcoder")
+    prompts = {}
+    for mode in ("psm", "spm", "l2r", "psm+ctx"):
+        backend = Recorder()
+        await grade_run(backend, Run(f"base/{mode}", None, base.variant(mode)), [task], docs, [None], None, tok,
+                        EvalConfig())
+        prompts[mode] = backend.requests[-1]
+    psm, spm, l2r, ctx = prompts["psm"], prompts["spm"], prompts["l2r"], prompts["psm+ctx"]
     assert psm.prompt.startswith(FMT.prefix) and psm.prompt.endswith(FMT.middle) and psm.heal == ""
-    spm = prepare(task, "spm", FMT, tok, cfg, docs).request
     assert spm.prompt.startswith(FMT.prefix + FMT.suffix)
     assert spm.heal and (spm.prompt + spm.heal).endswith(task.prefix[-40:])  # healing rewinds the prefix
-    l2r = prepare(task, "l2r", FMT, tok, cfg, docs).request
     assert FMT.middle not in l2r.prompt and (l2r.prompt + l2r.heal).endswith(task.prefix[-40:])
-    ctx = prepare(task, "psm+ctx", FMT, tok, cfg, docs).request
     assert ctx.prompt.startswith(FMT.repo_name + "acme") and FMT.file_sep + "acme/module_" in ctx.prompt
     assert f"{FMT.file_sep}{task.path}\n" not in ctx.prompt.split(FMT.prefix)[0]  # never the file itself as context
     assert len(load_tasks(tiny_dataset, 5, 0)) == 5 and load_tasks(tiny_dataset, 5, 0) == load_tasks(tiny_dataset, 5, 0)
 
 
-def test_compare_report(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path):
+def test_compare_report_through_the_embedded_server(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path):
     from finetune.exam import run_exam
 
-    cfg = EvalConfig(modes=("l2r", "psm", "spm+ctx"), tuned_modes=("psm", "spm"), limit=6, max_new_tokens=8,
-                     max_new_tokens_multiline=12, bootstrap=200, batch_size=4)
+    cfg = EvalConfig(modes=("l2r", "psm"), tuned_modes=("psm", "spm"), limit=6, bootstrap=200, concurrency=4)
     out = tmp_path / "report"
     report = run_exam(tiny_model_dir, tiny_dataset, out, cfg, adapter=trained_adapter, compare=True)
+    adapter_profile = json.loads((trained_adapter / "inhouse.json").read_text())["profile"]
+    own = f"tuned/{adapter_profile['order']}" + ("+ctx" if adapter_profile["context"] else "")
     assert report["n"] == 6
-    assert set(report["runs"]) == {"base/l2r", "base/psm", "base/spm+ctx", "tuned/psm", "tuned/spm"}
+    assert set(report["runs"]) == {"base/l2r", "base/psm", "base/spm+ctx", own, "tuned/psm", "tuned/spm"}
+    assert report["editor_profiles"] == {"base": "base/spm+ctx", "tuned": own}
+    assert report["runs"][own]["profile"] == adapter_profile  # graded in the profile the editor gets from /info
     h = report["headline"]
-    assert h["base_best_mode"].startswith("base/") and h["tuned_mode"] == "tuned/psm"  # the adapter's primary mode
+    assert h["base_best_mode"].startswith("base/") and h["tuned_mode"] == own
     for c in report["comparisons"]:
         for m in ("exact_match", "edit_similarity", "syntax_valid"):
             assert c["overall"][m]["ci_low"] <= c["overall"][m]["delta"] <= c["overall"][m]["ci_high"]
-    assert {c["b"] for c in report["comparisons"]} == {"tuned/psm", "tuned/spm"}
     for run in report["runs"].values():
         assert run["overall"]["n"] == 6 and run["overall"]["latency_ms_mean"] > 0
         assert sum(k["n"] for k in run["by_kind"].values()) == 6
-    saved = json.loads((out / "report.json").read_text())
-    assert saved["headline"]["tuned_mode"] == "tuned/psm"
     md = (out / "report.md").read_text()
-    assert "## Headline" in md and "tuned/spm" in md
+    assert "## Headline" in md and "the editor uses: `base/spm+ctx` (base)" in md
+    saved = json.loads((out / "report.json").read_text())
     for chart in saved["charts"]:
         assert (out / chart).read_bytes()[:4] == b"\x89PNG"
+        assert md.count(f"]({chart})") == 1
     lines = [json.loads(x) for x in (out / "examples.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 * 5
+    assert len(lines) == 6 * len(report["runs"])
     assert all(not any(s in r["completion"] for s in FMT.sentinels) for r in lines)
 
 
-def test_workers_score_the_same_rows_as_one_process(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path):
-    """--workers 2 deals the rows to two processes and merges them back: the same records in the same order."""
-    from finetune.exam import run_exam
+def test_a_server_without_a_profile_and_a_directory_without_one_is_a_clear_error(tiny_model_dir, tmp_path):
+    from finetune.exam import _profile
 
-    common = dict(modes=("psm", "spm+ctx"), tuned_modes=("spm",), limit=5, max_new_tokens=6,
-                  max_new_tokens_multiline=8, bootstrap=100, batch_size=1, threads=1)
-    outs = {}
-    for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        report = run_exam(tiny_model_dir, tiny_dataset, out, EvalConfig(workers=workers, **common),
-                          adapter=trained_adapter, compare=True)
-        assert report["n"] == 5 and set(report["runs"]) == {"base/psm", "base/spm+ctx", "tuned/spm"}
-        outs[workers] = [json.loads(x) for x in (out / "examples.jsonl").read_text().splitlines()]
-    strip = [{k: v for k, v in r.items() if k != "latency_ms"} for r in outs[2]]
-    assert [r["id"] for r in outs[2]] == [r["id"] for r in outs[1]]
-    assert strip == [{k: v for k, v in r.items() if k != "latency_ms"} for r in outs[1]]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(ConfigError, match="no completion profile for the base model: the server reports none"):
+        _profile(BackendInfo("m", None, 100, 200, (), False), None, bare, "the base model")
+    # A plain TGI reports none: the profile the model directory holds is the editor's.
+    assert _profile(BackendInfo("m", None, 100, 200, (), False), None, tiny_model_dir, "base").order is \
+        PromptOrder.SPM
 
 
 def test_cli_compare_needs_adapter(tiny_model_dir, tiny_dataset, tmp_path, capsys):

@@ -33,6 +33,15 @@ def test_output_directory_holds_everything(trained_adapter, tiny_model_dir, tiny
     assert info["dataset_manifest_sha256"] == manifest_hash(tiny_dataset)
     assert info["chosen_step"] in {8, 16, 24} and info["dev_loss"] is not None
     assert set(info["objectives"]) == {"psm", "spm", "l2r"}
+    # The profile the editor and the exam use: the FIM order that scored best on dev, the base's budgets.
+    from core.completion.profile import CompletionProfile
+
+    profile = CompletionProfile.from_dict(info["profile"])
+    dev = [json.loads(x) for x in (trained_adapter / "metrics.jsonl").read_text().splitlines()]
+    best = next(r for r in dev if r.get("event") == "dev" and r["step"] == info["chosen_step"])
+    assert profile.order.value == min(("psm", "spm"), key=lambda o: best[f"dev_loss_{o}"])
+    assert profile.max_prompt_tokens == 512 and profile.fim_format == "starcoder"
+    assert profile.heal is (profile.order.value != "psm")
     cfg = json.loads((trained_adapter / "config.json").read_text())
     assert cfg["train"]["lora_r"] == 16 and cfg["git_sha"] == "test" and cfg["processes"] == 1
     for name in ("adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.jsonl"):

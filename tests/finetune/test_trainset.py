@@ -53,19 +53,22 @@ def mixed_dataset(tmp_path_factory, tiny_dataset):
     return root
 
 
-@pytest.mark.parametrize(("seq_len", "loss", "packing", "objectives"), [
-    (96, "middle", True, ("psm", "spm", "l2r")),
-    (256, "full", False, ("psm", "l2r")),
+@pytest.mark.parametrize(("seq_len", "loss", "packing", "objectives", "bos"), [
+    (96, "middle", True, ("psm", "spm", "l2r"), False),
+    (256, "full", False, ("psm", "l2r"), True),
 ])
 def test_streamed_batches_equal_the_in_memory_ones(tmp_path, mixed_dataset, hf_tok, seq_len, loss, packing,
-                                                   objectives):
+                                                   objectives, bos):
     import torch
 
     pad = hf_tok.pad_token_id
-    examples, expected = D.tokenize_rows(D.load_rows(mixed_dataset, "train"), hf_tok, FMT, loss, seq_len, objectives)
+    bos_id = hf_tok.convert_tokens_to_ids(FMT.eot) if bos else None  # any id: a profile's BOS before each example
+    examples, expected = D.tokenize_rows(D.load_rows(mixed_dataset, "train"), hf_tok, FMT, loss, seq_len, objectives,
+                                         bos_id=bos_id)
     packed = D.pack(examples, seq_len, pad, packing=packing, seed=5)
     streamed, stats = trainset.load(mixed_dataset, hf_tok, FMT, loss=loss, seq_len=seq_len, objectives=objectives,
-                                    pad_id=pad, packing=packing, seed=5, cache_dir=str(tmp_path / "cache"))
+                                    pad_id=pad, packing=packing, seed=5, bos_id=bos_id,
+                                    cache_dir=str(tmp_path / "cache"))
     assert stats == expected
     if seq_len == 96:
         assert stats.refit >= 1 and stats.dropped_too_long >= 1 and stats.by_objective["l2r"] > 3

@@ -18,8 +18,8 @@ from pygls.protocol import default_converter
 from pytest_lsp.client import register_lsp_features
 
 from lsp.status import STATUS_NOTIFICATION
-from server.launch import serve_subprocess
-from server.threaded import free_port  # noqa: F401 (tests import it from here)
+from core.launch import serve_subprocess
+from core.launch import free_port  # noqa: F401 (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,14 +23,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 MAX_TOKENS = 6
 
 
+# These cursors give the tiny random model a suggestion in PSM with healing: the settings override the order of
+# the tiny model's profile (SPM), which also tests the override path of the profile through a real client.
+OVERRIDES = {"promptOrder": "psm", "healing": True, "maxTokens": MAX_TOKENS, "maxTokensSingleLine": MAX_TOKENS}
+
+
 def settings(url: str, tokenizer, **extra) -> dict:
-    return {"backendUrl": url, "maxTokens": MAX_TOKENS, "tokenizer": str(tokenizer), "indexWorkspace": False,
-            **extra}
+    return {"backendUrl": url, "tokenizer": str(tokenizer), "indexWorkspace": False, **OVERRIDES, **extra}
 
 
 async def reference(url: str, tokenizer, path: str, prefix: str, suffix: str, language: str = "python") -> str:
     """The suggestion the pipeline gives for this exact prefix/suffix, straight against the backend."""
-    session = Session(LspConfig(backend_url=url, max_tokens=MAX_TOKENS, tokenizer=str(tokenizer)))
+    session = Session(LspConfig(backend_url=url, prompt_order="psm", healing=True, max_tokens=MAX_TOKENS,
+                                max_tokens_single_line=MAX_TOKENS, tokenizer=str(tokenizer)))
     try:
         answer = await session.complete("reference", CompletionInput(path, prefix, suffix, language))
     finally:

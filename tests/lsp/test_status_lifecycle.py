@@ -41,6 +41,9 @@ class ScriptedSession:
             raise result
         return result
 
+    def profile_status(self) -> tuple[str | None, str | None]:
+        return "starcoder SPM", None
+
     async def aclose(self) -> None:
         return None
 

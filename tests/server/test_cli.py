@@ -10,7 +10,7 @@ import pytest
 from core.config import resolve
 from core.errors import ConfigError
 from server.config import ServeConfig
-from server.launch import serve_subprocess
+from core.launch import serve_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 

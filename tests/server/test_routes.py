@@ -149,3 +149,66 @@ async def test_openai_completions_and_models(http):
     chunks = [json.loads(line) for line in lines[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == base["choices"][0]["text"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_info_reports_the_base_and_each_adapters_completion_profile(app, http, caplog):
+    """The base's profile from its inhouse.json; an adapter made before profiles gets one derived from what it
+    recorded (logged once, not on every request); one with an unusable profile is left out and refused by 422."""
+    import logging
+
+    from core.completion.profile import CompletionProfile
+
+    adapters_dir = app.state.server.adapters.directory
+
+    info = (await http.get("/info")).json()
+    base = CompletionProfile.from_dict(info["profile"])
+    assert (base.fim_format, base.mode, base.heal, base.max_prompt_tokens) == ("starcoder", "spm+ctx", True, 512)
+    legacy = CompletionProfile.from_dict(info["adapter_profiles"]["team-a"])
+    assert legacy.mode == "spm" and legacy.bos.value == "none"  # trained without special tokens
+    explicit = adapters_dir / "team-p"
+    bad = adapters_dir / "team-x"
+    for d, profile in ((explicit, {"fim_format": "starcoder", "order": "psm", "heal": False}),
+                       (bad, {"fim_format": "starcoder", "order": "fim"})):
+        shutil.copytree(adapters_dir / "team-a", d)
+        meta = json.loads((d / "inhouse.json").read_text())
+        (d / "inhouse.json").write_text(json.dumps({**meta, "profile": profile}))
+    with caplog.at_level(logging.INFO, logger="core.completion.profile"):
+        for _ in range(3):
+            info = (await http.get("/info")).json()
+    derived = [r.message for r in caplog.records if "has no completion profile" in r.message]
+    assert derived == []  # team-a's was derived (and logged) once, at the first /info above, not again
+    assert info["adapter_profiles"]["team-p"]["order"] == "psm"
+    assert "team-x" in info["adapters"] and "team-x" not in info["adapter_profiles"]
+    resp = await http.post("/generate", json={"inputs": "def f(", "parameters": {"adapter_id": "team-x",
+                                                                                  "max_new_tokens": 2}})
+    assert resp.status_code == 422 and "`order` must be one of psm, spm, l2r, got 'fim'" in resp.json()["error"]
+
+
+def test_prompts_are_encoded_with_the_profiles_bos_rule(tiny_model_dir, tmp_path):
+    """One BOS rule for training, the exam and serving: a tokenizer that adds a BOS gets it under `model` and
+    not under `none`, whichever adapter's profile applies."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    from core.completion.profile import BosPolicy, CompletionProfile
+    from server.adapters import AdapterDirectory
+    from server.schema import GenerateParameters
+    from server.validation import Limits, prepare
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    bos = tok.bos_token_id
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=f"{tok.bos_token} $A", special_tokens=[
+        (tok.bos_token, bos)])
+    limits = Limits(max_input_tokens=100, max_total_tokens=200, max_stop_sequences=4, default_max_new_tokens=4)
+    adapters = AdapterDirectory(None)
+    params = GenerateParameters(max_new_tokens=2)
+    with_bos = prepare("def f(", params, tok, limits, adapters, CompletionProfile("starcoder", bos=BosPolicy.MODEL))
+    without = prepare("def f(", params, tok, limits, adapters, CompletionProfile("starcoder", bos=BosPolicy.NONE))
+    assert with_bos.request.input_ids[0] == bos and with_bos.request.input_ids[1:] == without.request.input_ids
+    assert bos not in without.request.input_ids
+
+    from finetune.data import bos_token_id
+
+    assert bos_token_id(tok, BosPolicy.MODEL) == bos and bos_token_id(tok, BosPolicy.NONE) is None
+    plain = AutoTokenizer.from_pretrained(tiny_model_dir)  # adds nothing: no BOS whatever the rule says
+    assert bos_token_id(plain, BosPolicy.MODEL) is None

@@ -91,7 +91,7 @@ def test_hand_edited_holes_are_not_refilled(tmp_path):
 @pytest.fixture
 def embedded_server(tiny_model_dir, tmp_path) -> Iterator[str]:
     """`inhouse serve` on the tiny model, on 127.0.0.1, stopped at teardown."""
-    from server.launch import serve_subprocess
+    from core.launch import serve_subprocess
 
     with serve_subprocess(tiny_model_dir, tmp_path / "serve.log") as url:
         yield url

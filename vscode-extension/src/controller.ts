@@ -50,6 +50,8 @@ export class Controller implements vscode.Disposable {
   private readonly tracker = new PartialAcceptTracker();
   private readonly disposables: vscode.Disposable[] = [];
   private restarts: number[] = [];
+  /** The company gateway's URL and this user's token (signIn.ts), sent with the initialization options. */
+  gatewaySettings: Record<string, string> = {};
   private starting = false;
   private failureShown = false;
   private stderrTail = '';
@@ -225,7 +227,7 @@ export class Controller implements vscode.Disposable {
       ]),
       outputChannel: this.log,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
-      initializationOptions: toServerSettings(this.settings),
+      initializationOptions: { ...toServerSettings(this.settings), ...this.gatewaySettings },
       initializationFailedHandler: () => false,
       errorHandler: {
         error: (_error, _message, count) => ({

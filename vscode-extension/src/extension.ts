@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import { AcceptedArgs } from './acceptance';
 import { Controller, INTERNAL_ACCEPTED } from './controller';
+import { gatewaySettings, signIn, signOut } from './signIn';
 import { GENERATE_VERIF_ENV, VerifEnvCommand } from './verifEnvCommand';
 
 let controller: Controller | undefined;
@@ -25,11 +26,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('inhouse.showServerLog', () => c.showLog()),
     vscode.commands.registerCommand('inhouse.restartServer', () => c.restart()),
     vscode.commands.registerCommand('inhouse.acceptNextWord', () => c.acceptNextWord()),
+    vscode.commands.registerCommand('inhouse.signIn', async () => {
+      if (await signIn(context.secrets)) {
+        c.gatewaySettings = await gatewaySettings(context.secrets);
+        await c.restart();
+      }
+    }),
+    vscode.commands.registerCommand('inhouse.signOut', async () => {
+      await signOut(context.secrets);
+      c.gatewaySettings = {};
+      await c.restart();
+    }),
     vscode.commands.registerCommand(GENERATE_VERIF_ENV, (uri?: vscode.Uri) => verifEnv.run(uri)),
     vscode.commands.registerCommand(INTERNAL_ACCEPTED, (args: AcceptedArgs, original?: vscode.Command) =>
       c.onAccepted(args, original),
     ),
   );
+  c.gatewaySettings = await gatewaySettings(context.secrets);
   await c.start();
 }
 

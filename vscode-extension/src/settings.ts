@@ -17,6 +17,8 @@ export interface ExtensionSettings {
   readonly maxTokens: number;
   readonly telemetry: boolean;
   readonly tokenizer: string;
+  readonly profile: string;
+  readonly promptOrder: string;
 }
 
 /** The settings the language server understands (names fixed by the LSP contract). */
@@ -24,9 +26,11 @@ export interface ServerSettings {
   readonly backendUrl: string;
   readonly adapter: string | null;
   readonly enabledLanguages: string[];
-  readonly maxTokens: number;
+  readonly maxTokens: number | null;
   readonly telemetry: boolean;
   readonly tokenizer: string | null;
+  readonly profile: string | null;
+  readonly promptOrder: string | null;
 }
 
 export const DEFAULTS: ExtensionSettings = Object.freeze({
@@ -35,10 +39,15 @@ export const DEFAULTS: ExtensionSettings = Object.freeze({
   backendUrl: 'http://127.0.0.1:8080',
   adapter: '',
   enabledLanguages: Object.freeze([]) as readonly string[],
-  maxTokens: 64,
+  maxTokens: 0,
   telemetry: false,
   tokenizer: '',
+  profile: '',
+  promptOrder: '',
 });
+
+/** Prompt orders the language server accepts for `promptOrder` ('' keeps the model's profile). */
+export const PROMPT_ORDERS: readonly string[] = Object.freeze(['', 'psm', 'spm', 'l2r']);
 
 export const MAX_TOKENS_LIMIT = 1024;
 
@@ -88,10 +97,10 @@ export function readSettings(get: SettingGetter): { settings: ExtensionSettings;
   let maxTokens = DEFAULTS.maxTokens;
   const rawMax = get('maxTokens');
   if (rawMax !== undefined && rawMax !== null) {
-    if (typeof rawMax !== 'number' || !Number.isInteger(rawMax) || rawMax < 1 || rawMax > MAX_TOKENS_LIMIT) {
+    if (typeof rawMax !== 'number' || !Number.isInteger(rawMax) || rawMax < 0 || rawMax > MAX_TOKENS_LIMIT) {
       problems.push({
         key: 'maxTokens',
-        message: `\`inhouse.maxTokens\` must be an integer in 1..${MAX_TOKENS_LIMIT}, got ${JSON.stringify(rawMax)}`,
+        message: `\`inhouse.maxTokens\` must be an integer in 0..${MAX_TOKENS_LIMIT} (0: the model's profile), got ${JSON.stringify(rawMax)}`,
       });
     } else {
       maxTokens = rawMax;
@@ -116,6 +125,11 @@ export function readSettings(get: SettingGetter): { settings: ExtensionSettings;
     problems.push({ key: 'backendUrl', message: `\`inhouse.backendUrl\` must be an http(s) URL, got "${backendUrl}"` });
     backendUrl = DEFAULTS.backendUrl;
   }
+  let promptOrder = str(get, 'promptOrder', DEFAULTS.promptOrder, problems);
+  if (!PROMPT_ORDERS.includes(promptOrder)) {
+    problems.push({ key: 'promptOrder', message: `\`inhouse.promptOrder\` must be one of psm, spm, l2r, got "${promptOrder}"` });
+    promptOrder = DEFAULTS.promptOrder;
+  }
   const settings: ExtensionSettings = Object.freeze({
     enable: bool(get, 'enable', DEFAULTS.enable, problems),
     serverCommand: str(get, 'server.command', DEFAULTS.serverCommand, problems),
@@ -125,19 +139,26 @@ export function readSettings(get: SettingGetter): { settings: ExtensionSettings;
     maxTokens,
     telemetry: bool(get, 'telemetry', DEFAULTS.telemetry, problems),
     tokenizer: str(get, 'tokenizer', DEFAULTS.tokenizer, problems),
+    profile: str(get, 'profile', DEFAULTS.profile, problems),
+    promptOrder,
   });
   return { settings, problems };
 }
 
-/** What the server gets: empty adapter/tokenizer become null ("use the server's default"). */
+/**
+ * What the server gets: empty adapter/tokenizer/profile/promptOrder and maxTokens 0 become null ("use the
+ * server's default": the completion profile the model or adapter carries).
+ */
 export function toServerSettings(s: ExtensionSettings): ServerSettings {
   return {
     backendUrl: s.backendUrl,
     adapter: s.adapter === '' ? null : s.adapter,
     enabledLanguages: [...s.enabledLanguages],
-    maxTokens: s.maxTokens,
+    maxTokens: s.maxTokens === 0 ? null : s.maxTokens,
     telemetry: s.telemetry,
     tokenizer: s.tokenizer === '' ? null : s.tokenizer,
+    profile: s.profile === '' ? null : s.profile,
+    promptOrder: s.promptOrder === '' ? null : s.promptOrder,
   };
 }
 
@@ -158,7 +179,7 @@ export function needsRestart(before: ExtensionSettings, after: ExtensionSettings
 
 /** True when the change is one the running server must hear about (anything but enable/restart keys). */
 export function needsServerUpdate(affects: (section: string) => boolean): boolean {
-  return ['backendUrl', 'adapter', 'enabledLanguages', 'maxTokens', 'telemetry', 'tokenizer'].some((key) =>
+  return ['backendUrl', 'adapter', 'enabledLanguages', 'maxTokens', 'telemetry', 'tokenizer', 'profile', 'promptOrder'].some((key) =>
     affects(`inhouse.${key}`),
   );
 }

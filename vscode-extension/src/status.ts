@@ -19,6 +19,8 @@ export interface StatusModel {
   readonly inflight: number;
   /** Extra text for the tooltip (the start failure, an unreachable backend's URL). */
   readonly detail: string | null;
+  /** The completion profile in use, as the server describes it (null until it says). */
+  readonly profile?: string | null;
 }
 
 /** The notification's params, as sent by the server. */
@@ -28,6 +30,7 @@ export interface StatusNotification {
   adapter?: unknown;
   detail?: unknown;
   message?: unknown;
+  profile?: unknown;
 }
 
 export type StatusEvent =
@@ -82,6 +85,7 @@ export function reduce(m: StatusModel, event: StatusEvent): StatusModel {
         server: state,
         model: model === undefined ? m.model : model,
         adapter: adapter === undefined ? m.adapter : adapter,
+        profile: optString(p.profile) === undefined ? (m.profile ?? null) : optString(p.profile) || null,
         detail: detail === undefined ? (state === m.server ? m.detail : null) : detail,
       };
     }
@@ -136,6 +140,7 @@ export function render(m: StatusModel): Rendered {
   const lines = [`inhouse: ${LABELS[d]}`];
   if (m.model) lines.push(`model: ${m.model}`);
   lines.push(`adapter: ${m.adapter ?? '(base model)'}`);
+  if (m.profile) lines.push(`profile: ${m.profile}`);
   if (m.detail) lines.push(m.detail);
   lines.push(m.enabled ? 'Click to turn completions off.' : 'Click to turn completions on.');
   const background = d === 'failed' ? 'error' : d === 'unreachable' ? 'warning' : null;

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from core.client import BackendInfo
 from core.completion.context import select_context
-from core.completion.pipeline import CompletionInput, CompletionPipeline, PipelineSettings
+from core.completion.pipeline import CompletionInput, CompletionPipeline
+from core.completion.profile import CompletionProfile
 from core.completion.should_complete import decide
 from core.completion.symbols import SymbolIndex
 
@@ -126,7 +127,7 @@ class _InfoOnly:
 
 
 def _prompt(tokenizer, inp: CompletionInput, index: SymbolIndex | None):
-    pipe = CompletionPipeline(_InfoOnly(), PipelineSettings(fim_format="starcoder", max_prompt_tokens=2048),
+    pipe = CompletionPipeline(_InfoOnly(), CompletionProfile("starcoder", max_prompt_tokens=2048),
                               tokenizer=tokenizer, index=index)
     prompt, _max_new, _t = pipe.prepare(inp, decide(inp.prefix, inp.suffix, inp.language_id, None))
     return prompt

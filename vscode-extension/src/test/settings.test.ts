@@ -45,7 +45,8 @@ describe('readSettings', () => {
   });
 
   const bad: Array<[string, unknown]> = [
-    ['maxTokens', 0],
+    ['maxTokens', -1],
+    ['promptOrder', 'fim'],
     ['maxTokens', 1.5],
     ['maxTokens', 5000],
     ['maxTokens', '64'],
@@ -78,11 +79,13 @@ describe('toServerSettings', () => {
       backendUrl: 'http://127.0.0.1:8080',
       adapter: null,
       enabledLanguages: [],
-      maxTokens: 64,
+      maxTokens: null,
       telemetry: false,
       tokenizer: null,
+      profile: null,
+      promptOrder: null,
     });
-    assert.deepEqual(Object.keys(s).sort(), ['adapter', 'backendUrl', 'enabledLanguages', 'maxTokens', 'telemetry', 'tokenizer']);
+    assert.deepEqual(Object.keys(s).sort(), ['adapter', 'backendUrl', 'enabledLanguages', 'maxTokens', 'profile', 'promptOrder', 'telemetry', 'tokenizer']);
   });
 
   it('never sends extension-only settings (enable, server.command)', () => {

@@ -1,7 +1,8 @@
-"""Start `inhouse serve` as a subprocess and wait until /health answers (tests, benches).
+"""Start `inhouse serve` as a subprocess and wait until /health answers (the exam, tests, benches).
 
 `serve_subprocess(model_dir, log, args=[...])` yields the base URL on 127.0.0.1 and stops the server's process
-group on exit; the server's output goes to `log`. `server.threaded` is the in-process twin.
+group on exit; the server's output goes to `log`. It runs the command line, so `core` imports no component for
+it. `server.threaded` is the in-process twin.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,9 +18,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from core.errors import BackendUnavailableError
-from server.threaded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,210 @@
+"""`inhouse gateway` (serve the gateway) and `inhouse admin users|teams|tokens|adapters|audit ...`.
+
+Both resolve the `[gateway]` section once (defaults < file < env < flags); `admin` commands open the same
+database as the gateway (`--db` or `database_url`) and apply the migrations first. Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Manage the gateway's users, teams, tokens, adapters and audit log.", no_args_is_help=True)
+users = typer.Typer(help="Users (people who get tokens; admins also sign in to /admin).", no_args_is_help=True)
+teams = typer.Typer(help="Teams, their members and the adapters they may use.", no_args_is_help=True)
+tokens = typer.Typer(help="Per-user tokens (shown once, stored hashed).", no_args_is_help=True)
+adapters = typer.Typer(help="Adapters the gateway knows, with their exam reports.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(users, name="users")
+app.add_typer(teams, name="teams")
+app.add_typer(tokens, name="tokens")
+app.add_typer(adapters, name="adapters")
+app.add_typer(audit_app, name="audit")
+
+DB_OPTION = typer.Option(None, "--db", help="Database URL (default: [gateway] database_url).")
+
+
+def _accounts(db: str | None):
+    import getpass
+
+    from core.cli import resolve_section
+    from gateway.accounts import Accounts
+    from gateway.config import GatewayConfig
+    from gateway.db import open_database
+
+    cfg = resolve_section(GatewayConfig, database_url=db)
+    return Accounts(open_database(cfg.database_url), actor=f"cli:{getpass.getuser()}")
+
+
+def _secret(path: Path | None, what: str) -> str | None:
+    from core.errors import ConfigError
+
+    if path is None:
+        return None
+    try:
+        text = (sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")).strip()
+    except OSError as exc:
+        raise ConfigError(f"`{what}` {str(path)!r} cannot be read: {exc}") from exc
+    return text
+
+
+def _print(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def gateway(
+    upstream: list[str] | None = typer.Option(None, "--upstream", "-u", help="Model server URL (repeatable)."),
+    db: str | None = DB_OPTION,
+    host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port (default 8090)."),
+    adoption_events: bool | None = typer.Option(None, "--adoption-events/--no-adoption-events",
+                                                help="The policy: collect adoption events from editors."),
+    rate_limit_per_minute: int | None = typer.Option(None, "--rate-limit-per-minute"),
+    max_concurrent_per_user: int | None = typer.Option(None, "--max-concurrent-per-user"),
+) -> None:
+    """Serve the gateway: the model servers' API with per-user tokens, team adapters, audit and /admin."""
+    import logging
+
+    import uvicorn
+
+    from core.cli import resolve_section
+    from gateway.app import create_app
+    from gateway.config import GatewayConfig
+
+    cfg = resolve_section(GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
+                          host=host, port=port, adoption_events=adoption_events,
+                          rate_limit_per_minute=rate_limit_per_minute, max_concurrent_per_user=max_concurrent_per_user)
+    app_ = create_app(cfg)
+    logging.getLogger(__name__).info("gateway on http://%s:%d for %s", cfg.host, cfg.port, ", ".join(cfg.upstreams))
+    uvicorn.run(app_, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_graceful_shutdown=5)
+
+
+@users.command("add")
+def users_add(name: str, admin: bool = typer.Option(False, "--admin", help="May sign in to /admin."),
+              password_file: Path | None = typer.Option(None, "--password-file", help="File ('-': stdin) holding the "
+                                                        "admin's password."),
+              db: str | None = DB_OPTION) -> None:
+    """Add a user."""
+    password = _secret(password_file, "password_file")
+    if admin and not password:
+        from core.errors import ConfigError
+
+        raise ConfigError("an admin needs a password to sign in: pass --password-file FILE (or - for stdin)")
+    _accounts(db).add_user(name, admin=admin, password=password)
+    typer.echo(f"user {name} added")
+
+
+@users.command("disable")
+def users_disable(name: str, db: str | None = DB_OPTION) -> None:
+    """Disable a user: every token of theirs stops working."""
+    _accounts(db).disable_user(name)
+    typer.echo(f"user {name} disabled")
+
+
+@users.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+    """List users with their teams."""
+    _print(_accounts(db).list_users(), as_json)
+
+
+@teams.command("add")
+def teams_add(name: str, db: str | None = DB_OPTION) -> None:
+    """Add a team."""
+    _accounts(db).add_team(name)
+    typer.echo(f"team {name} added")
+
+
+@teams.command("add-member")
+def teams_add_member(team: str, user: str, db: str | None = DB_OPTION) -> None:
+    """Put a user in a team (a user may be in several)."""
+    _accounts(db).add_member(team, user)
+    typer.echo(f"{user} is in {team}")
+
+
+@teams.command("allow")
+def teams_allow(team: str, adapter: str, default: bool = typer.Option(False, "--default",
+                                                                       help="Also make it the team's default."),
+                db: str | None = DB_OPTION) -> None:
+    """Let a team use an adapter (requests without adapter_id get the team's default)."""
+    _accounts(db).allow(team, adapter, default=default)
+    typer.echo(f"{team} may use {adapter}" + (" (default)" if default else ""))
+
+
+@teams.command("deny")
+def teams_deny(team: str, adapter: str, db: str | None = DB_OPTION) -> None:
+    """Take an adapter away from a team."""
+    _accounts(db).deny(team, adapter)
+    typer.echo(f"{team} may no longer use {adapter}")
+
+
+@teams.command("list")
+def teams_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+    """List teams with their adapters, default and members."""
+    _print(_accounts(db).list_teams(), as_json)
+
+
+@tokens.command("create")
+def tokens_create(user: str, name: str = typer.Option("default", "--name"),
+                  expires_days: float | None = typer.Option(None, "--expires-days", help="Expiry (default: never)."),
+                  db: str | None = DB_OPTION) -> None:
+    """Create a token for a user; it is printed once (only its hash is stored)."""
+    typer.echo(_accounts(db).create_token(user, name=name, expires_in_days=expires_days))
+
+
+@tokens.command("revoke")
+def tokens_revoke(token_id: int, db: str | None = DB_OPTION) -> None:
+    """Revoke a token by its id (`tokens list`); its next request gets 401."""
+    _accounts(db).revoke_token(token_id)
+    typer.echo(f"token {token_id} revoked")
+
+
+@tokens.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+    """List tokens (id, user, prefix, state); never the secrets."""
+    _print(_accounts(db).list_tokens(), as_json)
+
+
+@adapters.command("add")
+def adapters_add(name: str, report: Path | None = typer.Option(None, "--report", help="The adapter's exam "
+                                                                "report.json (`inhouse eval`)."),
+                 db: str | None = DB_OPTION) -> None:
+    """Register an adapter (the id the model servers load it under), with its exam report."""
+    _accounts(db).add_adapter(name, _secret(report, "report"))
+    typer.echo(f"adapter {name} added")
+
+
+@adapters.command("list")
+def adapters_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+    """List adapters."""
+    rows = [{"name": a["name"], "report": bool(a["report"])} for a in _accounts(db).list_adapters()]
+    _print(rows, as_json)
+
+
+@audit_app.command("export")
+def audit_export(fmt: str = typer.Option("csv", "--format", help="csv or json."),
+                 out: Path | None = typer.Option(None, "--out", "-o", help="File (default: stdout)."),
+                 since: float | None = typer.Option(None, "--since", help="UNIX seconds."),
+                 db: str | None = DB_OPTION) -> None:
+    """Export the audit log (every request and admin change; never code) for a SIEM."""
+    import os
+
+    from core.errors import ConfigError
+    from gateway.audit import export
+
+    if fmt not in ("csv", "json"):
+        raise ConfigError(f"`--format` must be csv or json, got {fmt!r}")
+    text = export(_accounts(db).engine, fmt, since=since)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        tmp = out.with_name(f".{out.name}.partial")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)  # never a half-written export under the final name
+        typer.echo(f"audit log written to {out}")

@@ -1,0 +1,43 @@
+"""The `[gateway]` config section of `inhouse gateway` and `inhouse admin` (resolved once at the entry point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import config
+
+RETENTION_CHECKS_S: tuple[int, ...] = (30, 120, 300, 600)
+
+
+@config.section("gateway")
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"  # address to listen on (loopback by default)
+    port: int = 8090  # TCP port
+    database_url: str = "sqlite:///inhouse-gateway.db"  # SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://...
+    upstreams: tuple[str, ...] = ("http://127.0.0.1:8080",)  # model servers; each reports its adapters in /info
+    health_interval_s: float = 5.0  # seconds between health checks of each upstream
+    timeout_s: float = 60.0  # seconds an upstream may take to answer (then 504)
+    rate_limit_per_minute: int = 600  # requests per user per minute (then 429)
+    max_concurrent_per_user: int = 64  # requests in flight per user (then 429)
+    adoption_events: bool = False  # the company's policy: collect adoption events (reported to clients)
+    max_events_per_batch: int = 500  # larger batches answer 413
+    session_hours: float = 12.0  # how long an /admin login lasts
+    auth_cache_s: float = 2.0  # a checked token is trusted this long (a revoke from another process waits this)
+    log_level: str = "info"  # uvicorn's log level
+
+    def __post_init__(self) -> None:
+        config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
+        config.require(bool(self.database_url.strip()), "database_url", "a SQLAlchemy URL", self.database_url)
+        config.require(len(self.upstreams) > 0, "upstreams", "at least one URL", self.upstreams)
+        for url in self.upstreams:
+            config.require(url.startswith(("http://", "https://")), "upstreams", "http(s) URLs", url)
+        config.require(self.health_interval_s > 0, "health_interval_s", "> 0", self.health_interval_s)
+        config.require(self.timeout_s > 0, "timeout_s", "> 0", self.timeout_s)
+        config.require(self.rate_limit_per_minute > 0, "rate_limit_per_minute", "> 0", self.rate_limit_per_minute)
+        config.require(self.max_concurrent_per_user > 0, "max_concurrent_per_user", "> 0",
+                       self.max_concurrent_per_user)
+        config.require(0 < self.max_events_per_batch <= 10000, "max_events_per_batch", "in 1..10000",
+                       self.max_events_per_batch)
+        config.require(self.auth_cache_s >= 0, "auth_cache_s", ">= 0", self.auth_cache_s)
+        config.require(self.session_hours > 0, "session_hours", "> 0", self.session_hours)

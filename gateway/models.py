@@ -1,0 +1,103 @@
+"""The gateway's tables (SQLAlchemy 2 declarative): users, teams, tokens, adapter access, audit, events.
+
+The schema is created and changed only by the Alembic migrations in `gateway/migrations/`; a test checks that
+the migrations produce exactly these tables. Times are UNIX seconds (float); `day` is the UTC day number, so
+per-day counts need no date functions that differ between SQLite and PostgreSQL. No column ever holds code.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    default_adapter: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Adapter(Base):
+    __tablename__ = "adapters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    report_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # the exam's report.json, verbatim
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class TeamAdapter(Base):
+    __tablename__ = "team_adapters"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    adapter: Mapped[str] = mapped_column(ForeignKey("adapters.name", ondelete="CASCADE"), primary_key=True)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the secret; the secret is never kept
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists so people can tell tokens apart
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "request" or "admin"
+    actor: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    adapter: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    route: Mapped[str] = mapped_column(String(128))
+    status: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    generated_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upstream: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # admin changes: what changed (never code)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    day: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # shown, accepted, dismissed, retained
+    suggestion: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    adapter: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    repo: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    chars: Mapped[int] = mapped_column(Integer, default=0)  # shown / accepted / retained characters
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    after_s: Mapped[int | None] = mapped_column(Integer, nullable=True)  # retention check: 30, 120, 300, 600
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index("ix_events_ts", Event.ts)
+Index("ix_events_team_ts", Event.team, Event.ts)
