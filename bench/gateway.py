@@ -41,7 +41,7 @@ def start_gateway(db: str, upstream: str, log: Path, limit: int) -> tuple[subpro
 
     port = free_port()
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "gateway", "--db", db, "--upstream", upstream,
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "gateway", "--db", db, "--upstream", upstream,
                                  "--port", str(port), "--max-concurrent-per-user", str(limit),
                                  "--rate-limit-per-minute", "100000"], cwd=ROOT, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True,

@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,6 +45,7 @@ from lsp.config import LspConfig  # noqa: E402
 from lsp.session import Session  # noqa: E402
 from core.launch import serve_subprocess  # noqa: E402
 from lsp.status import STATUS_NOTIFICATION  # noqa: E402
+from server.launch import serve_subprocess  # noqa: E402
 
 PY = sys.executable
 SOURCE = (ROOT / "core" / "fim.py").read_text(encoding="utf-8")
@@ -76,7 +78,8 @@ async def language_server(options: dict, root: Path | list[Path], log: Path):
     client.feature(STATUS_NOTIFICATION)(lambda *_args: None)  # the status bar of a real editor
     env = {**os.environ, "INHOUSE_CONFIG": str(root / "empty.toml")}
     (root / "empty.toml").write_text("")
-    await client.start_io(PY, "-m", "core.cli", "lsp", env=env)
+    await client.start_io(PY, "-m", "app.cli", "lsp", env=env)
+    assert client._server is not None  # started just above
     drain = asyncio.ensure_future(_drain(client._server.stderr, log))  # a full stderr pipe would block the server
     await client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), root_uri=roots[0].as_uri(), initialization_options=options,
@@ -140,21 +143,21 @@ async def overhead(url: str, options: dict, root: Path, samples: int, log: Path)
             prompt, max_new, _ = session.pipeline.prepare(inp, decision)
             req = session.pipeline.request(prompt, max_new)  # the runner's own request for this cursor
 
-            async def through_server() -> float:
+            async def through_server(uri: str, line: int) -> float:
                 t0 = time.perf_counter()
                 await client.text_document_inline_completion_async(params(uri, line, 0))
                 return (time.perf_counter() - t0) * 1000
 
-            async def backend_alone() -> float:
+            async def backend_alone(req: CompletionRequest) -> float:
                 t0 = time.perf_counter()
                 await backend.complete(req)
                 return (time.perf_counter() - t0) * 1000
 
             # Alternate which goes first, so neither gains from running right after the other.
             if i % 2:
-                t_lsp, t_alone = await through_server(), await backend_alone()
+                t_lsp, t_alone = await through_server(uri, line), await backend_alone(req)
             else:
-                t_alone, t_lsp = await backend_alone(), await through_server()
+                t_alone, t_lsp = await backend_alone(req), await through_server(uri, line)
             client.text_document_did_close(types.DidCloseTextDocumentParams(
                 text_document=types.TextDocumentIdentifier(uri=uri)))
             if i:
@@ -172,7 +175,8 @@ class Pending:
     offset: int
 
 
-async def typing(url: str, options: dict, root: Path, keystrokes: int, log: Path, line_pause_s: float) -> dict[str, float]:
+async def typing(url: str, options: dict, root: Path, keystrokes: int, log: Path,
+                 line_pause_s: float) -> dict[str, float]:
     """Type `keystrokes` characters of real code, one inline completion request per keystroke, never cancelling.
 
     100 ms a key inside words, 0.6 s at word ends, `line_pause_s` at line ends (a user reading the suggestion).
@@ -180,7 +184,7 @@ async def typing(url: str, options: dict, root: Path, keystrokes: int, log: Path
     text_to_type = SOURCE[SOURCE.index("def get_format"):][:keystrokes]
     doc = SOURCE[:SOURCE.index("def get_format")]
     uri = (root / "typing.py").as_uri()
-    state = {"text": doc, "version": 1}
+    state: dict[str, Any] = {"text": doc, "version": 1}
     latest_sent = {"version": 1}
     stale = delivered = answered_latest = 0
     latencies: list[float] = []
@@ -265,14 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             line_pause = min(20.0, max(1.5, 1.5 * percentile(alone, 0.5) / 1000))
             typed = asyncio.run(typing(url, options, root, args.keystrokes, tmp_path / "lsp2.log", line_pause))
 
-    own = [a - b for a, b in zip(through, alone)]
+    own = [a - b for a, b in zip(through, alone, strict=True)]
     ratio = statistics.median(through) / statistics.median(alone)
     print(f"inline completion through the server: p50 {percentile(through, .5):.1f} ms, "
           f"p95 {percentile(through, .95):.1f} ms; backend alone: p50 {percentile(alone, .5):.1f} ms, "
           f"p95 {percentile(alone, .95):.1f} ms ({len(own)} cursors)")
     print(f"server's own cost: p50 {percentile(own, .5):.1f} ms, p95 {percentile(own, .95):.1f} ms; ratio {ratio:.3f}")
-    print(f"typing: line-end pause {line_pause:.1f} s; {typed['requests']} keystrokes, {typed['delivered']} suggestions delivered, "
-          f"{typed['stale']} stale; latency of requests answered while newest: p50 {typed['p50']:.1f} ms, "
+    print(f"typing: line-end pause {line_pause:.1f} s; {typed['requests']} keystrokes, "
+          f"{typed['delivered']} suggestions delivered, {typed['stale']} stale; "
+          f"latency of requests answered while newest: p50 {typed['p50']:.1f} ms, "
           f"p95 {typed['p95']:.1f} ms ({typed['answered_latest']} requests)")
     rows = [
         ("lsp_overhead_p50_ms", percentile(own, .5), 20.0, percentile(own, .5) <= 20.0),

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "out", help="folder for results.md and results.json")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per bench")
     args = ap.parse_args(argv)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = []
     for name in args.only or BENCHES:
         print(f"== bench {name}", file=sys.stderr, flush=True)

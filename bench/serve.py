@@ -62,7 +62,7 @@ class Baseline:
 async def one_stream(client, prompt: str, new_tokens: int) -> tuple[int, float]:
     t0 = time.perf_counter()
     n = 0
-    async for ev in await client.text_generation(prompt, max_new_tokens=new_tokens, details=True, stream=True):
+    async for _ev in await client.text_generation(prompt, max_new_tokens=new_tokens, details=True, stream=True):
         n += 1
     return n, time.perf_counter() - t0
 

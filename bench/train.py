@@ -53,8 +53,8 @@ def bare_loop(model_dir: Path, batches: list, steps: int, cfg) -> list[float]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                              target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -87,8 +87,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="inhouse-bench-train-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="inhouse-bench-train-") as tmp_name:
+        tmp = Path(tmp_name)
         model_dir = args.model
         if args.tiny or not (model_dir / "config.json").is_file():
             from finetune.models import build_tiny_model

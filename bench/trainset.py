@@ -122,12 +122,12 @@ def measure(phase: str, dataset: Path, model: Path, cache: Path, seq_len: int) -
             packed.input_ids[idx], packed.labels[idx], packed.position_ids[idx]
             batches += 1
     else:
-        packed, stats = trainset.load(dataset, tok, fmt, loss="full", seq_len=seq_len,
-                                      objectives=("psm", "spm", "l2r"), pad_id=pad, cache_dir=str(cache))
+        streamed, stats = trainset.load(dataset, tok, fmt, loss="full", seq_len=seq_len,
+                                        objectives=("psm", "spm", "l2r"), pad_id=pad, cache_dir=str(cache))
         if phase == "epoch":
-            plan = D.BatchPlan(len(packed), 8, 1, 1, 0)
+            plan = D.BatchPlan(len(streamed), 8, 1, 1, 0)
             for step in range(plan.steps_per_epoch):
-                packed.batch(plan.indices(step, 0, 0))
+                streamed.batch(plan.indices(step, 0, 0))
                 batches += 1
     seconds = time.perf_counter() - start
     return {"phase": phase, "seconds": round(seconds, 2), "examples": stats.examples, "batches": batches,

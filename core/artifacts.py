@@ -2,6 +2,7 @@
 
 It names the FIM format (the contract between training and serving), the base model of an adapter, and
 the dataset it was trained on. Read by the trainer, the server (reported in /info) and the language server.
+Every run also records the version and git sha it was made with (`run_metadata`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from core import __version__
 from core.errors import ModelError
 
 INFO_FILE = "inhouse.json"
@@ -33,6 +36,22 @@ def read_info(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: must hold a JSON object")
     return data
+
+
+def git_sha(path: Path | None = None) -> str:
+    """The git commit of the inhouse checkout, or "unknown" outside a git checkout."""
+    here = path or Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def run_metadata() -> dict[str, str]:
+    """Version and git sha, written next to every run's outputs."""
+    return {"inhouse_version": __version__, "git_sha": git_sha()}
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from core.errors import ConfigError
 
@@ -168,7 +168,7 @@ def resolve(
     data = read_file(path)
     check_sections(data, path)
     hints = _field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}  # a registered section is a dataclass
     values: dict[str, Any] = {}
     for key, value in data.get(name, {}).items():
         if key not in names:
@@ -192,6 +192,23 @@ def resolve(
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[{name}] {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """What the `inhouse` entry point resolved before any command runs; it reaches each command as `ctx.obj`."""
+
+    config_file: Path | None = None  # --config; None: $INHOUSE_CONFIG or ./inhouse.toml
+    debug: bool = False  # --debug
+
+
+def resolve_section(invocation: object, cls: type[T], **overrides: Any) -> T:
+    """A command resolves its own section: defaults < the `--config` file < env < these CLI flags.
+
+    `invocation` is Typer's `ctx.obj` (an `Invocation`), None when a command runs outside the `inhouse` app.
+    """
+    config_file = invocation.config_file if isinstance(invocation, Invocation) else None
+    return resolve(cls, config_file=config_file, overrides=overrides)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

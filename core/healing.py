@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 
 class _Tokenizer(Protocol):
@@ -32,7 +33,8 @@ def _offsets(tokenizer: _Tokenizer, text: str) -> list[tuple[int, int]]:
         enc = tokenizer.encode(text)
     offsets = getattr(enc, "offsets", None)
     if offsets is None:  # a transformers tokenizer: ask for offsets explicitly
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        call = cast(Callable[..., Any], tokenizer)  # transformers tokenizers are callable
+        offsets = call(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     return [tuple(o) for o in offsets]
 
 
@@ -66,8 +68,9 @@ def _is_mark(ch: str) -> bool:
 class VocabIndex:
     """Which tokens keep generated text consistent with text it must start with.
 
-    Built once per tokenizer from each token's decoded text; `allowed(remaining)` is fast (a bisect for the
-    tokens that start with `remaining`, a dict lookup for each prefix of `remaining`).
+    Built once per tokenizer from each token's text (over its bytes: `core.token_bytes.index_for`);
+    `allowed(remaining)` is fast (a bisect for the tokens that start with `remaining`, a dict lookup for each
+    prefix of `remaining`).
     """
 
     def __init__(self, token_texts: list[str], excluded: set[int] | None = None) -> None:
@@ -78,17 +81,6 @@ class VocabIndex:
         self._by_text: dict[str, list[int]] = {}
         for t, i in pairs:
             self._by_text.setdefault(t, []).append(i)
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer, special_ids: set[int] | None = None) -> VocabIndex:
-        """Over each token's bytes (`core.token_bytes`), for a `tokenizers.Tokenizer` or a transformers one.
-
-        Its entries are bytes carried as latin-1 strings: pass `token_bytes.as_bytes(text)` to `allowed`.
-        """
-        from core.token_bytes import token_bytes
-
-        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-        return cls(token_bytes(backend), special_ids)
 
     def allowed(self, remaining: str) -> list[int]:
         """Token ids whose text starts with `remaining`, or is a non-empty prefix of it."""

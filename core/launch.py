@@ -37,7 +37,7 @@ def serve_subprocess(model_dir: str | Path, log: Path, *, args: Sequence[str] = 
 
     port = free_port()
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--model", str(model_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir),
                                  "--port", str(port), *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -33,7 +33,7 @@ def _byte_level_map() -> dict[str, int]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
 def token_bytes(backend: Any) -> list[str]:
@@ -61,3 +61,12 @@ def token_bytes(backend: Any) -> list[str]:
 def build_index(backend: Any, excluded: set[int]) -> tuple[VocabIndex, list[str]]:
     texts = token_bytes(backend)
     return VocabIndex(texts, excluded), texts
+
+
+def index_for(tokenizer: Any, special_ids: set[int] | None = None) -> VocabIndex:
+    """The healing index over each token's bytes, for a `tokenizers.Tokenizer` or a transformers one.
+
+    Its entries are bytes carried as latin-1 strings: pass `as_bytes(text)` to `allowed`.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    return VocabIndex(token_bytes(backend), special_ids)

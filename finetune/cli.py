@@ -1,6 +1,6 @@
 """`inhouse train`, `inhouse eval` and `inhouse export`: flags → resolved config → the work in train/exam/export.
 
-Plain functions with typer options, registered by core/cli.py. Nothing heavy is imported here: torch,
+Plain functions with typer options, registered by app/cli.py. Nothing heavy is imported here: torch,
 transformers and peft load inside the commands.
 """
 
@@ -23,6 +23,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 def train(
+    ctx: typer.Context,
     base: Path = typer.Option(..., "--base", help="Base model directory (config.json, tokenizer, inhouse.json)."),
     data: Path = typer.Option(..., "--data", help="Dataset directory written by `inhouse corpus build`."),
     out: Path = typer.Option(..., "-o", "--out", help="Adapter directory to write."),
@@ -55,12 +56,13 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """LoRA-tune a base model on a corpus dataset (the best checkpoint on the dev split is kept)."""
-    from core.cli import resolve_section, run_metadata
+    from core.artifacts import run_metadata
+    from core.config import resolve_section
     from finetune.config import TrainConfig
     from finetune.train import train as run
 
     cfg = resolve_section(
-        TrainConfig, max_minutes=max_minutes, max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size,
+        ctx.obj, TrainConfig, max_minutes=max_minutes, max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, seq_len=seq_len, loss=loss, objectives=_csv(objectives), lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, pack=pack, eval_every=eval_every, save_every=save_every,
         keep_checkpoints=keep_checkpoints, dev_limit=dev_limit,
@@ -72,6 +74,7 @@ def train(
 
 
 def eval_command(
+    ctx: typer.Context,
     base: Path = typer.Option(..., "--base", help="Base model directory."),
     data: Path = typer.Option(..., "--data", help="Dataset directory (its eval split is the exam)."),
     out: Path = typer.Option(..., "-o", "--out", help="Report directory to write."),
@@ -95,7 +98,8 @@ def eval_command(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """The exam: complete held-out middles, post-process them like the language server, score, compare."""
-    from core.cli import resolve_section, run_metadata
+    from core.artifacts import run_metadata
+    from core.config import resolve_section
     from finetune.config import EvalConfig
     from finetune.exam import run_exam
 
@@ -106,12 +110,13 @@ def eval_command(
                           "compare with the base")
     if compare and curve:
         raise ConfigError("--compare and --curve are two runs: give one of them")
-    cfg = resolve_section(EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
+    cfg = resolve_section(ctx.obj, EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
                           max_prompt_tokens=max_prompt_tokens, concurrency=concurrency, bootstrap=bootstrap,
                           threads=threads)
     if curve:
         from finetune.curve import learning_curve
 
+        assert adapter is not None  # --curve without --adapter was refused above
         learning_curve(base, adapter, data, out, cfg, overwrite=overwrite, run_metadata=run_metadata())
         typer.echo((out / "curve.md").read_text(encoding="utf-8"))
         return

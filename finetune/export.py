@@ -84,13 +84,16 @@ def export_layout(adapter: str | Path, out: str | Path, name: str | None = None,
     return commands
 
 
+# The TGI release server/deploy/tgi runs (a test keeps the two equal); never `:latest`, which moves under you.
+TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
+
+
 def serve_commands(base: Path, adapter: Path, name: str, rank: int) -> str:
     q = shlex.quote
     return "\n".join([
         "# TGI (LoRA adapters from a local path; requests pick it with parameters.adapter_id):",
         f"docker run --gpus all -p 8080:80 -v {q(str(base))}:/base -v {q(str(adapter))}:/adapters/{q(name)} "
-        f"-e LORA_ADAPTERS={q(name)}=/adapters/{q(name)} ghcr.io/huggingface/text-generation-inference:latest "
-        "--model-id /base",
+        f"-e LORA_ADAPTERS={q(name)}=/adapters/{q(name)} {TGI_IMAGE} --model-id /base",
         "# vLLM (OpenAI-compatible; the adapter is served as the model name):",
         f"vllm serve {q(str(base))} --enable-lora --max-lora-rank {max(rank, 8)} "
         f"--lora-modules {q(name)}={q(str(adapter))}",

@@ -44,7 +44,7 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path, fim_format: str = DE
         raise ModelError(f"transformers cannot read {str(gguf_file)!r} as a GGUF model: {exc}") from exc
     fim.check_sentinels(fmt, tokenizer)
     # The GGUF weights were de-quantized to float32 on load; drop the marker that forbids saving them.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -108,7 +108,7 @@ def _tiny_training_text() -> list[str]:
 
     texts = [lang.snippet for lang in all_languages()]
     for module in (textwrap, json, logging):
-        texts.append(Path(module.__file__).read_text(encoding="utf-8"))
+        texts.append(Path(str(module.__file__)).read_text(encoding="utf-8"))
     texts.append(Path(fim.__file__).read_text(encoding="utf-8"))
     return texts
 
@@ -168,6 +168,7 @@ def generate_text(model_dir: str | Path, prompt: str, max_new_tokens: int = 48) 
     model.eval()
     inputs = tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(  # type: ignore[misc]  # transformers' stubs mistype generate's self
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return str(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))

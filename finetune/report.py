@@ -44,9 +44,9 @@ def plot_loss_curve(metrics_file: Path, png: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if train_pts:
-        ax.plot(*zip(*train_pts), label="train loss", linewidth=1)
+        ax.plot(*zip(*train_pts, strict=True), label="train loss", linewidth=1)
     if dev_pts:
-        ax.plot(*zip(*dev_pts), "o-", label="dev loss (middle tokens)")
+        ax.plot(*zip(*dev_pts, strict=True), "o-", label="dev loss (middle tokens)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy")
     ax.grid(alpha=0.3)

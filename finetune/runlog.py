@@ -1,4 +1,5 @@
-"""The run's log: `metrics.jsonl` (appended and flushed per record, cut back on resume) and the progress bar.
+"""The run's log: `metrics.jsonl` (appended and flushed per record, cut back on resume), the progress bar, and
+the name of the training config an adapter directory carries (`read_train_config` reads it, old name included).
 
 Called by finetune/train.py on the main process.
 """
@@ -10,6 +11,24 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# The resolved training config, version and git sha written beside an adapter. Not `config.json`: that name marks
+# a model directory to every Hugging Face tool; adapters made before the rename carry it under that name.
+TRAIN_CONFIG_FILE = "inhouse_train_config.json"
+LEGACY_TRAIN_CONFIG_FILE = "config.json"
+
+
+def read_train_config(adapter_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The training config an adapter directory carries ({} when it has none), under its name or the old one."""
+    adapter_dir = Path(adapter_dir)
+    for name in (TRAIN_CONFIG_FILE, LEGACY_TRAIN_CONFIG_FILE):
+        path = adapter_dir / name
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "train" in data:  # an old `config.json` could also be a model's config
+            return data
+    return {}
 
 
 def truncate(path: Path, step: int) -> None:

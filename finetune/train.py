@@ -2,8 +2,8 @@
 
 resolved config → tokenizer and model → peft LoraConfig → data → loop (cosine schedule with warmup, gradient
 accumulation and clipping, dev loss every N steps, atomic checkpoints, time budget) → save (adapter, inhouse.json,
-config.json, metrics.jsonl, loss curve). Runs alone or under `accelerate launch` / `torchrun` (DDP; FSDP and
-DeepSpeed through the configs in finetune/accelerate/). Called by finetune/cli.py and bench/train.py.
+inhouse_train_config.json, metrics.jsonl, loss curve). Runs alone or under `accelerate launch` / `torchrun`
+(DDP; FSDP and DeepSpeed through the configs in finetune/accelerate/). Called by finetune/cli.py and bench/train.py.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from finetune.config import TrainConfig
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
+CONFIG_FILE = runlog.TRAIN_CONFIG_FILE
 LOSS_CURVE = "loss_curve.png"
 
 

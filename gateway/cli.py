@@ -24,18 +24,26 @@ app.add_typer(tokens, name="tokens")
 app.add_typer(adapters, name="adapters")
 app.add_typer(audit_app, name="audit")
 
+def _resolve(section, **flags):
+    """The [gateway] section under the invocation's --config (Typer's context object), then these flags."""
+    import click
+
+    from core.config import resolve_section
+
+    return resolve_section(click.get_current_context().obj, section, **flags)
+
+
 DB_OPTION = typer.Option(None, "--db", help="Database URL (default: [gateway] database_url).")
 
 
 def _accounts(db: str | None):
     import getpass
 
-    from core.cli import resolve_section
     from gateway.accounts import Accounts
     from gateway.config import GatewayConfig
     from gateway.db import open_database
 
-    cfg = resolve_section(GatewayConfig, database_url=db)
+    cfg = _resolve(GatewayConfig, database_url=db)
     return Accounts(open_database(cfg.database_url), actor=f"cli:{getpass.getuser()}")
 
 
@@ -74,11 +82,10 @@ def gateway(
 
     import uvicorn
 
-    from core.cli import resolve_section
     from gateway.app import create_app
     from gateway.config import GatewayConfig
 
-    cfg = resolve_section(GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
+    cfg = _resolve(GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
                           host=host, port=port, adoption_events=adoption_events,
                           rate_limit_per_minute=rate_limit_per_minute, max_concurrent_per_user=max_concurrent_per_user)
     app_ = create_app(cfg)

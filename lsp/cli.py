@@ -10,6 +10,7 @@ from core.errors import ConfigError
 
 
 def lsp(
+    ctx: typer.Context,
     tcp: str | None = typer.Option(None, "--tcp", help="Listen on HOST:PORT instead of stdio (for debugging)."),
     stdio: bool = typer.Option(True, "--stdio/--no-stdio", help="Speak LSP on stdin/stdout (the default)."),
     backend_url: str | None = typer.Option(None, "--backend-url", help="Completion backend (default from config)."),
@@ -20,11 +21,11 @@ def lsp(
     log_level: str | None = typer.Option(None, "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the language server (inline completions for any LSP editor)."""
-    from core.cli import resolve_section
+    from core.config import resolve_section
     from lsp.config import LspConfig
-    from lsp.server import create_server
+    from lsp.handlers import create_server
 
-    cfg = resolve_section(LspConfig, backend_url=backend_url, backend_kind=backend_kind, adapter=adapter,
+    cfg = resolve_section(ctx.obj, LspConfig, backend_url=backend_url, backend_kind=backend_kind, adapter=adapter,
                           fim_format=fim_format, tokenizer=tokenizer, log_level=log_level)
     # Logs go to stderr (stdout carries JSON-RPC); the root handler is set up by the CLI entry point.
     logging.getLogger("lsp").setLevel(cfg.log_level.upper())

@@ -83,8 +83,8 @@ class LspConfig:
                                             where="setting")
             except ConfigError as exc:
                 message = str(exc)
-                for name, field in PROFILE_FIELDS.items():
-                    message = message.replace(f"`{field}`", f"`{name}`")
+                for name, profile_field in PROFILE_FIELDS.items():
+                    message = message.replace(f"`{profile_field}`", f"`{name}`")
                 raise ConfigError(message) from None
         return out
 

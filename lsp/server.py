@@ -1,5 +1,6 @@
-"""The pygls 2 language server: inline completions (LSP 3.18), a completion-item fallback, settings,
-commands, status and cancellation. Handlers stay thin; `Session` (session.py) does the work.
+"""The language server's state, on a pygls 2 `LanguageServer` subclass: settings and session, status, open
+documents, requests in flight and suggestions on screen. The LSP handlers (lsp/handlers.py) stay thin and call
+its methods; `Session` (session.py) runs each cursor through the completion runner.
 
 Every request handler catches everything at its edge: a failed completion answers an empty result, logs
 one line and tells the user at most once every few minutes; the server never crashes.
@@ -12,50 +13,28 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
 
 from core import __version__, languages
 from core.completion.cache import CompletionCache
-from core.completion.context import open_documents
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
 from lsp.adoption import AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
-from lsp.indexer import index_in_background
+from lsp.documents import RecentDocuments, relative_path
 from lsp.positions import split_at
 from lsp.session import Answer, Session
+from lsp.suggestions import InFlight, Shown, accepted_command, still_on_screen
 from lsp.status import State, Status
 from lsp.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_COMMAND = "inhouse.accepted"
-TOGGLE_COMMAND = "inhouse.toggle"
-
-
-@dataclass
-class InFlight:
-    key: tuple[int, int]  # (document version, cursor offset)
-    task: asyncio.Task
-    waiters: int = 1
-
-
-@dataclass
-class Shown:
-    id: str
-    uri: str
-    language_id: str
-    text: str
-    offset: int
-    settled: bool = False
 
 
 class InhouseLanguageServer(LanguageServer):
@@ -68,7 +47,7 @@ class InhouseLanguageServer(LanguageServer):
         self.session: Session | None = None
         self.status = Status(self._notify, self.window_show_message, self.cfg.message_interval_s)
         self.telemetry = Telemetry(self.cfg.telemetry, Path(self.cfg.telemetry_path) if self.cfg.telemetry_path else None)
-        self.recent: OrderedDict[str, None] = OrderedDict()  # uris, most recently edited last
+        self.documents = RecentDocuments()
         self.inflight: dict[str, InFlight] = {}
         self.generating = 0
         self.shown: dict[str, Shown] = {}
@@ -154,34 +133,26 @@ class InhouseLanguageServer(LanguageServer):
 
     # -- documents -------------------------------------------------------------------------------------------
     def touch(self, uri: str) -> None:
-        self.recent.pop(uri, None)
-        self.recent[uri] = None
-        while len(self.recent) > 50:
-            self.recent.popitem(last=False)
+        self.documents.touch(uri)
+
+    def close_document(self, uri: str) -> None:
+        """The editor closed it: forget it, its suggestion and cache, and stop its generation."""
+        self.documents.forget(uri)
+        self.shown.pop(uri, None)
+        self.cache.clear(uri)
+        entry = self.inflight.pop(uri, None)
+        if entry is not None:
+            entry.task.cancel()
 
     def _source(self, uri: str) -> str | None:
         doc = self.workspace.text_documents.get(uri)
         return doc.source if doc is not None else None
 
     def relative_path(self, uri: str) -> str:
-        try:
-            path = Path(to_fs_path(uri) or uri)
-        except Exception:
-            return uri
-        for folder in self.workspace.folders.values():
-            root = Path(to_fs_path(folder.uri) or "")
-            if root.parts and path.is_relative_to(root):
-                return str(path.relative_to(root))
-        root = self.workspace.root_path
-        if root and path.is_relative_to(root):
-            return str(path.relative_to(root))
-        return path.name
+        return relative_path(self.workspace, uri)
 
     def context_documents(self, uri: str) -> dict[str, str]:
-        """The recently edited documents, most recent first, under the runner's one rule (`open_documents`)."""
-        recent = ((self.relative_path(other), self.workspace.text_documents[other].source)
-                  for other in reversed(self.recent) if other in self.workspace.text_documents)
-        return open_documents(recent, self.relative_path(uri))
+        return self.documents.context(self.workspace, uri)
 
     # -- completion ------------------------------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position) -> tuple[str, types.Range, Shown] | None:
@@ -247,12 +218,8 @@ class InhouseLanguageServer(LanguageServer):
     def _settle_previous(self, uri: str, prefix: str, offset: int) -> None:
         """A new request after a shown suggestion that was not typed into nor accepted: it was dismissed."""
         shown = self.shown.get(uri)
-        if shown is None or shown.settled:
+        if shown is None or shown.settled or still_on_screen(shown, prefix, offset):
             return
-        typed_len = offset - shown.offset
-        typed = prefix[len(prefix) - typed_len:] if 0 < typed_len <= len(prefix) else "" if typed_len == 0 else None
-        if typed is not None and shown.text.startswith(typed) and len(typed) < len(shown.text):
-            return  # the user is typing the suggestion: still on screen
         shown.settled = True
         self.telemetry.record("dismissed", id=shown.id, language=shown.language_id, chars=len(shown.text))
 
@@ -318,9 +285,7 @@ class InhouseLanguageServer(LanguageServer):
                         detail=self._slow or problem, profile=profile or "")
 
     def accepted_command(self, shown: Shown, text: str, pos: types.Position) -> types.Command:
-        args = {"id": shown.id, "uri": shown.uri, "languageId": shown.language_id, "line": pos.line,
-                "character": pos.character, "text": text, "suggestion": text, "full": True}
-        return types.Command(title="inhouse: accepted", command=ACCEPTED_COMMAND, arguments=[args])
+        return accepted_command(shown, text, pos)
 
     def on_accepted(self, args: Any) -> None:
         data = args if isinstance(args, dict) else {}
@@ -333,156 +298,27 @@ class InhouseLanguageServer(LanguageServer):
                               language=data.get("languageId") or (shown.language_id if shown else None),
                               chars=len(str(data.get("text", ""))), full=bool(data.get("full", True)))
 
+    async def change_configuration(self, settings: Any) -> None:
+        """New editor settings; reconnect when the backend, adapter or on/off changed."""
+        before = (self.cfg.backend_url, self.cfg.backend_kind, self.cfg.adapter, self.cfg.enabled)
+        self.apply_settings(settings, "workspace/didChangeConfiguration")
+        if (self.cfg.backend_url, self.cfg.backend_kind, self.cfg.adapter, self.cfg.enabled) != before:
+            await self.connect()
 
-def _empty_inline() -> types.InlineCompletionList:
-    return types.InlineCompletionList(items=[])
-
-
-def create_server(cfg: LspConfig | None = None) -> InhouseLanguageServer:
-    """The server with every feature registered (a fresh instance per call, for tests and the CLI)."""
-    server = InhouseLanguageServer(cfg)
-
-    @server.feature(types.INITIALIZE)
-    def initialize(ls: InhouseLanguageServer, params: types.InitializeParams) -> None:
-        ls.apply_settings(params.initialization_options, "initializationOptions")
-
-    @server.feature(types.INITIALIZED)
-    async def initialized(ls: InhouseLanguageServer, params: types.InitializedParams) -> None:
-        ls._spawn(ls.connect())
-        if ls.cfg.index_workspace:
-            ls._spawn(_index_workspace(ls))
-
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(ls: InhouseLanguageServer,
-                                params: types.InlineCompletionParams) -> types.InlineCompletionList:
-        try:
-            found = await ls.suggest(params.text_document.uri, params.position)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the handler edge: never an error response for a completion
-            log.exception("inline completion failed")
-            return _empty_inline()
-        if found is None:
-            return _empty_inline()
-        text, rng, shown = found
-        item = types.InlineCompletionItem(insert_text=text, range=rng,
-                                          command=ls.accepted_command(shown, text, rng.start))
-        return types.InlineCompletionList(items=[item])
-
-    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=None))
-    async def completion(ls: InhouseLanguageServer, params: types.CompletionParams) -> types.CompletionList:
-        try:
-            found = await ls.suggest(params.text_document.uri, params.position)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("completion failed")
-            return types.CompletionList(is_incomplete=True, items=[])
-        if found is None:
-            return types.CompletionList(is_incomplete=True, items=[])
-        text, rng, shown = found
-        first = text.strip().split("\n", 1)[0]
-        item = types.CompletionItem(
-            label=first[:60] + ("…" if len(first) > 60 or "\n" in text.strip() else ""),
-            kind=types.CompletionItemKind.Text,
-            detail="inhouse",
-            documentation=types.MarkupContent(kind=types.MarkupKind.PlainText, value=text),
-            text_edit=types.TextEdit(range=rng, new_text=text),
-            insert_text_format=types.InsertTextFormat.PlainText,
-            filter_text="",
-            sort_text="0",
-            command=ls.accepted_command(shown, text, rng.start),
-        )
-        return types.CompletionList(is_incomplete=True, items=[item])
-
-    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: InhouseLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
-        ls.touch(params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: InhouseLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        ls.touch(params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: InhouseLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
-        uri = params.text_document.uri
-        ls.recent.pop(uri, None)
-        ls.shown.pop(uri, None)
-        ls.cache.clear(uri)
-        entry = ls.inflight.pop(uri, None)
-        if entry is not None:
-            entry.task.cancel()
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def did_change_configuration(ls: InhouseLanguageServer,
-                                       params: types.DidChangeConfigurationParams) -> None:
-        settings = params.settings
-        if not settings:
-            try:  # the pull model: the client sends an empty notification and answers workspace/configuration
-                items = [types.ConfigurationItem(section="inhouse")]
-                result = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
-                settings = result[0] if result else None
-            except Exception as exc:
-                log.warning("workspace/configuration failed: %s", exc)
-                return
-        before = (ls.cfg.backend_url, ls.cfg.backend_kind, ls.cfg.adapter, ls.cfg.enabled)
-        ls.apply_settings(settings, "workspace/didChangeConfiguration")
-        if (ls.cfg.backend_url, ls.cfg.backend_kind, ls.cfg.adapter, ls.cfg.enabled) != before:
-            await ls.connect()
-
-    @server.command(ACCEPTED_COMMAND)
-    def accepted(ls: InhouseLanguageServer, *args: Any) -> None:
-        ls.on_accepted(args[0] if args else None)
-
-    @server.command(TOGGLE_COMMAND)
-    async def toggle(ls: InhouseLanguageServer, *args: Any) -> dict[str, bool]:
-        wanted = args[0] if args and isinstance(args[0], bool) else not ls.cfg.enabled
-        ls.apply_settings({"enabled": wanted}, TOGGLE_COMMAND)
+    async def toggle(self, wanted: bool) -> None:
+        """Completions on (reconnect) or off (stop what is in flight)."""
+        self.apply_settings({"enabled": wanted}, "inhouse.toggle")
         if wanted:
-            await ls.connect()
+            await self.connect()
         else:
-            for entry in list(ls.inflight.values()):
+            for entry in list(self.inflight.values()):
                 entry.task.cancel()
-            ls.status.set(State.DISABLED)
-        return {"enabled": wanted}
+            self.status.set(State.DISABLED)
 
-    @server.feature(types.SHUTDOWN)
-    async def shutdown(ls: InhouseLanguageServer, params: None) -> None:
-        for task in [e.task for e in ls.inflight.values()] + list(ls._background):
+    async def close(self) -> None:
+        """Shutdown: stop every task, close the backend and the adoption reporter."""
+        for task in [e.task for e in self.inflight.values()] + list(self._background):
             task.cancel()
-        if ls.session is not None:
-            await ls.session.aclose()
-        await ls.adoption.aclose()
-
-    return server
-
-
-async def _index_workspace(ls: InhouseLanguageServer) -> None:
-    roots = [Path(to_fs_path(f.uri) or "") for f in ls.workspace.folders.values()]
-    if not roots and ls.workspace.root_path:
-        roots = [Path(ls.workspace.root_path)]
-    roots = [r for r in roots if r.parts and r.is_dir()]
-    if not roots:
-        return
-    token = str(uuid.uuid4())
-    progress = None
-    caps = ls.client_capabilities.window
-    if caps is not None and caps.work_done_progress:
-        try:
-            await ls.work_done_progress.create_async(token)
-            ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="inhouse: indexing symbols",
-                                                                           percentage=0))
-
-            def progress(message: str, percent: int | None) -> None:
-                ls.work_done_progress.report(token, types.WorkDoneProgressReport(message=message,
-                                                                                 percentage=percent))
-        except Exception as exc:
-            log.debug("no work-done progress: %s", exc)
-            progress = None
-    try:
-        await index_in_background(ls.index, roots, ls.cfg.index_max_files, progress)
-    except Exception:
-        log.exception("symbol index failed")
-    finally:
-        if progress is not None:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{len(ls.index)} definitions"))
+        if self.session is not None:
+            await self.session.aclose()
+        await self.adoption.aclose()

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from core.errors import InhouseError
 from server import errors
 from server.config import ServeConfig
 from server.engine import FinishEvent, TokenEvent
 from server.schema import CompatGenerateRequest, GenerateRequest, TokenizeRequest
-from server.state import ClientDisconnected, ServerState
+from server.state import ServerState
+from server.streaming import open_stream, run_to_end
 from server.validation import Prepared
 
 log = logging.getLogger(__name__)
@@ -92,67 +92,8 @@ def generation_json(prepared: Prepared, ev: FinishEvent) -> dict[str, Any]:
     return body
 
 
-async def run_to_end(state: ServerState, prepared: Prepared, request: Request) -> FinishEvent | Response:
-    """Generate to the end; a disconnected client gets its generation stopped (and a 499 nobody reads)."""
-    async with state.generation(prepared) as handle:
-        try:
-            return await state.wait(handle, request)
-        except ClientDisconnected:
-            state.metrics.failure("disconnected")
-            return Response(status_code=499)
-
-
 def _sse(data: dict[str, Any]) -> str:
     return f"data:{json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-class _GenerationStream(StreamingResponse):
-    """A stream that releases its generation however the response ends (even if it never started)."""
-
-    def __init__(self, content, release, **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._release()
-
-
-async def open_stream(state: ServerState, prepared: Prepared, render) -> StreamingResponse:
-    """Start a generation and stream its events, each rendered by `render(token, finish)` into SSE text.
-
-    The generation is submitted before the response starts, so a 429 is a plain HTTP error; when the client
-    disconnects, the response ends and the generation is cancelled.
-    """
-    cm = state.generation(prepared)
-    handle = await cm.__aenter__()
-    released = False
-
-    async def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            await cm.__aexit__(None, None, None)
-
-    async def body():
-        held: TokenEvent | None = None
-        try:
-            async for ev in handle.events():
-                if isinstance(ev, TokenEvent):
-                    if held is not None:
-                        yield render(held, None)
-                    held = ev
-                else:
-                    yield render(held, ev)
-        except InhouseError as exc:
-            yield errors.sse_error(exc)
-        finally:
-            await release()
-
-    return _GenerationStream(body(), release, media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
 def tgi_stream_renderer(prepared: Prepared):

@@ -11,6 +11,7 @@ import typer
 
 
 def serve(
+    ctx: typer.Context,
     model: Path = typer.Option(..., "--model", "-m", help="Model directory (config.json, tokenizer, inhouse.json)."),
     adapters: Path | None = typer.Option(None, "--adapters", help="Directory of LoRA adapters, one per sub-directory."),
     host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
@@ -32,12 +33,12 @@ def serve(
 
     import uvicorn
 
-    from core.cli import resolve_section
+    from core.config import resolve_section
     from server.app import create_app
     from server.config import ServeConfig
 
     cfg = resolve_section(
-        ServeConfig, host=host, port=port, adapters=str(adapters) if adapters else None,
+        ctx.obj, ServeConfig, host=host, port=port, adapters=str(adapters) if adapters else None,
         api_key_file=str(api_key_file) if api_key_file else None, max_concurrent_requests=max_concurrent_requests,
         max_batch_size=max_batch_size, max_input_tokens=max_input_tokens, max_total_tokens=max_total_tokens,
         max_stop_sequences=max_stop_sequences, device=device, dtype=dtype, model_id=model_id,

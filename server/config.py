@@ -16,7 +16,7 @@ class ServeConfig:
     api_key_file: str | None = None       # a file holding the bearer token; no auth when unset
     model_id: str | None = None           # the name reported in /info (default: the model directory's name)
     device: str = "auto"                  # "auto" | "cpu" | "cuda" | "cuda:N"
-    dtype: str = "auto"                   # "auto" (float32 on CPU, bfloat16 on GPU) | "float32" | "bfloat16" | "float16"
+    dtype: str = "auto"                   # "auto" (CPU: float32, GPU: bfloat16) | "float32" | "bfloat16" | "float16"
     max_concurrent_requests: int = 128    # queued + running; more answers 429
     max_batch_size: int = 8               # sequences decoded together
     max_input_tokens: int = 4096  # longest prompt accepted, in tokens

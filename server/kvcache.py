@@ -90,7 +90,7 @@ class PrefixCache:
             if n > best:
                 best, best_kv, best_key = n, kv, key
         best = min(best, len(ids) - 1)
-        if best <= 0 or best_kv is None:
+        if best <= 0 or best_kv is None or best_key is None:
             return 0, None
         bucket.move_to_end(best_key)
         return best, [(k[:, :, :best], v[:, :, :best]) for k, v in best_kv]

@@ -47,7 +47,7 @@ def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=pick_dtype(dtype, device))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model in {str(model_dir)!r}: {exc}") from exc
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to(); mypy reads its self as the argument
     model.eval()
     if not threads and device == "cpu" and model.num_parameters() < _SMALL_MODEL:
         threads = 1  # a test-sized model gains nothing from intra-op threads and loses much on a busy machine

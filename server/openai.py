@@ -15,10 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from core.errors import ValidationError
-from server.app import open_stream, run_to_end
 from server.engine import FinishEvent, TokenEvent
 from server.schema import CompletionRequest, GenerateParameters
 from server.state import ServerState
+from server.streaming import open_stream, run_to_end
 
 _FINISH = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 

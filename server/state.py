@@ -51,7 +51,7 @@ class ServerState:
 
     @classmethod
     def load(cls, model_dir: str | Path, cfg: ServeConfig) -> ServerState:
-        from core.cli import git_sha
+        from core.artifacts import git_sha
         from server.loading import load_model
 
         model_dir = Path(model_dir)

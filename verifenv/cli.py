@@ -7,13 +7,18 @@ Imports nothing heavy at module top; the stages load inside the command.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from core.errors import ValidationError
 
+if TYPE_CHECKING:
+    from core.client import ClientConfig
+
 
 def verif_env(
+    ctx: typer.Context,
     rtl: list[Path] = typer.Argument(..., help="RTL files, folders or .f file lists (or one .py module with --lang python)."),
     top: str | None = typer.Option(None, "--top", help="The top module (required for RTL)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder for the environment."),
@@ -31,28 +36,32 @@ def verif_env(
     define: list[str] = typer.Option([], "--define", "-D", help="Macros defined for the build (repeatable)."),
 ) -> None:
     """Generate a cocotb verification environment for an RTL top module (or a pytest suite for a Python module)."""
-    from core.cli import resolve_section, run_metadata
+    from core.artifacts import run_metadata
+    from core.client import ClientConfig
+    from core.config import resolve_section
     from verifenv.config import VerifEnvConfig
 
-    cfg = resolve_section(VerifEnvConfig, sim=sim, mutants=mutants, max_repair=max_repair, seeds=seeds, cycles=cycles)
+    cfg = resolve_section(ctx.obj, VerifEnvConfig, sim=sim, mutants=mutants, max_repair=max_repair, seeds=seeds,
+                          cycles=cycles)
+    client = resolve_section(ctx.obj, ClientConfig, url=backend_url) if fill else None
     if lang not in (None, "verilog", "systemverilog", "python"):
         raise ValidationError(f"`--lang` must be one of verilog, systemverilog, python, got {lang!r}")
     if lang == "python" or (lang is None and len(rtl) == 1 and rtl[0].suffix == ".py"):
         from verifenv import python_twin
 
-        result = python_twin.run(rtl, out, cfg, fill=fill, backend_url=backend_url, force=force)
+        result = python_twin.run(rtl, out, cfg, fill=fill, client=client, force=force)
         typer.echo(result.summary())
         return
     if not top:
         raise ValidationError("`--top` is required for RTL (the module the environment is built around)")
-    code = run_rtl(rtl, top, out, cfg, fill=fill, check=check, force=force, lang=lang, backend_url=backend_url,
+    code = run_rtl(rtl, top, out, cfg, fill=fill, check=check, force=force, lang=lang, client=client,
                    pyuvm=pyuvm, defines=tuple(define), metadata=run_metadata())
     if code:
         raise typer.Exit(code)
 
 
 def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, check: bool = False, force: bool = False,
-            lang: str | None = None, backend_url: str | None = None, pyuvm: bool = False,
+            lang: str | None = None, client: ClientConfig | None = None, pyuvm: bool = False,
             defines: tuple[str, ...] = (), metadata: dict | None = None) -> int:
     """The RTL flow; returns the exit code (1 when --check shows the environment does not pass smoke)."""
     from verifenv import filelist, generate, interface, ladder
@@ -77,7 +86,7 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
     if fill:
         from verifenv import fill as filler
 
-        outcome = filler.fill(out, iface, cfg, chosen, backend_url=backend_url, mutants=cfg.mutants if check else 0,
+        outcome = filler.fill(out, iface, cfg, chosen, client=client, mutants=cfg.mutants if check else 0,
                              force=force)
         typer.echo(outcome.summary())
         report = outcome.report

@@ -16,11 +16,15 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import InhouseError
 from verifenv import generate, ladder
 from verifenv.config import VerifEnvConfig
 from verifenv.interface import ModuleInterface
+
+if TYPE_CHECKING:
+    from core.client import ClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +124,13 @@ async def _complete(pipeline, path: Path, text: str, name: str, header: str, max
     return (await pipeline.complete(inp, decision=decision, max_new_tokens=max_new)).text
 
 
-async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: str, backend_url: str | None,
+async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: str, client: ClientConfig | None,
                 force: bool, backend=None) -> FillOutcome:
-    from core.cli import resolve_section
     from core.client import ClientConfig, create_backend
     from core.completion.pipeline import CompletionPipeline
 
     if backend is None:
-        backend = create_backend(resolve_section(ClientConfig, url=backend_url))
+        backend = create_backend(client or ClientConfig())
     outcome = FillOutcome()
     try:
         info = await backend.info()
@@ -197,13 +200,14 @@ def _write(path: Path, text: str) -> None:
 
 
 def fill(out_dir: str | Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: str, *,
-         backend_url: str | None = None, mutants: int = 0, force: bool = False, backend=None) -> FillOutcome:
+         client: ClientConfig | None = None, mutants: int = 0, force: bool = False, backend=None) -> FillOutcome:
     """Fill every unfilled hole, keep what the ladder accepts, then climb the ladder on the result.
 
-    `backend` (a core.client.CompletionBackend) replaces the one made from `backend_url` and the [client] config.
+    `backend` (a core.client.CompletionBackend) replaces the one made from `client` (the resolved [client] config,
+    defaults when None).
     """
     out_dir = Path(out_dir)
-    outcome = asyncio.run(_fill(out_dir, iface, cfg, sim, backend_url, force, backend))
+    outcome = asyncio.run(_fill(out_dir, iface, cfg, sim, client, force, backend))
     report = ladder.check(out_dir, cfg, sim, iface.name, mutants=mutants, write=False, reuse_build=True)
     report.fill = outcome.items
     rejected = [i["file"] for i in outcome.items if i["status"] == "rejected"]

@@ -18,12 +18,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.artifacts import write_json_atomic
 from core.errors import InhouseError, ValidationError
 from verifenv import pyapi
 from verifenv.config import VerifEnvConfig
 from verifenv.process import run as run_process
+
+if TYPE_CHECKING:
+    from core.client import ClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +190,12 @@ def _smoke_outcomes(harness: Harness, smoke_file: str) -> dict[str, str]:
     return outcomes
 
 
-def run(paths: list[Path], out: Path, cfg: VerifEnvConfig, *, fill: bool = False, backend_url: str | None = None,
+def run(paths: list[Path], out: Path, cfg: VerifEnvConfig, *, fill: bool = False, client: ClientConfig | None = None,
         force: bool = False, backend=None) -> TwinResult:
-    """Generate (and with `fill`, grow on evidence) the pytest suite for one Python module."""
+    """Generate (and with `fill`, grow on evidence) the pytest suite for one Python module.
+
+    With `fill`, the model is reached through `backend`, else one made from `client` (defaults when None).
+    """
     if len(paths) != 1 or paths[0].suffix != ".py" or not paths[0].is_file():
         raise ValidationError(f"--lang python takes one existing .py file, got {', '.join(map(str, paths))}")
     api = pyapi.read_api(paths[0])
@@ -211,7 +218,7 @@ def run(paths: list[Path], out: Path, cfg: VerifEnvConfig, *, fill: bool = False
         if kept_file.exists() and not force:
             result.candidates.append({"test": kept_file.name, "status": "kept", "reason": "exists (use --force)"})
         else:
-            texts = asyncio.run(_ask_model(api, cfg, backend_url, backend))
+            texts = asyncio.run(_ask_model(api, cfg, client, backend))
             kept = _select(harness, api, texts, smoke_file, covered, cfg, result)
             header = (f'"""Model-written tests for `{api.module}`, each kept because it passed {cfg.python_runs} '
                       'runs in a row and added line coverage (see reports/python_twin.json)."""\n\n'
@@ -268,15 +275,15 @@ def _select(harness: Harness, api: pyapi.ModuleApi, texts: list[tuple[str, str]]
     return kept
 
 
-async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, backend_url: str | None, backend) -> list[tuple[str, str]]:
+async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, client: ClientConfig | None,
+                     backend) -> list[tuple[str, str]]:
     """One behaviour test per public callable, written by the model after the module's source."""
-    from core.cli import resolve_section
     from core.client import ClientConfig, create_backend
     from core.completion.pipeline import CompletionInput, CompletionPipeline
     from verifenv.fill import fill_overrides
     from core.completion.should_complete import Decision
 
-    backend = backend or create_backend(resolve_section(ClientConfig, url=backend_url))
+    backend = backend or create_backend(client or ClientConfig())
     out: list[tuple[str, str]] = []
     try:
         info = await backend.info()

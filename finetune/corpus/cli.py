@@ -15,6 +15,7 @@ app = typer.Typer(help="Turn repositories into a fill-in-the-middle dataset and 
 
 @app.command("build")
 def build(
+    ctx: typer.Context,
     repos: list[Path] = typer.Argument(None, metavar="REPO...", help="Repository directories (git or plain)."),
     out: Path = typer.Option(..., "-o", "--out", help="Dataset directory to create."),
     repos_file: Path | None = typer.Option(None, "--repos", help="repos.toml listing name, path, team, visibility."),
@@ -36,20 +37,21 @@ def build(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
 ) -> None:
     """Build DATASET from repositories: filter, redact secrets, dedup, split, select spans, render, write."""
-    from core.cli import resolve_section
+    from core.artifacts import run_metadata
+    from core.config import resolve_section
     from finetune.corpus import repos as repos_mod
     from finetune.corpus.config import CorpusConfig
     from finetune.corpus.pipeline import build as run
 
     cfg = resolve_section(
-        CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
+        ctx.obj, CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
         fim_format=fim_format, eval_since=eval_since, seed=seed, workers=workers, eval_fraction=eval_fraction,
         dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets,
         executor=executor, ray_address=ray_address)
     specs = repos_mod.from_paths(list(repos or []))
     if repos_file is not None:
         specs += repos_mod.read_repos_toml(repos_file)
-    manifest = run(specs, out, cfg, overwrite=overwrite, progress=not no_progress)
+    manifest = run(specs, out, cfg, overwrite=overwrite, progress=not no_progress, run_metadata=run_metadata())
     splits = manifest["splits"]
     typer.echo(f"wrote {out}: {manifest['files']} files, train {splits['train']} / dev {splits['dev']} / "
                f"eval {splits['eval']} rows ({manifest['fim_format']})")

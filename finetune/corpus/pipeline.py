@@ -17,13 +17,13 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from core import config as core_config
-from core import fim, languages
+from core import artifacts, fim, languages
 from core.artifacts import atomic_directory, read_info, scratch_name
 from core.errors import CorpusError, ModelError
 from finetune.corpus import dedup, discover, filters, secrets, spool, split, worker
@@ -234,8 +234,12 @@ def _stage_of(count_key: str) -> str:
 
 
 def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool = False,
-          progress: bool = True) -> dict[str, Any]:
-    """Build the dataset at `out` (written to a temporary sibling, renamed at the end); returns the manifest."""
+          progress: bool = True, run_metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the dataset at `out` (written to a temporary sibling, renamed at the end); returns the manifest.
+
+    `run_metadata` (version and git sha) goes into the manifest; None: this checkout's.
+    """
+    run_metadata = dict(run_metadata) if run_metadata is not None else artifacts.run_metadata()
     out = Path(out)
     repos = check_repos(list(repos))
     if out.exists() and not overwrite:
@@ -244,12 +248,12 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
     # On Ray the reduce step runs in the driver itself: forking it off a process that holds Ray's threads is
     # unsafe, and at cluster scale the import it hides is noise.
     with _reducer(1 if cfg.executor == "ray" else workers, cfg) as reduce:
-        return _build(repos, out, cfg, overwrite, progress, workers, reduce)
+        return _build(repos, out, cfg, overwrite, progress, workers, reduce, run_metadata)
 
 
 def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool, progress: bool, workers: int,
-           reduce: Callable[[list[dedup.DedupInput]], tuple[list[int], dict[int, int], Counter]]) -> dict[str, Any]:
-    from core.cli import run_metadata
+           reduce: Callable[[list[dedup.DedupInput]], tuple[list[int], dict[int, int], Counter]],
+           run_metadata: dict[str, str]) -> dict[str, Any]:
 
     tokenizer_file, fmt_name, tokenizer_label = resolve_tokenizer(cfg)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one tokenizer thread a worker: the pool is the parallelism
@@ -353,7 +357,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
             log.info("files table: %.1f s", time.perf_counter() - started)
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
-                **run_metadata(),
+                **run_metadata,
                 "config": core_config.to_dict(cfg),
                 "fim_format": fmt_name,
                 "tokenizer": tokenizer_label,

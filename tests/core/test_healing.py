@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from core import healing
+from core import healing, token_bytes
 
 
 def test_rewind_removes_the_partial_word(tiny_tokenizer):
@@ -42,7 +42,7 @@ def test_grammar_is_tgi_regex():
 
 
 def test_index_from_tokenizer(tiny_tokenizer):
-    idx = healing.VocabIndex.from_tokenizer(tiny_tokenizer)
+    idx = token_bytes.index_for(tiny_tokenizer)
     ids = idx.allowed("ret")
     assert ids and all(tiny_tokenizer.decode([i]).startswith("ret") or "ret".startswith(tiny_tokenizer.decode([i]))
                        for i in ids)
@@ -50,11 +50,9 @@ def test_index_from_tokenizer(tiny_tokenizer):
 
 def test_index_can_retype_non_ascii(tiny_tokenizer):
     """Byte-level tokens cut multi-byte characters; the index works on bytes so `ä` and `錯誤` can be re-typed."""
-    from core.token_bytes import as_bytes
-
-    idx = healing.VocabIndex.from_tokenizer(tiny_tokenizer)
+    idx = token_bytes.index_for(tiny_tokenizer)
     for text in ("ä", "錯誤", "😋"):
-        remaining = as_bytes(text)
+        remaining = token_bytes.as_bytes(text)
         steps = 0
         while remaining and steps < 16:
             ids = idx.allowed(remaining)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["core", "core.config", "core.fim", "core.languages", "core.cli", "lsp"])
+@pytest.mark.parametrize("module", ["core", "core.config", "core.fim", "core.languages", "app.cli", "lsp"])
 def test_light_modules_do_not_import_torch(module):
     code = (
         "import importlib, sys, pkgutil\n"

@@ -244,7 +244,7 @@ def _server_command(workspace: Path) -> str | None:
         return os.environ["INHOUSE_E2E_SERVER_COMMAND"]
     script = Path(sys.executable).parent / "inhouse"
     if not os.access(script, os.X_OK):
-        return f"{sys.executable} -m core.cli lsp"
+        return f"{sys.executable} -m app.cli lsp"
     (workspace / ".venv" / "bin").mkdir(parents=True)
     (workspace / ".venv" / "bin" / "inhouse").symlink_to(script)
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from core.cli import main
+from app.cli import main
 
 
 def test_curve_scores_every_checkpoint_on_the_same_rows(tiny_model_dir, tiny_dataset, trained_adapter, tmp_path,

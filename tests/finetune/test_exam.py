@@ -145,7 +145,7 @@ def test_a_server_without_a_profile_and_a_directory_without_one_is_a_clear_error
 
 
 def test_cli_compare_needs_adapter(tiny_model_dir, tiny_dataset, tmp_path, capsys):
-    from core.cli import main
+    from app.cli import main
 
     code = main(["eval", "--base", str(tiny_model_dir), "--data", str(tiny_dataset), "--compare", "-o",
                  str(tmp_path / "r")])

@@ -45,7 +45,7 @@ def test_merged_checkpoint_matches_the_adapter(trained_adapter, tiny_model_dir, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.cli import main
+    from app.cli import main
 
     out = tmp_path / "merged"
     assert main(["export", str(trained_adapter), "--merge", "-o", str(out)]) == 0

@@ -45,7 +45,7 @@ def test_import_gguf_cli_on_the_real_smollm2_file(tmp_path):
     if not gguf.is_file():
         pytest.skip(f"no cached GGUF at {gguf} (run `inhouse model demo`)")
     out = tmp_path / "imported"
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "model", "import-gguf", str(gguf), "-o", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "model", "import-gguf", str(gguf), "-o", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     info = json.loads((out / "inhouse.json").read_text())

@@ -19,7 +19,7 @@ ARGS = ["--max-steps", "16", "--batch-size", "2", "--seq-len", "256", "--lr", "3
 
 
 def _train(base, data, out, *extra) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "core.cli", "train", "--base", str(base), "--data", str(data), "-o", str(out),
+    cmd = [sys.executable, "-m", "app.cli", "train", "--base", str(base), "--data", str(data), "-o", str(out),
            *ARGS, *extra]
     return subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -42,6 +42,7 @@ def test_resume_after_kill_continues_with_the_same_data(tiny_model_dir, tiny_dat
     assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stderr.close()  # read only when the run ended too early; an open pipe is an unclosed-file warning
     last = ckpt.list_checkpoints(killed)[-1][0]
     assert 6 <= last < 16
     assert not (killed / "inhouse.json").exists()

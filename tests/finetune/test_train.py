@@ -8,6 +8,7 @@ import pytest
 
 from core.artifacts import read_info
 from core.errors import ConfigError, CorpusError, ModelError
+from finetune import runlog
 from finetune.config import DEFAULT_TARGETS, TrainConfig
 from tests.finetune.conftest import FAST
 
@@ -42,7 +43,8 @@ def test_output_directory_holds_everything(trained_adapter, tiny_model_dir, tiny
     assert profile.order.value == min(("psm", "spm"), key=lambda o: best[f"dev_loss_{o}"])
     assert profile.max_prompt_tokens == 512 and profile.fim_format == "starcoder"
     assert profile.heal is (profile.order.value != "psm")
-    cfg = json.loads((trained_adapter / "config.json").read_text())
+    assert not (trained_adapter / "config.json").exists()  # that name marks a model directory to HF tools
+    cfg = runlog.read_train_config(trained_adapter)
     assert cfg["train"]["lora_r"] == 16 and cfg["git_sha"] == "test" and cfg["processes"] == 1
     for name in ("adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.jsonl"):
         assert (trained_adapter / name).is_file(), name

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.launch import free_port
 from gateway.models import Event
 from lsp.adoption import AdoptionReporter, retained_chars
-from lsp.server import Shown
+from lsp.suggestions import Shown
 
 URI = "file:///work/acme/a.py"
 
@@ -104,7 +104,7 @@ async def test_the_policy_decides(gateway_server):
 
 async def test_language_server_settings_point_completions_and_events_at_the_gateway():
     from lsp.config import LspConfig, apply_client_settings
-    from lsp.server import create_server
+    from lsp.handlers import create_server
 
     cfg, problems = apply_client_settings(LspConfig(), {"inhouse": {"gatewayUrl": "http://gw.example:8090/",
                                                                     "gatewayToken": "ih_secret"}})

@@ -79,5 +79,5 @@ def test_admin_bad_input_is_one_clear_line_and_exit_2(admin, args, message):
 
 
 def test_gateway_and_admin_are_on_the_command_line():
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "gateway" in proc.stdout and "admin" in proc.stdout

@@ -31,7 +31,7 @@ def test_kill_9_mid_write_loses_no_acknowledged_event(tmp_path):
     token = accounts.create_token("alice")
     port = free_port()
     log = (tmp_path / "gateway.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "gateway", "--db", db, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "gateway", "--db", db, "--port", str(port),
                              "--upstream", f"http://127.0.0.1:{free_port()}", "--adoption-events"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
                             start_new_session=True)

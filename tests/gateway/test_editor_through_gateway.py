@@ -1,4 +1,4 @@
-"""The real language server (`python -m core.cli lsp`, driven by pytest-lsp) pointed at the gateway with a
+"""The real language server (`python -m app.cli lsp`, driven by pytest-lsp) pointed at the gateway with a
 user's token: its completions come through the gateway with the team's default adapter, exactly what the model
 server gives for that adapter, and its adoption events reach the gateway's database (no code in them)."""
 
@@ -16,7 +16,7 @@ from core.completion.pipeline import CompletionInput
 from gateway.audit import rows as audit_rows
 from gateway.models import Event
 from lsp.config import LspConfig
-from lsp.server import ACCEPTED_COMMAND
+from lsp.suggestions import ACCEPTED_COMMAND
 from lsp.session import Session
 from tests.lsp.conftest import inline_params, lsp_client, open_doc
 

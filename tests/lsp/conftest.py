@@ -1,5 +1,5 @@
 """Fixtures for the language server tests: the real embedded server with the tiny model (a subprocess,
-once per session) and pytest-lsp clients driving `python -m core.cli lsp` subprocesses."""
+once per session) and pytest-lsp clients driving `python -m app.cli lsp` subprocesses."""
 
 from __future__ import annotations
 
@@ -79,11 +79,11 @@ def make_client() -> StatusClient:
 
 @contextlib.asynccontextmanager
 async def lsp_client(options: dict[str, Any], tmp_path: Path, root: Path | None = None) -> AsyncIterator[StatusClient]:
-    """A pytest-lsp client connected to a fresh `python -m core.cli lsp` subprocess, initialized with `options`."""
+    """A pytest-lsp client connected to a fresh `python -m app.cli lsp` subprocess, initialized with `options`."""
     config_file = tmp_path / "inhouse-empty.toml"
     config_file.write_text("")
     env = {**os.environ, "INHOUSE_CONFIG": str(config_file), "PYTHONUNBUFFERED": "1"}
-    config = ClientServerConfig(server_command=[sys.executable, "-m", "core.cli", "lsp"], client_factory=make_client,
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "app.cli", "lsp"], client_factory=make_client,
                                 server_env=env)
     client = await config.start()
     assert isinstance(client, StatusClient)

@@ -1,4 +1,4 @@
-"""End to end: pytest-lsp drives `python -m core.cli lsp` subprocesses backed by the real embedded server
+"""End to end: pytest-lsp drives `python -m app.cli lsp` subprocesses backed by the real embedded server
 (`inhouse serve`) with the tiny model. Expected suggestions come from the same pipeline run directly in
 this process on the prefix/suffix the cursor must mean, so a wrong position shows up as a wrong text."""
 
@@ -14,7 +14,8 @@ from pygls.exceptions import JsonRpcException
 
 from core.completion.pipeline import CompletionInput
 from lsp.config import LspConfig
-from lsp.server import ACCEPTED_COMMAND, TOGGLE_COMMAND
+from lsp.handlers import TOGGLE_COMMAND
+from lsp.suggestions import ACCEPTED_COMMAND
 from lsp.session import Session
 from tests.lsp.conftest import free_port, inline_params, lsp_client, open_doc
 

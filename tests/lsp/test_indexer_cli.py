@@ -53,7 +53,7 @@ def test_tcp_transport(tmp_path):
     port = free_port()
     (tmp_path / "empty.toml").write_text("")
     env = {**os.environ, "INHOUSE_CONFIG": str(tmp_path / "empty.toml")}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "lsp", "--tcp", f"127.0.0.1:{port}"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "lsp", "--tcp", f"127.0.0.1:{port}"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 60
@@ -87,6 +87,6 @@ def test_tcp_transport(tmp_path):
 def test_bad_tcp_address_is_a_clear_error(tmp_path):
     (tmp_path / "empty.toml").write_text("")
     env = {**os.environ, "INHOUSE_CONFIG": str(tmp_path / "empty.toml")}
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "lsp", "--tcp", "nowhere"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "lsp", "--tcp", "nowhere"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "`--tcp` must be HOST:PORT" in proc.stderr

@@ -28,7 +28,7 @@ def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
 
 
 def test_serve_reports_a_missing_model_in_one_line(tmp_path, capsys):
-    from core.cli import main
+    from app.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -113,3 +113,14 @@ def test_docker_compose(server, image, port):
     assert f":{port}/health" in " ".join(svc["healthcheck"]["test"])
     (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
+
+
+def test_export_prints_the_tgi_release_the_deployment_pins():
+    """`inhouse export`'s TGI command line runs the image server/deploy/tgi pins, never `:latest`."""
+    from finetune.export import TGI_IMAGE, serve_commands
+
+    images = {_container(_load(DEPLOY / "tgi" / "kubernetes.yaml"))[1]["image"]}
+    images |= {svc["image"] for svc in _load(DEPLOY / "tgi" / "docker-compose.yml")[0]["services"].values()}
+    assert images == {TGI_IMAGE}
+    commands = serve_commands(Path("/m/base"), Path("/m/adapters/team-a"), "team-a", 16)
+    assert f" {TGI_IMAGE} --model-id /base" in commands and ":latest" not in commands

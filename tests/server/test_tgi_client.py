@@ -36,12 +36,27 @@ def greedy_reference(model_dir, prompt: str, n: int, adapter_dir=None) -> list[i
 
 
 @pytest.fixture
+async def tgi_client():
+    """huggingface_hub's AsyncInferenceClient for a server URL; each one made is closed after the test (an open one
+    leaks its sockets, which `filterwarnings = error` reports as unclosed)."""
+    made: list[AsyncInferenceClient] = []
+
+    def make(base_url: str, **kwargs) -> AsyncInferenceClient:
+        made.append(AsyncInferenceClient(base_url=base_url, timeout=30, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
 def url(serve, adapters_dir) -> str:
     return serve(adapters_dir=adapters_dir)
 
 
-async def test_generate_details_match_model_generate(url, tiny_model_dir):
-    client = AsyncInferenceClient(base_url=url, timeout=30)
+async def test_generate_details_match_model_generate(tgi_client, url, tiny_model_dir):
+    client = tgi_client(url)
     out = await client.text_generation(PROMPT, max_new_tokens=12, details=True, decoder_input_details=True)
     ids = [t.id for t in out.details.tokens]
     assert out.details.generated_tokens == len(ids) == 12
@@ -52,8 +67,8 @@ async def test_generate_details_match_model_generate(url, tiny_model_dir):
     assert all(p.logprob is not None and p.logprob <= 0 for p in out.details.prefill[1:])
 
 
-async def test_stream_has_tgi_event_shape(url):
-    client = AsyncInferenceClient(base_url=url, timeout=30)
+async def test_stream_has_tgi_event_shape(tgi_client, url):
+    client = tgi_client(url)
     events = [ev async for ev in await client.text_generation(PROMPT, max_new_tokens=6, details=True, stream=True)]
     assert len(events) == 6
     assert all(ev.generated_text is None for ev in events[:-1])
@@ -66,8 +81,8 @@ async def test_stream_has_tgi_event_shape(url):
     assert "".join(texts) == plain
 
 
-async def test_stop_sequence_ends_generation(url):
-    client = AsyncInferenceClient(base_url=url, timeout=30)
+async def test_stop_sequence_ends_generation(tgi_client, url):
+    client = tgi_client(url)
     full = await client.text_generation(PROMPT, max_new_tokens=16)
     assert len(full) > 4
     stop = full[2:4]
@@ -78,8 +93,8 @@ async def test_stop_sequence_ends_generation(url):
     assert stop not in out.generated_text[:-len(stop)]
 
 
-async def test_adapter_id_changes_output_like_peft(url, tiny_model_dir, adapters_dir):
-    client = AsyncInferenceClient(base_url=url, timeout=30)
+async def test_adapter_id_changes_output_like_peft(tgi_client, url, tiny_model_dir, adapters_dir):
+    client = tgi_client(url)
     base = await client.text_generation(PROMPT, max_new_tokens=10, details=True)
     tuned = await client.text_generation(PROMPT, max_new_tokens=10, details=True, adapter_id="team-a")
     assert [t.id for t in tuned.details.tokens] == greedy_reference(tiny_model_dir, PROMPT, 10,
@@ -89,8 +104,8 @@ async def test_adapter_id_changes_output_like_peft(url, tiny_model_dir, adapters
     assert [t.id for t in again.details.tokens] == [t.id for t in base.details.tokens]
 
 
-async def test_validation_errors_are_422_naming_the_field(url):
-    client = AsyncInferenceClient(base_url=url, timeout=30)
+async def test_validation_errors_are_422_naming_the_field(tgi_client, url):
+    client = tgi_client(url)
     with pytest.raises(ValidationError, match=r"`parameters.temperature` must be > 0, got -1.0"):
         await client.text_generation(PROMPT, temperature=-1.0)
     with pytest.raises(ValidationError, match=r"`parameters.adapter_id`.*team-a.*'nope'"):
@@ -101,24 +116,24 @@ async def test_validation_errors_are_422_naming_the_field(url):
         await client.text_generation(PROMPT, grammar={"type": "regex", "value": r"\d+"})
 
 
-async def test_broken_adapter_is_424(serve, tmp_path, adapters_dir):
+async def test_broken_adapter_is_424(tgi_client, serve, tmp_path, adapters_dir):
     broken = tmp_path / "adapters"
     (broken / "bad").mkdir(parents=True)
     (broken / "bad" / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}', encoding="utf-8")
-    client = AsyncInferenceClient(base_url=serve(adapters_dir=broken), timeout=30)
+    client = tgi_client(serve(adapters_dir=broken))
     with pytest.raises(GenerationError, match="adapter 'bad' could not be loaded"):
         await client.text_generation(PROMPT, adapter_id="bad")
     assert await client.text_generation(PROMPT, max_new_tokens=3)  # the server still serves
 
 
-async def test_429_when_full_and_disconnect_stops_generation(serve):
+async def test_429_when_full_and_disconnect_stops_generation(tgi_client, serve):
     url = serve(max_concurrent_requests=1)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         async with http.stream("POST", "/generate_stream",
                                json={"inputs": PROMPT, "parameters": {"max_new_tokens": 1500}}) as stream:
             lines = stream.aiter_lines()
             assert (await anext(lines)).startswith("data:")
-            client = AsyncInferenceClient(base_url=url, timeout=30)
+            client = tgi_client(url)
             with pytest.raises(OverloadedError, match="overloaded"):
                 await client.text_generation(PROMPT, max_new_tokens=2)
         # The client went away: the generation stops long before its 1500 tokens and the slot frees up.
@@ -129,7 +144,7 @@ async def test_429_when_full_and_disconnect_stops_generation(serve):
             await asyncio.sleep(0.05)
         assert 'tgi_request_failure{err="cancelled"} 1.0' in metrics
         assert 'tgi_request_failure{err="overloaded"} 1.0' in metrics
-        out = await AsyncInferenceClient(base_url=url, timeout=30).text_generation(PROMPT, max_new_tokens=2)
+        out = await tgi_client(url).text_generation(PROMPT, max_new_tokens=2)
         assert isinstance(out, str)
 
 
@@ -148,15 +163,15 @@ async def test_non_streaming_disconnect_stops_generation(serve):
         assert "tgi_request_success 0.0" in metrics
 
 
-async def test_bearer_auth(serve, tmp_path):
+async def test_bearer_auth(tgi_client, serve, tmp_path):
     key = tmp_path / "key"
     key.write_text("s3cret\n", encoding="utf-8")
     url = serve(api_key_file=str(key))
     with pytest.raises(UnknownError, match="bearer token") as err:
-        await AsyncInferenceClient(base_url=url, timeout=30).text_generation(PROMPT, max_new_tokens=2)
+        await tgi_client(url).text_generation(PROMPT, max_new_tokens=2)
     cause = err.value.__cause__
     assert isinstance(cause, HfHubHTTPError) and cause.response.status_code == 401
-    assert await AsyncInferenceClient(base_url=url, api_key="s3cret", timeout=30).text_generation(
+    assert await tgi_client(url, api_key="s3cret").text_generation(
         PROMPT, max_new_tokens=2)
     async with httpx.AsyncClient(base_url=url) as http:
         assert (await http.get("/health")).status_code == 200  # readiness probes need no token

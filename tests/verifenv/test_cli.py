@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.cli import main
+from app.cli import main
 from tests.verifenv.conftest import RTL
 from tests.verifenv.test_python_twin import SHAPES
 

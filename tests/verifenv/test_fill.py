@@ -102,7 +102,7 @@ def test_fill_against_the_embedded_server_rejects_bad_fills_cleanly(tmp_path, em
     """The tiny random model cannot write a reference model: every fill is rejected, the report says so."""
     require_sim("icarus")
     monkeypatch.setenv("INHOUSE_VERIFENV_FILL_MAX_NEW_TOKENS", "48")  # the tiny model's text is noise anyway
-    from core.cli import main
+    from app.cli import main
 
     out = tmp_path / "env"
     code = main(["verif-env", str(RTL / "counter.v"), "--top", "counter", "-o", str(out), "--fill", "--check",

@@ -107,8 +107,8 @@ export function resolveServerCommand(setting: string, workspaceFolders: readonly
 
 /**
  * The `inhouse` CLI itself, found exactly as `resolveServerCommand` finds the server: `args` are what comes
- * before the subcommand. A setting such as `python -m core.cli lsp --log-level debug` gives
- * `python -m core.cli`; a setting without an `lsp` word (a wrapper script) cannot be reused for other
+ * before the subcommand. A setting such as `python -m app.cli lsp --log-level debug` gives
+ * `python -m app.cli`; a setting without an `lsp` word (a wrapper script) cannot be reused for other
  * subcommands, so the automatic lookup (workspace .venv, then PATH) decides.
  */
 export function resolveCliCommand(setting: string, workspaceFolders: readonly string[], probes: Probes): ServerCommand {

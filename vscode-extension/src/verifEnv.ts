@@ -139,7 +139,7 @@ export interface VerifEnvRequest {
   readonly force: boolean;
 }
 
-/** The arguments after the `inhouse` executable (and its own prefix arguments, e.g. `-m core.cli`). */
+/** The arguments after the `inhouse` executable (and its own prefix arguments, e.g. `-m app.cli`). */
 export function verifEnvArgs(req: VerifEnvRequest): string[] {
   const args =
     req.kind === 'python'

@@ -11,7 +11,7 @@ from tests.finetune.corpus.conftest import make_git_repo
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, **kw)
 
 
 def test_build_then_stats_then_refuse_existing(tmp_path, tiny_model_dir):
@@ -72,7 +72,7 @@ def test_ctrl_c_stops_a_build_with_130_and_leaves_nothing(tmp_path, tiny_model_d
     for k in range(8):
         shutil.copytree(package_source("rich"), repo / f"copy{k}", ignore=shutil.ignore_patterns("__pycache__"))
     make_git_repo(repo)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "corpus", "build", str(repo), "-o",
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "corpus", "build", str(repo), "-o",
                              str(tmp_path / "ds"), "--model", str(tiny_model_dir), "--workers", "2", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # as in a terminal: a test run started in the background (nohup, `&` in a script)

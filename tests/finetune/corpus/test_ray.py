@@ -92,7 +92,7 @@ def test_a_worker_killed_mid_build_is_retried_and_the_output_appears_complete(tm
 
 def test_an_unreachable_ray_address_is_one_clear_error(tmp_path, tiny_model_dir, tqdm_repo):
     out = tmp_path / "o"
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
                            "--model", str(tiny_model_dir), "--executor", "ray", "--ray-address",
                            f"127.0.0.1:{_free_port()}"], check=False, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -109,7 +109,7 @@ def test_the_cli_builds_on_a_loopback_cluster(tmp_path, ray_cluster, tiny_model_
     local, _ = tqdm_dataset
     out = tmp_path / "cli"
     env = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ENV}
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
                            "--model", str(tiny_model_dir), "--eval-fraction", "0.15", "--dev-fraction", "0.1",
                            "--max-examples-per-file", "4", "--no-progress", "--executor", "ray", "--ray-address",
                            ray_cluster.address], check=False, capture_output=True, text=True, timeout=300,

@@ -17,7 +17,7 @@ const probes = (executables: string[], pathDirs = ['/usr/local/bin', '/usr/bin']
 describe('splitCommandLine', () => {
   const cases: Array<[string, string[]]> = [
     ['inhouse lsp', ['inhouse', 'lsp']],
-    ['  python   -m core.cli lsp ', ['python', '-m', 'core.cli', 'lsp']],
+    ['  python   -m app.cli lsp ', ['python', '-m', 'app.cli', 'lsp']],
     ['"/opt/my tools/inhouse" lsp', ['/opt/my tools/inhouse', 'lsp']],
     ["'/a b/c' --x 'y z'", ['/a b/c', '--x', 'y z']],
     ['a\\ b c', ['a b', 'c']],
@@ -29,11 +29,11 @@ describe('splitCommandLine', () => {
 
 describe('resolveServerCommand', () => {
   it('uses the setting first, resolving a relative path against the first folder', () => {
-    const c = resolveServerCommand('.venv/bin/python -m core.cli lsp', ['/ws'], probes([]));
+    const c = resolveServerCommand('.venv/bin/python -m app.cli lsp', ['/ws'], probes([]));
     assert.equal(c.source, 'setting');
     assert.equal(c.command, '/ws/.venv/bin/python');
-    assert.deepEqual(c.args, ['-m', 'core.cli', 'lsp']);
-    assert.equal(c.display, '/ws/.venv/bin/python -m core.cli lsp');
+    assert.deepEqual(c.args, ['-m', 'app.cli', 'lsp']);
+    assert.equal(c.display, '/ws/.venv/bin/python -m app.cli lsp');
   });
 
   it('keeps a bare command name from the setting for PATH lookup', () => {
@@ -78,18 +78,18 @@ describe('startFailureMessage', () => {
   });
 
   it('names a wrong configured command', () => {
-    const cmd = resolveServerCommand('/nope/python -m core.cli lsp', [], probes([]));
+    const cmd = resolveServerCommand('/nope/python -m app.cli lsp', [], probes([]));
     assert.match(startFailureMessage(cmd, { errorCode: 'ENOENT' }), /`\/nope\/python` was not found/);
     assert.match(startFailureMessage(cmd, { errorCode: 'EACCES' }), /is not executable/);
   });
 
   it('quotes the last line the server printed when it exited', () => {
-    const cmd = resolveServerCommand('python3 -m core.cli lsp', [], probes([]));
+    const cmd = resolveServerCommand('python3 -m app.cli lsp', [], probes([]));
     const msg = startFailureMessage(cmd, {
       exitCode: 1,
       stderrTail: 'Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named \'core\'\n\n',
     });
-    assert.match(msg, /`python3 -m core.cli lsp` exited with code 1/);
+    assert.match(msg, /`python3 -m app.cli lsp` exited with code 1/);
     assert.match(msg, /It said: "ModuleNotFoundError: No module named 'core'"/);
   });
 });
@@ -104,11 +104,11 @@ describe('resolveCliCommand', () => {
   });
 
   it('takes the setting up to its lsp word', () => {
-    const c = resolveCliCommand('.venv/bin/python -m core.cli lsp --log-level debug', ['/ws'], probes([]));
+    const c = resolveCliCommand('.venv/bin/python -m app.cli lsp --log-level debug', ['/ws'], probes([]));
     assert.equal(c.source, 'setting');
     assert.equal(c.command, '/ws/.venv/bin/python');
-    assert.deepEqual(c.args, ['-m', 'core.cli']);
-    assert.equal(c.display, '/ws/.venv/bin/python -m core.cli');
+    assert.deepEqual(c.args, ['-m', 'app.cli']);
+    assert.equal(c.display, '/ws/.venv/bin/python -m app.cli');
   });
 
   it('falls back to the automatic lookup for a setting without lsp (a wrapper script)', () => {

@@ -5,7 +5,7 @@ import sys
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, **kw)
 
 
 def test_help_lists_components():
@@ -41,7 +41,7 @@ def test_unknown_flag_is_usage_error():
 
 
 def test_config_flag_reaches_the_components_under_python_m(tmp_path):
-    """`python -m core.cli --config F ...` (how the demo and the editors start it) applies F to the component."""
+    """`python -m app.cli --config F ...` (how the demo and the editors start it) applies F to the component."""
     bad = tmp_path / "inhouse.toml"
     bad.write_text("[corpus]\neval_fractoin = 0.5\n", encoding="utf-8")
     proc = run("--config", str(bad), "corpus", "build", str(tmp_path), "-o", str(tmp_path / "out"))
@@ -52,7 +52,7 @@ def test_config_flag_reaches_the_components_under_python_m(tmp_path):
 def test_a_commands_exit_code_and_ctrl_c_reach_the_exit_status(monkeypatch, capsys):
     import typer
 
-    from core import cli
+    from app import cli
 
     app = typer.Typer()
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from app.config_doc import reference_markdown
 from core import config
-from core.config_doc import reference_markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_reference_is_current():
     assert DOC.read_text(encoding="utf-8") == reference_markdown(), (
-        "docs/configuration.md is stale: run `python -m core.config_doc > docs/configuration.md`")
+        "docs/configuration.md is stale: run `python -m app.config_doc > docs/configuration.md`")
 
 
 def test_every_key_has_a_meaning():

@@ -1,8 +1,9 @@
 """The `inhouse` console script: one Typer app with a sub-app or command per component.
 
-This is the process edge: it sets up logging, catches every error and prints one clear line (a traceback
-only with --debug). Components are found through the table below by module path and imported here only;
-their CLI modules import nothing heavy (torch and friends load inside the commands).
+This is the composition root and the process edge: it may import every component (through the table below,
+by module path), puts the `--config` path in Typer's context for each command to resolve its own section,
+sets up logging, catches every error and prints one clear line (a traceback only with --debug). The components'
+CLI modules import nothing heavy (torch and friends load inside the commands).
 """
 
 from __future__ import annotations
@@ -10,19 +11,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 
 from core import __version__
-from core.config import resolve
+from core.artifacts import git_sha
+from core.config import Invocation
 from core.errors import InhouseError
-
-T = TypeVar("T")
 
 # (name on the command line, "module:attribute", "group" for a Typer sub-app or "command" for a function)
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
@@ -42,15 +40,6 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
 CONFIG_MODULES = ("finetune.corpus.config", "finetune.config", "server.config", "lsp.config", "verifenv.config",
                   "core.client", "gateway.config")
 
-
-@dataclass
-class RunState:
-    config_file: Path | None = None
-    debug: bool = False
-
-
-STATE = RunState()
-
 app = typer.Typer(
     name="inhouse",
     help="inhouse: a private, on-premises code assistant trained on your own repositories.",
@@ -62,37 +51,16 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: ./inhouse.toml)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
 ) -> None:
-    STATE.config_file = config
-    STATE.debug = debug
+    ctx.obj = Invocation(config_file=config, debug=debug)
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config is not None and not config.is_file():
         raise InhouseError(f"config file {str(config)!r} does not exist")
-
-
-def resolve_section(cls: type[T], **overrides: Any) -> T:
-    """Resolve a component's config at the entry point: defaults < file < env < these CLI flags."""
-    return resolve(cls, config_file=STATE.config_file, overrides=overrides)
-
-
-def git_sha(path: Path | None = None) -> str:
-    """The git commit of the inhouse checkout, or "unknown" outside a git checkout."""
-    here = path or Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
-def run_metadata() -> dict[str, str]:
-    """Version and git sha, written next to every run's outputs."""
-    return {"inhouse_version": __version__, "git_sha": git_sha()}
 
 
 @app.command()
@@ -121,7 +89,7 @@ def doctor() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-def _unavailable(name: str, error: Exception):
+def _unavailable(name: str, error: Exception) -> Callable[[], None]:
     def command() -> None:
         raise InhouseError(f"`inhouse {name}` is not available in this installation: {error}")
 
@@ -172,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("inhouse: interrupted", err=True)
         return 130
     except Exception as exc:  # the process edge: one clear line, a traceback only with --debug
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()  # a usage error from the command-line parser: its own message, exit 2
-            return exc.exit_code
+        # A usage error from the command-line parser (typer vendors click privately, so it is known by what it
+        # offers): its own message, exit 2.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         if debug:
             raise
         prefix = "error" if isinstance(exc, InhouseError) else f"unexpected error ({type(exc).__name__})"
@@ -187,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-if __name__ == "__main__":
-    # `python -m core.cli` runs this file as `__main__`, a second copy of the module: hand over to the importable
-    # `core.cli`, whose STATE (--config, --debug) is the one the components read through `resolve_section`.
-    from core.cli import main as _main
 
-    sys.exit(_main())
+if __name__ == "__main__":
+    sys.exit(main())
