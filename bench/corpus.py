@@ -6,7 +6,11 @@ secrets, dedup, split, spans, render, write). Input: the Python sources of insta
 temporary git repository. The last stdout line is JSON for bench/run_all.py.
 
     .venv/bin/python bench/corpus.py [--model models/smollm2] [--packages rich,click,...] [--workers N]
-                                     [--token-budgets exact|estimate] [--stages]
+                                     [--token-budgets exact|estimate] [--stages] [--executor ray]
+
+`--executor ray` also builds on a local Ray cluster (all on 127.0.0.1) with 1, then 2 worker nodes of one CPU
+each and prints MB/s and the scaling efficiency (target >= 0.8): wall (speed-up / nodes) and CPU (the cluster's
+CPU seconds with 1 node / with N: what the extra node costs in work), the cluster's and the driver's CPU seconds.
 
 `--stages` also runs the build once in this process (one worker) and prints the CPU seconds per MB of each
 stage, timed around the stage functions (the machine is shared: CPU time, not wall time, is comparable).
@@ -135,6 +139,101 @@ def stage_costs(repo: Path, cfg, out: Path) -> tuple[float, dict[str, float]]:
             setattr(owner, name, original)
 
 
+def _cluster_cpu(cluster) -> float:
+    """CPU seconds used so far by the live processes of a local Ray cluster (its workers run the map tasks)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in cluster.processes():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, node_counts: tuple[int, ...]) -> list[dict]:
+    """The build on a local Ray cluster (a head without CPUs and N worker nodes of one CPU each, all on
+    127.0.0.1) for each N: wall seconds of a build after a warm-up build on the same connection (Ray's worker
+    processes then hold their imports, tokenizer and caches, as they do through a long build), the CPU seconds
+    of the cluster's processes and of this driver, and the driver's own phases from the build's log."""
+    import logging
+
+    from finetune.corpus.pipeline import build
+    from finetune.corpus.raylocal import LOOPBACK_ENV, LocalCluster
+    from finetune.corpus.repos import from_paths
+
+    os.environ.update(LOOPBACK_ENV)
+    phases: list[tuple[str, float]] = []
+
+    class Phases(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name == "finetune.corpus.pipeline" and record.args and len(record.args) >= 1:
+                msg = record.getMessage()
+                phases.append((msg.split(":")[0], time.perf_counter()))
+
+    handler = Phases(level=logging.INFO)
+    pipe_log = logging.getLogger("finetune.corpus.pipeline")
+    pipe_log.addHandler(handler)
+    pipe_log.setLevel(logging.INFO)
+    results = []
+    try:
+        for nodes in node_counts:
+            import ray
+
+            with LocalCluster(tmp / f"ray{nodes}", workers=nodes, cpus=1, env={"PYTHONPATH": str(ROOT)}) as cluster:
+                ray.init(address=cluster.address, logging_level=logging.WARNING,
+                         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                try:
+                    rcfg = replace(cfg, executor="ray", ray_address=cluster.address)
+                    start = time.perf_counter()
+                    build(from_paths([warm_repo]), tmp / f"warm{nodes}", rcfg, progress=False)
+                    cold = time.perf_counter() - start
+                    phases.clear()
+                    cpu0, me0 = _cluster_cpu(cluster), time.process_time()
+                    start = time.perf_counter()
+                    build(from_paths([repo]), tmp / f"ray-dataset{nodes}", rcfg, progress=False)
+                    wall = time.perf_counter() - start
+                    cpu, me = _cluster_cpu(cluster) - cpu0, time.process_time() - me0
+                finally:
+                    ray.shutdown()
+            marks = {name: t - start for name, t in phases}
+            results.append({"nodes": nodes, "wall_s": wall, "MB_per_s": mb / wall, "cluster_cpu_s": cpu,
+                            "driver_cpu_s": me, "warm_up_build_s": cold, "phases": marks,
+                            "load": os.getloadavg()[0]})
+    finally:
+        pipe_log.removeHandler(handler)
+    return results
+
+
+def print_ray(results: list[dict], mb: float) -> list[dict]:
+    """Print the scaling table; return the JSON figures."""
+    base = results[0]
+    print(f"Ray executor (local cluster, worker nodes of 1 CPU, warm workers), {mb:.2f} MB:")
+    for r in results:
+        eff = base["wall_s"] / r["wall_s"] / (r["nodes"] / base["nodes"])
+        cpu_eff = base["cluster_cpu_s"] / r["cluster_cpu_s"]
+        p = r["phases"]
+        print(f"  {r['nodes']} worker node(s): {r['wall_s']:6.2f} s wall = {r['MB_per_s']:5.2f} MB/s; scaling "
+              f"efficiency {eff:.2f} wall, {cpu_eff:.2f} CPU; cluster CPU {r['cluster_cpu_s']:.2f} s "
+              f"({mb / max(r['cluster_cpu_s'], 1e-9):.2f}"
+              f" MB per CPU s), driver CPU {r['driver_cpu_s']:.2f} s; prepare pass ends {p.get('prepare', 0):.2f} s, "
+              f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards "
+              f"{p.get('examples and shards', 0):.2f} s,"
+              f" files table {p.get('files table', 0):.2f} s; load {r['load']:.1f}")
+    figures = [{"figure": f"ray_{r['nodes']}_workers_MB_per_s", "value": round(r["MB_per_s"], 3), "target": None,
+                "met": True} for r in results]
+    if len(results) > 1:
+        eff = base["wall_s"] / results[-1]["wall_s"] / (results[-1]["nodes"] / base["nodes"])
+        figures.append({"figure": "ray_scaling_efficiency", "value": round(eff, 3), "target": 0.8, "met": eff >= 0.8})
+        # On a shared machine the wall figure measures the other jobs too; the work the cluster did for the same
+        # input (its CPU seconds, 1 node / N nodes) is what adding nodes costs.
+        cpu_eff = base["cluster_cpu_s"] / results[-1]["cluster_cpu_s"]
+        figures.append({"figure": "ray_scaling_efficiency_cpu", "value": round(cpu_eff, 3), "target": 0.8,
+                        "met": cpu_eff >= 0.8})
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "smollm2"))
@@ -142,6 +241,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--token-budgets", default="exact", choices=("exact", "estimate"))
     parser.add_argument("--stages", action="store_true", help="also time each stage in a one-process build")
+    parser.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="ray: also build on a local Ray cluster with 1 and 2 worker nodes (scaling)")
+    parser.add_argument("--ray-nodes", default="1,2", help="worker node counts to measure (--executor ray)")
     args = parser.parse_args()
 
     from finetune.corpus.config import CorpusConfig
@@ -167,6 +269,12 @@ def main() -> None:
         e2e_s, e2e_cpu = time.perf_counter() - start, cpu_seconds() - cpu
         load = os.getloadavg()[0]
         stages = stage_costs(repo, replace(cfg, workers=1), tmp / "dataset-1") if args.stages else None
+        ray_results = None
+        if args.executor == "ray":
+            warm_repo = tmp / "warm"
+            copy_sources(["tqdm"], warm_repo)
+            ray_results = ray_scaling(repo, warm_repo, cfg, tmp, mb,
+                                      tuple(int(n) for n in args.ray_nodes.split(",")))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     e2e, fl = mb / e2e_s, mb / floor_s
@@ -188,7 +296,8 @@ def main() -> None:
               f"idle cores {args.workers * mb / one_cpu:.2f} MB/s; CPU s per MB by stage:")
         for label, seconds in sorted(costs.items(), key=lambda kv: -kv[1]):
             print(f"  {label:28s} {seconds / mb:6.3f}")
-    print(json.dumps({"name": "corpus", "figures": [
+    ray_figures = print_ray(ray_results, mb) if ray_results else []
+    print(json.dumps({"name": "corpus", "figures": [*ray_figures,
         {"figure": "end_to_end_MB_per_s", "value": round(e2e, 3), "target": TARGET_MB_S, "met": e2e >= TARGET_MB_S},
         {"figure": "end_to_end_MB_per_s_projected_idle", "value": round(projected, 3), "target": TARGET_MB_S,
          "met": projected >= TARGET_MB_S},

@@ -51,6 +51,8 @@ def train(
     gradient_checkpointing: bool | None = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     seed: int | None = typer.Option(None, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (0: default)."),
+    data_workers: int | None = typer.Option(None, "--data-workers", help="Processes tokenizing the data (0: auto)."),
+    report_to: str | None = typer.Option(None, "--report-to", help="tensorboard or mlflow (accelerate's trackers)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """LoRA-tune a base model on a corpus dataset (the best checkpoint on the dev split is kept)."""
@@ -64,7 +66,8 @@ def train(
         grad_accum=grad_accum, seq_len=seq_len, loss=loss, objectives=_csv(objectives), lora_r=lora_r,
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, pack=pack, eval_every=eval_every, save_every=save_every,
         keep_checkpoints=keep_checkpoints, dev_limit=dev_limit,
-        bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads)
+        bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads,
+        data_workers=data_workers, report_to=report_to)
     run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
         run_metadata=run_metadata())
     typer.echo(f"wrote {out}", err=True)

@@ -30,6 +30,8 @@ class TrainConfig:
     loss: str = "full"            # "full": whole example, sentinels masked; "middle": the middle (+ end token) only
     seq_len: int = 256  # tokens per training sequence
     pack: bool = True             # several examples per sequence, each attending only to itself
+    data_workers: int = 0         # processes tokenizing the train split (0: one under 20k rows, else every core)
+    data_cache: str = ""          # where the tokenized split is cached ("": datasets' cache, $HF_DATASETS_CACHE)
     # Optimisation.
     batch_size: int = 8  # sequences per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -53,6 +55,7 @@ class TrainConfig:
     qlora: bool = False  # 4-bit base weights with bitsandbytes (CUDA only)
     gradient_checkpointing: bool = False  # recompute activations to save memory
     threads: int = 0              # torch intra-op threads on CPU (0: torch's default)
+    report_to: str = ""           # "": metrics.jsonl only; "tensorboard" or "mlflow": also accelerate's tracker
 
     def __post_init__(self) -> None:
         config.require(self.lora_r > 0, "lora_r", "> 0", self.lora_r)
@@ -78,6 +81,9 @@ class TrainConfig:
         config.require(self.dev_limit >= 0, "dev_limit", ">= 0", self.dev_limit)
         config.require(self.log_every >= 1, "log_every", ">= 1", self.log_every)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)
+        config.require(self.data_workers >= 0, "data_workers", ">= 0 (0: automatic)", self.data_workers)
+        config.require(self.report_to in ("", "tensorboard", "mlflow"), "report_to",
+                       '"tensorboard", "mlflow" or empty', self.report_to)
 
 
 @config.section("eval")

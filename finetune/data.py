@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import fim
 from core.completion.profile import BosPolicy
 from core.errors import CorpusError
@@ -157,21 +159,11 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
                 if len(ids) > seq_len and objective != "l2r":
                     too_long.append(row)
                     continue
-                cut = int(row.get("prompt_chars") or 0)
-                labels = []
-                for k, (tid, (_s, e)) in enumerate(zip(ids, offsets, strict=True)):
-                    target = tid not in masked and not (k == 0 and bos_id is not None)
-                    if loss == "middle" and objective != "l2r":
-                        target = target and e > cut
-                    labels.append(tid if target else IGNORE)
-                for i in range(0, len(ids), seq_len):
-                    pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
-                    if len(pid) < 2:
-                        continue
-                    examples.append(Example(list(pid), list(plab)))
+                for ex in row_examples(row, ids, offsets, masked, loss, seq_len, bos=bos_id is not None):
+                    examples.append(ex)
                     stats.examples += 1
-                    stats.tokens += len(pid)
-                    stats.loss_tokens += sum(1 for x in plab[1:] if x != IGNORE)
+                    stats.tokens += len(ex.ids)
+                    stats.loss_tokens += loss_tokens(ex.labels)
                     stats.by_objective[objective] = stats.by_objective.get(objective, 0) + 1
         if attempt == 0:
             pending = [f for f in (fit_row(r, fmt, tokenizer, seq_len) for r in too_long) if f is not None]
@@ -181,6 +173,35 @@ def tokenize_rows(rows: Sequence[dict[str, Any]], tokenizer, fmt: fim.FimFormat,
             stats.dropped_too_long += len(too_long)
             stats.refit -= len(too_long)
     return examples, stats
+
+
+def row_examples(row: dict[str, Any], ids: Sequence[int], offsets: Sequence[tuple[int, int]], masked: set[int],
+                 loss: str, seq_len: int, bos: bool = False) -> list[Example]:
+    """The examples of one tokenized row that fits (`tokenize_rows`, and `trainset` batch by batch): loss labels
+    as `tokenize_rows` says, a left-to-right row cut into `seq_len` windows (windows under 2 tokens dropped).
+    `bos`: `ids` start with the BOS the server puts before a prompt, context and never a target."""
+    objective = row["objective"]
+    cut = int(row.get("prompt_chars") or 0)
+    ids_a = np.asarray(ids, dtype=np.int64)
+    target = ~np.isin(ids_a, np.fromiter(masked, dtype=np.int64, count=len(masked)))
+    if bos and len(target):
+        target[0] = False
+    if loss == "middle" and objective != "l2r":
+        ends = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 1]
+        target &= ends > cut
+    labels = np.where(target, ids_a, IGNORE).tolist()
+    ids = ids_a.tolist()
+    out = []
+    for i in range(0, len(ids), seq_len):
+        pid, plab = ids[i:i + seq_len], labels[i:i + seq_len]
+        if len(pid) >= 2:
+            out.append(Example(list(pid), list(plab)))
+    return out
+
+
+def loss_tokens(labels: Sequence[int]) -> int:
+    """Targets of an example (its first label is never one: packing masks it)."""
+    return sum(1 for x in labels[1:] if x != IGNORE)
 
 
 def fit_row(row: dict[str, Any], fmt: fim.FimFormat, tokenizer, seq_len: int) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
 from finetune import checkpoint as ckpt
 from finetune import data as D
-from finetune import runlog
+from finetune import runlog, trainset
 from finetune.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     cuda = torch.cuda.is_available()
     if cfg.qlora and not cuda:
         raise ConfigError("`qlora` needs a CUDA GPU (bitsandbytes 4-bit); run without --qlora on this machine")
-    accelerator = Accelerator(mixed_precision="bf16" if (cfg.bf16 and cuda) else "no", cpu=not cuda)
+    accelerator = Accelerator(mixed_precision="bf16" if (cfg.bf16 and cuda) else "no", cpu=not cuda,
+                              **_tracker_args(cfg, out))
     main = accelerator.is_main_process
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.grad_accum > 1:
@@ -87,20 +88,22 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         model.enable_input_require_grads()
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    # --- 4. data: tokenize with loss masks, pack with per-example isolation, fixed batch order -------------------
-    rows = D.load_rows(dataset, "train")
+    # --- 4. data: tokenize with loss masks (datasets, cached), pack with per-example isolation, fixed order ------
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     base_profile = _base_profile(base, fmt)
     bos_id = D.bos_token_id(tokenizer, base_profile.bos)  # the server encodes prompts with the same rule
-    examples, stats = D.tokenize_rows(rows, tokenizer, fmt, cfg.loss, cfg.seq_len, cfg.objectives, bos_id=bos_id)
-    if not examples:
+    with accelerator.main_process_first():  # the other ranks read what the main one tokenized into the cache
+        packed, stats = trainset.load(dataset, tokenizer, fmt, loss=cfg.loss, seq_len=cfg.seq_len,
+                                      objectives=cfg.objectives, pad_id=pad_id, packing=cfg.pack, seed=cfg.seed,
+                                      bos_id=bos_id, num_proc=cfg.data_workers, cache_dir=cfg.data_cache or None)
+    if not stats.examples:
         raise CorpusError(f"no training examples in {dataset} for objectives {list(cfg.objectives)} within "
                           f"seq_len {cfg.seq_len} ({stats.dropped_too_long} rows were longer)")
     if stats.dropped_too_long > 0.1 * stats.rows:
         log.warning("%d of %d FIM rows are longer than seq_len %d and were dropped", stats.dropped_too_long,
                     stats.rows, cfg.seq_len)
-    packed = D.pack(examples, cfg.seq_len, pad_id, packing=cfg.pack, seed=cfg.seed)
     dev = _dev_sets(dataset, tokenizer, fmt, cfg, pad_id, stats, bos_id)
+    primary = _primary_mode(dataset, cfg)  # counted over the shards a batch at a time
     plan = D.BatchPlan(len(packed), cfg.batch_size, cfg.grad_accum, accelerator.num_processes, cfg.seed)
     if plan.steps_per_epoch == 0:
         raise CorpusError(f"{len(packed)} packed sequences are fewer than one optimizer step needs "
@@ -119,6 +122,8 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     metrics = runlog.MetricsLog(out / METRICS_FILE, enabled=main)
+    if cfg.report_to:
+        accelerator.init_trackers(out.name or "inhouse", config=_tracker_config(cfg))
     if state["step"] == 0:
         metrics.write({"event": "start", "sequences": len(packed), "steps_per_epoch": plan.steps_per_epoch,
                        "planned_steps": planned, "examples": stats.examples, "tokens": stats.tokens,
@@ -132,16 +137,14 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     while step < state["planned_steps"]:
         model.train()
         t0 = time.perf_counter()
-        micro = [plan.indices(step, m, accelerator.process_index) for m in range(cfg.grad_accum)]
-        targets = sum(int((packed.labels[idx][:, 1:] != D.IGNORE).sum()) for idx in micro)
+        micro = [packed.batch(plan.indices(step, m, accelerator.process_index)) for m in range(cfg.grad_accum)]
+        targets = sum(int((batch.labels[:, 1:] != D.IGNORE).sum()) for batch in micro)
         loss_sum = torch.zeros((), device=device)
-        for m, idx in enumerate(micro):
+        for m, batch in enumerate(micro):
             sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else accelerator.no_sync(model)
             with sync, accelerator.autocast():
-                out_ = model(input_ids=packed.input_ids[idx].to(device),
-                             position_ids=packed.position_ids[idx].to(device),
-                             labels=packed.labels[idx].to(device), use_cache=False,
-                             num_items_in_batch=max(targets, 1))
+                out_ = model(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
+                             labels=batch.labels.to(device), use_cache=False, num_items_in_batch=max(targets, 1))
                 accelerator.backward(out_.loss)
             loss_sum += out_.loss.detach()
         lr = _lr_at(step, state["planned_steps"], cfg)
@@ -163,10 +166,11 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             record = {"step": step, "loss": round(loss_val, 5), "lr": lr, "tokens": state["tokens"],
                       "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(state["elapsed_s"], 2),
                       "epoch": round(step / plan.steps_per_epoch, 4), "batch_hash": D.batch_hash(
-                          packed.input_ids[micro[0]])}
+                          micro[0].input_ids)}
             if grad_norm is not None:
                 record["grad_norm"] = round(float(grad_norm), 4)
             metrics.write(record)
+            _track(accelerator, cfg, record, step)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:,.0f}", refresh=False)
         bar.update(1)
         if budget_s and len(step_times) >= 5 and (not state["budget_fixed"] or step % REFIT_EVERY == 0):
@@ -182,6 +186,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             dev_loss = _evaluate(model, dev, cfg.batch_size, device)
             metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2),
                            "dev_seconds": round(time.perf_counter() - t_dev, 2), **dev_loss})
+            _track(accelerator, cfg, dev_loss, step)
             if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
                 state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
                 state["best_dev"] = dev_loss
@@ -192,13 +197,15 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
                                      _peft_config(accelerator.unwrap_model(model)),
                                      {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
                                       "step": step, "elapsed_s": round(state["elapsed_s"], 2),
-                                      PROFILE_KEY: _trained_profile(base_profile, rows, cfg,
+                                      PROFILE_KEY: _trained_profile(base_profile, primary, cfg,
                                                                     state.get("best_dev") or {}).to_dict()})
                 ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
             break
     bar.close()
+    if cfg.report_to:
+        accelerator.end_training()  # flushes and closes the trackers' files
 
     # --- 6. save: the best adapter on dev, inhouse.json, resolved config, metrics and the loss curve -------------
     weights = _adapter_weights(accelerator, model, sharded)
@@ -226,8 +233,8 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         "kind": "adapter", "base_model": str(base), "fim_format": fmt.name, "dataset": str(dataset),
         "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
         "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
-        "seq_len": cfg.seq_len, "primary_mode": _primary_mode(rows, cfg),
-        PROFILE_KEY: _trained_profile(base_profile, rows, cfg, state.get("best_dev") or {}).to_dict(),
+        "seq_len": cfg.seq_len, "primary_mode": primary,
+        PROFILE_KEY: _trained_profile(base_profile, primary, cfg, state.get("best_dev") or {}).to_dict(),
         **(run_metadata or {})})
     log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
     return out
@@ -359,13 +366,44 @@ def _fit_budget(step: int, elapsed_s: float, recent: list[float], budget_s: floa
     return min(ceiling, step + max(1, int(left / max(pace, 1e-6))))
 
 
-def _primary_mode(rows: list[dict[str, Any]], cfg: TrainConfig) -> str:
-    """The exam mode an adapter is scored in by default: its main FIM order, with context if it trained so."""
-    counts = {o: sum(1 for r in rows if r.get("objective") == o) for o in ("psm", "spm") if o in cfg.objectives}
+def _primary_mode(dataset: Path, cfg: TrainConfig) -> str:
+    """The exam mode an adapter is scored in by default: its main FIM order, with context if it trained so
+    (counted a batch of rows at a time by `trainset.objective_counts`)."""
+    objectives = trainset.objective_counts(dataset)
+    counts = {o: objectives.get(o, {}).get("rows", 0) for o in ("psm", "spm") if o in cfg.objectives}
     order = max(counts, key=lambda o: counts[o]) if counts and max(counts.values()) else "psm"
-    fim_rows = [r for r in rows if r.get("objective") in ("psm", "spm")]
-    with_context = fim_rows and sum(1 for r in fim_rows if r.get("has_context")) * 2 >= len(fim_rows)
+    fim_rows = sum(objectives.get(o, {}).get("rows", 0) for o in ("psm", "spm"))
+    with_context = fim_rows and sum(objectives.get(o, {}).get("context", 0) for o in ("psm", "spm")) * 2 >= fim_rows
     return f"{order}+ctx" if with_context else order
+
+
+def _tracker_args(cfg: TrainConfig, out: Path) -> dict[str, Any]:
+    """Accelerator arguments for `--report-to`: accelerate's own tracker, logging under OUT/runs."""
+    if not cfg.report_to:
+        return {}
+    import importlib.util
+
+    from accelerate.utils import ProjectConfiguration
+
+    package = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[cfg.report_to]
+    if importlib.util.find_spec(package) is None and not (
+            package == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None):
+        raise ConfigError(f"`report_to` {cfg.report_to} needs the {package} package (pip install "
+                          f"'inhouse[distributed]' or pip install {package})")
+    return {"log_with": cfg.report_to,
+            "project_config": ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "runs"))}
+
+
+def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config as trackers take hyperparameters: flat scalars (lists joined)."""
+    return {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in to_dict(cfg).items()}
+
+
+def _track(accelerator, cfg: TrainConfig, record: dict[str, Any], step: int) -> None:
+    """The numbers of a metrics.jsonl record to the trackers (the main process only logs, accelerate's rule)."""
+    if cfg.report_to:
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"},
+                        step=step)
 
 
 def _base_profile(base: Path, fmt) -> CompletionProfile:
@@ -374,12 +412,11 @@ def _base_profile(base: Path, fmt) -> CompletionProfile:
     return profile if profile is not None else CompletionProfile(fim_format=fmt.name)
 
 
-def _trained_profile(base_profile: CompletionProfile, rows: list[dict[str, Any]], cfg: TrainConfig,
+def _trained_profile(base_profile: CompletionProfile, primary: str, cfg: TrainConfig,
                      dev: dict[str, float]) -> CompletionProfile:
     """The adapter's profile: the base's, in the FIM order it trained on that scored best on the dev split (its
     main order without a dev split; left-to-right when it trained on no FIM order), with repository context
-    when it trained so. Never guessed from a model id."""
-    primary = _primary_mode(rows, cfg)
+    when it trained so (`primary`: `_primary_mode`). Never guessed from a model id."""
     scored = {o: dev[f"dev_loss_{o}"] for o in ("psm", "spm") if f"dev_loss_{o}" in dev}
     if scored:
         order = min(scored, key=lambda o: scored[o])

@@ -26,6 +26,8 @@ def build(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (same input + seed = same bytes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
+    executor: str | None = typer.Option(None, "--executor", help='"local" (default): this host; "ray": a Ray cluster.'),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="HOST:PORT of the Ray head (--executor ray)."),
     eval_fraction: float | None = typer.Option(None, "--eval-fraction", help="Share of files for the exam."),
     dev_fraction: float | None = typer.Option(None, "--dev-fraction", help="Share of files for the dev split."),
     max_examples_per_file: int | None = typer.Option(None, "--max-examples-per-file",
@@ -44,7 +46,8 @@ def build(
     cfg = resolve_section(
         ctx.obj, CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
         fim_format=fim_format, eval_since=eval_since, seed=seed, workers=workers, eval_fraction=eval_fraction,
-        dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets)
+        dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets,
+        executor=executor, ray_address=ray_address)
     specs = repos_mod.from_paths(list(repos or []))
     if repos_file is not None:
         specs += repos_mod.read_repos_toml(repos_file)

@@ -49,7 +49,9 @@ class CorpusConfig:
     tokenizer: str | None = None  # a tokenizer.json instead of --model (then fim_format is required)
     fim_format: str | None = None  # FIM format to render in; unset: the model's
     seed: int = 0  # random seed: the same input and seed give byte-identical shards
-    workers: int = 0  # 0: all cores
+    workers: int = 0  # 0: all cores (local executor)
+    executor: str = "local"  # "local": a process pool on this host; "ray": Ray Data on a cluster (docs/corpus.md)
+    ray_address: str | None = None  # HOST:PORT of a Ray head; unset: $RAY_ADDRESS, else Ray started on this host
     # Split (files, grouped by near-duplicate clusters).
     eval_fraction: float = 0.05  # share of files held out for the exam
     dev_fraction: float = 0.02  # share of files held out for checkpoint choice
@@ -117,6 +119,7 @@ class CorpusConfig:
             require(not unknown, name, f"made of span kinds {', '.join(SPAN_KINDS)}", unknown)
             require(all(w >= 0 for w in mix.values()) and sum(mix.values()) > 0, name,
                     "non-negative weights with a positive sum", mix)
+        require(self.executor in ("local", "ray"), "executor", '"local" or "ray"', self.executor)
         require(self.token_budgets in ("exact", "estimate"), "token_budgets", '"exact" or "estimate"',
                 self.token_budgets)
         if self.eval_since is not None:

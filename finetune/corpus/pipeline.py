@@ -1,7 +1,8 @@
 """`build`: the corpus pipeline, discover -> filter -> secrets -> dedup -> split -> parse/select_spans ->
 render -> write_shards, each stage counted in manifest.json. Called by `inhouse corpus build` and the bench.
 
-Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`); dedup and split
+Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or as Ray Data
+map steps on a cluster (`--executor ray`, `raydata.py`); dedup and split
 are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
 texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
 runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
@@ -145,6 +146,20 @@ def _reducer(workers: int, cfg: CorpusConfig) -> Iterator[Callable[[list[dedup.D
 
 
 @contextmanager
+def _executor(cfg: CorpusConfig, workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
+    """The per-file passes' workers: a fork pool on this host, or Ray Data on a cluster (`finetune.corpus.raydata`:
+    the same functions, results in the same order, so the same bytes)."""
+    if cfg.executor == "ray":
+        from finetune.corpus import raydata
+
+        with raydata.workers(cfg.ray_address, state) as ray_workers:
+            yield _Workers(ray_workers.map, ray_workers.install)
+        return
+    with _workers(workers, state) as pool:
+        yield pool
+
+
+@contextmanager
 def _workers(workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
     # Heavy imports and the tokenizer load once here; forked workers inherit them instead of redoing it.
     worker.load_counter(state.tokenizer_file)
@@ -230,7 +245,9 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
     if out.exists() and not overwrite:
         raise CorpusError(f"output {str(out)!r} already exists (use --overwrite to replace it)")
     workers = cfg.workers or os.cpu_count() or 1
-    with _reducer(workers, cfg) as reduce:
+    # On Ray the reduce step runs in the driver itself: forking it off a process that holds Ray's threads is
+    # unsafe, and at cluster scale the import it hides is noise.
+    with _reducer(1 if cfg.executor == "ray" else workers, cfg) as reduce:
         return _build(repos, out, cfg, overwrite, progress, workers, reduce, run_metadata)
 
 
@@ -268,7 +285,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
         os.mkdir(spool_dir, 0o700)
         with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar, ExitStack() as stack:
             state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir)
-            pool = stack.enter_context(_workers(min(workers, max(len(jobs), 1)), state))
+            pool = stack.enter_context(_executor(cfg, min(workers, max(len(jobs), 1)), state))
             # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
             prepared: list[worker.Prepared] = []
             task = bar.add_task("prepare", total=len(jobs))

@@ -1,7 +1,8 @@
 """The spool: each kept file's redacted text, with its word index (exact token budgets), on disk between the
 two parallel passes, so no pass holds the corpus in memory.
 
-Each process appends its entries to one file of the spool directory (creating and opening a file per source
+Each process appends its entries to one file of the spool directory (named by host and pid: on a Ray cluster
+the spool is on a filesystem the nodes share) (creating and opening a file per source
 file, not writing the bytes, is what costs on a busy disk); an entry is found by its `Location` (file name,
 offset, length) and read with one `pread`. An entry is a 4-byte length, the `WordIndex` bytes (empty without
 exact budgets), then the text in UTF-8. `Reader` keeps the last few entries it read, since neighbouring files
@@ -11,6 +12,7 @@ show the same related files as context.
 from __future__ import annotations
 
 import os
+import socket
 from collections import OrderedDict
 
 from finetune.corpus.tokencount import WordCounter, WordIndex
@@ -30,7 +32,7 @@ class Writer:
 
     def write(self, text: str, index: WordIndex | None) -> Location:
         if self.pid != os.getpid():
-            self.pid, self.name = os.getpid(), f"{os.getpid()}.spool"
+            self.pid, self.name = os.getpid(), f"{socket.gethostname()}-{os.getpid()}.spool"
             self.fd = os.open(os.path.join(self.spool, self.name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self.offset = os.fstat(self.fd).st_size
         blob = index.to_bytes() if index is not None else b""

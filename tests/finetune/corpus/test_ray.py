@@ -1,0 +1,118 @@
+"""`--executor ray` on a real Ray cluster started here: a head and a worker node on 127.0.0.1 in a temporary
+directory, shared by the module and killed at its end. Same bytes as the local executor, a worker killed
+mid-build retried, an unreachable address one clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from finetune.corpus.pipeline import build
+from finetune.corpus.raylocal import LOOPBACK_ENV, LocalCluster, _free_port
+from finetune.corpus.repos import from_paths
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def digest(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One head (no CPUs) and one worker node of 2 CPUs; the workers import this tree."""
+    saved = {k: os.environ.get(k) for k in LOOPBACK_ENV}
+    os.environ.update(LOOPBACK_ENV)  # the driver (this process) must not turn 127.0.0.1 into another address
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    cluster = LocalCluster(temp, workers=1, cpus=2, env={"PYTHONPATH": str(ROOT)})
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_a_ray_build_writes_the_local_bytes(tmp_path, ray_cluster, tqdm_repo, tqdm_dataset, corpus_cfg):
+    local, manifest = tqdm_dataset
+    out = tmp_path / "ray"
+    ray_manifest = build(from_paths([tqdm_repo]), out, corpus_cfg(eval_fraction=0.15, dev_fraction=0.1,
+                                                                  executor="ray", ray_address=ray_cluster.address),
+                         progress=False)
+    assert digest(out) == digest(local) and len(digest(out)) == 4
+    assert ray_manifest["counts"] == manifest["counts"] and ray_manifest["config"]["executor"] == "ray"
+
+
+def _map_task_processes(cluster: LocalCluster) -> list[int]:
+    """Ray worker processes of this cluster running a Ray Data map task now."""
+    return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapBatches")]
+
+
+def test_a_worker_killed_mid_build_is_retried_and_the_output_appears_complete(tmp_path, ray_cluster, tqdm_repo,
+                                                                              tqdm_dataset, corpus_cfg):
+    local, _ = tqdm_dataset
+    cfg = corpus_cfg(eval_fraction=0.15, dev_fraction=0.1, executor="ray", ray_address=ray_cluster.address)
+    killed: list[int] = []
+    for attempt in range(3):  # a quick build can end before the poll below sees a task: build again
+        out = tmp_path / f"ray{attempt}"
+        result: list = []
+        thread = threading.Thread(target=lambda out=out, result=result: result.append(
+            build(from_paths([tqdm_repo]), out, cfg, progress=False)))
+        thread.start()
+        while thread.is_alive():
+            # Nothing at the output name until the build is complete (then it appears whole, by one rename).
+            assert not out.exists() or (out / "manifest.json").is_file()
+            if not killed:
+                for pid in _map_task_processes(ray_cluster)[:1]:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+        thread.join()
+        assert result, "the build failed (see the log above)"
+        if killed:
+            break
+    assert killed, "no map task was seen running in three builds"
+    assert digest(out) == digest(local)
+
+
+def test_an_unreachable_ray_address_is_one_clear_error(tmp_path, tiny_model_dir, tqdm_repo):
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
+                           "--model", str(tiny_model_dir), "--executor", "ray", "--ray-address",
+                           f"127.0.0.1:{_free_port()}"], check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert "ray_address" in proc.stderr and "no Ray cluster answers" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    assert not list(tmp_path.glob(".o.*"))  # no partial directory or spool left behind
+
+
+@pytest.mark.slow  # ~20 s on the loaded machine: a fresh process, a new Ray job, cold workers
+def test_the_cli_builds_on_a_loopback_cluster(tmp_path, ray_cluster, tiny_model_dir, tqdm_repo, tqdm_dataset):
+    """`inhouse corpus build --executor ray` from a fresh process that has not been told about loopback: the
+    build sets what Ray needs before importing it."""
+    local, _ = tqdm_dataset
+    out = tmp_path / "cli"
+    env = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ENV}
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "build", str(tqdm_repo), "-o", str(out),
+                           "--model", str(tiny_model_dir), "--eval-fraction", "0.15", "--dev-fraction", "0.1",
+                           "--max-examples-per-file", "4", "--no-progress", "--executor", "ray", "--ray-address",
+                           ray_cluster.address], check=False, capture_output=True, text=True, timeout=300,
+                          env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert digest(out) == digest(local)
