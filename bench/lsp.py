@@ -63,7 +63,7 @@ def embedded_server(model_dir: Path, log: Path):
     # Prefix cache off: the paired calls send the same prompt, and the second must not be served cheaper.
     (log.parent / "empty.toml").write_text("")
     return serve_subprocess(model_dir, log, ready_timeout_s=300, env={
-        "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "0", "INHOUSE_SERVE_TORCH_THREADS": "1",
+        "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "0", "INHOUSE_SERVE_THREADS": "1",
         "INHOUSE_CONFIG": str(log.parent / "empty.toml")})
 
 

@@ -22,11 +22,12 @@ import torch
 
 from core.errors import GenerationError, InhouseError
 from core.healing import VocabIndex, advance, strip_healed
+from core.token_bytes import as_bytes, build_index
 from server import kvcache
 from server.decoding import IncrementalDecoder, find_stop
+from server.loading import EngineChoice
 from server.metrics import Metrics
 from server.sampling import Sampler, SamplingParams
-from core.token_bytes import as_bytes, build_index
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,12 @@ class Engine:
     """Owns the model; one thread runs `_loop`. `submit` and `cancel` are safe from any thread."""
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, prefix_cache_entries: int = 4,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, choice: EngineChoice | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.choice = choice or EngineChoice("torch", str(next(model.parameters()).dtype).split(".")[-1],
+                                             self.device.type, torch.get_num_threads(), "torch's default")
         self.max_batch_size = max_batch_size
         self.metrics = metrics or Metrics()
         self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer

@@ -56,10 +56,10 @@ class ServerState:
         if not (model_dir / "config.json").is_file():
             raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
         adapters = AdapterDirectory(cfg.adapters)
-        model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype, cfg.torch_threads)
+        model, tokenizer, choice = load_model(model_dir, cfg.device, cfg.dtype, cfg.threads, cfg.weights)
         metrics = Metrics()
         engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
-                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics)
+                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice)
         max_pos = getattr(model.config, "max_position_embeddings", None) or cfg.max_total_tokens
         max_total = min(cfg.max_total_tokens, max_pos)
         limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
@@ -69,8 +69,9 @@ class ServerState:
                    fim_format=read_info(model_dir).get("fim_format"), sha=git_sha())
 
     def info(self) -> dict[str, Any]:
-        """TGI's /info fields, plus `fim_format`, `adapters` and `token_healing`."""
-        cfg, lim, model = self.config, self.limits, self.engine.model
+        """TGI's /info fields, plus `fim_format`, `adapters`, `token_healing` and the engine's name, weights and
+        threads (with the rule or flag that chose them)."""
+        cfg, lim, model, choice = self.config, self.limits, self.engine.model, self.engine.choice
         return {
             "model_id": self.model_id, "model_sha": None, "model_dtype": str(next(model.parameters()).dtype),
             "model_device_type": self.engine.device.type, "model_pipeline_tag": "text-generation",
@@ -81,7 +82,8 @@ class ServerState:
             "max_waiting_tokens": 0, "max_batch_size": cfg.max_batch_size, "validation_workers": 1,
             "max_client_batch_size": 1, "router": "inhouse", "version": __version__, "sha": self.sha,
             "docker_label": None, "fim_format": self.fim_format, "adapters": self.adapters.ids(),
-            "token_healing": True,
+            "token_healing": True, "engine": choice.name, "engine_weights": choice.weights,
+            "engine_threads": choice.threads, "engine_threads_from": choice.threads_from,
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:

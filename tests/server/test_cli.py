@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.e2e
 def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
     with serve_subprocess(tiny_model_dir, tmp_path / "serve.log", args=["--max-stop-sequences", "8"],
-                          env={"INHOUSE_SERVE_TORCH_THREADS": "1"}) as url:
+                          env={"INHOUSE_SERVE_THREADS": "1"}) as url:
         info = httpx.get(f"{url}/info").json()
         assert info["max_stop_sequences"] == 8 and info["fim_format"] == "starcoder"
         r = httpx.post(f"{url}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
