@@ -24,6 +24,7 @@ from core.errors import GenerationError, InhouseError
 from core.healing import VocabIndex, advance, strip_healed
 from core.token_bytes import as_bytes, build_index
 from server import kvcache
+from server.adapters import module_shapes
 from server.decoding import IncrementalDecoder, find_stop
 from server.loading import EngineChoice
 from server.metrics import Metrics
@@ -138,6 +139,7 @@ class Engine:
         self.choice = choice or EngineChoice("torch", str(next(model.parameters()).dtype).split(".")[-1],
                                              self.device.type, torch.get_num_threads(), "torch's default")
         self.max_batch_size = max_batch_size
+        self.module_shapes = module_shapes(model)  # of the base model, before any adapter wraps its layers
         self.metrics = metrics or Metrics()
         self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {

@@ -18,7 +18,7 @@ from fastapi import Request
 from core import __version__
 from core.artifacts import read_info
 from core.errors import GenerationError, ModelError, OverloadedError
-from server.adapters import AdapterDirectory
+from server.adapters import Adapter, AdapterDirectory, adapter_mtime, check_adapter
 from server.config import ServeConfig
 from server.engine import Engine, FinishEvent, Handle
 from server.metrics import Metrics
@@ -46,6 +46,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._fitting: set[tuple[str, float]] = set()  # adapter versions `check_adapter` accepted
 
     @classmethod
     def load(cls, model_dir: str | Path, cfg: ServeConfig) -> ServerState:
@@ -91,6 +92,7 @@ class ServerState:
         self.metrics.request_count.inc()
         try:
             prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters)
+            self._check_adapter(prepared.request.adapter_id, prepared.request.adapter_path)
         except Exception:
             self.metrics.failure("validation")
             raise
@@ -100,6 +102,16 @@ class ServerState:
         self.metrics.input_length.observe(len(prepared.request.input_ids))
         self.metrics.max_new_tokens.observe(prepared.request.max_new_tokens)
         return prepared
+
+    def _check_adapter(self, adapter_id: str | None, path: Path | None) -> None:
+        """A 422 for an adapter that does not fit the served model (checked once per version of its files)."""
+        if adapter_id is None or path is None:
+            return
+        key = (str(path), adapter_mtime(path))
+        if key in self._fitting:
+            return
+        check_adapter(Adapter(adapter_id, path, None), self.engine.module_shapes, self.model_id)
+        self._fitting.add(key)
 
     @asynccontextmanager
     async def generation(self, prepared: Prepared):
