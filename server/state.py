@@ -60,7 +60,8 @@ class ServerState:
         model, tokenizer, choice = load_model(model_dir, cfg.device, cfg.dtype, cfg.threads, cfg.weights)
         metrics = Metrics()
         engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
-                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice)
+                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice,
+                        draft_tokens=cfg.draft_tokens)
         max_pos = getattr(model.config, "max_position_embeddings", None) or cfg.max_total_tokens
         max_total = min(cfg.max_total_tokens, max_pos)
         limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
