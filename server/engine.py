@@ -122,6 +122,7 @@ class _Seq:
     remaining: str                   # bytes (as latin-1) the output still has to re-type
     started: float
     reused: int = 0
+    draft_len: int = -1              # the next prompt-lookup draft's length (-1: the engine's default)
     next_token: int = -1
     text: str = ""
     emitted: str = ""
@@ -341,9 +342,11 @@ class Engine:
         """
         req = seq.handle.request
         budget = req.max_new_tokens - len(seq.tokens) - 1
-        if seq.remaining or budget <= 0 or self._mask is None or self._mask.shape[1] != seq.kv_len:
+        if seq.remaining or budget <= 0 or seq.draft_len == 0 or self._mask is None or self._mask.shape[1] != seq.kv_len:
             return False  # healing still constrains the choice, or the row is padded (it was batched)
-        draft = prompt_lookup(seq.history.tolist(), min(self.draft_tokens, budget))
+        if seq.draft_len < 0:
+            seq.draft_len = self.draft_tokens
+        draft = prompt_lookup(seq.history.tolist(), min(seq.draft_len, budget))
         if not draft:
             return False
         ids = [seq.next_token, *draft]
@@ -361,7 +364,14 @@ class Engine:
             emitted += 1
             if seq.finish is not None or i == len(draft) or token != draft[i]:
                 break
-        self.metrics.draft_tokens(len(draft), emitted - 1)
+        accepted = emitted - 1
+        self.metrics.draft_tokens(len(draft), accepted)
+        # A draft the model rejects at once halves the next one (down to none for this request); a fully accepted
+        # one doubles it: a prompt the completion does not copy from costs a few wider forwards, no more.
+        if accepted == 0:
+            seq.draft_len //= 2
+        elif accepted == len(draft):
+            seq.draft_len = min(self.draft_tokens, seq.draft_len * 2)
         unused = len(ids) - emitted
         if unused:
             self._cache.crop(-unused)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-MAX_NGRAM = 3
-MIN_NGRAM = 2
+MAX_NGRAM = 4
+MIN_NGRAM = 3  # a 2-token match (`self .`) guesses wrong too often to pay for the wider forward
 
 
 def prompt_lookup(history: Sequence[int], k: int, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM) -> list[int]:

@@ -11,9 +11,10 @@ from tests.server.test_tgi_client import greedy_reference
 
 @pytest.mark.parametrize(("history", "k", "expected"), [
     ([1, 2, 3, 4, 5, 1, 2, 3], 4, [4, 5, 1, 2]),   # the 3-gram 1 2 3 seen before: what followed it
-    ([1, 2, 3, 9, 7, 2, 3], 2, [9, 7]),            # only the 2-gram 2 3 matches
+    ([0, 1, 2, 3, 9, 4, 1, 2, 3, 7, 0, 1, 2, 3], 1, [9]),  # the 4-gram 0 1 2 3 beats the later 3-gram
+    ([1, 2, 3, 9, 7, 2, 3], 2, []),                # a 2-gram match is too weak a guess
     ([5, 6, 7, 8], 3, []),                         # nothing repeats
-    ([1, 2, 1, 2, 8, 1, 2], 1, [8]),               # the latest occurrence wins
+    ([1, 2, 3, 1, 2, 3, 8, 1, 2, 3], 1, [8]),      # the latest occurrence wins
     ([1, 2, 3, 1, 2, 3], 0, []),
     ([4], 3, []),
 ])
