@@ -31,13 +31,23 @@ def _metric(app, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
 
 
+@pytest.fixture(scope="module")
+def apps(tiny_model_dir):
+    """The same server with drafts off (0) and on (6); one of each for the module."""
+    from server.app import create_app
+
+    made = {n: create_app(tiny_model_dir, draft_tokens=n, threads=1) for n in (0, 6)}
+    yield made
+    for app in made.values():
+        app.state.server.engine.close()
+
+
 @pytest.mark.parametrize("params", [
     {},
     {"repetition_penalty": 1.3},
     {"do_sample": True, "temperature": 0.7, "top_k": 20, "seed": 11},
 ])
-async def test_drafts_give_the_token_by_token_output(make_app, tiny_model_dir, params):
-    apps = {n: make_app(draft_tokens=n) for n in (0, 6)}
+async def test_drafts_give_the_token_by_token_output(apps, tiny_model_dir, params):
     out = {}
     for n, app in apps.items():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60) as http:
