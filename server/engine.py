@@ -155,7 +155,7 @@ class Engine:
         self._prefix = kvcache.PrefixCache(prefix_cache_entries)
         self._queue: queue.Queue[Handle] = queue.Queue()
         self._rows: list[_Seq] = []
-        self._cache = None
+        self._cache: Any = None  # the batch's DynamicCache
         self._mask: torch.Tensor | None = None
         self._adapters: dict[str, float] = {}  # loaded adapter id -> mtime of its directory's files
         self._vocab: tuple[VocabIndex, list[str]] | None = None

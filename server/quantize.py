@@ -25,6 +25,9 @@ _QMAX = 127.0
 class Int8Linear(nn.Linear):
     """y = x @ W.T + b with W in int8 (per output channel scales) and x quantized per row to int8."""
 
+    qweight_t: torch.Tensor  # [in, out] int8
+    weight_scale: torch.Tensor  # [out] float32
+
     def __init__(self, linear: nn.Linear) -> None:
         nn.Module.__init__(self)  # not nn.Linear's: it would allocate a float weight we are about to drop
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -63,8 +66,9 @@ def quantize_linears(model: nn.Module) -> int:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, Int8Linear(module))
-    if hasattr(model, "config"):
-        model.config.tie_word_embeddings = False  # the head is no longer the embedding: never re-tie them
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.tie_word_embeddings = False  # the head is no longer the embedding: never re-tie them
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.numel() and tensor.dtype != torch.int8:
             # the loader maps the checkpoint file: a copy lets the mapping (and its resident pages) go
