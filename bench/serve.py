@@ -14,7 +14,8 @@ Figures (each a ratio or value measured in this run):
   concurrent_vs_serial   aggregate tokens/s of 8 concurrent clients / the same 8 requests one after another (>= 2)
   prefix_extend_time     time of a request whose prompt extends the previous one by 5 characters / the first (<= 0.5)
   errors_under_load      failed requests over the whole run, including a burst of 32 mixed requests (0)
-Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--candidates all|none|LIST] [--new-tokens 32]
+Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--candidates all|none|LIST] [--no-load-figures]
+                                      [--new-tokens 32]
 The last stdout line is JSON: {"name": "serve", "figures": [{"figure", "value", "target", "met"}]}.
 """
 
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
     parser.add_argument("--candidates", default="all",
                         help="all, none, or a comma list of engine[:threads[:busy]], e.g. torch-int8:0,llamacpp-Q8_0:1")
+    parser.add_argument("--no-load-figures", action="store_true", help="only the candidates table")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prefix-chars", type=int, default=2000, help="length of the prompt the user extends")
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = [c for c in chosen if c[0].startswith("torch-")]  # the GGUF is SmolLM2's
             rows = run_candidates(model_dir, chosen, make_adapters(model_dir, Path(tmp) / "adapters"))
             print(candidates_table(rows))
+        if args.no_load_figures:
+            return 0
 
         from server.app import create_app
 
