@@ -101,7 +101,8 @@ def candidates_table(rows: list[dict]) -> str:
             "| decode tok/s | server / bare | RSS MB | load |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['engine']} | {r['threads']} | {'yes' if r['busy_core'] else 'no'} | failed: {r['error']} |"
+            error = r["error"].replace("|", "/")
+            out.append(f"| {r['engine']} | {r['threads']} | {'yes' if r['busy_core'] else 'no'} | failed: {error} |"
                        " | | | | |")
             continue
         ratio = f"{r['server_cold_s'] / r['bare_cold_s']:.2f}" if "bare_cold_s" in r else "-"
