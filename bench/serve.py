@@ -77,7 +77,13 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapter
 
     rows = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    import importlib.util
+
     for i, (engine, threads, busy) in enumerate(chosen, 1):
+        if engine.startswith("llamacpp-") and importlib.util.find_spec("xllamacpp") is None:
+            rows.append({"engine": engine, "threads": threads, "busy_core": busy,
+                         "error": "xllamacpp is not installed (pip install -e '.[llamacpp]')"})
+            continue
         _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads or 'auto'}{', one core busy' if busy else ''}"
                   f" (load {os.getloadavg()[0]:.1f})")
         cmd = [sys.executable, str(ROOT / "bench" / "engines.py"), engine, "--model", str(model_dir),
