@@ -153,7 +153,7 @@ def main() -> None:
         token = accounts.create_token("bench")
         _progress("starting inhouse serve")
         with serve_subprocess(model_dir, Path(tmp) / "serve.log", args=[
-                "--torch-threads", str(args.torch_threads), "--max-concurrent-requests", str(4 * args.streams)]) as up:
+                "--threads", str(args.torch_threads), "--max-concurrent-requests", str(4 * args.streams)]) as up:
             _progress("starting inhouse gateway")
             proc, gw = start_gateway(db, up, Path(tmp) / "gateway.log", args.streams)
             try:

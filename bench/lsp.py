@@ -8,9 +8,12 @@ Figures:
   typing_stale_suggestions        200 keystrokes typed into a document with a request per keystroke, the client
                                   never cancelling: suggestions that arrive not matching the document as it
                                   is by then (target 0)
-  typing_latency_p50_ms / _p95_ms latency of the requests answered while still the newest for their document;
-                                  targets relative to the backend alone on this machine (1.5x its p50, 2x its p95)
-The embedded server runs as a subprocess with its prefix cache off, so both paths pay the same prompt cost.
+  typing_keystroke_to_suggestion  keystroke -> suggestion of the requests answered while still the newest for
+    _p50_ms / _p95_ms             their document, the language server's own debounce included, the embedded
+                                  server's prefix cache on (a user typing): p50 <= 200 ms, p95 <= 600 ms
+  typing_one_core_busy_p50_ms     the same typing with one core kept busy by a loop (<= 400 ms)
+The embedded server runs as a subprocess on its own thread choice: with its prefix cache off for the paired
+calls (both paths pay the same prompt cost), on for typing.
 
     .venv/bin/python bench/lsp.py [--model models/smollm2 | --tiny] [--samples 30] [--keystrokes 200]
                                   [--max-prompt-tokens 512]
@@ -26,6 +29,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,12 +64,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def embedded_server(model_dir: Path, log: Path):
-    # Prefix cache off: the paired calls send the same prompt, and the second must not be served cheaper.
+def embedded_server(model_dir: Path, log: Path, prefix_cache: bool):
+    """`inhouse serve` with its own thread choice. Prefix cache off for the paired calls (they send the same
+    prompt, and the second must not be served cheaper); on for typing, as a user gets it."""
     (log.parent / "empty.toml").write_text("")
     return serve_subprocess(model_dir, log, ready_timeout_s=300, env={
-        "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "0", "INHOUSE_SERVE_TORCH_THREADS": "1",
+        "INHOUSE_SERVE_PREFIX_CACHE_ENTRIES": "4" if prefix_cache else "0",
         "INHOUSE_CONFIG": str(log.parent / "empty.toml")})
+
+
+@contextlib.contextmanager
+def busy_core(on: bool):
+    """One core kept busy by a loop in another process (the editor, a build) while the block runs."""
+    proc = subprocess.Popen([PY, "-c", "while True: pass"]) if on else None
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.asynccontextmanager
@@ -255,18 +272,25 @@ def main(argv: list[str] | None = None) -> int:
             print("model: tiny random model")
         else:
             print(f"model: {model_dir}")
-        with embedded_server(model_dir, tmp_path / "serve.log") as url:
-            options = {"backendUrl": url, "maxTokens": MAX_TOKENS, "maxTokensSingleLine": MAX_TOKENS,
-                       "tokenizer": str(model_dir), "maxPromptTokens": args.max_prompt_tokens,
-                       "indexWorkspace": False, "timeoutMs": 60000}
-            root = tmp_path / "ws"
-            root.mkdir()
+        options = {"maxTokens": MAX_TOKENS, "maxTokensSingleLine": MAX_TOKENS, "tokenizer": str(model_dir),
+                   "maxPromptTokens": args.max_prompt_tokens,
+                   "indexWorkspace": False, "timeoutMs": 60000}
+        root = tmp_path / "ws"
+        root.mkdir()
+        with embedded_server(model_dir, tmp_path / "serve.log", prefix_cache=False) as url:
             # The server's own cost is measured without its debounce (a deliberate wait, not a cost).
-            through, alone = asyncio.run(overhead(url, {**options, "debounceMs": 0}, root, args.samples,
-                                                  tmp_path / "lsp1.log"))
-            # Line-end pauses long enough for this machine's backend to answer (a user reading a suggestion).
-            line_pause = min(20.0, max(1.5, 1.5 * percentile(alone, 0.5) / 1000))
-            typed = asyncio.run(typing(url, options, root, args.keystrokes, tmp_path / "lsp2.log", line_pause))
+            through, alone = asyncio.run(overhead(url, {**options, "backendUrl": url, "debounceMs": 0}, root,
+                                                  args.samples, tmp_path / "lsp1.log"))
+        # Line-end pauses long enough for this machine's backend to answer (a user reading a suggestion).
+        line_pause = min(20.0, max(1.5, 1.5 * percentile(alone, 0.5) / 1000))
+        typed = {}
+        for busy in (False, True):  # the language server's own debounce; the server's prefix cache on
+            with embedded_server(model_dir, tmp_path / f"serve-typing-{busy}.log", prefix_cache=True) as url, \
+                    busy_core(busy):
+                print(f"typing {args.keystrokes} keystrokes{', one core busy' if busy else ''} "
+                      f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+                typed[busy] = asyncio.run(typing(url, {**options, "backendUrl": url}, root, args.keystrokes,
+                                                 tmp_path / f"lsp-typing-{busy}.log", line_pause))
 
     own = [a - b for a, b in zip(through, alone, strict=True)]
     ratio = statistics.median(through) / statistics.median(alone)
@@ -274,19 +298,20 @@ def main(argv: list[str] | None = None) -> int:
           f"p95 {percentile(through, .95):.1f} ms; backend alone: p50 {percentile(alone, .5):.1f} ms, "
           f"p95 {percentile(alone, .95):.1f} ms ({len(own)} cursors)")
     print(f"server's own cost: p50 {percentile(own, .5):.1f} ms, p95 {percentile(own, .95):.1f} ms; ratio {ratio:.3f}")
-    print(f"typing: line-end pause {line_pause:.1f} s; {typed['requests']} keystrokes, "
-          f"{typed['delivered']} suggestions delivered, {typed['stale']} stale; "
-          f"latency of requests answered while newest: p50 {typed['p50']:.1f} ms, "
-          f"p95 {typed['p95']:.1f} ms ({typed['answered_latest']} requests)")
+    for busy, t in typed.items():
+        print(f"typing{' (one core busy)' if busy else ''}: line-end pause {line_pause:.1f} s; {t['requests']} "
+              f"keystrokes, {t['delivered']} suggestions delivered, {t['stale']} stale; keystroke -> suggestion of "
+              f"requests answered while newest: p50 {t['p50']:.1f} ms, p95 {t['p95']:.1f} ms "
+              f"({t['answered_latest']} requests)")
+    quiet, loaded = typed[False], typed[True]
     rows = [
         ("lsp_overhead_p50_ms", percentile(own, .5), 20.0, percentile(own, .5) <= 20.0),
         ("lsp_overhead_p95_ms", percentile(own, .95), 50.0, percentile(own, .95) <= 50.0),
         ("lsp_vs_backend_p50_ratio", ratio, 1.25, ratio <= 1.25),
-        ("typing_stale_suggestions", float(typed["stale"]), 0, typed["stale"] == 0),
-        ("typing_latency_p50_ms", typed["p50"], round(1.5 * percentile(alone, .5), 1),
-         typed["p50"] <= 1.5 * percentile(alone, .5)),
-        ("typing_latency_p95_ms", typed["p95"], round(2 * percentile(alone, .95), 1),
-         typed["p95"] <= 2 * percentile(alone, .95)),
+        ("typing_stale_suggestions", float(quiet["stale"]), 0, quiet["stale"] == 0),
+        ("typing_keystroke_to_suggestion_p50_ms", quiet["p50"], 200.0, quiet["p50"] <= 200.0),
+        ("typing_keystroke_to_suggestion_p95_ms", quiet["p95"], 600.0, quiet["p95"] <= 600.0),
+        ("typing_one_core_busy_p50_ms", loaded["p50"], 400.0, loaded["p50"] <= 400.0),
     ]
     print(json.dumps({"name": "lsp", "figures": [
         {"figure": f, "value": round(v, 3), "target": t, "met": bool(m)} for f, v, t, m in rows]}))

@@ -1,11 +1,21 @@
-"""Benchmark of the embedded server against in-process generation, in one run.
+"""Benchmark of the embedded server: the candidate engines side by side, then the chosen one under load, in one run.
 
-Figures (each a ratio measured in this process against a baseline run here too):
+Candidates (each in its own process, `bench/engines.py`; the same ~512-token prompt, 16 new tokens, greedy):
+torch float32 (the engine before int8), torch int8 (the default), llama.cpp through `xllamacpp` on the shipped
+Q4_1 GGUF and on Q8_0/Q4_0/F16 exported with `gguf`; torch int8 again with one core kept busy, on its chosen
+threads and on 2. Columns: cold prompt, each keystroke (prompt +1 char, prefix reused), decode tok/s,
+server/bare (the server's time over `model.generate` on its own model, same prompt), RSS (int8 row: with two
+adapters loaded).
+Figures (each a ratio or value measured in this run):
+  cold_512_prompt_s      the default engine's cold 512-token prompt, 16 new tokens (<= 1 s)
+  server_vs_bare         the default engine's cold request / its bare library call (<= 1.1)
+  rss_two_adapters_mb    the default engine's server RSS with the base and two adapters (<= 400)
   stream_vs_generate     tokens/s of one streamed request / tokens/s of `model.generate` on the same prompt (>= 0.9)
   concurrent_vs_serial   aggregate tokens/s of 8 concurrent clients / the same 8 requests one after another (>= 2)
   prefix_extend_time     time of a request whose prompt extends the previous one by 5 characters / the first (<= 0.5)
   errors_under_load      failed requests over the whole run, including a burst of 32 mixed requests (0)
-Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--new-tokens 32] [--torch-threads 1]
+Usage: .venv/bin/python bench/serve.py [--model DIR | --tiny] [--candidates all|none|LIST] [--no-load-figures]
+                                      [--new-tokens 32]
 The last stdout line is JSON: {"name": "serve", "figures": [{"figure", "value", "target", "met"}]}.
 """
 
@@ -38,6 +48,77 @@ def _prompts(tag: str, n: int) -> list[str]:
     return [f"# {tag} request {i}\n" + body[i * 97:i * 97 + 600] for i in range(n)]
 
 
+CANDIDATES = [  # (engine, threads, busy core)
+    ("torch-float32", 1, False), ("torch-int8", 0, False), ("llamacpp-Q4_1", 1, False), ("llamacpp-Q8_0", 1, False),
+    ("llamacpp-Q4_0", 1, False), ("llamacpp-F16", 1, False), ("llamacpp-Q8_0", 2, False),
+    ("torch-int8", 0, True), ("torch-int8", 2, True), ("llamacpp-Q8_0", 1, True),
+]
+
+
+def make_adapters(model_dir: Path, out: Path, n: int = 2) -> Path:
+    """n random LoRA adapters (r 16, attention projections) for the model: for the RSS figure."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    for i in range(n):
+        torch.manual_seed(i)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        cfg = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                         init_lora_weights=False, task_type="CAUSAL_LM")
+        get_peft_model(model, cfg).save_pretrained(str(out / f"team-{chr(97 + i)}"))
+    return out
+
+
+def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapters: Path) -> list[dict]:
+    """Each candidate in its own process (`bench/engines.py`), one after another; a failed one is reported."""
+    import os
+    import subprocess
+
+    rows = []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    import importlib.util
+
+    for i, (engine, threads, busy) in enumerate(chosen, 1):
+        if engine.startswith("llamacpp-") and importlib.util.find_spec("xllamacpp") is None:
+            rows.append({"engine": engine, "threads": threads, "busy_core": busy,
+                         "error": "xllamacpp is not installed (pip install -e '.[llamacpp]')"})
+            continue
+        busy_note = ", one core busy" if busy else ""
+        _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads or 'auto'}{busy_note}"
+                  f" (load {os.getloadavg()[0]:.1f})")
+        cmd = [sys.executable, str(ROOT / "bench" / "engines.py"), engine, "--model", str(model_dir),
+               "--threads", str(threads)]
+        if busy:
+            cmd.append("--busy")
+        elif engine == "torch-int8":
+            cmd += ["--adapters", str(adapters)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode or not lines:
+            rows.append({"engine": engine, "threads": threads, "busy_core": busy,
+                         "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]})
+        else:
+            rows.append({**json.loads(lines[-1]), "load": os.getloadavg()[0]})
+    return rows
+
+
+def candidates_table(rows: list[dict]) -> str:
+    out = [("| engine | threads | one core busy | cold 512-token prompt, 16 new | each keystroke (p50 / max) "
+            "| decode tok/s | server / bare | RSS MB | load |"), "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            error = r["error"].replace("|", "/")
+            out.append(f"| {r['engine']} | {r['threads']} | {'yes' if r['busy_core'] else 'no'} | failed: {error} |"
+                       " | | | | |")
+            continue
+        ratio = f"{r['server_cold_s'] / r['bare_cold_s']:.2f}" if "bare_cold_s" in r else "-"
+        out.append(f"| {r['engine']} | {r['threads']} | {'yes' if r['busy_core'] else 'no'} | {r['cold_s']:.2f} s "
+                   f"| {r['typing_p50_s'] * 1000:.0f} / {r['typing_max_s'] * 1000:.0f} ms | {r['decode_tps']:.0f} "
+                   f"| {ratio} | {r['rss_mb']:.0f} | {r['load']:.1f} |")
+    return "\n".join(out)
+
+
 class Baseline:
     """`model.generate` in this process, on its own copy of the model (greedy, exactly n new tokens)."""
 
@@ -48,6 +129,9 @@ class Baseline:
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        from server.quantize import quantize_linears
+
+        quantize_linears(self.model)  # the server's default CPU weights: the same model on both sides
 
     def tokens_per_s(self, prompt: str, new_tokens: int) -> float:
         ids = self.tok(prompt, return_tensors="pt")
@@ -139,18 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
+    parser.add_argument("--candidates", default="all",
+                        help="all, none, or a comma list of engine[:threads[:busy]], e.g. torch-int8:0,llamacpp-Q8_0:1")
+    parser.add_argument("--no-load-figures", action="store_true", help="only the candidates table")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prefix-chars", type=int, default=2000, help="length of the prompt the user extends")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch CPU threads for both sides (0: torch's default; on a shared machine more than "
-                             "one thread can be 10x slower)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for both sides of the load figures (0: the server's choice)")
     args = parser.parse_args(argv)
 
     import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-") as tmp:
         model_dir = args.model
         if args.tiny or not (model_dir / "config.json").is_file():
@@ -160,12 +247,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model: tiny random model (no checkpoint at {args.model})" if not args.tiny else "model: tiny")
         else:
             print(f"model: {model_dir}")
-        print(f"torch threads: {torch.get_num_threads()}, device: cpu")
+        if args.candidates != "none":
+            chosen = CANDIDATES if args.candidates == "all" else [
+                (spec.split(":")[0], int((spec.split(":") + ["0"])[1]), spec.endswith(":busy"))
+                for spec in args.candidates.split(",")]
+            if args.tiny:
+                chosen = [c for c in chosen if c[0].startswith("torch-")]  # the GGUF is SmolLM2's
+            rows = run_candidates(model_dir, chosen, make_adapters(model_dir, Path(tmp) / "adapters"))
+            print(candidates_table(rows))
+        if args.no_load_figures:
+            return 0
 
         from server.app import create_app
 
         errors: list[str] = []
-        app = create_app(model_dir, torch_threads=args.torch_threads, log_level="warning")
+        app = create_app(model_dir, threads=args.threads, log_level="warning")
+        print(f"threads: {app.state.server.engine.choice.threads}, weights: {app.state.server.engine.choice.weights}")
         baseline = Baseline(model_dir)
         try:
             with serve_in_thread(app) as url:
@@ -181,14 +278,21 @@ def main(argv: list[str] | None = None) -> int:
           f"ratio {conc_ratio:.2f}")
     print(f"prompt extended by 5 chars: {figures['prefix_ratio']:.2f} of the first request's time")
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-    rows = [
+    out_rows = []
+    default = next((r for r in rows if r["engine"] == "torch-int8" and not r["busy_core"] and "error" not in r), None)
+    if default is not None:
+        bare_ratio = default["server_cold_s"] / default["bare_cold_s"]
+        out_rows += [("cold_512_prompt_s", default["cold_s"], 1.0, default["cold_s"] <= 1.0),
+                     ("server_vs_bare_cold_time", bare_ratio, 1.1, bare_ratio <= 1.1),
+                     ("rss_two_adapters_mb", default["rss_mb"], 400, default["rss_mb"] <= 400)]
+    out_rows += [
         ("stream_vs_generate_tokens_per_s", stream_ratio, 0.9, stream_ratio >= 0.9),
         ("concurrent8_vs_serial_tokens_per_s", conc_ratio, 2.0, conc_ratio >= 2.0),
         ("prefix_extend5_vs_first_time", figures["prefix_ratio"], 0.5, figures["prefix_ratio"] <= 0.5),
         ("errors_under_load", float(len(errors)), 0, not errors),
     ]
     print(json.dumps({"name": "serve", "figures": [
-        {"figure": f, "value": round(v, 3), "target": t, "met": bool(m)} for f, v, t, m in rows]}))
+        {"figure": f, "value": round(v, 3), "target": t, "met": bool(m)} for f, v, t, m in out_rows]}))
     return 0
 
 

@@ -233,7 +233,7 @@ def exam_server(base: Path, adapters: dict[str, Path], cfg: EvalConfig, log_file
         if adapters_dir is not None:
             args += ["--adapters", str(adapters_dir)]
         if cfg.threads:
-            args += ["--torch-threads", str(cfg.threads)]
+            args += ["--threads", str(cfg.threads)]
         log.info("starting the embedded server for the exam (log: %s)", log_file)
         with serve_subprocess(base, log_file, args=args, ready_timeout_s=300) as url:
             yield url

@@ -3,7 +3,8 @@
 The directory is read on every lookup, so an adapter copied in (e.g. by `inhouse export`) is served without a
 restart, and one removed is no longer accepted. An id is a plain name: it can never reach outside the
 directory (no separators, no `..`, and the resolved path must sit directly inside it). Used by `server.app`;
-the engine loads an adapter into the model on its first request.
+the engine loads an adapter into the model on its first request, once `check_adapter` has found that every
+tensor of it fits the served model (else a 422 naming both bases or the modules it cannot map).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.artifacts import read_info
 from core.completion.profile import CompletionProfile, profile_of_info
@@ -95,3 +97,79 @@ class AdapterDirectory:
             raise ValidationError(f"`{field}` names adapter {adapter_id!r}, whose inhouse.json is unusable: {exc}"
                                   ) from exc
         return Adapter(adapter_id, path, read_info(path).get("fim_format"), profile)
+
+
+# ---- does an adapter fit the served model? --------------------------------------------------------------------
+_PREFIX = "base_model.model."
+_LORA_PARTS = {"lora_A": 1, "lora_B": 0, "lora_embedding_A": 1, "lora_embedding_B": 0}  # tensor axis -> in/out
+
+
+def module_shapes(model: Any) -> dict[str, tuple[int, int]]:
+    """Each module a LoRA can attach to, by path: (in, out) features of linears, (rows, dim) of embeddings."""
+    from torch import nn
+
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            shapes[name] = (module.in_features, module.out_features)
+        elif isinstance(module, nn.Embedding):
+            shapes[name] = (module.num_embeddings, module.embedding_dim)
+    return shapes
+
+
+def check_adapter(adapter: Adapter, shapes: dict[str, tuple[int, int]], model_name: str) -> None:
+    """A 422 (ValidationError) unless every tensor of the adapter attaches to a module of the model with its shape.
+
+    Reads only the safetensors header. Names both bases when the shapes say the adapter was trained for another
+    model, and lists the modules the engine cannot map (absent from the model, or not a LoRA tensor).
+    """
+    from safetensors import safe_open
+
+    weights = adapter.path / "adapter_model.safetensors"
+    if not weights.is_file():
+        return  # a .bin adapter (or none at all): peft's own loading reports it
+    try:
+        with safe_open(str(weights), "pt") as f:
+            tensors = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        raise ValidationError(f"adapter {adapter.id!r}: {weights.name} is corrupt or truncated: {exc}") from exc
+    unmapped, mismatched = [], []
+    for key, shape in tensors.items():
+        parts = key.removeprefix(_PREFIX).split(".")
+        kind = next((p for p in parts if p in _LORA_PARTS), None)
+        module = ".".join(parts[:parts.index(kind)]) if kind else ".".join(parts[:-1])
+        if kind is None or module not in shapes or len(shape) != 2:
+            unmapped.append(module or key)
+            continue
+        axis = _LORA_PARTS[kind]
+        want = shapes[module][0] if axis == 1 else shapes[module][1]
+        if shape[axis] != want:
+            mismatched.append(f"{module} ({kind} has {shape[axis]} {'inputs' if axis else 'outputs'}, "
+                              f"the model {want})")
+    if mismatched:
+        base = _trained_base(adapter.path)
+        raise ValidationError(
+            f"adapter {adapter.id!r} was trained for another base model ({base}), not for the served model "
+            f"{model_name!r}: {len(mismatched)} tensors do not fit, e.g. {'; '.join(mismatched[:3])}")
+    if unmapped:
+        names = sorted(set(unmapped))
+        raise ValidationError(
+            f"adapter {adapter.id!r} has modules the engine cannot map onto {model_name!r}: "
+            f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''} (only LoRA on the model's linear layers "
+            f"and embeddings is served)")
+
+
+def _trained_base(path: Path) -> str:
+    import json
+
+    names = []
+    try:
+        names.append(json.loads((path / _CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path"))
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        names.append(read_info(path).get("base_model"))
+    except ModelError:
+        pass
+    known = [str(n) for n in dict.fromkeys(names) if n]
+    return " / ".join(repr(n) for n in known) if known else "its adapter_config.json names none"

@@ -24,8 +24,10 @@ class ServeConfig:
     default_max_new_tokens: int = 64      # when a request gives no max_new_tokens
     max_stop_sequences: int = 16          # FIM stop lists are longer than TGI's default 4
     prefix_cache_entries: int = 4         # prompts kept per adapter for key/value reuse (0 disables)
+    draft_tokens: int = 6                 # prompt-lookup draft checked per forward when one request decodes (0: off)
     log_level: str = "info"               # uvicorn's log level
-    torch_threads: int = 0                # CPU threads for torch (0: torch's default, 1 for test-sized models)
+    threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
+    weights: str = "auto"                 # "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float" (`dtype` everywhere)
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
@@ -36,7 +38,9 @@ class ServeConfig:
                        f"> max_input_tokens ({self.max_input_tokens})", self.max_total_tokens)
         config.require(self.default_max_new_tokens > 0, "default_max_new_tokens", "> 0", self.default_max_new_tokens)
         config.require(self.max_stop_sequences >= 0, "max_stop_sequences", ">= 0", self.max_stop_sequences)
+        config.require(self.draft_tokens >= 0, "draft_tokens", ">= 0", self.draft_tokens)
         config.require(self.prefix_cache_entries >= 0, "prefix_cache_entries", ">= 0", self.prefix_cache_entries)
-        config.require(self.torch_threads >= 0, "torch_threads", ">= 0", self.torch_threads)
+        config.require(self.threads >= 0, "threads", ">= 0", self.threads)
+        config.require(self.weights in ("auto", "int8", "float"), "weights", "one of auto, int8, float", self.weights)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
                        "one of auto, float32, bfloat16, float16", self.dtype)

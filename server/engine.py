@@ -4,7 +4,8 @@ Requests arrive from the HTTP handlers (`submit`, any thread) and wait in a queu
 them into the running batch: it prefills each new prompt on its own (reusing cached prompt key/values of the
 same adapter, `server.kvcache`), then merges it into the batch; every step is one padded forward over all
 active sequences, each with its own adapter (peft mixed-batch LoRA), sampling, stop sequences and healing
-constraint. Tokens travel back to the request's asyncio loop as events on its `Handle`.
+constraint. A sequence decoding alone checks a prompt-lookup draft per forward (`server.speculation`).
+Tokens travel back to the request's asyncio loop as events on its `Handle`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import torch
 
 from core.errors import GenerationError, InhouseError
 from core.healing import VocabIndex, advance, strip_healed
+from core.token_bytes import as_bytes, build_index
 from server import kvcache
+from server.adapters import module_shapes
 from server.decoding import IncrementalDecoder, find_stop
+from server.loading import EngineChoice
 from server.metrics import Metrics
 from server.sampling import Sampler, SamplingParams
-from core.token_bytes import as_bytes, build_index
+from server.speculation import prompt_lookup
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,7 @@ class _Seq:
     remaining: str                   # bytes (as latin-1) the output still has to re-type
     started: float
     reused: int = 0
+    draft_len: int = -1              # the next prompt-lookup draft's length (-1: the engine's default)
     next_token: int = -1
     text: str = ""
     emitted: str = ""
@@ -130,11 +135,15 @@ class Engine:
     """Owns the model; one thread runs `_loop`. `submit` and `cancel` are safe from any thread."""
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, prefix_cache_entries: int = 4,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, choice: EngineChoice | None = None, draft_tokens: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.choice = choice or EngineChoice("torch", str(next(model.parameters()).dtype).split(".")[-1],
+                                             self.device.type, torch.get_num_threads(), "torch's default")
         self.max_batch_size = max_batch_size
+        self.draft_tokens = draft_tokens  # prompt-lookup draft length when one sequence decodes (0: off)
+        self.module_shapes = module_shapes(model)  # of the base model, before any adapter wraps its layers
         self.metrics = metrics or Metrics()
         self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {
@@ -146,7 +155,7 @@ class Engine:
         self._prefix = kvcache.PrefixCache(prefix_cache_entries)
         self._queue: queue.Queue[Handle] = queue.Queue()
         self._rows: list[_Seq] = []
-        self._cache = None
+        self._cache: Any = None  # the batch's DynamicCache
         self._mask: torch.Tensor | None = None
         self._adapters: dict[str, float] = {}  # loaded adapter id -> mtime of its directory's files
         self._vocab: tuple[VocabIndex, list[str]] | None = None
@@ -308,6 +317,8 @@ class Engine:
             if not self._rows:
                 return
         rows = self._rows
+        if len(rows) == 1 and self.draft_tokens and self._speculate(rows[0]):
+            return
         input_ids = torch.tensor([[s.next_token] for s in rows], dtype=torch.long, device=self.device)
         positions = torch.tensor([[s.kv_len] for s in rows], dtype=torch.long, device=self.device)
         mask = torch.cat([self._mask, torch.ones((len(rows), 1), dtype=self._mask.dtype, device=self.device)], dim=1)
@@ -322,6 +333,53 @@ class Engine:
         done = {i for i, s in enumerate(rows) if s.finish is not None}
         if done:
             self._drop(done)
+
+    def _speculate(self, seq: _Seq) -> bool:
+        """One forward over the pending token and a prompt-lookup draft; False when there is no draft to check.
+
+        Each position's token is chosen by the sequence's own sampler, in order, and the draft is kept only as
+        far as it agrees: the output is the token-by-token one. The key/values of rejected tokens are cropped.
+        """
+        req = seq.handle.request
+        budget = req.max_new_tokens - len(seq.tokens) - 1
+        if seq.remaining or budget <= 0 or seq.draft_len == 0 or self._mask is None or self._mask.shape[1] != seq.kv_len:
+            return False  # healing still constrains the choice, or the row is padded (it was batched)
+        if seq.draft_len < 0:
+            seq.draft_len = self.draft_tokens
+        draft = prompt_lookup(seq.history.tolist(), min(seq.draft_len, budget))
+        if not draft:
+            return False
+        ids = [seq.next_token, *draft]
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        positions = torch.arange(seq.kv_len, seq.kv_len + len(ids), device=self.device).unsqueeze(0)
+        mask = torch.cat([self._mask, torch.ones((1, len(ids)), dtype=self._mask.dtype, device=self.device)], dim=1)
+        t0 = time.monotonic()
+        out = self._forward(input_ids, mask, positions, self._cache, [req.adapter_id], all_logits=True)
+        self.metrics.batch_forward("decode", time.monotonic() - t0)
+        logits = out.logits[0]
+        emitted = 0
+        for i in range(len(ids)):
+            token, logprob = seq.sampler.choose(logits[i].float(), seq.history, None)
+            self._accept(seq, token, logprob)
+            emitted += 1
+            if seq.finish is not None or i == len(draft) or token != draft[i]:
+                break
+        accepted = emitted - 1
+        self.metrics.draft_tokens(len(draft), accepted)
+        # A draft the model rejects at once halves the next one (down to none for this request); a fully accepted
+        # one doubles it: a prompt the completion does not copy from costs a few wider forwards, no more.
+        if accepted == 0:
+            seq.draft_len //= 2
+        elif accepted == len(draft):
+            seq.draft_len = min(self.draft_tokens, seq.draft_len * 2)
+        unused = len(ids) - emitted
+        if unused:
+            self._cache.crop(-unused)
+        self._mask = mask[:, :mask.shape[1] - unused]
+        seq.kv_len += emitted
+        if seq.finish is not None:
+            self._drop({0})
+        return True
 
     def _drop(self, rows: set[int]) -> None:
         keep = [i for i in range(len(self._rows)) if i not in rows]

@@ -42,6 +42,14 @@ class Metrics:
                                         buckets=_DURATION_BUCKETS, registry=r)
         self.prefix_reused = Gauge("inhouse_prefix_cache_reused_tokens", "Prompt tokens served from the prefix cache",
                                    registry=r)
+        self.draft_proposed = Gauge("inhouse_draft_tokens_proposed", "Prompt-lookup draft tokens checked",
+                                    registry=r)
+        self.draft_accepted = Gauge("inhouse_draft_tokens_accepted", "Draft tokens the sampler agreed with",
+                                    registry=r)
+
+    def draft_tokens(self, proposed: int, accepted: int) -> None:
+        self.draft_proposed.inc(proposed)
+        self.draft_accepted.inc(accepted)
 
     def failure(self, err: str) -> None:
         self.request_failure.labels(err=err).inc()

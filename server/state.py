@@ -19,7 +19,7 @@ from core import __version__
 from core.artifacts import read_info
 from core.completion.profile import CompletionProfile, profile_of_info
 from core.errors import GenerationError, ModelError, OverloadedError
-from server.adapters import AdapterDirectory
+from server.adapters import Adapter, AdapterDirectory, adapter_mtime, check_adapter
 from server.config import ServeConfig
 from server.engine import Engine, FinishEvent, Handle
 from server.metrics import Metrics
@@ -48,6 +48,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._fitting: set[tuple[str, float]] = set()  # adapter versions `check_adapter` accepted
 
     @classmethod
     def load(cls, model_dir: str | Path, cfg: ServeConfig) -> ServerState:
@@ -58,10 +59,11 @@ class ServerState:
         if not (model_dir / "config.json").is_file():
             raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
         adapters = AdapterDirectory(cfg.adapters)
-        model, tokenizer = load_model(model_dir, cfg.device, cfg.dtype, cfg.torch_threads)
+        model, tokenizer, choice = load_model(model_dir, cfg.device, cfg.dtype, cfg.threads, cfg.weights)
         metrics = Metrics()
         engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
-                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics)
+                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice,
+                        draft_tokens=cfg.draft_tokens)
         max_pos = getattr(model.config, "max_position_embeddings", None) or cfg.max_total_tokens
         max_total = min(cfg.max_total_tokens, max_pos)
         limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
@@ -73,9 +75,10 @@ class ServerState:
                    profile=profile_of_info(info, where=f"model {str(model_dir)!r}"))
 
     def info(self) -> dict[str, Any]:
-        """TGI's /info fields, plus `fim_format`, `adapters`, `token_healing`, and the completion profiles of the
-        base (`profile`) and of each adapter (`adapter_profiles`) that clients complete with."""
-        cfg, lim, model = self.config, self.limits, self.engine.model
+        """TGI's /info fields, plus `fim_format`, `adapters`, `token_healing`, the completion profiles of the base
+        (`profile`) and of each adapter (`adapter_profiles`) that clients complete with, and the engine's name,
+        weights and threads (with the rule or flag that chose them)."""
+        cfg, lim, model, choice = self.config, self.limits, self.engine.model, self.engine.choice
         return {
             "model_id": self.model_id, "model_sha": None, "model_dtype": str(next(model.parameters()).dtype),
             "model_device_type": self.engine.device.type, "model_pipeline_tag": "text-generation",
@@ -87,7 +90,8 @@ class ServerState:
             "max_client_batch_size": 1, "router": "inhouse", "version": __version__, "sha": self.sha,
             "docker_label": None, "fim_format": self.fim_format, "adapters": self.adapters.ids(),
             "token_healing": True, "profile": self.profile.to_dict() if self.profile else None,
-            "adapter_profiles": self.adapters.profiles(),
+            "adapter_profiles": self.adapters.profiles(), "engine": choice.name, "engine_weights": choice.weights,
+            "engine_threads": choice.threads, "engine_threads_from": choice.threads_from,
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
@@ -95,6 +99,7 @@ class ServerState:
         self.metrics.request_count.inc()
         try:
             prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters, self.profile)
+            self._check_adapter(prepared.request.adapter_id, prepared.request.adapter_path)
         except Exception:
             self.metrics.failure("validation")
             raise
@@ -104,6 +109,16 @@ class ServerState:
         self.metrics.input_length.observe(len(prepared.request.input_ids))
         self.metrics.max_new_tokens.observe(prepared.request.max_new_tokens)
         return prepared
+
+    def _check_adapter(self, adapter_id: str | None, path: Path | None) -> None:
+        """A 422 for an adapter that does not fit the served model (checked once per version of its files)."""
+        if adapter_id is None or path is None:
+            return
+        key = (str(path), adapter_mtime(path))
+        if key in self._fitting:
+            return
+        check_adapter(Adapter(adapter_id, path, None), self.engine.module_shapes, self.model_id)
+        self._fitting.add(key)
 
     @asynccontextmanager
     async def generation(self, prepared: Prepared):

@@ -97,7 +97,7 @@ def model_server(tiny_model_dir, team_adapters_dir) -> Iterator[Callable[..., st
     started = []
 
     def start(port: int | None = None, **options) -> str:
-        options.setdefault("torch_threads", 1)
+        options.setdefault("threads", 1)
         app = create_app(tiny_model_dir, team_adapters_dir, **options)
         cm = serve_in_thread(app, port=port)
         url = cm.__enter__()

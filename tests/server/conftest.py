@@ -57,7 +57,7 @@ def make_app(tiny_model_dir) -> Iterator[Callable]:
     apps = []
 
     def factory(model_dir: Path | None = None, adapters_dir: Path | None = None, **options):
-        options.setdefault("torch_threads", 1)  # the tiny model is fastest on one thread, above all on a busy machine
+        options.setdefault("threads", 1)  # the tiny model is fastest on one thread, above all on a busy machine
         app = create_app(model_dir or tiny_model_dir, adapters_dir, **options)
         apps.append(app)
         return app

@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.e2e
 def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
-    with serve_subprocess(tiny_model_dir, tmp_path / "serve.log", args=["--max-stop-sequences", "8"],
-                          env={"INHOUSE_SERVE_TORCH_THREADS": "1"}) as url:
+    with serve_subprocess(tiny_model_dir, tmp_path / "serve.log", args=["--max-stop-sequences", "8", "--threads", "1"],
+                          env={"INHOUSE_SERVE_THREADS": "2"}) as url:
         info = httpx.get(f"{url}/info").json()
         assert info["max_stop_sequences"] == 8 and info["fim_format"] == "starcoder"
+        assert (info["engine"], info["engine_weights"]) == ("torch", "int8")
+        assert (info["engine_threads"], info["engine_threads_from"]) == (1, "--threads")  # the flag beats the env
         r = httpx.post(f"{url}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
         assert r.status_code == 200 and r.json()["generated_text"]
     with pytest.raises(httpx.TransportError):  # stopped on exit
@@ -44,6 +46,10 @@ def test_config_section_precedence_and_validation(tmp_path):
         ServeConfig(max_batch_size=0)
     with pytest.raises(ConfigError, match="`max_total_tokens` must be > max_input_tokens"):
         ServeConfig(max_input_tokens=100, max_total_tokens=100)
+    with pytest.raises(ConfigError, match="`weights` must be one of auto, int8, float, got 'int4'"):
+        ServeConfig(weights="int4")
+    with pytest.raises(ConfigError, match="`threads` must be >= 0, got -1"):
+        ServeConfig(threads=-1)
 
 
 def test_empty_api_key_file_is_refused_before_loading(tmp_path):

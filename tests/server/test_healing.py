@@ -93,7 +93,7 @@ async def test_token_healing_on_a_real_model(smollm2_app, inputs, after_cursor):
 def _smollm2_server(smollm2_dir):
     from server.app import create_app
 
-    app = create_app(smollm2_dir, torch_threads=1)
+    app = create_app(smollm2_dir, threads=1)
     yield app
     app.state.server.engine.close()
 

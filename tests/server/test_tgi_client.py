@@ -18,12 +18,16 @@ from huggingface_hub.errors import (
 PROMPT = "def parse(path):\n    "
 
 
-def greedy_reference(model_dir, prompt: str, n: int, adapter_dir=None) -> list[int]:
+def greedy_reference(model_dir, prompt: str, n: int, adapter_dir=None, int8: bool = True) -> list[int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if int8:  # the server's default CPU weights: the same int8 layers, run by transformers' own generate
+        from server.quantize import quantize_linears
+
+        quantize_linears(model)
     if adapter_dir is not None:
         from peft import PeftModel
 
