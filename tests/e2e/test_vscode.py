@@ -220,6 +220,10 @@ def build_ghost_model(tiny_dir: Path, out_dir: Path, text: str) -> Path:
     config = json.loads((tiny_dir / "config.json").read_text())
     config["tie_word_embeddings"] = False
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    # It answers right after <fim_middle>: its completion profile is PSM (the server reports it, the editor uses it).
+    info = json.loads((tiny_dir / "inhouse.json").read_text())
+    info["profile"] = {**info["profile"], "order": "psm", "heal": False}
+    (out_dir / "inhouse.json").write_text(json.dumps(info, indent=2))
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     return out_dir
 
