@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Manage the gateway's users, teams, tokens, adapters and audit log.", no_args_is_help=True)
 users = typer.Typer(help="Users (people who get tokens; admins also sign in to /admin).", no_args_is_help=True)
@@ -24,26 +27,24 @@ app.add_typer(tokens, name="tokens")
 app.add_typer(adapters, name="adapters")
 app.add_typer(audit_app, name="audit")
 
-def _resolve(section, **flags):
+def _resolve(ctx: typer.Context, section: type[T], **flags: Any) -> T:
     """The [gateway] section under the invocation's --config (Typer's context object), then these flags."""
-    import click
-
     from core.config import resolve_section
 
-    return resolve_section(click.get_current_context().obj, section, **flags)
+    return resolve_section(ctx.obj, section, **flags)
 
 
 DB_OPTION = typer.Option(None, "--db", help="Database URL (default: [gateway] database_url).")
 
 
-def _accounts(db: str | None):
+def _accounts(ctx: typer.Context, db: str | None):
     import getpass
 
     from gateway.accounts import Accounts
     from gateway.config import GatewayConfig
     from gateway.db import open_database
 
-    cfg = _resolve(GatewayConfig, database_url=db)
+    cfg = _resolve(ctx, GatewayConfig, database_url=db)
     return Accounts(open_database(cfg.database_url), actor=f"cli:{getpass.getuser()}")
 
 
@@ -68,6 +69,7 @@ def _print(rows: list[dict], as_json: bool) -> None:
 
 
 def gateway(
+    ctx: typer.Context,
     upstream: list[str] | None = typer.Option(None, "--upstream", "-u", help="Model server URL (repeatable)."),
     db: str | None = DB_OPTION,
     host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
@@ -85,7 +87,7 @@ def gateway(
     from gateway.app import create_app
     from gateway.config import GatewayConfig
 
-    cfg = _resolve(GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
+    cfg = _resolve(ctx, GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
                           host=host, port=port, adoption_events=adoption_events,
                           rate_limit_per_minute=rate_limit_per_minute, max_concurrent_per_user=max_concurrent_per_user)
     app_ = create_app(cfg)
@@ -94,7 +96,8 @@ def gateway(
 
 
 @users.command("add")
-def users_add(name: str, admin: bool = typer.Option(False, "--admin", help="May sign in to /admin."),
+def users_add(ctx: typer.Context,
+              name: str, admin: bool = typer.Option(False, "--admin", help="May sign in to /admin."),
               password_file: Path | None = typer.Option(None, "--password-file", help="File ('-': stdin) holding the "
                                                         "admin's password."),
               db: str | None = DB_OPTION) -> None:
@@ -104,98 +107,100 @@ def users_add(name: str, admin: bool = typer.Option(False, "--admin", help="May 
         from core.errors import ConfigError
 
         raise ConfigError("an admin needs a password to sign in: pass --password-file FILE (or - for stdin)")
-    _accounts(db).add_user(name, admin=admin, password=password)
+    _accounts(ctx, db).add_user(name, admin=admin, password=password)
     typer.echo(f"user {name} added")
 
 
 @users.command("disable")
-def users_disable(name: str, db: str | None = DB_OPTION) -> None:
+def users_disable(ctx: typer.Context, name: str, db: str | None = DB_OPTION) -> None:
     """Disable a user: every token of theirs stops working."""
-    _accounts(db).disable_user(name)
+    _accounts(ctx, db).disable_user(name)
     typer.echo(f"user {name} disabled")
 
 
 @users.command("list")
-def users_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+def users_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
     """List users with their teams."""
-    _print(_accounts(db).list_users(), as_json)
+    _print(_accounts(ctx, db).list_users(), as_json)
 
 
 @teams.command("add")
-def teams_add(name: str, db: str | None = DB_OPTION) -> None:
+def teams_add(ctx: typer.Context, name: str, db: str | None = DB_OPTION) -> None:
     """Add a team."""
-    _accounts(db).add_team(name)
+    _accounts(ctx, db).add_team(name)
     typer.echo(f"team {name} added")
 
 
 @teams.command("add-member")
-def teams_add_member(team: str, user: str, db: str | None = DB_OPTION) -> None:
+def teams_add_member(ctx: typer.Context, team: str, user: str, db: str | None = DB_OPTION) -> None:
     """Put a user in a team (a user may be in several)."""
-    _accounts(db).add_member(team, user)
+    _accounts(ctx, db).add_member(team, user)
     typer.echo(f"{user} is in {team}")
 
 
 @teams.command("allow")
-def teams_allow(team: str, adapter: str, default: bool = typer.Option(False, "--default",
+def teams_allow(ctx: typer.Context, team: str, adapter: str, default: bool = typer.Option(False, "--default",
                                                                        help="Also make it the team's default."),
                 db: str | None = DB_OPTION) -> None:
     """Let a team use an adapter (requests without adapter_id get the team's default)."""
-    _accounts(db).allow(team, adapter, default=default)
+    _accounts(ctx, db).allow(team, adapter, default=default)
     typer.echo(f"{team} may use {adapter}" + (" (default)" if default else ""))
 
 
 @teams.command("deny")
-def teams_deny(team: str, adapter: str, db: str | None = DB_OPTION) -> None:
+def teams_deny(ctx: typer.Context, team: str, adapter: str, db: str | None = DB_OPTION) -> None:
     """Take an adapter away from a team."""
-    _accounts(db).deny(team, adapter)
+    _accounts(ctx, db).deny(team, adapter)
     typer.echo(f"{team} may no longer use {adapter}")
 
 
 @teams.command("list")
-def teams_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+def teams_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
     """List teams with their adapters, default and members."""
-    _print(_accounts(db).list_teams(), as_json)
+    _print(_accounts(ctx, db).list_teams(), as_json)
 
 
 @tokens.command("create")
-def tokens_create(user: str, name: str = typer.Option("default", "--name"),
+def tokens_create(ctx: typer.Context, user: str, name: str = typer.Option("default", "--name"),
                   expires_days: float | None = typer.Option(None, "--expires-days", help="Expiry (default: never)."),
                   db: str | None = DB_OPTION) -> None:
     """Create a token for a user; it is printed once (only its hash is stored)."""
-    typer.echo(_accounts(db).create_token(user, name=name, expires_in_days=expires_days))
+    typer.echo(_accounts(ctx, db).create_token(user, name=name, expires_in_days=expires_days))
 
 
 @tokens.command("revoke")
-def tokens_revoke(token_id: int, db: str | None = DB_OPTION) -> None:
+def tokens_revoke(ctx: typer.Context, token_id: int, db: str | None = DB_OPTION) -> None:
     """Revoke a token by its id (`tokens list`); its next request gets 401."""
-    _accounts(db).revoke_token(token_id)
+    _accounts(ctx, db).revoke_token(token_id)
     typer.echo(f"token {token_id} revoked")
 
 
 @tokens.command("list")
-def tokens_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+def tokens_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
     """List tokens (id, user, prefix, state); never the secrets."""
-    _print(_accounts(db).list_tokens(), as_json)
+    _print(_accounts(ctx, db).list_tokens(), as_json)
 
 
 @adapters.command("add")
-def adapters_add(name: str, report: Path | None = typer.Option(None, "--report", help="The adapter's exam "
+def adapters_add(ctx: typer.Context,
+                 name: str, report: Path | None = typer.Option(None, "--report", help="The adapter's exam "
                                                                 "report.json (`inhouse eval`)."),
                  db: str | None = DB_OPTION) -> None:
     """Register an adapter (the id the model servers load it under), with its exam report."""
-    _accounts(db).add_adapter(name, _secret(report, "report"))
+    _accounts(ctx, db).add_adapter(name, _secret(report, "report"))
     typer.echo(f"adapter {name} added")
 
 
 @adapters.command("list")
-def adapters_list(as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
+def adapters_list(ctx: typer.Context,
+                  as_json: bool = typer.Option(False, "--json"), db: str | None = DB_OPTION) -> None:
     """List adapters."""
-    rows = [{"name": a["name"], "report": bool(a["report"])} for a in _accounts(db).list_adapters()]
+    rows = [{"name": a["name"], "report": bool(a["report"])} for a in _accounts(ctx, db).list_adapters()]
     _print(rows, as_json)
 
 
 @audit_app.command("export")
-def audit_export(fmt: str = typer.Option("csv", "--format", help="csv or json."),
+def audit_export(ctx: typer.Context, fmt: str = typer.Option("csv", "--format", help="csv or json."),
                  out: Path | None = typer.Option(None, "--out", "-o", help="File (default: stdout)."),
                  since: float | None = typer.Option(None, "--since", help="UNIX seconds."),
                  db: str | None = DB_OPTION) -> None:
@@ -207,7 +212,7 @@ def audit_export(fmt: str = typer.Option("csv", "--format", help="csv or json.")
 
     if fmt not in ("csv", "json"):
         raise ConfigError(f"`--format` must be csv or json, got {fmt!r}")
-    text = export(_accounts(db).engine, fmt, since=since)
+    text = export(_accounts(ctx, db).engine, fmt, since=since)
     if out is None:
         typer.echo(text, nl=False)
     else:

@@ -12,7 +12,7 @@ import sys
 import pytest
 import typer
 
-from core import cli
+from app import cli
 from gateway.accounts import Accounts
 from gateway.cli import app as admin_app
 from gateway.db import open_database
