@@ -115,23 +115,32 @@ def expand_macros(path: str, includes: Iterable[str] = (), defines: Iterable[str
         return None
 
 
+def _compile(files: Iterable[str], top: str, defines: Iterable[str], includes: Iterable[str]):
+    """(source manager, compilation) of the files with `top` as the only top module (pyslang imported)."""
+    import pyslang
+    from pyslang import ast, syntax
+
+    options = _options(defines, includes)
+    comp_opts = ast.CompilationOptions()
+    comp_opts.topModules = {top}
+    options.compilationOptions = comp_opts
+    manager = pyslang.SourceManager()
+    comp = ast.Compilation(options)
+    for path in files:
+        comp.addSyntaxTree(syntax.SyntaxTree.fromFile(str(path), manager, options))
+    return manager, comp
+
+
 def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = (), includes: Iterable[str] = ()) -> Elaboration:
     """Compile the files (with the closure's include folders) with pyslang and read the top instance; `ok` is
     False when it does not elaborate."""
     try:
         import pyslang
-        from pyslang import ast, syntax
+        from pyslang import ast
     except ImportError as exc:  # optional dependency
         return Elaboration(ok=False, error=f"not installed ({exc})")
     try:
-        options = _options(defines, includes)
-        comp_opts = ast.CompilationOptions()
-        comp_opts.topModules = {top}
-        options.compilationOptions = comp_opts
-        manager = pyslang.SourceManager()
-        comp = ast.Compilation(options)
-        for path in files:
-            comp.addSyntaxTree(syntax.SyntaxTree.fromFile(str(path), manager, options))
+        manager, comp = _compile(files, top, defines, includes)
         errors = [d for d in comp.getAllDiagnostics() if d.isError()]
         if errors:
             text = pyslang.DiagnosticEngine.reportAll(manager, errors)
@@ -160,19 +169,11 @@ def instance_parameters(files: Iterable[str], top: str, defines: Iterable[str] =
     """Module name -> the parameter values of its first instance under `top` (the ladder's L5 uses them to skip
     code a submodule's instance switches off); {} when pyslang is missing or the set does not elaborate."""
     try:
-        import pyslang
-        from pyslang import ast, syntax
+        from pyslang import ast
     except ImportError:
         return {}
     try:
-        options = _options(defines, includes)
-        comp_opts = ast.CompilationOptions()
-        comp_opts.topModules = {top}
-        options.compilationOptions = comp_opts
-        manager = pyslang.SourceManager()
-        comp = ast.Compilation(options)
-        for path in files:
-            comp.addSyntaxTree(syntax.SyntaxTree.fromFile(str(path), manager, options))
+        _manager, comp = _compile(files, top, defines, includes)
         if any(d.isError() for d in comp.getAllDiagnostics()):
             return {}
         found: dict[str, dict[str, int | None]] = {}
