@@ -32,6 +32,7 @@ from core.client import BackendInfo, ClientConfig, CompletionBackend, create_bac
 from core.completion.context import open_documents, walk_order
 from core.completion.pipeline import CompletionInput, CompletionPipeline
 from core.completion.profile import CompletionProfile, profile_of_info
+from core.completion.prompt import load_tokenizer
 from core.completion.symbols import SymbolIndex
 from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
@@ -115,17 +116,6 @@ def workspace_index(files: dict[str, str]) -> SymbolIndex:
     for path in sorted(files, key=walk_order):
         index.update(path, files[path])
     return index
-
-
-def load_tokenizer(model_dir: Path) -> Any | None:
-    """The base's `tokenizers.Tokenizer` (exact prompt budgets, as the language server counts them)."""
-    path = Path(model_dir) / "tokenizer.json"
-    if not path.is_file():
-        log.warning("%s has no tokenizer.json: prompts are budgeted in characters", model_dir)
-        return None
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(path))
 
 
 async def grade_run(backend: CompletionBackend, run: Run, tasks: list[Task], documents, references,

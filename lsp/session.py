@@ -20,6 +20,7 @@ from core.client import BackendInfo, ClientConfig, CompletionBackend, create_bac
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput, CompletionPipeline
 from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_info
+from core.completion.prompt import load_tokenizer
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError
 from lsp.config import LspConfig
@@ -27,25 +28,6 @@ from lsp.config import LspConfig
 log = logging.getLogger(__name__)
 
 INFO_RETRY_S = 5.0  # while the backend is down, ask /info again at most this often
-
-
-def load_tokenizer(path: str | Path | None) -> Any | None:
-    """A `tokenizers.Tokenizer` from a tokenizer.json or a model directory; None (with a warning) if unusable."""
-    if not path:
-        return None
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    if not p.is_file():
-        log.warning("tokenizer %s not found; budgeting prompts in characters", p)
-        return None
-    try:
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_file(str(p))
-    except Exception as exc:  # a corrupt file must not stop completions: fall back to characters
-        log.warning("tokenizer %s cannot be loaded (%s); budgeting prompts in characters", p, exc)
-        return None
 
 
 def load_profile(path: str | Path) -> CompletionProfile:

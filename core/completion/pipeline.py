@@ -81,13 +81,6 @@ def resolve_profile(info: BackendInfo | None, adapter_id: str | None, *, given: 
     return ResolvedProfile(profile, source)
 
 
-def request_for(prompt: BuiltPrompt, profile: CompletionProfile, max_new_tokens: int, *,
-                adapter_id: str | None = None, temperature: float = 0.0) -> CompletionRequest:
-    """Stage 3's request: the prompt, the profile's stops, healing when the prompt rewound the prefix."""
-    return CompletionRequest(prompt=prompt.prompt, max_new_tokens=max_new_tokens, stop=profile.stops,
-                             temperature=temperature, adapter_id=adapter_id, heal=prompt.heal)
-
-
 class CompletionPipeline:
     """One backend, one profile (explicit, or the backend's for `adapter_id`), and the stages between."""
 
@@ -192,8 +185,9 @@ class CompletionPipeline:
         return built, max_new, {"context": (t1 - t0) * 1000, "prompt": (t2 - t1) * 1000}
 
     def request(self, prompt: BuiltPrompt, max_new_tokens: int) -> CompletionRequest:
-        return request_for(prompt, self.profile, max_new_tokens, adapter_id=self.adapter_id,
-                           temperature=self.temperature)
+        """Stage 3's request: the prompt, the profile's stops, healing when the prompt rewound the prefix."""
+        return CompletionRequest(prompt=prompt.prompt, max_new_tokens=max_new_tokens, stop=self.profile.stops,
+                                 temperature=self.temperature, adapter_id=self.adapter_id, heal=prompt.heal)
 
     def finish(self, raw: str, inp: CompletionInput, decision: Decision) -> str:
         """Stage 4: post-processing of the text after the cursor."""

@@ -9,13 +9,17 @@ until it fits, so it never exceeds the backend's max input tokens.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from core.fim import FimFormat, FimMode, RepoContext, RepoFile
 from core.healing import rewind_prefix
+
+log = logging.getLogger(__name__)
 
 JOIN_SLACK = 4  # tokens allowed per join of separately counted pieces
 CHARS_PER_TOKEN = 3  # conservative: code averages 3.5-4 characters per token with code tokenizers
@@ -194,3 +198,25 @@ def build_prompt(
     prefix_used = counter.tail(prefix_used, available // 2)
     prompt = fmt.render_prompt(prefix_used, "", mode, None)
     return BuiltPrompt(prompt, removed, prefix_used, "", (), counter.count(prompt), counter.exact)
+
+
+def load_tokenizer(path: str | Path | None) -> Any | None:
+    """A `tokenizers.Tokenizer` from a tokenizer.json or a model directory; None (with a warning) if unusable.
+
+    The language server and the exam load theirs here, so both count a prompt's budget the same way.
+    """
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        log.warning("tokenizer %s not found; budgeting prompts in characters", p)
+        return None
+    try:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(p))
+    except Exception as exc:  # a corrupt file must not stop completions: fall back to characters
+        log.warning("tokenizer %s cannot be loaded (%s); budgeting prompts in characters", p, exc)
+        return None
