@@ -33,6 +33,20 @@ def relative_path(workspace: Any, uri: str) -> str:
     return path.name
 
 
+def folder_name(workspace: Any, uri: str) -> str:
+    """The name of the workspace folder holding the document: the repository's name in prompts with repository
+    context, as the corpus builder and the exam name it (its folder's name); "" outside every folder."""
+    try:
+        path = Path(to_fs_path(uri) or uri)
+    except Exception:
+        return ""
+    for folder in workspace.folders.values():
+        root = Path(to_fs_path(folder.uri) or "")
+        if root.parts and path.is_relative_to(root):
+            return folder.name or root.name
+    return ""
+
+
 class RecentDocuments:
     """Document uris in the order they were last opened or edited."""
 

@@ -26,7 +26,7 @@ from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
 from lsp.adoption import AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
-from lsp.documents import RecentDocuments, relative_path
+from lsp.documents import RecentDocuments, folder_name, relative_path
 from lsp.positions import split_at
 from lsp.session import Answer, Session
 from lsp.status import State, Status
@@ -173,7 +173,7 @@ class InhouseLanguageServer(LanguageServer):
         language_id = lang.id if lang else (doc.language_id or "plaintext")
         path = self.relative_path(uri)
         inp = CompletionInput(path=path, prefix=prefix, suffix=suffix, language_id=language_id,
-                              documents=self.context_documents(uri))
+                              documents=self.context_documents(uri), repo_name=folder_name(self.workspace, uri))
         self._settle_previous(uri, prefix, cursor.offset)
 
         key = (version, cursor.offset)

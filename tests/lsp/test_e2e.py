@@ -38,7 +38,9 @@ async def reference(url: str, tokenizer, path: str, prefix: str, suffix: str, la
     session = Session(LspConfig(backend_url=url, prompt_order="psm", healing=True, max_tokens=MAX_TOKENS,
                                 max_tokens_single_line=MAX_TOKENS, tokenizer=str(tokenizer)))
     try:
-        answer = await session.complete("reference", CompletionInput(path, prefix, suffix, language))
+        # the workspace folder of lsp_client is named "ws": the server names it as the repository in prompts
+        inp = CompletionInput(path, prefix, suffix, language, repo_name="ws")
+        answer = await session.complete("reference", inp)
     finally:
         await session.aclose()
     return answer.text
@@ -200,7 +202,7 @@ async def test_settings_commands_telemetry_and_bad_input(backend_url, tiny_model
                     enabledLanguages=["python"])
     async with lsp_client(opts, tmp_path) as client:
         await client.wait_for_status("ready")
-        uri = open_doc(client, tmp_path / "t.py", "v = compute()\n", "python")
+        uri = open_doc(client, tmp_path / "t.py", "y = compute()\n", "python")
         go_uri = open_doc(client, tmp_path / "t.go", "package m\n\nvar v = compute()\n", "go")
         assert items(await client.text_document_inline_completion_async(inline_params(go_uri, 2, 16))) == []
         [item] = items(await client.text_document_inline_completion_async(inline_params(uri, 0, 12)))

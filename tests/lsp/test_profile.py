@@ -81,6 +81,6 @@ async def test_a_profile_directory_in_the_settings_is_used_and_shown(tmp_path, t
             [item] = items(await client.text_document_inline_completion_async(inline_params(uri, 4, 22)))
             assert item.insert_text == "radius ** 2"
             [request] = seen
-            assert request["inputs"].startswith("<file_sep><fim_prefix>geometry.py\nimport math")  # PSM + context
+            assert request["inputs"].startswith("<repo_name>ws<file_sep><fim_prefix>geometry.py\nimport math")
             assert request["inputs"].endswith("<fim_middle>")
             assert request["parameters"]["max_new_tokens"] == 48  # single-line: the profile's bound
