@@ -5,6 +5,8 @@
 # exam, ~17 min curve. Everything lands in OUT (default runs/headline).
 #
 #   bench/headline.sh [OUT] [TRAIN_MINUTES]      (run `make model` first; uses .venv)
+#   STEPS=N trains exactly N optimizer steps instead of for TRAIN_MINUTES (the 2026-11-22 run made 48 steps in
+#   45 min): the same adapter on a busy machine, only later.
 #   LIMIT=400 (exam rows), CURVE=0 skips the learning curve, EDITOR=N also types N of the exam's cursors
 #   into the real language server (bench/editor.py) and sets them beside the exam, row by row.
 set -euo pipefail
@@ -14,6 +16,9 @@ MINUTES="${2:-45}"
 LIMIT="${LIMIT:-400}"
 CURVE="${CURVE:-1}"
 EDITOR="${EDITOR:-0}"
+STEPS="${STEPS:-0}"
+BUDGET=(--max-minutes "$MINUTES")
+[ "$STEPS" = 0 ] || BUDGET=(--max-steps "$STEPS")
 INHOUSE="$ROOT/.venv/bin/inhouse"
 MODEL="$ROOT/models/smollm2"
 [ -x "$INHOUSE" ] || { echo "no $INHOUSE: run 'make install' first" >&2; exit 2; }
@@ -52,7 +57,7 @@ TOML
 run() { echo "== $*" >&2; "$INHOUSE" -v --config inhouse.toml "$@"; }
 [ -f dataset/manifest.json ] || run corpus build company-repo -o dataset --model "$MODEL"
 [ -f adapters/company/inhouse.json ] || run train --base "$MODEL" --data dataset -o adapters/company \
-  --max-minutes "$MINUTES" --threads 2 2> logs/train.log
+  "${BUDGET[@]}" --threads 2 2> logs/train.log
 # The exam starts inhouse serve with the base and the adapter and sends every row through the language
 # server's runner, in each model's profile (the adapter's own is the one the editor uses).
 [ -f exam/report.md ] || run eval --base "$MODEL" --adapter adapters/company --data dataset --compare \
