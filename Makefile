@@ -40,7 +40,7 @@ demo: $(STAMP)
 	$(PY) -m bench.demo --out $(OUT) --model-dir $(MODEL_DIR) $(if $(FULL),--full,)
 
 # ruff and mypy over the product packages (configured in pyproject.toml); any finding fails `make test`.
-LINT_PATHS := app core finetune server lsp verifenv gateway bench
+LINT_PATHS := app core finetune server lsp verifenv gateway flywheel bench
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m mypy

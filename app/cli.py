@@ -34,11 +34,12 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("verif-env", "verifenv.cli:verif_env", "command"),
     ("gateway", "gateway.cli:gateway", "command"),
     ("admin", "gateway.cli:app", "group"),
+    ("cycle", "flywheel.cli:cycle", "command"),
 )
 
 # The config modules of every component: imported so `--config` files are checked against all sections.
 CONFIG_MODULES = ("finetune.corpus.config", "finetune.config", "server.config", "lsp.config", "verifenv.config",
-                  "core.client", "gateway.config")
+                  "core.client", "gateway.config", "flywheel.config")
 
 app = typer.Typer(
     name="inhouse",

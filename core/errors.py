@@ -9,6 +9,7 @@
     ├── BackendUnavailableError     the completion backend cannot be reached (refused, DNS, 502/503)
     │   └── BackendTimeoutError     it was reached but did not answer in time (slow, not down)
     ├── ModelError                  a model directory or artifact is missing or malformed
+    ├── StageError                  a flywheel stage's command failed (names the command and its log)
     └── GrammarError                a tree-sitter grammar failed to load (names the language)
 """
 
@@ -49,6 +50,10 @@ class BackendTimeoutError(BackendUnavailableError):
     """The backend accepted the connection but answered too late: slow (a loaded machine), not down."""
 
     error_type = "backend_timeout"
+
+
+class StageError(InhouseError):
+    error_type = "stage"
 
 
 class ModelError(InhouseError):
