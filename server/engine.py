@@ -295,14 +295,15 @@ class Engine:
         if seq.finish is not None:
             return
         if self._rows:
-            self._mask = kvcache.append_rows(self._cache, self._mask, cache, mask)
+            self._mask = kvcache.append_rows(self._cache, self._active_mask(), cache, mask)
         else:
             self._cache, self._mask = cache, mask
         self._rows.append(seq)
 
     def _prefill_details(self, ids: list[int], logits: torch.Tensor) -> tuple:
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        out = [(ids[0], self._decoder.decode([ids[0]], skip_special_tokens=False), None)]
+        out: list[tuple[int, str, float | None]] = [
+            (ids[0], self._decoder.decode([ids[0]], skip_special_tokens=False), None)]
         for i in range(1, len(ids)):
             out.append((ids[i], self._decoder.decode([ids[i]], skip_special_tokens=False),
                         float(logprobs[i - 1, ids[i]])))
@@ -311,7 +312,7 @@ class Engine:
     def _step(self) -> None:
         cancelled = [i for i, s in enumerate(self._rows) if s.handle.cancelled.is_set()]
         if cancelled:
-            for i in cancelled:
+            for _ in cancelled:
                 self.metrics.failure("cancelled")
             self._drop(set(cancelled))
             if not self._rows:
@@ -321,7 +322,8 @@ class Engine:
             return
         input_ids = torch.tensor([[s.next_token] for s in rows], dtype=torch.long, device=self.device)
         positions = torch.tensor([[s.kv_len] for s in rows], dtype=torch.long, device=self.device)
-        mask = torch.cat([self._mask, torch.ones((len(rows), 1), dtype=self._mask.dtype, device=self.device)], dim=1)
+        running = self._active_mask()
+        mask = torch.cat([running, torch.ones((len(rows), 1), dtype=running.dtype, device=self.device)], dim=1)
         t0 = time.monotonic()
         out = self._forward(input_ids, mask, positions, self._cache, [s.handle.request.adapter_id for s in rows])
         self.metrics.batch_forward("decode", time.monotonic() - t0)
@@ -342,7 +344,8 @@ class Engine:
         """
         req = seq.handle.request
         budget = req.max_new_tokens - len(seq.tokens) - 1
-        if seq.remaining or budget <= 0 or seq.draft_len == 0 or self._mask is None or self._mask.shape[1] != seq.kv_len:
+        if (seq.remaining or budget <= 0 or seq.draft_len == 0 or self._mask is None
+                or self._mask.shape[1] != seq.kv_len):
             return False  # healing still constrains the choice, or the row is padded (it was batched)
         if seq.draft_len < 0:
             seq.draft_len = self.draft_tokens
@@ -381,11 +384,17 @@ class Engine:
             self._drop({0})
         return True
 
+    def _active_mask(self) -> torch.Tensor:
+        """The attention mask of the running batch: there is one whenever rows are running."""
+        if self._mask is None:
+            raise RuntimeError("engine invariant broken: rows are running without an attention mask")
+        return self._mask
+
     def _drop(self, rows: set[int]) -> None:
         keep = [i for i in range(len(self._rows)) if i not in rows]
         self._rows = [self._rows[i] for i in keep]
         if self._rows:
-            self._mask = kvcache.keep_rows(self._cache, self._mask, keep)
+            self._mask = kvcache.keep_rows(self._cache, self._active_mask(), keep)
         else:
             self._cache, self._mask = None, None
         self.metrics.batch_size.set(len(self._rows))
