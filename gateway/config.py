@@ -28,7 +28,7 @@ class GatewayConfig:
     canary_share: float = 0.2  # share of a team's users a canary routes to the candidate (`canary start --share`)
     canary_minutes: float = 1440.0  # how long a canary runs before it is decided (`canary start --minutes`)
     canary_policy: str = "manual"  # auto: `canary decide` applies the verdict; manual: an admin promotes or rolls back
-    canary_min_shown: int = 200  # suggestions each arm must have shown before a canary is decided
+    canary_min_shown: int = 200  # shown suggestions each arm needs before a canary is decided (rule: docs/gateway.md)
     canary_retained_after_s: int = 300  # the retention check compared (the largest present when none at this one)
     canary_bootstrap: int = 2000  # bootstrap resamples (by user) for the retained-characters intervals
 
