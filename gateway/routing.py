@@ -31,6 +31,9 @@ def bump(s: Session) -> None:
               .values(generation=RoutingGeneration.generation + 1))
 
 
+_GENERATION = select(RoutingGeneration.generation).where(RoutingGeneration.id == 1)
+
+
 class Routed(NamedTuple):
     team: str | None
     adapter: str | None
@@ -76,12 +79,14 @@ class Router:
         self.reloads = 0
 
     def current(self) -> Routes:
-        """The routes as the database has them now (one small query when nothing changed)."""
-        with Session(self.engine) as s:
-            generation = s.scalar(select(RoutingGeneration.generation).where(RoutingGeneration.id == 1)) or 0
+        """The routes as the database has them now (one primary-key read when nothing changed)."""
+        with self.engine.connect() as conn:
+            generation = conn.execute(_GENERATION).scalar() or 0
             routes = self._routes
             if routes is not None and routes.generation == generation:
                 return routes
+        with Session(self.engine) as s:  # a change: read the generation again with what it covers
+            generation = s.execute(_GENERATION).scalar() or 0
             defaults = {name: default for name, default in s.execute(select(Team.name, Team.default_adapter))}
             canaries = {team: CanaryRoute(cid, adapter_id, share) for cid, team, share, adapter_id in s.execute(
                 select(Canary.id, Canary.team, Canary.share, AdapterVersion.adapter_id)
