@@ -169,23 +169,107 @@ def test_canary_routes_by_arm_and_decides_on_events(gateway_server, tmp_path, ad
     assert len(routed) == 40  # one request per user during canary 1
 
 
-def test_one_canary_per_team(tmp_path):
+def test_one_canary_per_team_on_sqlite_and_postgresql(db_url, tmp_path):
     from gateway.accounts import Accounts
     from gateway.db import open_database
+    from gateway.events import AdoptionEvent, EventBatch, store_batch
+    from gateway.routing import Router
 
-    engine = open_database(f"sqlite:///{tmp_path / 'g.db'}")
-    Accounts(engine).add_team("red")
+    engine = open_database(db_url)
+    a = Accounts(engine)
+    a.add_team("red")
+    for u in ("ann", "ben", "cat", "dan"):
+        a.add_user(u)
+        a.add_member("red", u)
     registry = Registry(engine)
     serve = tmp_path / "serve"
     serve.mkdir()
     for seed in (1, 2):
         registry.register("red", "coder", make_adapter_dir(tmp_path / f"o{seed}", seed=seed), serve)
-    started = registry.canary_start("red/coder@1")
+    started = registry.canary_start("red/coder@1", min_shown=0)
     assert (started["share"], started["policy"], started["current"]["ref"]) == (0.2, "manual", None)  # defaults
     with pytest.raises(Exception, match="already has a canary running"):
         registry.canary_start("red/coder@2")
     with pytest.raises(Exception, match="has a canary running"):
         registry.promote("red/coder@2")
+    router = Router(engine)
+    for u in ("ann", "ben", "cat", "dan"):
+        principal = a.authenticate(a.create_token(u))
+        routed = router.current().default_for(principal)
+        assert routed.adapter == ("red.coder.v1" if canary.in_candidate(started["id"], u, 0.2) else None)
+        store_batch(engine, principal, EventBatch(events=[AdoptionEvent(kind="shown", id="s1", chars=9)]),
+                    routed=routed)
+    status = registry.canary_status("red")
+    assert status["arms"]["candidate"]["shown"] + status["arms"]["current"]["shown"] == 4  # the base's arm counts
     promoted = registry.promote("red/coder@1")  # promoting the canary's candidate ends the canary
     assert promoted["outcome"] == "promoted" and promoted["current"]["ref"] == "red/coder@1"
     assert registry.canary_status("red")["state"] == "promoted"
+    assert router.current().defaults["red"] == "red.coder.v1" and router.current().canaries == {}
+    registry.promote("red/coder@2")
+    assert registry.rollback("red")["current"]["ref"] == "red/coder@1"
+    assert [v["state"] for v in registry.versions("red")] == ["current", "rolled_back"]
+    engine.dispose()
+
+
+@pytest.mark.e2e
+def test_dashboard_draws_the_canary_in_a_real_browser(gateway_server, tmp_path):
+    """The registry section in headless Chromium: both arms' figures as the JSON has them, the rule, the verdict."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from gateway.events import AdoptionEvent, EventBatch, store_batch
+    from tests.e2e.test_vscode import _find_chromium
+
+    node_modules = Path(os.environ.get("INHOUSE_TEST_NODE_MODULES") or
+                        Path(__file__).resolve().parents[2] / "vscode-extension" / "node_modules")
+    if not shutil.which("node") or not (node_modules / "playwright-core").is_dir():
+        pytest.skip("needs node and playwright-core (`make -C vscode-extension deps`)")
+    chromium = _find_chromium()
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    with fake_upstream(serve) as upstream:
+        url, app = gateway_server((upstream,), adoption_events=True)
+        gw = app.state.gateway
+        a = gw.accounts
+        a.add_team("red")
+        a.add_user("root", admin=True, password="dashboard-pass")
+        users = [f"dev{i:02d}" for i in range(20)]
+        for u in users:
+            a.add_user(u)
+            a.add_member("red", u)
+        registry = Registry(gw.engine)
+        for seed in (1, 2):
+            registry.register("red", "coder", make_adapter_dir(tmp_path / f"out{seed}", seed=seed), serve)
+        registry.promote("red/coder@1")
+        started = registry.canary_start("red/coder@2", share=0.5, minutes=60, policy="manual", min_shown=10)
+        for u in users:
+            principal = a.authenticate(a.create_token(u))
+            routed = gw.router.current().default_for(principal)
+            accepted = 1 if routed.arm == "candidate" else 3
+            ev = [AdoptionEvent(kind="shown", id=f"{u}-{i}", chars=30) for i in range(6)]
+            ev += [AdoptionEvent(kind="accepted", id=f"{u}-{i}", chars=30) for i in range(accepted)]
+            ev += [AdoptionEvent(kind="retained", id=f"{u}-{i}", chars=20, after_s=300) for i in range(accepted)]
+            store_batch(gw.engine, principal, EventBatch(events=ev), routed=routed)
+        status = registry.canary_status("red")
+        spec = {"url": url, "admin": "root", "password": "dashboard-pass", "chromium": chromium,
+                "nodeModules": str(node_modules), "shots": str(tmp_path / "shots"), "result": str(tmp_path / "r.json")}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.run(["node", str(Path(__file__).with_name("canary_dashboard.mjs")),
+                               str(tmp_path / "spec.json")], capture_output=True, text=True, timeout=180, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    page = json.loads((tmp_path / "r.json").read_text())
+    assert (page["canary"], page["team"]) == (str(started["id"]), "red")
+    assert "red/coder@2 vs red/coder@1" in page["heading"] and "policy manual" in page["heading"]
+    for arm in ("candidate", "current"):
+        figures = status["arms"][arm]
+        assert page["arms"][arm]["shown"] == str(figures["shown"])
+        assert page["arms"][arm]["accepted"] == str(figures["accepted"])
+        assert page["arms"][arm]["acceptance"].startswith(f"{100 * figures['acceptance_rate']:.1f}% [")
+    diff = status["difference"]["acceptance_rate"]
+    assert page["arms"]["difference"]["acceptance"] == (f"{diff['value']:.4f} [{diff['ci95'][0]:.4f}, "
+                                                        f"{diff['ci95'][1]:.4f}]")
+    assert page["verdict"] == "wait" and canary.RULE in page["text"]
+    assert page["versions"] == {"red/coder@1": "current", "red/coder@2": "canary"}
+    assert (tmp_path / "shots" / "registry.png").stat().st_size > 10000
