@@ -169,6 +169,8 @@ class Call:
     async def send(self, path: str, body: bytes, stream: bool) -> httpx.Response:
         """Send to a replica; a refused connection takes that replica out and tries the next one."""
         tried: list[Upstream] = []
+        if self.adapter is not None:
+            await self.gw.pool.refresh_for(self.adapter)
         while True:
             up = self.gw.pool.pick(self.adapter, tuple(tried))
             self._take(up)
