@@ -113,6 +113,9 @@ def test_canary_routes_by_arm_and_decides_on_events(gateway_server, tmp_path, ad
             r = http.post(f"{url}/generate", json={"inputs": "x"}, headers={"Authorization": f"Bearer {tokens[u]}"})
             assert r.json()["generated_text"] == ("red.coder.v2" if arm[u] else "red.coder.v1")
         cand_user = next(u for u in users if arm[u])
+        r = http.post(f"{url}/v1/completions", json={"prompt": "x"},  # OpenAI without `model`: routed alike
+                      headers={"Authorization": f"Bearer {tokens[cand_user]}"})
+        assert r.json()["choices"][0]["text"] == "red.coder.v2"
         info = http.get(f"{url}/info", headers={"Authorization": f"Bearer {tokens[cand_user]}"}).json()
         assert info["default_adapter"] == "red.coder.v2" and "red.coder.v2" in info["adapters"]
         for u in users:
@@ -164,6 +167,8 @@ def test_canary_routes_by_arm_and_decides_on_events(gateway_server, tmp_path, ad
         gw.audit.flush()
     # the audit names the adapter served and, during a canary, the arm
     routed = [r for r in audit_rows(gw.engine, kind="request") if r["route"] == "/generate" and r["detail"]]
+    assert [json.loads(r["detail"])["arm"] for r in audit_rows(gw.engine, kind="request")
+            if r["route"] == "/v1/completions"] == ["candidate"]
     assert {(r["adapter"], json.loads(r["detail"])["arm"]) for r in routed} == {
         ("red.coder.v2", "candidate"), ("red.coder.v1", "current")}
     assert len(routed) == 40  # one request per user during canary 1
