@@ -27,12 +27,12 @@ from gateway import adapter_files, canary
 from gateway.accounts import NotFoundError
 from gateway.config import GatewayConfig
 from gateway.models import Adapter, AdapterVersion, AuditRow, Canary, Event, Team, TeamAdapter, User
+from gateway.reports import exam_headline
 from gateway.routing import bump
 
 T = TypeVar("T")
 REG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 REF_RE = re.compile(r"^([^/@]+)/([^/@]+)(?:@(\d+))?$")
-STATES = ("candidate", "canary", "current", "retired", "rolled_back", "refused")
 MAX_ID = 64  # the gateway's adapter names are at most 64 characters
 
 
@@ -52,8 +52,6 @@ def parse_ref(ref: str) -> tuple[str, str, int | None]:
 
 
 def describe(v: AdapterVersion, full: bool = False) -> dict[str, Any]:
-    from gateway.reports import exam_headline
-
     out: dict[str, Any] = {
         "ref": f"{v.team}/{v.name}@{v.version}", "adapter_id": v.adapter_id, "team": v.team, "name": v.name,
         "version": v.version, "state": v.state, "content_sha256": v.content_sha256, "data_sha256": v.data_sha256,

@@ -209,6 +209,7 @@ def test_one_canary_per_team_on_sqlite_and_postgresql(db_url, tmp_path):
     promoted = registry.promote("red/coder@1")  # promoting the canary's candidate ends the canary
     assert promoted["outcome"] == "promoted" and promoted["current"]["ref"] == "red/coder@1"
     assert registry.canary_status("red")["state"] == "promoted"
+    assert [(c["id"], c["state"]) for c in registry.canaries()] == [(started["id"], "promoted")]
     assert router.current().defaults["red"] == "red.coder.v1" and router.current().canaries == {}
     registry.promote("red/coder@2")
     assert registry.rollback("red")["current"]["ref"] == "red/coder@1"
