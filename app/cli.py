@@ -34,6 +34,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("verif-env", "verifenv.cli:verif_env", "command"),
     ("gateway", "gateway.cli:gateway", "command"),
     ("admin", "gateway.cli:app", "group"),
+    ("adapters", "gateway.registry_cli:app", "group"),
     ("cycle", "flywheel.cli:cycle", "command"),
 )
 

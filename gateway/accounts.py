@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InhouseError, ValidationError
 from gateway.models import Adapter, AuditRow, Membership, Team, TeamAdapter, Token, User
+from gateway.routing import bump
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "ih_"
@@ -233,6 +234,7 @@ class Accounts:
                 s.add(TeamAdapter(team_id=t.id, adapter=adapter))
             if default:
                 t.default_adapter = adapter
+                bump(s)  # requests without an adapter get it from the next one on, in every gateway
             self._audit(s, actor, "teams.allow", {"team": team, "adapter": adapter, "default": default},
                         team=team, adapter=adapter)
 
@@ -244,6 +246,7 @@ class Accounts:
             s.execute(delete(TeamAdapter).where(TeamAdapter.team_id == t.id, TeamAdapter.adapter == adapter))
             if t.default_adapter == adapter:
                 t.default_adapter = None
+                bump(s)
             self._audit(s, actor, "teams.deny", {"team": team, "adapter": adapter}, team=team, adapter=adapter)
 
         self._write(run, "access")

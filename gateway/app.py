@@ -28,6 +28,7 @@ from gateway.audit import AuditWriter
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
+from gateway.routing import Router
 from gateway.upstreams import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Gateway:
     audit: AuditWriter
     metrics: GatewayMetrics
     client: httpx.AsyncClient
+    router: Router
 
 
 def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
@@ -56,7 +58,7 @@ def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
     accounts = Accounts(engine, actor="gateway", cache_s=cfg.auth_cache_s)
     gw = Gateway(cfg=cfg, engine=engine, accounts=accounts, pool=pool,
                  limiter=RateLimiter(cfg.rate_limit_per_minute, cfg.max_concurrent_per_user),
-                 audit=AuditWriter(engine), metrics=metrics, client=client)
+                 audit=AuditWriter(engine), metrics=metrics, client=client, router=Router(engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -84,7 +86,7 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
 
     @app.get("/v1/policy")
     async def policy(request: Request) -> Response:
-        return await answer(gw, request, "/v1/policy", lambda _principal: events.policy(gw.cfg))
+        return await answer(gw, request, "/v1/policy", lambda _principal, _routed: events.policy(gw.cfg))
 
     @app.post("/v1/events")
     async def post_events(request: Request) -> Response:
@@ -92,7 +94,8 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
         user, team, status = "anonymous", None, 500
         try:
             principal = await authenticate(gw, request)
-            user, team = principal.user, principal.default_adapter()[0]
+            routed = (await asyncio.to_thread(gw.router.current)).default_for(principal)
+            user, team = principal.user, routed.team
             if not gw.cfg.adoption_events:
                 raise ForbiddenError("the company's policy does not collect adoption events (GET /v1/policy)")
             limit_bytes = gw.cfg.max_events_per_batch * 1024
@@ -112,7 +115,7 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
                 batch = events.EventBatch.model_validate(data)
             except PydanticError as exc:
                 raise ValidationError(_describe(exc)) from exc
-            stored = await asyncio.to_thread(events.store_batch, gw.engine, principal, batch)
+            stored = await asyncio.to_thread(events.store_batch, gw.engine, principal, batch, routed=routed)
             for ev in batch.events:
                 gw.metrics.events.labels(team or "-", ev.kind).inc()
             status = 200

@@ -25,6 +25,12 @@ class GatewayConfig:
     session_hours: float = 12.0  # how long an /admin login lasts
     auth_cache_s: float = 2.0  # a checked token is trusted this long (a revoke from another process waits this)
     log_level: str = "info"  # uvicorn's log level
+    canary_share: float = 0.2  # share of a team's users a canary routes to the candidate (`canary start --share`)
+    canary_minutes: float = 1440.0  # how long a canary runs before it is decided (`canary start --minutes`)
+    canary_policy: str = "manual"  # auto: `canary decide` applies the verdict; manual: an admin promotes or rolls back
+    canary_min_shown: int = 200  # shown suggestions each arm needs before a canary is decided (rule: docs/gateway.md)
+    canary_retained_after_s: int = 300  # the retention check compared (the largest present when none at this one)
+    canary_bootstrap: int = 2000  # bootstrap resamples (by user) for the retained-characters intervals
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
@@ -41,3 +47,12 @@ class GatewayConfig:
                        self.max_events_per_batch)
         config.require(self.auth_cache_s >= 0, "auth_cache_s", ">= 0", self.auth_cache_s)
         config.require(self.session_hours > 0, "session_hours", "> 0", self.session_hours)
+        config.require(0 < self.canary_share < 1, "canary_share", "in (0, 1)", self.canary_share)
+        config.require(self.canary_minutes > 0, "canary_minutes", "> 0", self.canary_minutes)
+        config.require(self.canary_policy in ("auto", "manual"), "canary_policy", "auto or manual",
+                       self.canary_policy)
+        config.require(self.canary_min_shown >= 0, "canary_min_shown", ">= 0", self.canary_min_shown)
+        config.require(self.canary_retained_after_s in RETENTION_CHECKS_S, "canary_retained_after_s",
+                       f"one of {list(RETENTION_CHECKS_S)}", self.canary_retained_after_s)
+        config.require(100 <= self.canary_bootstrap <= 100000, "canary_bootstrap", "in 100..100000",
+                       self.canary_bootstrap)

@@ -22,6 +22,7 @@ from core.errors import InhouseError, ValidationError
 from gateway import audit, reports
 from gateway.accounts import AuthError
 from gateway.errors import error_response
+from gateway.registry import Registry
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -133,6 +134,17 @@ def install(app: FastAPI, gw: Gateway) -> None:
                                  "teams": await asyncio.to_thread(a.list_teams),
                                  "tokens": await asyncio.to_thread(a.list_tokens),
                                  "adapters": await asyncio.to_thread(a.list_adapters)})
+        except InhouseError as exc:
+            return error_response(exc)
+
+    @app.get("/admin/api/registry", include_in_schema=False)
+    async def registry(request: Request) -> Response:
+        """The registry's versions and the canaries (running first) with both arms, the rule and the verdict."""
+        try:
+            admin_of(request)
+            reg = Registry(gw.engine, cfg=gw.cfg)
+            return JSONResponse({"versions": await asyncio.to_thread(reg.versions),
+                                 "canaries": await asyncio.to_thread(reg.canaries)})
         except InhouseError as exc:
             return error_response(exc)
 

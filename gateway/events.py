@@ -19,6 +19,7 @@ from core.errors import ValidationError
 from gateway.accounts import Principal
 from gateway.config import RETENTION_CHECKS_S, GatewayConfig
 from gateway.models import Event
+from gateway.routing import Routed
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 MAX_CLOCK_SKEW_S = 300.0
@@ -59,8 +60,13 @@ def policy(cfg: GatewayConfig) -> dict[str, object]:
             "max_events_per_batch": cfg.max_events_per_batch}
 
 
-def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: float | None = None) -> int:
-    """Store a validated batch in one transaction; returns how many events were stored."""
+def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: float | None = None,
+                routed: Routed | None = None) -> int:
+    """Store a validated batch in one transaction; returns how many events were stored. `routed`: where the
+    user's requests without an adapter go now (gateway.routing; default: their team's default adapter), which
+    an event without `adapter` is about: a canary's candidate for the users in its arm."""
+    if routed is None:
+        routed = Routed(*principal.default_adapter())
     now = time.time() if now is None else now
     rows = []
     for i, ev in enumerate(batch.events):
@@ -71,8 +77,10 @@ def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: fl
         adapter: str | None
         if ev.adapter:
             team, adapter = principal.team_for(ev.adapter), ev.adapter
-        else:  # the editor named no adapter: its completions got the team's default, so its events are about that
-            team, adapter = principal.default_adapter()
+            if team is None and ev.adapter == routed.adapter:  # routed there since the token was cached
+                team = routed.team
+        else:  # the editor named no adapter: its completions got what the user is routed to, so its events too
+            team, adapter = routed.team, routed.adapter
         rows.append({"ts": ts, "day": int(ts // 86400), "user_id": principal.user_id, "team": team, "kind": ev.kind,
                      "suggestion": ev.id, "language": ev.language, "adapter": adapter, "repo": ev.repo,
                      "chars": ev.chars, "partial": ev.partial, "after_s": ev.after_s, "latency_ms": ev.latency_ms})

@@ -1,4 +1,5 @@
-"""The gateway's tables (SQLAlchemy 2 declarative): users, teams, tokens, adapter access, audit, events.
+"""The gateway's tables (SQLAlchemy 2 declarative): users, teams, tokens, adapter access, audit, events, and the
+adapter registry (versions, canaries, the routing generation).
 
 The schema is created and changed only by the Alembic migrations in `gateway/migrations/`; a test checks that
 the migrations produce exactly these tables. Times are UNIX seconds (float); `day` is the UTC day number, so
@@ -7,7 +8,7 @@ per-day counts need no date functions that differ between SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -101,3 +102,62 @@ class Event(Base):
 
 Index("ix_events_ts", Event.ts)
 Index("ix_events_team_ts", Event.team, Event.ts)
+
+
+class AdapterVersion(Base):
+    """One registered version of a team's adapter (`team/name@N`), served under `adapter_id` = `team.name.vN`.
+
+    `state` is candidate, canary, current, retired, rolled_back or refused; at most one version of a team is
+    current (what a request without an adapter gets). `previous_id` is the version that was current when this
+    one was promoted: `rollback` goes back to it."""
+
+    __tablename__ = "adapter_versions"
+    __table_args__ = (UniqueConstraint("team", "name", "version", name="uq_adapter_versions_team_name_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    adapter_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    content_sha256: Mapped[str] = mapped_column(String(64))  # of the adapter's files, as copied to the servers
+    data_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # inhouse.json dataset_manifest_sha256
+    base_model: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    profile_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # the completion profile of inhouse.json
+    git_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # the exam report, verbatim
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the last state change happened
+    previous_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    changed_at: Mapped[float] = mapped_column(Float)
+
+
+Index("ix_adapter_versions_team_state", AdapterVersion.team, AdapterVersion.state)
+
+
+class Canary(Base):
+    """A share of a team's users routed to a candidate version for a period; `state` running, promoted or
+    rolled_back. `current_id` is the team's current version when it started (None: the base model)."""
+
+    __tablename__ = "canaries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("adapter_versions.id"))
+    current_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_versions.id"), nullable=True)
+    share: Mapped[float] = mapped_column(Float)
+    policy: Mapped[str] = mapped_column(String(16))  # auto or manual
+    min_shown: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # the statistics and decision at the end
+
+
+class RoutingGeneration(Base):
+    """One row counting changes of what a request without an adapter gets (team defaults, canaries): a gateway
+    reads it on every request and reloads its routes when it moved, so a change from the CLI governs the next
+    request."""
+
+    __tablename__ = "routing_generation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)

@@ -1,7 +1,8 @@
 """The model routes of the gateway: the same TGI and OpenAI routes as `inhouse serve`, proxied to an upstream.
 
-Per request: `authenticate` (bearer token) → `resolve_adapter` (the team's default when none is named;
-another team's adapter is 403, an unknown one 422) → rate limit (429) → `forward` to a healthy replica
+Per request: `authenticate` (bearer token) → `resolve_adapter` (the team's current version or a running
+canary's candidate when none is named, read per request from gateway.routing; another team's adapter is 403,
+an unknown one 422) → rate limit (429) → `forward` to a healthy replica
 holding the adapter → one audit row and the metrics. Streams pass through byte for byte; a client that
 disconnects closes the upstream connection, which stops the generation there. Errors an upstream answers
 (422, 424, 429...) reach the client unchanged. Installed by `gateway.app.create_app`.
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, ValidationError
 from gateway.accounts import AuthError, ForbiddenError, Principal
 from gateway.errors import error_response, sse_error, status_of
+from gateway.routing import Routed
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -56,13 +58,19 @@ async def authenticate(gw: Gateway, request: Request) -> Principal:
 
 
 async def resolve_adapter(gw: Gateway, principal: Principal, asked: str | None,
-                          team_hint: str | None) -> tuple[str | None, str | None]:
-    """(team, adapter) for a request asking for `asked` (None: the team's default)."""
+                          team_hint: str | None) -> Routed:
+    """Where a request asking for `asked` goes (None: what the routes give the user: the team's current
+    version, or a running canary's candidate for the users in its arm)."""
     if asked is None:
-        return principal.default_adapter(team_hint)
+        routes = await asyncio.to_thread(gw.router.current)
+        return routes.default_for(principal, team_hint)
     team = principal.team_for(asked, team_hint)
     if team is not None:
-        return team, asked
+        return Routed(team, asked)
+    routes = await asyncio.to_thread(gw.router.current)
+    routed = routes.default_for(principal, team_hint)
+    if routed.adapter == asked:  # granted since the token was cached: what the user is routed to is theirs
+        return routed
     known = await asyncio.to_thread(gw.accounts.adapter_names)
     if asked not in known:
         names = ", ".join(sorted(known)) or "none"
@@ -125,6 +133,7 @@ class Call:
         self.adapter: str | None = None
         self.upstream: Upstream | None = None
         self.counts: dict[str, int] = {}
+        self.detail: str | None = None  # while a canary runs: which canary and arm the request was routed by
         self._release = lambda: None
         self._done = False
         gw.audit.expect()
@@ -144,7 +153,7 @@ class Call:
         self.gw.audit.add(expected=True, ts=time.time(), kind="request", actor=self.user, team=self.team,
                           adapter=self.adapter, route=self.route, status=status, prompt_tokens=prompt,
                           generated_tokens=generated, latency_ms=round(seconds * 1000, 2), upstream=upstream,
-                          detail=None)
+                          detail=self.detail)
         self.gw.metrics.request(self.team, self.adapter, self.route, status, seconds, generated)
 
     def _take(self, up: Upstream) -> None:
@@ -160,6 +169,8 @@ class Call:
     async def send(self, path: str, body: bytes, stream: bool) -> httpx.Response:
         """Send to a replica; a refused connection takes that replica out and tries the next one."""
         tried: list[Upstream] = []
+        if self.adapter is not None:
+            await self.gw.pool.refresh_for(self.adapter)
         while True:
             up = self.gw.pool.pick(self.adapter, tuple(tried))
             self._take(up)
@@ -207,7 +218,10 @@ async def proxy(gw: Gateway, request: Request, route: str, *, openai: bool = Fal
         if explicit_base:
             call.team = principal.team_for(None, team_hint)
         else:
-            call.team, call.adapter = await resolve_adapter(gw, principal, asked, team_hint)
+            routed = await resolve_adapter(gw, principal, asked, team_hint)
+            call.team, call.adapter = routed.team, routed.adapter
+            if routed.canary is not None:
+                call.detail = json.dumps({"canary": routed.canary, "arm": routed.arm})
             if openai and call.adapter is not None:
                 body["model"] = call.adapter
             elif call.adapter is not None:
@@ -279,14 +293,17 @@ async def _stream(call: Call, path: str, payload: bytes) -> Response:
                         headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
-async def answer(gw: Gateway, request: Request, route: str, build: Callable[[Principal], dict[str, Any]]) -> Response:
-    """A route the gateway answers itself for a signed-in user (`/info`, `/v1/models`, `/v1/policy`), audited."""
+async def answer(gw: Gateway, request: Request, route: str,
+                 build: Callable[[Principal, Routed], dict[str, Any]]) -> Response:
+    """A route the gateway answers itself for a signed-in user (`/info`, `/v1/models`, `/v1/policy`), audited;
+    `build` gets the user and where their requests without an adapter go now."""
     call = Call(gw, request, route)
     try:
         principal = await authenticate(gw, request)
         call.user = principal.user
-        call.team = principal.default_adapter()[0]
-        out = build(principal)
+        routed = (await asyncio.to_thread(gw.router.current)).default_for(principal)
+        call.team = routed.team
+        out = build(principal, routed)
     except InhouseError as exc:
         call.finish(status_of(exc))
         return error_response(exc)
@@ -305,16 +322,20 @@ def install(app: FastAPI, gw: Gateway) -> None:
     async def completions(request: Request) -> Response:
         return await proxy(gw, request, "/v1/completions", openai=True)
 
-    def info_of(principal: Principal) -> dict[str, Any]:
+    def usable(principal: Principal, routed: Routed) -> set[str]:
+        allowed = {a for _, adapters, _ in principal.teams for a in adapters}
+        return allowed | {routed.adapter} if routed.adapter else allowed
+
+    def info_of(principal: Principal, routed: Routed) -> dict[str, Any]:
         """A healthy upstream's /info as this user sees it: their adapters only, and as the base profile the
-        profile of their team's default adapter (what a request without `adapter_id` gets through the gateway),
-        so the language server builds the prompt the served adapter expects."""
-        default = principal.default_adapter()[1]
+        profile of the adapter a request without `adapter_id` gets through the gateway now (the team's current
+        version, or a canary's candidate), so the language server builds the prompt the served adapter expects."""
+        default = routed.adapter
         healthy = [u for u in gw.pool.upstreams if u.healthy]
         up = next((u for u in healthy if default in u.adapters), healthy[0] if healthy else None)
         if up is None:
             raise BackendUnavailableError("no healthy upstream")
-        allowed = sorted({a for _, adapters, _ in principal.teams for a in adapters} & gw.pool.adapters())
+        allowed = sorted(usable(principal, routed) & gw.pool.adapters())
         profiles = up.info.get("adapter_profiles") or {}
         out = {**up.info, "adapters": allowed, "adapter_profiles": {a: p for a, p in profiles.items() if a in allowed},
                "default_adapter": default, "user": principal.user}
@@ -322,8 +343,8 @@ def install(app: FastAPI, gw: Gateway) -> None:
             out["profile"] = profiles[default]
         return out
 
-    def models_of(principal: Principal) -> dict[str, Any]:
-        allowed = {a for _, adapters, _ in principal.teams for a in adapters}
+    def models_of(principal: Principal, routed: Routed) -> dict[str, Any]:
+        allowed = usable(principal, routed)
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "inhouse"} for m in sorted(gw.pool.model_ids())]
         base = data[0]["id"] if data else None
         data += [{"id": a, "object": "model", "created": 0, "owned_by": "inhouse", "parent": base}

@@ -77,7 +77,7 @@ def adoption_of(events: list[Event]) -> dict[str, Any]:
     }
 
 
-def _exam(report_json: str | None) -> dict[str, Any] | None:
+def exam_headline(report_json: str | None) -> dict[str, Any] | None:
     """The adapter's exam headline: tuned and best base EM/ES overall and per span kind."""
     if not report_json:
         return None
@@ -105,7 +105,7 @@ def quality(engine: Engine, events: list[Event]) -> list[dict[str, Any]]:
     out = []
     for name, report_json in adapters:
         live = adoption_of([e for e in events if e.adapter == name])
-        out.append({"adapter": name, "exam": _exam(report_json),
+        out.append({"adapter": name, "exam": exam_headline(report_json),
                     "live": {k: live[k] for k in ("shown", "accepted", "acceptance_rate", "accepted_chars",
                                                   "retention")}})
     return out

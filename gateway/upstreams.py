@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class UpstreamPool:
         self._turn = itertools.count()
         self._task: asyncio.Task | None = None
         self.on_change: Callable[[Upstream], None] | None = None  # told of every health check's result (metrics)
+        self._asked_at = float("-inf")  # when `refresh_for` last asked every upstream
 
     async def start(self) -> None:
         await self.check_all()
@@ -86,6 +88,14 @@ class UpstreamPool:
             up.failures += 1
         if self.on_change is not None:
             self.on_change(up)
+
+    async def refresh_for(self, adapter: str, min_interval_s: float = 1.0) -> None:
+        """Ask every upstream again when none reported `adapter` at its last check (a version registered, copied
+        into the adapters directory and promoted since), at most once per `min_interval_s`."""
+        if adapter in self.adapters() or time.monotonic() - self._asked_at < min_interval_s:
+            return
+        self._asked_at = time.monotonic()
+        await self.check_all()
 
     def mark_down(self, up: Upstream, error: str) -> None:
         """Take a replica out after a failed connection; the next passing health check puts it back."""
