@@ -252,11 +252,10 @@ def canary(ctx: Context) -> dict[str, Any]:
         why = "no current adapter to compare with" if current is None else "canary_minutes = 0"
         return {"promoted_without_canary": why, "outcome": Outcome.PROMOTED.value,
                 "message": f"{ref} promoted ({why})"}
-    status = ctx.registry("canary", "status", ctx.team, stage=Stage.CANARY)
-    if _canary_ref(status) != ref:
-        status = ctx.registry("canary", "start", ref, "--share", f"{ctx.cfg.canary_share:g}",
-                              "--minutes", f"{ctx.cfg.canary_minutes:g}", "--policy", ctx.cfg.canary_policy,
-                              "--min-shown", str(ctx.cfg.canary_min_shown), stage=Stage.CANARY)
+    if ctx.registry("show", ref, stage=Stage.CANARY).get("state") != "canary":  # not started by a killed run
+        ctx.registry("canary", "start", ref, "--share", f"{ctx.cfg.canary_share:g}",
+                     "--minutes", f"{ctx.cfg.canary_minutes:g}", "--policy", ctx.cfg.canary_policy,
+                     "--min-shown", str(ctx.cfg.canary_min_shown), stage=Stage.CANARY)
     return {"ref": ref, "against": current["ref"], "share": ctx.cfg.canary_share,
             "minutes": ctx.cfg.canary_minutes, "policy": ctx.cfg.canary_policy}
 
@@ -340,11 +339,6 @@ def _current(ctx: Context, stage: Stage) -> dict[str, str] | None:
 def _candidate(ctx: Context) -> str:
     dpo_result = ctx.state.result(Stage.DPO)
     return str(dpo_result.get("candidate") or ctx.state.result(Stage.TRAIN)["candidate"])
-
-
-def _canary_ref(status: dict[str, Any]) -> str | None:
-    canary_row = status.get("canary") if isinstance(status, dict) else None
-    return canary_row.get("ref") if isinstance(canary_row, dict) and canary_row.get("active", True) else None
 
 
 def _reason_text(reason: Any) -> str:

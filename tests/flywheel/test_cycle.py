@@ -79,8 +79,6 @@ class FakeInhouse:
             self._set(args[2], "refused")
         elif key == "adapters promote":
             self._promote(args[2])
-        elif key == "adapters canary status":
-            return {"canary": self.canary}
         elif key == "adapters canary start":
             self.canary = {"ref": args[3], "active": True}
             self._set(args[3], "canary")
