@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import InhouseError, ValidationError
+from gateway.generation import bump
 from gateway.models import Adapter, AuditRow, Membership, Team, TeamAdapter, Token, User
-from gateway.routing import bump
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN_PREFIX = "ih_"

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI, Request
@@ -29,22 +28,10 @@ from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.routing import Router
+from gateway.runtime import Gateway
 from gateway.upstreams import UpstreamPool
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Gateway:
-    cfg: GatewayConfig
-    engine: Engine
-    accounts: Accounts
-    pool: UpstreamPool
-    limiter: RateLimiter
-    audit: AuditWriter
-    metrics: GatewayMetrics
-    client: httpx.AsyncClient
-    router: Router
 
 
 def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:

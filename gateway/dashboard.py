@@ -25,7 +25,7 @@ from gateway.errors import error_response
 from gateway.registry import Registry
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.runtime import Gateway
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "inhouse_admin"

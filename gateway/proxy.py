@@ -27,7 +27,7 @@ from gateway.errors import error_response, sse_error, status_of
 from gateway.routing import Routed
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.runtime import Gateway
     from gateway.upstreams import Upstream
 
 # Where people put a token by mistake: refused with a message naming the right header.

@@ -26,9 +26,9 @@ from core.errors import ValidationError
 from gateway import adapter_files, canary
 from gateway.accounts import NotFoundError
 from gateway.config import GatewayConfig
+from gateway.generation import bump
 from gateway.models import Adapter, AdapterVersion, AuditRow, Canary, Event, Team, TeamAdapter, User
 from gateway.reports import exam_headline
-from gateway.routing import bump
 
 T = TypeVar("T")
 REG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")

@@ -14,24 +14,17 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from gateway.canary import in_candidate
-from gateway.models import AdapterVersion, Canary, RoutingGeneration, Team
+from gateway.generation import GENERATION as _GENERATION
+from gateway.models import AdapterVersion, Canary, Team
 
 if TYPE_CHECKING:
     from gateway.accounts import Principal
 
 
-def bump(s: Session) -> None:
-    """Move the routing generation (inside the transaction of the change): every gateway reloads on its next
-    request."""
-    s.execute(update(RoutingGeneration).where(RoutingGeneration.id == 1)
-              .values(generation=RoutingGeneration.generation + 1))
-
-
-_GENERATION = select(RoutingGeneration.generation).where(RoutingGeneration.id == 1)
 
 
 class Routed(NamedTuple):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "finetune", "server", "lsp", "verifenv", "flywheel", "app")
-COMPONENTS = ("finetune", "server", "lsp", "verifenv", "flywheel")
+PACKAGES = ("core", "finetune", "server", "lsp", "verifenv", "gateway", "flywheel", "app")
+COMPONENTS = ("finetune", "server", "lsp", "verifenv", "gateway", "flywheel")
 # A string that is exactly a module path, optionally with ":attribute" (the form a component table uses).
 _MODULE_STRING = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*)(?::\w+)?$")
 
