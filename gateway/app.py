@@ -2,7 +2,7 @@
 
 `Gateway` is the one object the routes share (config, database engine, accounts, upstream pool, rate
 limiter, audit writer, metrics, the HTTP client to the upstreams). The model routes are in `gateway.proxy`,
-the `/admin` dashboard in `gateway.dashboard`; the adoption-event and policy routes are here.
+the `/admin` dashboard in `gateway.dashboard`; the adoption-event, suggestion-outcome and policy routes are here.
 Used by `inhouse gateway` (gateway.cli), the tests and bench/gateway.py.
 """
 
@@ -22,7 +22,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy import Engine
 
 from core.errors import InhouseError, ValidationError
-from gateway import db, errors, events
+from gateway import db, errors, events, suggestions
 from gateway.accounts import Accounts, ForbiddenError
 from gateway.audit import AuditWriter
 from gateway.config import GatewayConfig
@@ -43,6 +43,7 @@ class Gateway:
     audit: AuditWriter
     metrics: GatewayMetrics
     client: httpx.AsyncClient
+    suggestions: suggestions.Store
 
 
 def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
@@ -56,7 +57,8 @@ def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
     accounts = Accounts(engine, actor="gateway", cache_s=cfg.auth_cache_s)
     gw = Gateway(cfg=cfg, engine=engine, accounts=accounts, pool=pool,
                  limiter=RateLimiter(cfg.rate_limit_per_minute, cfg.max_concurrent_per_user),
-                 audit=AuditWriter(engine), metrics=metrics, client=client)
+                 audit=AuditWriter(engine), metrics=metrics, client=client,
+                 suggestions=suggestions.Store(engine, cfg.suggestions_retention_days))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -123,6 +125,35 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
         finally:
             gw.audit.add(ts=time.time(), kind="request", actor=user, team=team, adapter=None, route="/v1/events",
                          status=status, prompt_tokens=None, generated_tokens=None,
+                         latency_ms=round((time.perf_counter() - started) * 1000, 2), upstream=None, detail=None)
+
+
+    @app.post("/v1/suggestions/outcome")
+    async def post_outcome(request: Request) -> Response:
+        started = time.perf_counter()
+        user, team, status = "anonymous", None, 500
+        try:
+            principal = await authenticate(gw, request)
+            user, team = principal.user, principal.default_adapter()[0]
+            if not gw.cfg.store_suggestions:
+                raise ForbiddenError("the company's policy does not store suggestions (GET /v1/policy)")
+            raw = await request.body()
+            if len(raw) > 4 * suggestions.MAX_TEXT:
+                raise errors.TooLargeError(f"an outcome must be at most {4 * suggestions.MAX_TEXT} bytes, "
+                                           f"got {len(raw)}")
+            try:
+                outcome = suggestions.Outcome.model_validate_json(raw)
+            except PydanticError as exc:
+                raise ValidationError(_describe(exc)) from exc
+            await asyncio.to_thread(suggestions.record_outcome, gw.engine, principal, outcome)
+            status = 200
+            return JSONResponse({"stored": True})
+        except InhouseError as exc:
+            status = errors.status_of(exc)
+            return errors.error_response(exc)
+        finally:
+            gw.audit.add(ts=time.time(), kind="request", actor=user, team=team, adapter=None,
+                         route="/v1/suggestions/outcome", status=status, prompt_tokens=None, generated_tokens=None,
                          latency_ms=round((time.perf_counter() - started) * 1000, 2), upstream=None, detail=None)
 
 

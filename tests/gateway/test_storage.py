@@ -35,7 +35,7 @@ def test_migrations_make_exactly_the_models_and_run_twice(db_url):
     open_database(db_url).dispose()  # a second start finds the schema at head and changes nothing
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0003"
     assert set(inspect(engine).get_table_names()) >= {"users", "teams", "tokens", "audit", "events"}
     engine.dispose()
 
