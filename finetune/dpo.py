@@ -9,9 +9,11 @@ place. Called by finetune/cli.py; `inhouse cycle` runs it as a subprocess.
 The reference is the current adapter, frozen, not the base: DPO keeps the tuned policy near its reference,
 and the adapter that passed the exam is what should be kept near (the base would pull the tuned adapter back
 toward untuned completions); the policy starts equal to it, so the DPO loss starts at ln 2.
-The pairs' prompts are the rendered FIM prompts the language server sent, stored verbatim by the gateway;
-TRL tokenizes prompt and prompt + completion with the tokenizer's own special-token rule and appends the EOS
-token to each completion (a suggestion is a whole middle; in the FIM training examples the end token follows it).
+The pairs' prompts are the rendered FIM prompts the language server sent, stored verbatim by the gateway, and
+they are tokenized here as the model server tokenizes a prompt (alone, with the profile's BOS rule); each
+completion is tokenized on its own and followed by the EOS token (a suggestion is a whole middle; in the FIM
+training examples the end token follows it). TRL's own tokenization (prompt + completion as one text) would
+merge tokens across the cursor and train on prompts the server never sends.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 from core.artifacts import atomic_directory, read_info, write_info, write_json_atomic
-from core.completion.profile import PROFILE_KEY
+from core.completion.profile import PROFILE_KEY, profile_of_info
 from core.config import to_dict
 from core.errors import ConfigError, ModelError
 from finetune.config import DpoConfig
@@ -78,7 +80,7 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
     import torch
     from datasets import Dataset
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
     # --- 1. inputs ------------------------------------------------------------------------------------------------
@@ -101,7 +103,8 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kept, too_long = _fitting(pairs, tokenizer, cfg.max_length)
+    add_special = _bos_rule(current, adapter, base)
+    kept, too_long = _encode(pairs, tokenizer, add_special, cfg.max_length)
     if not kept:
         raise ConfigError(f"every pair of {str(preferences)!r} is longer than `max_length` {cfg.max_length} tokens")
     cuda = torch.cuda.is_available()
@@ -126,8 +129,13 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
                     control.should_training_stop = True
                 return control
 
-        trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(kept),
-                             processing_class=tokenizer, callbacks=[Budget()])
+        class Pretokenized(DPOTrainer):
+            def _prepare_dataset(self, dataset, *_args, **_kwargs):
+                return dataset  # already prompt_ids / chosen_ids / rejected_ids, tokenized as the server does
+
+        trainer = Pretokenized(model=model, args=args, train_dataset=Dataset.from_list(kept),
+                               processing_class=tokenizer, callbacks=[Budget()])
+        trainer.remove_callback(PrinterCallback)  # stdout stays clean; each step's log goes to metrics.jsonl
         trainer.train()
         scored = kept[:cfg.eval_limit] if cfg.eval_limit else kept
         final = trainer.evaluate(Dataset.from_list(scored))
@@ -161,13 +169,26 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
     return out
 
 
-def _fitting(pairs: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:
-    """The pairs whose prompt + longer completion fit `max_length` tokens, and how many did not."""
+def _bos_rule(current: dict, adapter: Path, base: Path) -> bool:
+    """Whether the server adds special tokens to this adapter's prompts (its profile's BOS rule, else the base's;
+    without either, TGI's default: yes)."""
+    profile = profile_of_info(current, where=f"adapter {str(adapter)!r}") or \
+        profile_of_info(read_info(base), where=f"base model {str(base)!r}")
+    return profile.bos.add_special_tokens if profile is not None else True
+
+
+def _encode(pairs: list[dict[str, str]], tokenizer, add_special: bool, max_length: int
+            ) -> tuple[list[dict[str, list[int]]], int]:
+    """Token ids of each pair (prompt as the server encodes it; each completion alone, then EOS), keeping those
+    whose prompt + longer completion fit `max_length`; and how many did not fit."""
+    eos = tokenizer.eos_token_id
     kept = []
     for pair in pairs:
-        longest = max(len(tokenizer(pair["prompt"] + pair[k])["input_ids"]) for k in ("chosen", "rejected"))
-        if longest + 1 <= max_length:  # + the end token TRL appends
-            kept.append(pair)
+        row = {"prompt_ids": tokenizer(pair["prompt"], add_special_tokens=add_special)["input_ids"],
+               "chosen_ids": tokenizer(pair["chosen"], add_special_tokens=False)["input_ids"] + [eos],
+               "rejected_ids": tokenizer(pair["rejected"], add_special_tokens=False)["input_ids"] + [eos]}
+        if len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])) <= max_length:
+            kept.append(row)
     if len(kept) < len(pairs):
         log.warning("%d of %d pairs are longer than max_length %d tokens and were left out",
                     len(pairs) - len(kept), len(pairs), max_length)
