@@ -144,7 +144,7 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
             try:
                 outcome = suggestions.Outcome.model_validate_json(raw)
             except PydanticError as exc:
-                raise ValidationError(_describe(exc)) from exc
+                raise ValidationError(_describe(exc, "an outcome is `id`, `final` and `shown`")) from exc
             await asyncio.to_thread(suggestions.record_outcome, gw.engine, principal, outcome)
             status = 200
             return JSONResponse({"stored": True})
@@ -157,14 +157,14 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
                          latency_ms=round((time.perf_counter() - started) * 1000, 2), upstream=None, detail=None)
 
 
-def _describe(exc: PydanticError) -> str:
+def _describe(exc: PydanticError, fields: str = "events carry no code or other free text") -> str:
     out = []
     for err in exc.errors()[:5]:
         field = ".".join(str(p) for p in err.get("loc", ())) or "body"
         if err.get("type") == "missing":
             out.append(f"`{field}` is required")
         elif err.get("type") == "extra_forbidden":
-            out.append(f"`{field}` is not a known field (events carry no code or other free text)")
+            out.append(f"`{field}` is not a known field ({fields})")
         else:
             out.append(f"`{field}` must be valid: {err.get('msg')}, got {str(err.get('input'))[:80]!r}")
     return "; ".join(out)

@@ -101,3 +101,15 @@ def test_dpo_lowers_the_loss_and_writes_an_adapter_the_server_serves(tiny_model_
             assert r.status_code == 200 and isinstance(r.json()["generated_text"], str)
     finally:
         app.state.server.engine.close()
+
+
+def test_the_command_line_names_the_bad_line(tiny_model_dir, team_adapter, tmp_path, capsys):
+    from app import cli
+
+    prefs = tmp_path / "pairs.jsonl"
+    prefs.write_text(json.dumps(_pairs(1)[0]) + "\n" + '{"prompt": "p", "chosen": "a"}\n')
+    code = cli.main(["dpo", "--base", str(tiny_model_dir), "--adapter", str(team_adapter), "--preferences",
+                     str(prefs), "-o", str(tmp_path / "out"), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{prefs}:2: `rejected` must be a non-empty string" in err
+    assert not (tmp_path / "out").exists()
