@@ -27,6 +27,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("corpus", "finetune.corpus.cli:app", "group"),
     ("train", "finetune.cli:train", "command"),
     ("eval", "finetune.cli:eval_command", "command"),
+    ("dpo", "finetune.cli:dpo", "command"),
     ("export", "finetune.cli:export", "command"),
     ("model", "finetune.model_cli:app", "group"),
     ("serve", "server.cli:serve", "command"),

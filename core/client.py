@@ -4,13 +4,15 @@ Used by the language server, verif-env, the benches and the demo. `create_backen
 keyed on `cfg.kind`. Token healing travels as `CompletionRequest.heal`: the TGI backend sends TGI's
 `grammar` regex (core.healing.healing_grammar) and strips the healed text from the result; the OpenAI
 backend, which has no constrained start, appends it to the prompt instead. Every transport failure is
-mapped to the `core.errors` tree here, so callers only ever catch those.
+mapped to the `core.errors` tree here, so callers only ever catch those. A request's `suggestion_id` goes as
+the `X-Inhouse-Suggestion-Id` header (the gateway stores that completion when its policy says so).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -32,6 +34,8 @@ from core.fim import cut_at_stop
 from core.healing import healing_grammar
 
 log = logging.getLogger(__name__)
+
+SUGGESTION_HEADER = "X-Inhouse-Suggestion-Id"
 
 class BackendKind(str, Enum):
     """How the backend is asked: TGI's API (TGI, `inhouse serve`, the gateway) or OpenAI's `/v1/completions`."""
@@ -88,6 +92,7 @@ class CompletionRequest:
     adapter_id: str | None = None  # LoRA adapter to complete with; unset: the base model
     heal: str = ""  # text the output must start with (token healing); stripped from the result
     seed: int | None = None
+    suggestion_id: str | None = None  # sent as X-Inhouse-Suggestion-Id: the gateway may store this completion
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,42 @@ def _info_from_json(data: dict[str, Any], url: str) -> BackendInfo:
         raise GenerationError(f"{url}/info returned malformed data: {exc}") from exc
 
 
+_REQUEST_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("inhouse_request_headers", default=None)
+
+
+class _TaskHeaders(dict):
+    """The hf client's `headers`, plus the headers of the request the current task is sending (a ContextVar).
+
+    AsyncInferenceClient takes headers once, for every call; this mapping lets one call add its own without a
+    client per request. The client merges it with `{**hf_headers, **headers}`, which reads `keys()` and items
+    of a dict subclass that overrides `__iter__`.
+    """
+
+    def _merged(self) -> dict[str, str]:
+        return {**dict(super().items()), **(_REQUEST_HEADERS.get() or {})}
+
+    def __iter__(self):
+        return iter(self._merged())
+
+    def keys(self):
+        return self._merged().keys()
+
+    def items(self):
+        return self._merged().items()
+
+    def __getitem__(self, key: str) -> str:
+        return self._merged()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._merged()
+
+    def __len__(self) -> int:
+        return len(self._merged())
+
+    def copy(self) -> dict[str, str]:
+        return self._merged()
+
+
 class TgiBackend:
     """A TGI-compatible server (real TGI or `inhouse serve`) through huggingface_hub's AsyncInferenceClient."""
 
@@ -210,6 +251,7 @@ class TgiBackend:
         self.base = cfg.url.rstrip("/")
         self._api_key = cfg.api_key()
         self._client = AsyncInferenceClient(base_url=self.base, api_key=self._api_key, timeout=cfg.timeout_s)
+        self._client.headers = _TaskHeaders(self._client.headers)
         self._http = httpx.AsyncClient(timeout=cfg.timeout_s, headers=self._headers())
         self._max_stop: int | None = None
 
@@ -237,6 +279,7 @@ class TgiBackend:
             stops = stops[: self._max_stop]  # TGI rejects more than max_stop_sequences; the rest are cut below
         adapter = req.adapter_id if req.adapter_id is not None else self.cfg.adapter_id
         start = time.perf_counter()
+        token = _REQUEST_HEADERS.set({SUGGESTION_HEADER: req.suggestion_id} if req.suggestion_id else None)
         try:
             out: Any = await self._client.text_generation(  # type: ignore[misc]  # its overloads defeat mypy
                 req.prompt,
@@ -267,6 +310,8 @@ class TgiBackend:
             raise _timeout_error(exc, self.base, self.cfg.timeout_s) from exc
         except _TRANSPORT_ERRORS as exc:
             raise BackendUnavailableError(f"cannot reach {self.base}: {exc}") from exc
+        finally:
+            _REQUEST_HEADERS.reset(token)
         elapsed = (time.perf_counter() - start) * 1000
         details = out.details
         return CompletionResult(
@@ -336,7 +381,8 @@ class OpenAIBackend:
         if req.seed is not None:
             body["seed"] = req.seed
         start = time.perf_counter()
-        data = await self._request("POST", "/v1/completions", json=body)
+        headers = {SUGGESTION_HEADER: req.suggestion_id} if req.suggestion_id else None
+        data = await self._request("POST", "/v1/completions", json=body, headers=headers)
         elapsed = (time.perf_counter() - start) * 1000
         try:
             choice = data["choices"][0]

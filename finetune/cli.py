@@ -1,4 +1,5 @@
-"""`inhouse train`, `inhouse eval` and `inhouse export`: flags → resolved config → the work in train/exam/export.
+"""`inhouse train`, `inhouse eval`, `inhouse dpo` and `inhouse export`: flags → resolved config → the work in
+train/exam/dpo/export.
 
 Plain functions with typer options, registered by app/cli.py. Nothing heavy is imported here: torch,
 transformers and peft load inside the commands.
@@ -70,6 +71,34 @@ def train(
         data_workers=data_workers, report_to=report_to)
     run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
         run_metadata=run_metadata())
+    typer.echo(f"wrote {out}", err=True)
+
+
+def dpo(
+    ctx: typer.Context,
+    base: Path = typer.Option(..., "--base", help="Base model directory."),
+    adapter: Path = typer.Option(..., "--adapter", help="The current adapter (the start, and DPO's reference)."),
+    preferences: Path = typer.Option(..., "--preferences", help="JSONL pairs from `inhouse admin suggestions "
+                                                                "export`."),
+    out: Path = typer.Option(..., "-o", "--out", help="Adapter directory to write."),
+    beta: float | None = typer.Option(None, "--beta", help="DPO beta (default 0.1)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (0: one pass over the pairs)."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time budget; stop and save when spent."),
+    lr: float | None = typer.Option(None, "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per optimizer step."),
+    seed: int | None = typer.Option(None, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (0: default)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Preference-tune an adapter (DPO, TRL) on what users kept over what they were shown."""
+    from core.artifacts import run_metadata
+    from core.config import resolve_section
+    from finetune.config import DpoConfig
+    from finetune.dpo import dpo as run
+
+    cfg = resolve_section(ctx.obj, DpoConfig, beta=beta, max_steps=max_steps, max_minutes=max_minutes, lr=lr,
+                          batch_size=batch_size, seed=seed, threads=threads)
+    run(base, adapter, preferences, out, cfg, overwrite=overwrite, run_metadata=run_metadata())
     typer.echo(f"wrote {out}", err=True)
 
 

@@ -1,7 +1,9 @@
-"""Config sections of `inhouse train` ([train]) and `inhouse eval` ([eval]): frozen dataclasses, all defaulted.
+"""Config sections of `inhouse train` ([train]), `inhouse eval` ([eval]) and `inhouse dpo` ([dpo]): frozen
+dataclasses, all defaulted.
 
-Resolved once by finetune/cli.py (defaults < inhouse.toml < INHOUSE_TRAIN_*/INHOUSE_EVAL_* env < flags) and
-passed down; train.py and exam.py never read the environment. The defaults and their reasons: docs/training.md.
+Resolved once by finetune/cli.py (defaults < inhouse.toml < INHOUSE_TRAIN_*/INHOUSE_EVAL_*/INHOUSE_DPO_* env <
+flags) and passed down; train.py, exam.py and dpo.py never read the environment. The defaults and their
+reasons: docs/training.md.
 """
 
 from __future__ import annotations
@@ -110,4 +112,29 @@ class EvalConfig:
         config.require(self.concurrency >= 1, "concurrency", ">= 1", self.concurrency)
         config.require(self.request_timeout_s > 0, "request_timeout_s", "> 0", self.request_timeout_s)
         config.require(self.bootstrap >= 100, "bootstrap", ">= 100", self.bootstrap)
+        config.require(self.threads >= 0, "threads", ">= 0", self.threads)
+
+
+@config.section("dpo")
+@dataclass(frozen=True)
+class DpoConfig:
+    beta: float = 0.1  # DPO's beta: how far the tuned adapter may move from the current one (higher: less far)
+    lr: float = 5e-5  # learning rate (AdamW, linear decay)
+    batch_size: int = 4  # preference pairs per optimizer step
+    max_steps: int = 0  # 0: one pass over the pairs
+    max_minutes: float = 0.0  # 0: no time budget; else stop (and save) when the budget is spent
+    max_length: int = 2048  # tokens of prompt + completion; longer pairs are left out (counted)
+    eval_limit: int = 256  # pairs scored after training for the reported DPO loss (0: all)
+    gradient_checkpointing: bool = False  # recompute activations to save memory
+    seed: int = 0  # random seed (pair order)
+    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
+
+    def __post_init__(self) -> None:
+        config.require(self.beta > 0, "beta", "> 0", self.beta)
+        config.require(self.lr > 0, "lr", "> 0", self.lr)
+        config.require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
+        config.require(self.max_steps >= 0, "max_steps", ">= 0", self.max_steps)
+        config.require(self.max_minutes >= 0, "max_minutes", ">= 0", self.max_minutes)
+        config.require(self.max_length >= 16, "max_length", ">= 16", self.max_length)
+        config.require(self.eval_limit >= 0, "eval_limit", ">= 0", self.eval_limit)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)

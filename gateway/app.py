@@ -2,7 +2,7 @@
 
 `Gateway` is the one object the routes share (config, database engine, accounts, upstream pool, rate
 limiter, audit writer, metrics, the HTTP client to the upstreams). The model routes are in `gateway.proxy`,
-the `/admin` dashboard in `gateway.dashboard`; the adoption-event and policy routes are here.
+the `/admin` dashboard in `gateway.dashboard`; the adoption-event, suggestion-outcome and policy routes are here.
 Used by `inhouse gateway` (gateway.cli), the tests and bench/gateway.py.
 """
 
@@ -21,7 +21,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy import Engine
 
 from core.errors import InhouseError, ValidationError
-from gateway import db, errors, events
+from gateway import db, errors, events, suggestions
 from gateway.accounts import Accounts, ForbiddenError
 from gateway.audit import AuditWriter
 from gateway.config import GatewayConfig
@@ -45,7 +45,8 @@ def create_app(cfg: GatewayConfig, engine: Engine | None = None) -> FastAPI:
     accounts = Accounts(engine, actor="gateway", cache_s=cfg.auth_cache_s)
     gw = Gateway(cfg=cfg, engine=engine, accounts=accounts, pool=pool,
                  limiter=RateLimiter(cfg.rate_limit_per_minute, cfg.max_concurrent_per_user),
-                 audit=AuditWriter(engine), metrics=metrics, client=client, router=Router(engine))
+                 audit=AuditWriter(engine), metrics=metrics, client=client, router=Router(engine),
+                 suggestions=suggestions.Store(engine, cfg.suggestions_retention_days))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -116,14 +117,43 @@ def _event_routes(app: FastAPI, gw: Gateway) -> None:
                          latency_ms=round((time.perf_counter() - started) * 1000, 2), upstream=None, detail=None)
 
 
-def _describe(exc: PydanticError) -> str:
+    @app.post("/v1/suggestions/outcome")
+    async def post_outcome(request: Request) -> Response:
+        started = time.perf_counter()
+        user, team, status = "anonymous", None, 500
+        try:
+            principal = await authenticate(gw, request)
+            user, team = principal.user, principal.default_adapter()[0]
+            if not gw.cfg.store_suggestions:
+                raise ForbiddenError("the company's policy does not store suggestions (GET /v1/policy)")
+            raw = await request.body()
+            if len(raw) > 4 * suggestions.MAX_TEXT:
+                raise errors.TooLargeError(f"an outcome must be at most {4 * suggestions.MAX_TEXT} bytes, "
+                                           f"got {len(raw)}")
+            try:
+                outcome = suggestions.Outcome.model_validate_json(raw)
+            except PydanticError as exc:
+                raise ValidationError(_describe(exc, "an outcome is `id`, `final` and `shown`")) from exc
+            await asyncio.to_thread(suggestions.record_outcome, gw.engine, principal, outcome)
+            status = 200
+            return JSONResponse({"stored": True})
+        except InhouseError as exc:
+            status = errors.status_of(exc)
+            return errors.error_response(exc)
+        finally:
+            gw.audit.add(ts=time.time(), kind="request", actor=user, team=team, adapter=None,
+                         route="/v1/suggestions/outcome", status=status, prompt_tokens=None, generated_tokens=None,
+                         latency_ms=round((time.perf_counter() - started) * 1000, 2), upstream=None, detail=None)
+
+
+def _describe(exc: PydanticError, fields: str = "events carry no code or other free text") -> str:
     out = []
     for err in exc.errors()[:5]:
         field = ".".join(str(p) for p in err.get("loc", ())) or "body"
         if err.get("type") == "missing":
             out.append(f"`{field}` is required")
         elif err.get("type") == "extra_forbidden":
-            out.append(f"`{field}` is not a known field (events carry no code or other free text)")
+            out.append(f"`{field}` is not a known field ({fields})")
         else:
             out.append(f"`{field}` must be valid: {err.get('msg')}, got {str(err.get('input'))[:80]!r}")
     return "; ".join(out)

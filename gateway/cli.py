@@ -1,4 +1,4 @@
-"""`inhouse gateway` (serve the gateway) and `inhouse admin users|teams|tokens|adapters|audit ...`.
+"""`inhouse gateway` (serve the gateway) and `inhouse admin users|teams|tokens|adapters|audit|suggestions ...`.
 
 Both resolve the `[gateway]` section once (defaults < file < env < flags); `admin` commands open the same
 database as the gateway (`--db` or `database_url`) and apply the migrations first. Imports nothing heavy.
@@ -21,11 +21,14 @@ teams = typer.Typer(help="Teams, their members and the adapters they may use.", 
 tokens = typer.Typer(help="Per-user tokens (shown once, stored hashed).", no_args_is_help=True)
 adapters = typer.Typer(help="Adapters the gateway knows, with their exam reports.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+suggestions_app = typer.Typer(help="Stored suggestions (`store_suggestions`): preference pairs for `inhouse dpo`.",
+                              no_args_is_help=True)
 app.add_typer(users, name="users")
 app.add_typer(teams, name="teams")
 app.add_typer(tokens, name="tokens")
 app.add_typer(adapters, name="adapters")
 app.add_typer(audit_app, name="audit")
+app.add_typer(suggestions_app, name="suggestions")
 
 def _resolve(ctx: typer.Context, section: type[T], **flags: Any) -> T:
     """The [gateway] section under the invocation's --config (Typer's context object), then these flags."""
@@ -76,6 +79,9 @@ def gateway(
     port: int | None = typer.Option(None, "--port", "-p", help="Port (default 8090)."),
     adoption_events: bool | None = typer.Option(None, "--adoption-events/--no-adoption-events",
                                                 help="The policy: collect adoption events from editors."),
+    store_suggestions: bool | None = typer.Option(None, "--store-suggestions/--no-store-suggestions",
+                                                  help="The policy: keep prompts, suggestions and their outcome "
+                                                       "(for `inhouse dpo`)."),
     rate_limit_per_minute: int | None = typer.Option(None, "--rate-limit-per-minute"),
     max_concurrent_per_user: int | None = typer.Option(None, "--max-concurrent-per-user"),
 ) -> None:
@@ -88,7 +94,7 @@ def gateway(
     from gateway.config import GatewayConfig
 
     cfg = _resolve(ctx, GatewayConfig, upstreams=tuple(upstream) if upstream else None, database_url=db,
-                          host=host, port=port, adoption_events=adoption_events,
+                          host=host, port=port, adoption_events=adoption_events, store_suggestions=store_suggestions,
                           rate_limit_per_minute=rate_limit_per_minute, max_concurrent_per_user=max_concurrent_per_user)
     app_ = create_app(cfg)
     logging.getLogger(__name__).info("gateway on http://%s:%d for %s", cfg.host, cfg.port, ", ".join(cfg.upstreams))
@@ -220,3 +226,69 @@ def audit_export(ctx: typer.Context, fmt: str = typer.Option("csv", "--format", 
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out)  # never a half-written export under the final name
         typer.echo(f"audit log written to {out}")
+
+
+def _day(value: str | None, what: str) -> float | None:
+    """UNIX seconds of a YYYY-MM-DD date (00:00 UTC)."""
+    import datetime as dt
+
+    from core.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise ConfigError(f"`{what}` must be a date YYYY-MM-DD, got {value!r}") from exc
+    return day.timestamp()
+
+
+@suggestions_app.command("export")
+def suggestions_export(ctx: typer.Context, team: str = typer.Option(..., "--team", help="The team whose "
+                                                                    "suggestions to export."),
+                       out: Path = typer.Option(..., "--out", "-o", help="JSONL file of DPO rows to write."),
+                       since: str | None = typer.Option(None, "--since", help="Only suggestions made from this "
+                                                        "day on (YYYY-MM-DD, UTC)."),
+                       as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON on stdout."),
+                       db: str | None = DB_OPTION) -> None:
+    """Write preference pairs {prompt, chosen, rejected, id, adapter} for `inhouse dpo`: chosen is the text the
+    user ended with, rejected the suggestion, for suggestions whose final text is non-empty and differs."""
+    import os
+    import tempfile
+
+    from gateway.accounts import check_name
+    from gateway.suggestions import preference_pairs
+
+    rows, counts = preference_pairs(_accounts(ctx, db).engine, check_name("team", team), _day(since, "--since"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)  # never a half-written export under the final name
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    summary = {"team": team, "out": str(out), **counts.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{counts.stored} stored, {counts.with_outcome} with an outcome, {counts.pairs} pairs "
+                   f"written to {out}", err=True)
+
+
+@suggestions_app.command("purge")
+def suggestions_purge(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"),
+                      db: str | None = DB_OPTION) -> None:
+    """Delete stored suggestions older than `suggestions_retention_days` (the gateway also does on write)."""
+    from gateway.config import GatewayConfig
+    from gateway.db import open_database
+    from gateway.suggestions import purge
+
+    cfg = _resolve(ctx, GatewayConfig, database_url=db)
+    deleted = purge(open_database(cfg.database_url), cfg.suggestions_retention_days)
+    if as_json:
+        typer.echo(json.dumps({"deleted": deleted, "retention_days": cfg.suggestions_retention_days}))
+    else:
+        typer.echo(f"{deleted} suggestions older than {cfg.suggestions_retention_days:g} days deleted", err=True)

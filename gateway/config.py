@@ -22,6 +22,8 @@ class GatewayConfig:
     max_concurrent_per_user: int = 64  # requests in flight per user (then 429)
     adoption_events: bool = False  # the company's policy: collect adoption events (reported to clients)
     max_events_per_batch: int = 500  # larger batches answer 413
+    store_suggestions: bool = False  # the company's policy: keep prompts and suggestions for preference tuning
+    suggestions_retention_days: float = 30.0  # stored suggestions older than this are deleted
     session_hours: float = 12.0  # how long an /admin login lasts
     auth_cache_s: float = 2.0  # a checked token is trusted this long (a revoke from another process waits this)
     log_level: str = "info"  # uvicorn's log level
@@ -45,6 +47,8 @@ class GatewayConfig:
                        self.max_concurrent_per_user)
         config.require(0 < self.max_events_per_batch <= 10000, "max_events_per_batch", "in 1..10000",
                        self.max_events_per_batch)
+        config.require(self.suggestions_retention_days > 0, "suggestions_retention_days", "> 0",
+                       self.suggestions_retention_days)
         config.require(self.auth_cache_s >= 0, "auth_cache_s", ">= 0", self.auth_cache_s)
         config.require(self.session_hours > 0, "session_hours", "> 0", self.session_hours)
         config.require(0 < self.canary_share < 1, "canary_share", "in (0, 1)", self.canary_share)

@@ -55,9 +55,11 @@ class EventBatch(BaseModel):
 
 
 def policy(cfg: GatewayConfig) -> dict[str, object]:
-    """What the gateway tells clients (`GET /v1/policy`): whether to send adoption events, and how."""
+    """What the gateway tells clients (`GET /v1/policy`): whether to send adoption events, and how; whether
+    completions sent with `X-Inhouse-Suggestion-Id` are stored (then the client posts their outcome)."""
     return {"adoption_events": cfg.adoption_events, "retention_checks_s": list(RETENTION_CHECKS_S),
-            "max_events_per_batch": cfg.max_events_per_batch}
+            "max_events_per_batch": cfg.max_events_per_batch, "store_suggestions": cfg.store_suggestions,
+            "suggestions_retention_days": cfg.suggestions_retention_days}
 
 
 def store_batch(engine: Engine, principal: Principal, batch: EventBatch, now: float | None = None,

@@ -1,9 +1,11 @@
 """The gateway's tables (SQLAlchemy 2 declarative): users, teams, tokens, adapter access, audit, events, and the
-adapter registry (versions, canaries, the routing generation).
+adapter registry (versions, canaries, the routing generation) and the suggestions kept when the company opts in
+(`store_suggestions`).
 
 The schema is created and changed only by the Alembic migrations in `gateway/migrations/`; a test checks that
 the migrations produce exactly these tables. Times are UNIX seconds (float); `day` is the UTC day number, so
-per-day counts need no date functions that differ between SQLite and PostgreSQL. No column ever holds code.
+per-day counts need no date functions that differ between SQLite and PostgreSQL. No column ever holds code,
+except those of `suggestions`, which exists for that and is written only when the policy says so.
 """
 
 from __future__ import annotations
@@ -161,3 +163,26 @@ class RoutingGeneration(Base):
     __tablename__ = "routing_generation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
+
+
+class StoredSuggestion(Base):
+    """One completion kept for preference tuning: the prompt as the model saw it, what it generated, and what the
+    user ended with (`final`, from the language server's outcome)."""
+
+    __tablename__ = "suggestions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suggestion: Mapped[str] = mapped_column(String(64), unique=True)  # the client's id (X-Inhouse-Suggestion-Id)
+    ts: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[int] = mapped_column(Integer)
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    adapter: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the adapter served (None: the base)
+    route: Mapped[str] = mapped_column(String(32))
+    prompt: Mapped[str] = mapped_column(Text)  # TGI `inputs` / OpenAI `prompt`, verbatim
+    generated: Mapped[str] = mapped_column(Text)  # the model's text (plain answer or the stream's tokens)
+    shown: Mapped[str | None] = mapped_column(Text, nullable=True)  # outcome: what the editor showed
+    final: Mapped[str | None] = mapped_column(Text, nullable=True)  # outcome: what stood there once the user was done
+    outcome_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index("ix_suggestions_ts", StoredSuggestion.ts)
+Index("ix_suggestions_team_ts", StoredSuggestion.team, StoredSuggestion.ts)

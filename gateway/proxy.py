@@ -3,7 +3,9 @@
 Per request: `authenticate` (bearer token) → `resolve_adapter` (the team's current version or a running
 canary's candidate when none is named, read per request from gateway.routing; another team's adapter is 403,
 an unknown one 422) → rate limit (429) → `forward` to a healthy replica
-holding the adapter → one audit row and the metrics. Streams pass through byte for byte; a client that
+holding the adapter → one audit row and the metrics (and, when the policy stores suggestions and the request
+carries `X-Inhouse-Suggestion-Id`, its prompt and generation: gateway.suggestions). Streams pass through byte for
+byte; a client that
 disconnects closes the upstream connection, which stops the generation there. Errors an upstream answers
 (422, 424, 429...) reach the client unchanged. Installed by `gateway.app.create_app`.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -22,9 +25,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from core.errors import BackendTimeoutError, BackendUnavailableError, InhouseError, ValidationError
+from gateway import suggestions
 from gateway.accounts import AuthError, ForbiddenError, Principal
 from gateway.errors import error_response, sse_error, status_of
 from gateway.routing import Routed
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 
 # Where people put a token by mistake: refused with a message naming the right header.
 _WRONG_HEADERS = ("x-api-key", "api-key", "x-auth-token", "x-access-token", "token")
+_COMPLETION_ROUTES = ("/generate", "/generate_stream", "/", "/v1/completions")
 _TAIL = re.compile(rb'"(generated_tokens|input_length|completion_tokens|prompt_tokens)":\s*(\d+)')
 
 
@@ -226,18 +233,45 @@ async def proxy(gw: Gateway, request: Request, route: str, *, openai: bool = Fal
                 body["model"] = call.adapter
             elif call.adapter is not None:
                 body.setdefault("parameters", {})["adapter_id"] = call.adapter
+        capture = _capture(gw, request, route, body, principal, call, openai)
         call._release = gw.limiter.acquire(principal.user_id, principal.user)
         stream = bool(body.get("stream")) or route == "/generate_stream"
         payload = json.dumps(body).encode()
         if stream:
-            return await _stream(call, route, payload)
-        return await _unary(call, route, payload)
+            return await _stream(call, route, payload, capture, openai)
+        return await _unary(call, route, payload, capture, openai)
     except Exception as exc:
         call.finish(status_of(exc))
         return error_response(exc)
 
 
-async def _unary(call: Call, path: str, payload: bytes) -> Response:
+def _capture(gw: Gateway, request: Request, route: str, body: dict[str, Any], principal: Principal, call: Call,
+             openai: bool) -> suggestions.Capture | None:
+    """What to keep of this completion when the policy stores suggestions and the client named one."""
+    if not gw.cfg.store_suggestions or route not in _COMPLETION_ROUTES:
+        return None
+    sid = suggestions.suggestion_id(request.headers.get(suggestions.HEADER))
+    prompt = suggestions.prompt_of(body, openai) if sid is not None else None
+    if sid is None or prompt is None:
+        return None
+    return suggestions.Capture(suggestion=sid, user_id=principal.user_id, team=call.team, adapter=call.adapter,
+                               route=route, prompt=prompt, ts=time.time())
+
+
+def _keep(call: Call, capture: suggestions.Capture, generated: str | None) -> None:
+    """Store a captured suggestion in a worker thread (the answer is not held up by the write)."""
+    if generated is None:
+        return
+    def done(future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("storing suggestion %s failed: %s", capture.suggestion, future.exception())
+
+    asyncio.get_running_loop().run_in_executor(None, call.gw.suggestions.save, capture, generated) \
+        .add_done_callback(done)
+
+
+async def _unary(call: Call, path: str, payload: bytes, capture: suggestions.Capture | None = None,
+                 openai: bool = False) -> Response:
     """A plain request: the upstream's answer, or nothing when the client left (the upstream is cancelled)."""
     sending = asyncio.ensure_future(call.send(path, payload, stream=False))
     leaving = asyncio.ensure_future(_until_disconnect(call.request))
@@ -255,12 +289,15 @@ async def _unary(call: Call, path: str, payload: bytes) -> Response:
             call.counts[key] = int(resp.headers[header])
     if "x-generated-tokens" not in resp.headers:
         call.note_counts(resp.content)
+    if capture is not None and resp.status_code == 200:
+        _keep(call, capture, suggestions.generated_of(resp.content, openai))
     headers = {k: v for k, v in resp.headers.items() if k.startswith("x-") or k == "retry-after"}
     return _AnswerThenAudit(resp.content, lambda: call.finish(resp.status_code), status_code=resp.status_code,
                             headers=headers, media_type=resp.headers.get("content-type"))
 
 
-async def _stream(call: Call, path: str, payload: bytes) -> Response:
+async def _stream(call: Call, path: str, payload: bytes, capture: suggestions.Capture | None = None,
+                  openai: bool = False) -> Response:
     resp = await call.send(path, payload, stream=True)
     if resp.status_code != 200:  # a plain HTTP error from the upstream (422, 429...), passed on as it is
         content = await resp.aread()
@@ -268,12 +305,15 @@ async def _stream(call: Call, path: str, payload: bytes) -> Response:
         call.finish(resp.status_code)
         return Response(content, status_code=resp.status_code, media_type=resp.headers.get("content-type"))
     status = {"code": 499}
+    text = suggestions.StreamText(openai) if capture is not None else None
 
     async def body():
         tail = b""
         try:
             async for chunk in resp.aiter_raw():
                 tail = (tail + chunk)[-4096:]
+                if text is not None:
+                    text.feed(chunk)
                 yield chunk
             status["code"] = 200
         except httpx.TimeoutException:
@@ -288,6 +328,8 @@ async def _stream(call: Call, path: str, payload: bytes) -> Response:
     async def finish() -> None:
         await resp.aclose()  # when the client left, this closes the upstream stream and cancels its generation
         call.finish(status["code"])
+        if capture is not None and text is not None and status["code"] == 200:
+            _keep(call, capture, text.text)
 
     return _ProxyStream(body(), finish, media_type="text/event-stream",
                         headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

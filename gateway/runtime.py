@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import Engine
 
+from gateway import suggestions
 from gateway.accounts import Accounts
 from gateway.audit import AuditWriter
 from gateway.config import GatewayConfig
@@ -29,3 +30,4 @@ class Gateway:
     metrics: GatewayMetrics
     client: httpx.AsyncClient
     router: Router
+    suggestions: suggestions.Store

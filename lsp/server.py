@@ -24,7 +24,7 @@ from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput
 from core.completion.symbols import SymbolIndex
 from core.errors import BackendTimeoutError, BackendUnavailableError, ConfigError, InhouseError, OverloadedError
-from lsp.adoption import AdoptionReporter, repository_name
+from lsp.adoption import ANCHOR, AdoptionReporter, repository_name
 from lsp.config import LspConfig, apply_client_settings
 from lsp.documents import RecentDocuments, folder_name, relative_path
 from lsp.positions import split_at
@@ -126,6 +126,7 @@ class InhouseLanguageServer(LanguageServer):
             self.status.warn(f"cannot reach the completion backend at {self.cfg.backend_url}")
             return
         self._slow = None
+        await self.adoption.refresh_policy()  # whether completions go with a suggestion id (one request)
         profile, problem = session.profile_status()
         self.status.set(State.READY, model=info.model_id, adapter=self.cfg.adapter or "", detail=problem,
                         profile=profile or "")
@@ -184,7 +185,8 @@ class InhouseLanguageServer(LanguageServer):
             if entry is not None and not entry.task.done():
                 entry.task.cancel()  # a newer request for this document supersedes the older one
                 self.superseded += 1
-            entry = InFlight(key, asyncio.ensure_future(self._answer(self.session, uri, inp, cursor.offset)))
+            sid = uuid.uuid4().hex[:12] if self.adoption.stores_suggestions else None
+            entry = InFlight(key, asyncio.ensure_future(self._answer(self.session, uri, inp, cursor.offset, sid)))
             self.inflight[uri] = entry
         try:
             answer = await asyncio.shield(entry.task)
@@ -209,7 +211,9 @@ class InhouseLanguageServer(LanguageServer):
             return None
         suggestion = answer.text.replace("\n", "\r\n") if crlf else answer.text
         pos = types.Position(line=cursor.line, character=cursor.character)
-        shown = Shown(uuid.uuid4().hex[:12], uri, language_id, answer.text, cursor.offset)
+        shown = Shown(answer.suggestion_id or uuid.uuid4().hex[:12], uri, language_id, answer.text, cursor.offset,
+                      stored=answer.suggestion_id is not None, lead=answer.lead,
+                      before=cursor.prefix[-ANCHOR:], after=cursor.suffix[:ANCHOR])
         self.shown[uri] = shown
         self.telemetry.record("shown", id=shown.id, language=language_id, chars=len(answer.text),
                               cached=answer.cached, multiline=answer.multiline,
@@ -224,7 +228,8 @@ class InhouseLanguageServer(LanguageServer):
         shown.settled = True
         self.telemetry.record("dismissed", id=shown.id, language=shown.language_id, chars=len(shown.text))
 
-    async def _answer(self, session: Session, uri: str, inp: CompletionInput, end: int) -> Answer | None:
+    async def _answer(self, session: Session, uri: str, inp: CompletionInput, end: int,
+                      suggestion_id: str | None = None) -> Answer | None:
         if self.cfg.debounce_ms:
             await asyncio.sleep(self.cfg.debounce_ms / 1000)
         started = time.perf_counter()
@@ -237,7 +242,7 @@ class InhouseLanguageServer(LanguageServer):
             self.status.set(State.GENERATING)
 
         try:
-            answer = await session.complete(uri, inp, end=end, on_request=on_request)
+            answer = await session.complete(uri, inp, end=end, on_request=on_request, suggestion_id=suggestion_id)
         except BackendTimeoutError as exc:
             # Reached but too slow (a loaded machine): an empty result, not an unreachable backend.
             log.warning("completion %s timed out after %.0f ms: %s", inp.path, (time.perf_counter() - started) * 1000,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.artifacts import read_info
-from core.client import BackendInfo, ClientConfig, CompletionBackend, create_backend
+from core.client import BackendInfo, BackendKind, ClientConfig, CompletionBackend, create_backend
 from core.completion.cache import CompletionCache
 from core.completion.pipeline import CompletionInput, CompletionPipeline
 from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_info
@@ -68,6 +68,8 @@ class Answer:
     timings: dict[str, float] | None = None
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    suggestion_id: str | None = None  # the id sent with the backend request (None: cached, or none was sent)
+    lead: str = ""  # text the stored prompt leaves to the generation before the cursor (TGI's healed characters)
 
 
 class Session:
@@ -152,11 +154,12 @@ class Session:
             self.log_profile()
 
     async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None,
-                       on_request: Callable[[], None] | None = None) -> Answer:
+                       on_request: Callable[[], None] | None = None, suggestion_id: str | None = None) -> Answer:
         """The suggestion for one cursor: from the cache when the user typed into the last one, else generated.
 
         `end` is the cursor's offset in the whole document (the prefix may be a window of it); `on_request`
-        is called just before a request goes to the backend.
+        is called just before a request goes to the backend; `suggestion_id` goes with that request (a gateway
+        that stores suggestions keeps it under this id).
         """
         t0 = time.perf_counter()
         decision = self.pipeline.decide(inp)
@@ -167,12 +170,16 @@ class Session:
             return Answer(hit.text, True, "cache", decision.multiline,
                           {"total": (time.perf_counter() - t0) * 1000})
         await self.ensure_info()
-        outcome = await self.pipeline.complete(inp, decision=decision, on_request=on_request)
+        outcome = await self.pipeline.complete(inp, decision=decision, on_request=on_request,
+                                               suggestion_id=suggestion_id)
         timings = dict(outcome.timings, total=(time.perf_counter() - t0) * 1000)
         self.cache.put(doc, inp.prefix, inp.suffix, outcome.text, end)
+        # TGI gets the rewound prompt and generates the healed characters itself; OpenAI gets them in the prompt.
+        heal = outcome.prompt.heal if outcome.prompt and self.cfg.backend_kind is BackendKind.TGI else ""
         return Answer(outcome.text, False, outcome.reason, decision.multiline, timings,
                       outcome.prompt.tokens if outcome.prompt else 0,
-                      outcome.result.generated_tokens if outcome.result else 0)
+                      outcome.result.generated_tokens if outcome.result else 0,
+                      suggestion_id if outcome.result is not None else None, heal)
 
     async def aclose(self) -> None:
         try:

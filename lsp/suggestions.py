@@ -29,6 +29,10 @@ class Shown:
     text: str
     offset: int
     settled: bool = False
+    stored: bool = False  # its completion went with X-Inhouse-Suggestion-Id: the gateway keeps it (lsp.adoption)
+    lead: str = ""  # what the stored prompt leaves before the cursor (the healed characters, TGI)
+    before: str = ""  # the document's text just before the cursor when it was shown (to find the place again)
+    after: str = ""  # and just after it
 
 
 def still_on_screen(shown: Shown, prefix: str, offset: int) -> bool:

@@ -196,11 +196,13 @@ class CompletionPipeline:
         return postprocess(raw, ctx)
 
     async def complete(self, inp: CompletionInput, *, decision: Decision | None = None,
-                       max_new_tokens: int | None = None, on_request: Callable[[], None] | None = None) -> Outcome:
+                       max_new_tokens: int | None = None, on_request: Callable[[], None] | None = None,
+                       suggestion_id: str | None = None) -> Outcome:
         """Run every stage for one cursor; errors of the backend propagate (the caller decides what to show).
 
         `decision` replaces stage 1 for callers that already made it (the language server, after its cache) or
-        that complete a hole of their own (verif-env); `on_request` is called just before the request is sent.
+        that complete a hole of their own (verif-env); `on_request` is called just before the request is sent;
+        `suggestion_id` goes with the request (X-Inhouse-Suggestion-Id) for a gateway that stores suggestions.
         """
         start = time.perf_counter()
         decision = decision or self.decide(inp)
@@ -213,7 +215,10 @@ class CompletionPipeline:
         if on_request is not None:
             on_request()
         t0 = time.perf_counter()
-        result = await self.backend.complete(self.request(prompt, max_new))
+        request = self.request(prompt, max_new)
+        if suggestion_id is not None:
+            request = dataclasses.replace(request, suggestion_id=suggestion_id)
+        result = await self.backend.complete(request)
         t1 = time.perf_counter()
         text = self.finish(result.text, inp, decision)
         t2 = time.perf_counter()

@@ -193,7 +193,7 @@ async def test_events_and_audit_reach_the_dashboard_exactly(stack):
     async with httpx.AsyncClient(timeout=60) as http:
         policy = (await http.get(f"{url}/v1/policy", headers=_auth(tokens["alice"]))).json()
         assert policy == {"adoption_events": True, "retention_checks_s": [30, 120, 300, 600],
-                          "max_events_per_batch": 500}
+                          "max_events_per_batch": 500, "store_suggestions": False, "suggestions_retention_days": 30.0}
         for who, batch in (("alice", alice), ("bob", bob)):
             r = await http.post(f"{url}/v1/events", json={"events": batch}, headers=_auth(tokens[who]))
             assert r.status_code == 200 and r.json() == {"stored": len(batch)}

@@ -31,7 +31,8 @@ class ScriptedSession:
         self.outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self.calls = 0
 
-    async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None, on_request=None) -> Answer:
+    async def complete(self, doc: str, inp: CompletionInput, *, end: int | None = None, on_request=None,
+                       suggestion_id: str | None = None) -> Answer:
         self.calls += 1
         if on_request is not None:
             on_request()
