@@ -102,11 +102,13 @@ def git_commit(path: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_changed_since(path: Path, date: str) -> set[str]:
-    """Paths (relative to the repository) touched by a commit after `date` (YYYY-MM-DD)."""
+def git_changed_since(path: Path, timestamp: int) -> set[str]:
+    """Paths (relative to the repository) touched by a commit of HEAD's history whose committer date is at or
+    after `timestamp` (seconds since the epoch): the files whose last commit is that recent. The cut-off goes to
+    git as `@SECONDS`, since git reads a bare date as that day at the current time of day, local time."""
     try:
-        out = subprocess.run(["git", "log", f"--since={date}", "--name-only", "--pretty=format:", "-z", "HEAD"],
-                             cwd=path, capture_output=True, timeout=300, check=False)
+        out = subprocess.run(["git", "log", f"--since=@{int(timestamp)}", "--name-only", "--pretty=format:", "-z",
+                              "HEAD"], cwd=path, capture_output=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CorpusError(f"{path}: `git log` failed: {exc}") from exc
     if out.returncode != 0:
