@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -150,7 +151,7 @@ class Fingerprints:
         """Write an entry atomically (temporary name, then rename); a cache that cannot be written is no error:
         the build has its result either way."""
         path = self.path(kind, key)
-        tmp = f"{os.path.dirname(path)}/{_TMP}{key}.{os.getpid()}"
+        tmp = f"{os.path.dirname(path)}/{_TMP}{key}.{socket.gethostname()}.{os.getpid()}"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(tmp, "wb") as fh:

@@ -291,3 +291,16 @@ def test_the_cli_reports_the_cache(tmp_path, tiny_model_dir):
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["config"]["cache_max_gb"] == 1 and manifest["cache"]["dir"] == str(tmp_path / "cache")
     assert manifest["cache"]["entries"] > 0 and manifest["cache"]["pruned_entries"] == 0
+
+
+def test_eval_since_sees_past_a_commit_with_a_skewed_clock(tmp_path):
+    from finetune.corpus.repos import git_changed_since
+
+    repo = make_git_repo(tmp_path / "svc", {"a.py": "a = 1\n"}, date="2024-01-01")
+    (repo / "b.py").write_text("b = 1\n")
+    commit_at(repo, "2025-06-02T00:00:00+00:00")
+    (repo / "c.py").write_text("c = 1\n")
+    commit_at(repo, "2020-01-01T00:00:00+00:00")  # a committer whose clock was years behind
+    # `git log --since` alone stops at HEAD, older than the cut-off, and finds nothing.
+    assert git_changed_since(repo, cutoff_timestamp("2025-01-01")) == {"b.py"}
+    assert git_changed_since(repo, cutoff_timestamp("2025-06-02T00:00:01")) == set()
