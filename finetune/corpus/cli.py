@@ -108,6 +108,11 @@ def stats(dataset: Path = typer.Argument(..., help="A dataset directory written 
     counts = manifest.get("counts", {})
     console.print(f"dataset {dataset}  format {manifest.get('fim_format')}  tokenizer {manifest.get('tokenizer')}  "
                   f"inhouse {manifest.get('inhouse_version')} ({manifest.get('git_sha')})")
+    if manifest.get("eval_cutoff"):
+        console.print(f"exam: files whose last commit is at or after {manifest['eval_cutoff']}", soft_wrap=True)
+    if manifest.get("cache"):
+        console.print(f"cache {manifest['cache']['dir']}:{_cache_summary(manifest['cache'])[len('; cache:'):]}",
+                      soft_wrap=True)
     repos = {r["name"]: {"commit": (r.get("commit") or "-")[:12], "discovery": r.get("discovery"),
                          "candidates": r.get("candidates")} for r in manifest.get("repos", [])}
     console.print(_table("repositories", repos, ("commit", "discovery", "candidates")))

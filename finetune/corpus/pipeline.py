@@ -12,6 +12,7 @@ before; the reduce step and the rendering still cover every file, so the bytes a
 
 from __future__ import annotations
 
+import datetime
 import logging
 import multiprocessing
 import os
@@ -227,6 +228,11 @@ def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], since: s
     return out
 
 
+def _utc(timestamp: int) -> str:
+    """The `--eval-since` cut-off as the manifest records it: a full UTC time, whatever form it was given in."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
+
+
 def _stage_of(count_key: str) -> str:
     """Which stage a per-file count from `worker.examples` belongs to in the manifest."""
     if count_key.startswith(("kind:", "no_span:")):
@@ -390,6 +396,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 "languages": {lang: dict(sorted(c.items())) for lang, c in sorted(lang_stats.items())},
                 "splits": split_rows,
                 "files": n_files,
+                "eval_cutoff": _utc(cutoff_timestamp(cfg.eval_since)) if cfg.eval_since else None,
                 "cache": cache_info,
             }
             write_manifest(tmp, manifest)

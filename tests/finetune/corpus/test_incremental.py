@@ -84,6 +84,7 @@ def test_a_rebuild_processes_only_changed_files_and_writes_the_fresh_bytes(tmp_p
     cfg = corpus_cfg(cache_dir=str(cache), eval_since="2025-06-01")
     m2 = build(from_paths([repo]), tmp_path / "b2", cfg, progress=False)
     assert m2["cache"]["files_processed"] == 3 and m2["cache"]["files_cached"] == n - 2
+    assert m2["eval_cutoff"] == "2025-06-01T00:00:00+00:00" and m1["eval_cutoff"] is None
     assert files_by_split(tmp_path / "b2")["eval"] == changed
     eval_rows = pq.read_table(tmp_path / "b2" / "eval").to_pylist()
     assert eval_rows and {r["path"] for r in eval_rows} == changed
@@ -291,6 +292,9 @@ def test_the_cli_reports_the_cache(tmp_path, tiny_model_dir):
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["config"]["cache_max_gb"] == 1 and manifest["cache"]["dir"] == str(tmp_path / "cache")
     assert manifest["cache"]["entries"] > 0 and manifest["cache"]["pruned_entries"] == 0
+    stats = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "stats", str(tmp_path / "b")],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert "0 files processed, 5 from the cache" in stats.stdout, stats.stderr
 
 
 def test_eval_since_sees_past_a_commit_with_a_skewed_clock(tmp_path):
