@@ -1,6 +1,7 @@
 """The per-file work of the pipeline, run in worker processes: `prepare` (read, filter, redact, sign) and
 `examples` (parse, select spans, render). Both are pure functions of one file plus read-only state, so a
-distributed engine can run them as map steps (docs/corpus.md).
+distributed engine can run them as map steps (docs/corpus.md). With a cache (`cache.py`), what `prepare` computes
+and the spans `examples` chooses are read back for a file whose bytes were seen before.
 """
 
 from __future__ import annotations

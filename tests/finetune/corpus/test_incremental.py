@@ -115,6 +115,13 @@ def test_a_config_change_misses_the_cache_and_a_global_one_does_not(tmp_path, co
     assert m["cache"]["files_processed"] == 0 and m["cache"]["spans_cached"] == 0
     fresh = build(from_paths([repo]), tmp_path / "d", corpus_cfg(seed=3), progress=False)
     assert digests(tmp_path / "c") == digests(tmp_path / "d")
+    # Estimated token budgets: no word index in the entries, the same bytes as without the cache.
+    est = corpus_cfg(cache_dir=cache, token_budgets="estimate")
+    build(from_paths([repo]), tmp_path / "est1", est, progress=False)
+    m = build(from_paths([repo]), tmp_path / "est2", est, progress=False)
+    assert m["cache"]["files_processed"] == 0 and m["cache"]["spans_processed"] == 0
+    build(from_paths([repo]), tmp_path / "est3", corpus_cfg(token_budgets="estimate"), progress=False)
+    assert digests(tmp_path / "est2") == digests(tmp_path / "est3")
     # A filter setting is part of the prepare pass's key.
     m = build(from_paths([repo]), tmp_path / "e", corpus_cfg(cache_dir=cache, max_line_length=500), progress=False)
     assert m["cache"]["files_cached"] == 0
