@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core import config as core_config
 from core.errors import CorpusError
 
@@ -162,6 +164,34 @@ class Fingerprints:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+_WIDTHS = (np.uint8, np.uint16, np.uint32)
+
+
+def pack_index(blob: bytes) -> bytes:
+    """A `WordIndex.to_bytes()` blob, smaller: its two increasing arrays (word ends, cumulative token counts) as
+    differences in the narrowest unsigned type that holds them (one byte each on code: the index took 1.8 times
+    the text's bytes, now under half). Anything else is kept as it is."""
+    n = int.from_bytes(blob[:4], "little") if len(blob) >= 8 else -1
+    if n < 1 or len(blob) != 8 + 8 * n:
+        return b"\xff" + blob
+    arrays = np.frombuffer(blob, dtype="<u4", count=2 * n, offset=8).reshape(2, n).astype(np.int64)
+    diffs = np.diff(arrays, axis=1, prepend=0)
+    if diffs.min() < 0:
+        return b"\xff" + blob
+    width = next(i for i, t in enumerate(_WIDTHS) if diffs.max() <= np.iinfo(t).max)
+    return bytes([width]) + blob[:8] + diffs.astype(np.dtype(_WIDTHS[width]).newbyteorder("<")).tobytes()
+
+
+def unpack_index(packed: bytes) -> bytes:
+    """The blob `pack_index` was given."""
+    if not packed or packed[0] == 0xFF:
+        return packed[1:]
+    n = int.from_bytes(packed[1:5], "little")
+    diffs = np.frombuffer(packed, dtype=np.dtype(_WIDTHS[packed[0]]).newbyteorder("<"), count=2 * n, offset=9)
+    arrays = np.cumsum(diffs.reshape(2, n).astype(np.uint32), axis=1, dtype=np.uint32)
+    return packed[1:9] + arrays.astype("<u4").tobytes()
 
 
 def _encode(header: dict[str, Any], payload: bytes) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,7 +115,7 @@ def _cached_prepare(job: FileJob, cache: cache_mod.Fingerprints, blob: str) -> P
         return Prepared(job.key, head["reason"], head["nbytes"], blob=blob, cached=True)
     n_sig, n_index = head["sig"], head["index"]
     assert _WRITER is not None
-    location = _WRITER.write_bytes(payload[n_sig:n_sig + n_index], payload[n_sig + n_index:])
+    location = _WRITER.write_bytes(cache_mod.unpack_index(payload[n_sig:n_sig + n_index]), payload[n_sig + n_index:])
     return Prepared(job.key, None, head["nbytes"], head["exact"], payload[:n_sig], head["secrets"], location,
                     blob, True)
 
@@ -168,9 +169,10 @@ def prepare(job: FileJob) -> Prepared:
     out = Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size, arrays), dict(found), location, blob)
     if cache is not None:
+        packed = cache_mod.pack_index(index_bytes)
         cache.put(cache_mod.PREPARE, _prepare_key(cache, blob, job.path),
                   {"reason": None, "nbytes": out.nbytes, "exact": out.exact, "secrets": out.secrets,
-                   "sig": len(out.sig), "index": len(index_bytes)}, out.sig + index_bytes + text_bytes)
+                   "sig": len(out.sig), "index": len(packed)}, out.sig + packed + text_bytes)
     return out
 
 
@@ -250,18 +252,19 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     if entry is not None:
         # The file's objectives and spans as chosen before, and the random state they left: the rows below
         # draw exactly what they drew then. No parse: the rows need only the line starts.
-        head = entry[0]
+        head, payload = entry
         objectives, counts = head["objectives"], Counter(head["counts"])
         chosen = [spans.Span(a, b, kind) for a, b, kind in head["spans"]]
-        version, internal, gauss = head["rng"]
-        rng.setstate((version, tuple(internal), gauss))
+        rng.setstate((head["rng_version"], tuple(array("I", payload)), head["rng_gauss"]))
         src = spans.Source(text, job.language)
     else:
         src = spans.parse_source(text, job.language, counts, languages.parse)
         objectives, chosen = _choose_spans(src, file_tokens, tokens, is_train, cfg, rng, counts)
         if cache is not None:
-            cache.put(cache_mod.SPANS, key, {"objectives": objectives, "counts": dict(counts), "rng": rng.getstate(),
-                                             "spans": [[s.start, s.end, s.kind] for s in chosen]})
+            version, internal, gauss = rng.getstate()  # 625 words of Mersenne Twister: bytes, not JSON
+            cache.put(cache_mod.SPANS, key, {"objectives": objectives, "counts": dict(counts), "rng_version": version,
+                                             "rng_gauss": gauss, "spans": [[s.start, s.end, s.kind] for s in chosen]},
+                      array("I", internal).tobytes())
     context: list = []  # built on first use, then shared by every row of the file that carries context
 
     def maybe_context():

@@ -315,3 +315,22 @@ def test_eval_since_sees_past_a_commit_with_a_skewed_clock(tmp_path):
     # `git log --since` alone stops at HEAD, older than the cut-off, and finds nothing.
     assert git_changed_since(repo, cutoff_timestamp("2025-01-01")) == {"b.py"}
     assert git_changed_since(repo, cutoff_timestamp("2025-06-02T00:00:01")) == set()
+
+
+def test_a_word_index_packs_and_unpacks_to_its_bytes(tiny_tokenizer):
+    from finetune.corpus.tokencount import WordCounter, WordIndex
+
+    counter = WordCounter(tiny_tokenizer)
+    texts = [p.read_text() for p in sorted(package_source("tqdm").glob("*.py"))[:8]]
+    texts += ["x", "a" * 300 + " b", "é" * 70000 + " z", ""]  # one-byte, two-byte and four-byte differences
+    widths = set()
+    for i, text in enumerate(texts):
+        blob = WordIndex.build(counter, text).to_bytes()
+        packed = cache_mod.pack_index(blob)
+        assert cache_mod.unpack_index(packed) == blob
+        widths.add(packed[0])
+        if i < 8 and len(text) > 1000:  # code: one byte a difference
+            assert packed[0] == 0 and len(packed) < len(blob) / 3
+    for odd in (b"", b"\x01\x00\x00\x00", b"\x00" * 7, b"\x02\x00\x00\x00" + b"\x00" * 4 + b"\x05\x00\x00\x00" * 4):
+        assert cache_mod.unpack_index(cache_mod.pack_index(odd)) == odd
+    assert widths == {0, 1, 2}
