@@ -22,7 +22,8 @@ def build(
     model: Path | None = typer.Option(None, "--model", help="Model directory: its tokenizer and FIM format."),
     tokenizer: Path | None = typer.Option(None, "--tokenizer", help="A tokenizer.json (needs --fim-format)."),
     fim_format: str | None = typer.Option(None, "--fim-format", help="FIM format name (default: the model's)."),
-    eval_since: str | None = typer.Option(None, "--eval-since", help="Hold out files changed after YYYY-MM-DD."),
+    eval_since: str | None = typer.Option(None, "--eval-since", help=(
+        "Exam = files whose last commit is at or after YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[+HH:MM] (UTC default).")),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (same input + seed = same bytes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
@@ -34,6 +35,12 @@ def build(
                                                      help="Training rows drawn from each file."),
     token_budgets: str | None = typer.Option(None, "--token-budgets",
                                              help='"exact" (default) or "estimate" (approximate cuts, no faster).'),
+    cache_dir: Path | None = typer.Option(None, "--cache", metavar="DIR",
+                                          help="Per-file cache: only files whose content changed are processed."),
+    cache_max_gb: float | None = typer.Option(None, "--cache-max-gb",
+                                              help="After the build, trim the cache to this size (0: no limit)."),
+    cache_max_age_days: float | None = typer.Option(None, "--cache-max-age-days",
+                                                    help="After the build, drop entries unused this long (0: keep)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
 ) -> None:
     """Build DATASET from repositories: filter, redact secrets, dedup, split, select spans, render, write."""
@@ -47,14 +54,22 @@ def build(
         ctx.obj, CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
         fim_format=fim_format, eval_since=eval_since, seed=seed, workers=workers, eval_fraction=eval_fraction,
         dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets,
-        executor=executor, ray_address=ray_address)
+        executor=executor, ray_address=ray_address, cache_dir=str(cache_dir) if cache_dir else None,
+        cache_max_gb=cache_max_gb, cache_max_age_days=cache_max_age_days)
     specs = repos_mod.from_paths(list(repos or []))
     if repos_file is not None:
         specs += repos_mod.read_repos_toml(repos_file)
     manifest = run(specs, out, cfg, overwrite=overwrite, progress=not no_progress, run_metadata=run_metadata())
     splits = manifest["splits"]
     typer.echo(f"wrote {out}: {manifest['files']} files, train {splits['train']} / dev {splits['dev']} / "
-               f"eval {splits['eval']} rows ({manifest['fim_format']})")
+               f"eval {splits['eval']} rows ({manifest['fim_format']})" + _cache_summary(manifest.get("cache")))
+
+
+def _cache_summary(info: dict | None) -> str:
+    if not info:
+        return ""
+    return (f"; cache: {info['files_processed']} files processed, {info['files_cached']} from the cache "
+            f"({info['spans_processed']} / {info['spans_cached']} span choices)")
 
 
 def _table(title: str, rows: dict, columns: tuple[str, ...] | None = None):
@@ -93,6 +108,11 @@ def stats(dataset: Path = typer.Argument(..., help="A dataset directory written 
     counts = manifest.get("counts", {})
     console.print(f"dataset {dataset}  format {manifest.get('fim_format')}  tokenizer {manifest.get('tokenizer')}  "
                   f"inhouse {manifest.get('inhouse_version')} ({manifest.get('git_sha')})")
+    if manifest.get("eval_cutoff"):
+        console.print(f"exam: files whose last commit is at or after {manifest['eval_cutoff']}", soft_wrap=True)
+    if manifest.get("cache"):
+        console.print(f"cache {manifest['cache']['dir']}:{_cache_summary(manifest['cache'])[len('; cache:'):]}",
+                      soft_wrap=True)
     repos = {r["name"]: {"commit": (r.get("commit") or "-")[:12], "discovery": r.get("discovery"),
                          "candidates": r.get("candidates")} for r in manifest.get("repos", [])}
     console.print(_table("repositories", repos, ("commit", "discovery", "candidates")))

@@ -55,7 +55,7 @@ class CorpusConfig:
     # Split (files, grouped by near-duplicate clusters).
     eval_fraction: float = 0.05  # share of files held out for the exam
     dev_fraction: float = 0.02  # share of files held out for checkpoint choice
-    eval_since: str | None = None  # YYYY-MM-DD: files changed after it are the exam
+    eval_since: str | None = None  # YYYY-MM-DD or an ISO time (UTC unless it has an offset): files whose last commit is after it are the exam
     split_threshold: float = 0.5  # Jaccard at which files are grouped for the split (below the dedup 0.7)
     # Filters (StarCoder / The Stack defaults).
     max_file_bytes: int = 1_000_000  # files larger than this are skipped
@@ -93,6 +93,10 @@ class CorpusConfig:
     max_l2r_tokens: int = 2048  # longest left-to-right row, in tokens
     # Write.
     rows_per_shard: int = 50_000  # rows per Parquet shard
+    # Incremental builds (docs/corpus.md): per-file results cached by git blob id; dedup and split stay global.
+    cache_dir: str | None = None  # directory of the per-file cache; unset: no cache, every file is processed
+    cache_max_gb: float = 0.0  # after a build, drop least recently used entries this build did not use until the cache fits; 0: no limit
+    cache_max_age_days: float = 0.0  # after a build, drop entries unused for this many days; 0: keep them
 
     def __post_init__(self) -> None:
         require = config.require
@@ -122,10 +126,30 @@ class CorpusConfig:
         require(self.executor in ("local", "ray"), "executor", '"local" or "ray"', self.executor)
         require(self.token_budgets in ("exact", "estimate"), "token_budgets", '"exact" or "estimate"',
                 self.token_budgets)
+        for name in ("cache_max_gb", "cache_max_age_days"):
+            value = getattr(self, name)
+            require(value >= 0, name, ">= 0 (0: no limit)", value)
         if self.eval_since is not None:
-            import datetime
-
             try:
-                datetime.date.fromisoformat(self.eval_since)
+                cutoff_timestamp(self.eval_since)
             except ValueError:
-                require(False, "eval_since", "a date YYYY-MM-DD", self.eval_since)
+                require(False, "eval_since", "a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM:SS[+HH:MM]",
+                        self.eval_since)
+
+
+def cutoff_timestamp(value: str) -> int:
+    """Seconds since the epoch of an `eval_since` value: a date is its midnight UTC, a time without an offset
+    is UTC. ValueError for anything else (git's own date parser would take "last tuesday", and reads a bare
+    date as that day at the current time of day in the local time zone)."""
+    import datetime
+    import math
+
+    if len(value) == 10:
+        stamp = datetime.datetime.combine(datetime.date.fromisoformat(value), datetime.time())
+    elif len(value) >= 19 and value[10] == "T":
+        stamp = datetime.datetime.fromisoformat(value)
+    else:
+        raise ValueError(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return math.ceil(stamp.timestamp())  # commit times are whole seconds

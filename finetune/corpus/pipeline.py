@@ -6,6 +6,8 @@ map steps on a cluster (`--executor ray`, `raydata.py`); dedup and split
 are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
 texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
 runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
+With `cache_dir` (`--cache`), the per-file results come from `cache.py` when the file's bytes were seen
+before; the reduce step and the rendering still cover every file, so the bytes are those of a fresh build.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from core import config as core_config
 from core import artifacts, fim, languages
 from core.artifacts import atomic_directory, read_info, scratch_name
 from core.errors import CorpusError, ModelError
+from finetune.corpus import cache as cache_mod
 from finetune.corpus import dedup, discover, filters, secrets, spool, split, worker
-from finetune.corpus.config import CorpusConfig
+from finetune.corpus.config import CorpusConfig, cutoff_timestamp
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
 from finetune.corpus.write import FILE_SCHEMA, ROW_SCHEMA, ShardWriter, write_manifest
@@ -195,8 +198,10 @@ def _progress(enabled: bool):
         yield progress
 
 
-def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], date: str) -> set[int]:
-    """Keys of files changed after `date`: from git history, or from modification times outside git."""
+def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], since: str) -> set[int]:
+    """Keys of the files whose last commit (committer date) is at or after `since`; outside git, whose
+    modification time is. A file git does not track yet (untracked) has no commit: it is not held out."""
+    cutoff = cutoff_timestamp(since)
     changed: dict[str, set[str] | None] = {}
     for repo in repos:
         root = Path(repo.path)
@@ -205,11 +210,10 @@ def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], date: st
             changed[repo.name] = None
             continue
         prefix = os.path.relpath(root.resolve(), top.resolve()).replace(os.sep, "/")
-        names = git_changed_since(top, date)
+        names = git_changed_since(top, cutoff)
         if prefix != ".":
             names = {n[len(prefix) + 1:] for n in names if n.startswith(prefix + "/")}
         changed[repo.name] = names
-    cutoff = datetime.datetime.fromisoformat(date).replace(tzinfo=datetime.timezone.utc).timestamp()
     out = set()
     for job in jobs:
         names = changed[job.repo]
@@ -222,6 +226,11 @@ def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], date: st
         elif job.path in names:
             out.add(job.key)
     return out
+
+
+def _utc(timestamp: int) -> str:
+    """The `--eval-since` cut-off as the manifest records it: a full UTC time, whatever form it was given in."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
 def _stage_of(count_key: str) -> str:
@@ -259,6 +268,11 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one tokenizer thread a worker: the pool is the parallelism
     counts: dict[str, Counter] = defaultdict(Counter)
     started = time.perf_counter()
+    cache = None
+    if cfg.cache_dir:
+        cache_started = time.time()  # entries used by this build are touched after it: `prune` keeps them
+        cache_mod.check_dir(cfg.cache_dir)
+        cache = cache_mod.Fingerprints.of(cfg, tokenizer_file, fmt_name, cfg.cache_dir)
 
     # 1. discover, and the path-only filters (no file is opened for them)
     jobs: list[worker.FileJob] = []
@@ -284,7 +298,8 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
     try:
         os.mkdir(spool_dir, 0o700)
         with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar, ExitStack() as stack:
-            state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir)
+            state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir,
+                                       cache=cache)
             pool = stack.enter_context(_executor(cfg, min(workers, max(len(jobs), 1)), state))
             # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
             prepared: list[worker.Prepared] = []
@@ -328,14 +343,18 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir,
                 context_index={r: index_by_dir(ps) for r, ps in train_paths.items()},
                 locations={(by_key[k].repo, by_key[k].path): locations[k] for k, s in splits.items()
-                           if s == split.TRAIN})
+                           if s == split.TRAIN},
+                cache=cache)
+            blobs = {p.key: p.blob for p in prepared}
             ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k],
-                                         locations[k]) for k in sorted(splits)]
+                                         locations[k], blobs[k]) for k in sorted(splits)]
+            spans_cached = 0
             writers = {s: ShardWriter(tmp / s, ROW_SCHEMA, cfg.rows_per_shard) for s in split.SPLITS}
             task = bar.add_task("examples", total=len(ex_jobs))
             pool.install(state)
             for job, (rows, file_counts) in zip(ex_jobs, pool.map(worker.examples, ex_jobs), strict=True):
                 writers[job.split].write(rows)
+                spans_cached += file_counts.pop(worker.CACHE_HIT, 0)
                 for key, value in file_counts.items():
                     counts[_stage_of(key)][key] += value
                 counts[f"rows_{job.split}"][job.language] += len(rows)
@@ -355,6 +374,14 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
             reader.close()
             n_files = files_writer.close()
             log.info("files table: %.1f s", time.perf_counter() - started)
+            cache_info = None
+            if cache is not None:
+                files_cached = sum(1 for p in prepared if p.cached)
+                cache_info = {"dir": cache.root, "files_processed": len(prepared) - files_cached,
+                              "files_cached": files_cached, "spans_processed": len(ex_jobs) - spans_cached,
+                              "spans_cached": spans_cached,
+                              **cache_mod.prune(cache.root, cache_started, cfg.cache_max_gb, cfg.cache_max_age_days)}
+                log.info("cache: %d files processed, %d from the cache", cache_info["files_processed"], files_cached)
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
                 **run_metadata,
@@ -369,6 +396,8 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 "languages": {lang: dict(sorted(c.items())) for lang, c in sorted(lang_stats.items())},
                 "splits": split_rows,
                 "files": n_files,
+                "eval_cutoff": _utc(cutoff_timestamp(cfg.eval_since)) if cfg.eval_since else None,
+                "cache": cache_info,
             }
             write_manifest(tmp, manifest)
     finally:

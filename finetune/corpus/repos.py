@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import tomllib
 from dataclasses import dataclass
@@ -102,13 +103,22 @@ def git_commit(path: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_changed_since(path: Path, date: str) -> set[str]:
-    """Paths (relative to the repository) touched by a commit after `date` (YYYY-MM-DD)."""
-    try:
-        out = subprocess.run(["git", "log", f"--since={date}", "--name-only", "--pretty=format:", "-z", "HEAD"],
-                             cwd=path, capture_output=True, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CorpusError(f"{path}: `git log` failed: {exc}") from exc
+def git_changed_since(path: Path, timestamp: int) -> set[str]:
+    """Paths (relative to the repository) touched by a commit of HEAD's history whose committer date is at or
+    after `timestamp` (seconds since the epoch): the files whose last commit is that recent.
+
+    The cut-off goes to git as a full UTC time (git reads a bare date as that day at the current time of day,
+    local time), with `--since-as-filter` (git 2.38+: every commit is looked at; `--since` stops walking a line of
+    history at its first older commit, which misses newer ones behind a commit with a skewed clock)."""
+    since = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for option in ("--since-as-filter", "--since"):
+        try:
+            out = subprocess.run(["git", "log", f"{option}={since}", "--name-only", "--pretty=format:",
+                                  "-z", "HEAD"], cwd=path, capture_output=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CorpusError(f"{path}: `git log` failed: {exc}") from exc
+        if out.returncode == 0 or option.encode() not in out.stderr:  # an older git names the unknown option
+            break
     if out.returncode != 0:
         return set()  # an empty repository has no history to hold out
     names = out.stdout.decode("utf-8", "surrogateescape").replace("\n", "\0").split("\0")

@@ -31,12 +31,15 @@ class Writer:
         self.offset = 0
 
     def write(self, text: str, index: WordIndex | None) -> Location:
+        return self.write_bytes(index.to_bytes() if index is not None else b"", text.encode("utf-8"))
+
+    def write_bytes(self, blob: bytes, text: bytes) -> Location:
+        """An entry from its parts as bytes: the `WordIndex` bytes and the UTF-8 text (a cached file's)."""
         if self.pid != os.getpid():
             self.pid, self.name = os.getpid(), f"{socket.gethostname()}-{os.getpid()}.spool"
             self.fd = os.open(os.path.join(self.spool, self.name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self.offset = os.fstat(self.fd).st_size
-        blob = index.to_bytes() if index is not None else b""
-        data = memoryview(len(blob).to_bytes(4, "little") + blob + text.encode("utf-8"))
+        data = memoryview(len(blob).to_bytes(4, "little") + blob + text)
         loc = (self.name, self.offset, len(data))
         while data:  # unbuffered: the bytes are the other processes' to read as soon as this returns
             data = data[os.write(self.fd, data):]

@@ -1,6 +1,7 @@
 """The per-file work of the pipeline, run in worker processes: `prepare` (read, filter, redact, sign) and
 `examples` (parse, select spans, render). Both are pure functions of one file plus read-only state, so a
-distributed engine can run them as map steps (docs/corpus.md).
+distributed engine can run them as map steps (docs/corpus.md). With a cache (`cache.py`), what `prepare` computes
+and the spans `examples` chooses are read back for a file whose bytes were seen before.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import random
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import fim, languages
+from finetune.corpus import cache as cache_mod
 from finetune.corpus import dedup, filters, render, secrets, spans, spool
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
@@ -32,6 +35,8 @@ class WorkerState:
     context_index: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # (repo, path) -> spool location of every training file
     locations: dict[tuple[str, str], spool.Location] = field(default_factory=dict)
+    # the per-file cache (`--cache DIR`), or None
+    cache: cache_mod.Fingerprints | None = None
 
 
 _STATE: WorkerState | None = None
@@ -92,10 +97,32 @@ class Prepared:
     sig: bytes = b""
     secrets: dict[str, int] = field(default_factory=dict)
     location: spool.Location | None = None
+    blob: str = ""  # git blob id of the bytes read (with a cache only)
+    cached: bool = False  # taken from the cache, not processed
+
+
+def _prepare_key(cache: cache_mod.Fingerprints, blob: str, path: str) -> str:
+    # The redaction reads the file name for its file type (detect-secrets: the extension), nothing else of it.
+    return cache.key(cache_mod.PREPARE, blob, os.path.splitext(path)[1])
+
+
+def _cached_prepare(job: FileJob, cache: cache_mod.Fingerprints, blob: str) -> Prepared | None:
+    entry = cache.get(cache_mod.PREPARE, _prepare_key(cache, blob, job.path))
+    if entry is None:
+        return None
+    head, payload = entry
+    if head["reason"]:
+        return Prepared(job.key, head["reason"], head["nbytes"], blob=blob, cached=True)
+    n_sig, n_index = head["sig"], head["index"]
+    assert _WRITER is not None
+    location = _WRITER.write_bytes(cache_mod.unpack_index(payload[n_sig:n_sig + n_index]), payload[n_sig + n_index:])
+    return Prepared(job.key, None, head["nbytes"], head["exact"], payload[:n_sig], head["secrets"], location,
+                    blob, True)
 
 
 def prepare(job: FileJob) -> Prepared:
-    """Read, filter, redact secrets, write the redacted text to the spool, and sign it for dedup."""
+    """Read, filter, redact secrets, write the redacted text to the spool, and sign it for dedup; with a cache,
+    a file whose bytes were seen before is taken from it."""
     state = _STATE
     assert state is not None, "worker.init was not called"
     cfg = state.cfg
@@ -107,16 +134,28 @@ def prepare(job: FileJob) -> Prepared:
             data = fh.read(cfg.max_file_bytes + 1)
     except OSError:
         return Prepared(job.key, "unreadable")
+    cache, blob = state.cache, ""
+    if cache is not None:
+        blob = cache_mod.blob_id(data)
+        hit = _cached_prepare(job, cache, blob)
+        if hit is not None:
+            return hit
+
+    def done(reason: str) -> Prepared:
+        if cache is not None:
+            cache.put(cache_mod.PREPARE, _prepare_key(cache, blob, job.path), {"reason": reason, "nbytes": len(data)})
+        return Prepared(job.key, reason, len(data), blob=blob)
+
     reason = filters.bytes_reason(data, cfg)
     if reason:
-        return Prepared(job.key, reason, len(data))
+        return done(reason)
     text = filters.decode(data)
     if text is None:
-        return Prepared(job.key, "invalid_utf8", len(data))
+        return done("invalid_utf8")
     fmt = fim.get_format(state.fim_format)
     reason = filters.text_reason(text, cfg, (*fmt.sentinels, *fmt.extra_stops))
     if reason:
-        return Prepared(job.key, reason, len(data))
+        return done(reason)
     found: Counter = Counter()
     clean = secrets.redact(text, job.path, found)
     # Code points and hash prefix sums once, for both the word index and the dedup signature.
@@ -125,9 +164,19 @@ def prepare(job: FileJob) -> Prepared:
     index = (WordIndex.build(_COUNTER, clean, arrays) if cfg.token_budgets == "exact" and _COUNTER is not None
              else None)
     assert _WRITER is not None
-    location = _WRITER.write(clean, index)
-    return Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
-                    dedup.signature(clean, cfg.num_perm, cfg.shingle_size, arrays), dict(found), location)
+    index_bytes, text_bytes = index.to_bytes() if index is not None else b"", clean.encode("utf-8")
+    location = _WRITER.write_bytes(index_bytes, text_bytes)
+    out = Prepared(job.key, None, len(data), dedup.normalized_hash(clean),
+                   dedup.signature(clean, cfg.num_perm, cfg.shingle_size, arrays), dict(found), location, blob)
+    if cache is not None:
+        packed = cache_mod.pack_index(index_bytes)
+        cache.put(cache_mod.PREPARE, _prepare_key(cache, blob, job.path),
+                  {"reason": None, "nbytes": out.nbytes, "exact": out.exact, "secrets": out.secrets,
+                   "sig": len(out.sig), "index": len(packed)}, out.sig + packed + text_bytes)
+    return out
+
+
+CACHE_HIT = "cache:spans"  # in the counts `examples` returns: the file's spans came from the cache
 
 
 @dataclass(frozen=True)
@@ -138,6 +187,7 @@ class ExampleJob:
     language: str
     split: str
     location: spool.Location
+    blob: str = ""  # git blob id (with a cache only)
 
 
 def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, object]]:
@@ -153,22 +203,10 @@ def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple
     return out
 
 
-def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The rows of one file for its split, and the counts of what happened."""
-    state, tokens = _STATE, _TOKENS
-    assert state is not None and tokens is not None and _COUNTER is not None, "worker.init was not called"
-    cfg = state.cfg
-    fmt = fim.get_format(state.fim_format)
-    counts: Counter = Counter()
-    assert _READER is not None
-    text, index = _READER.get(job.location)
-    rng = random.Random(f"{cfg.seed}\0{job.repo}\0{job.path}\0{job.split}")
-    meta = render.RowMeta(job.repo, job.path, job.language, fmt.name)
-    src = spans.parse_source(text, job.language, counts, languages.parse)
-    is_train = job.split == "train"
-
-    file_tokens = index or render.file_tokens(_COUNTER, tokens, text, cfg.token_budgets,
-                                              random.Random(f"{cfg.seed}\0{job.path}"))
+def _choose_spans(src: spans.Source, file_tokens: Any, tokens: render.Tokens, is_train: bool, cfg: CorpusConfig,
+                  rng: random.Random, counts: Counter) -> tuple[list[str], list[spans.Span]]:
+    """The file's row objectives and the middles of its FIM rows: the part of `examples` that is a function of
+    the file alone (its text, split and the seed), so the cache keeps it."""
     cap = cfg.max_middle_tokens
 
     def ok(a: int, b: int) -> bool:
@@ -179,7 +217,7 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
             return False
         if isinstance(file_tokens, WordIndex):
             return file_tokens.count(a, b) <= cap
-        return file_tokens.count(a, b) <= cap * 2 and tokens.fits(text[a:b], cap)
+        return file_tokens.count(a, b) <= cap * 2 and tokens.fits(src.text[a:b], cap)
 
     if is_train:
         objectives = [render.choose_objective(rng, cfg.fim_rate, cfg.spm_rate)
@@ -191,6 +229,42 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     fim_objectives = [o for o in objectives if o != "l2r"]
     chosen = spans.select_spans(src, len(fim_objectives), mix, rng, ok, counts, cfg.max_char_span,
                                 cfg.min_prefix_chars)
+    return objectives, chosen
+
+
+def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows of one file for its split, and the counts of what happened."""
+    state, tokens = _STATE, _TOKENS
+    assert state is not None and tokens is not None and _COUNTER is not None, "worker.init was not called"
+    cfg = state.cfg
+    fmt = fim.get_format(state.fim_format)
+    counts: Counter = Counter()
+    assert _READER is not None
+    text, index = _READER.get(job.location)
+    rng = random.Random(f"{cfg.seed}\0{job.repo}\0{job.path}\0{job.split}")
+    meta = render.RowMeta(job.repo, job.path, job.language, fmt.name)
+    is_train = job.split == "train"
+    file_tokens = index or render.file_tokens(_COUNTER, tokens, text, cfg.token_budgets,
+                                              random.Random(f"{cfg.seed}\0{job.path}"))
+    cache = state.cache if job.blob else None
+    key = cache.key(cache_mod.SPANS, job.blob, job.repo, job.path, job.split, job.language) if cache else ""
+    entry = cache.get(cache_mod.SPANS, key) if cache else None
+    if entry is not None:
+        # The file's objectives and spans as chosen before, and the random state they left: the rows below
+        # draw exactly what they drew then. No parse: the rows need only the line starts.
+        head, payload = entry
+        objectives, counts = head["objectives"], Counter(head["counts"])
+        chosen = [spans.Span(a, b, kind) for a, b, kind in head["spans"]]
+        rng.setstate((head["rng_version"], tuple(array("I", payload)), head["rng_gauss"]))
+        src = spans.Source(text, job.language)
+    else:
+        src = spans.parse_source(text, job.language, counts, languages.parse)
+        objectives, chosen = _choose_spans(src, file_tokens, tokens, is_train, cfg, rng, counts)
+        if cache is not None:
+            version, internal, gauss = rng.getstate()  # 625 words of Mersenne Twister: bytes, not JSON
+            cache.put(cache_mod.SPANS, key, {"objectives": objectives, "counts": dict(counts), "rng_version": version,
+                                             "rng_gauss": gauss, "spans": [[s.start, s.end, s.kind] for s in chosen]},
+                      array("I", internal).tobytes())
     context: list = []  # built on first use, then shared by every row of the file that carries context
 
     def maybe_context():
@@ -204,6 +278,7 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
         return context[0]
 
     rows: list[dict[str, Any]] = []
+    fim_objectives = [o for o in objectives if o != "l2r"]
     for span, objective in zip(chosen, fim_objectives, strict=False):
         prefix = text[file_tokens.tail_start(span.start, cfg.max_prefix_tokens):span.start]
         suffix = text[span.end:file_tokens.head_end(span.end, cfg.max_suffix_tokens)]
@@ -220,4 +295,6 @@ def examples(job: ExampleJob) -> tuple[list[dict[str, Any]], dict[str, int]]:
     for row in rows:
         counts[f"objective:{row['objective']}"] += 1
         counts["has_context"] += int(row["has_context"])
+    if entry is not None:
+        counts[CACHE_HIT] = 1
     return rows, dict(counts)

@@ -58,6 +58,17 @@ def test_a_ray_build_writes_the_local_bytes(tmp_path, ray_cluster, tqdm_repo, tq
     assert ray_manifest["counts"] == manifest["counts"] and ray_manifest["config"]["executor"] == "ray"
 
 
+def test_a_ray_build_reads_and_writes_the_cache(tmp_path, ray_cluster, tqdm_repo, tqdm_dataset, corpus_cfg):
+    local, _ = tqdm_dataset
+    cfg = corpus_cfg(eval_fraction=0.15, dev_fraction=0.1, executor="ray", ray_address=ray_cluster.address,
+                     cache_dir=str(tmp_path / "cache"))
+    first = build(from_paths([tqdm_repo]), tmp_path / "a", cfg, progress=False)
+    second = build(from_paths([tqdm_repo]), tmp_path / "b", cfg, progress=False)
+    assert first["cache"]["files_processed"] > 0 and first["cache"]["spans_cached"] == 0
+    assert second["cache"]["files_processed"] == 0 and second["cache"]["spans_processed"] == 0
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") == digest(local)
+
+
 def _map_task_processes(cluster: LocalCluster) -> list[int]:
     """Ray worker processes of this cluster running a Ray Data map task now."""
     return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapBatches")]
