@@ -50,7 +50,7 @@ def _what(stage: Stage, r: dict[str, Any]) -> str:
         cache = r.get("cache") or {}
         text = f"rows train {rows.get('train')} / dev {rows.get('dev')} / eval {rows.get('eval')}"
         if cache:
-            text += f"; files processed {cache.get('processed')}, from cache {cache.get('cached')}"
+            text += f"; files processed {cache.get('files_processed')}, from cache {cache.get('files_cached')}"
         return text
     if stage is Stage.TRAIN:
         return f"{r.get('steps')} steps, dev loss {r.get('dev_loss')}, from {r.get('init_adapter') or 'scratch'}"

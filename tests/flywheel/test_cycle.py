@@ -54,7 +54,7 @@ class FakeInhouse:
             out.mkdir(parents=True)
             (out / "manifest.json").write_text(json.dumps({"counts": {
                 "rows_train": {"python": 100}, "rows_dev": {"python": 10}, "rows_eval": {"python": self.eval_rows}},
-                "cache": {"processed": 2, "cached": 8}}))
+                "cache": {"files_processed": 2, "files_cached": 8}}))
         elif key == "train":
             out = Path(opt["-o"])
             out.mkdir(parents=True, exist_ok=True)
