@@ -149,6 +149,7 @@ def corpus(ctx: Context) -> dict[str, Any]:
     """The dataset, re-processing only files the cache has not seen; files changed after the cut-off are the exam."""
     out = ctx.dir / "dataset"
     if not (out / "manifest.json").is_file():  # the builder renames a finished dataset into place
+        _tidy(out)
         ctx.inhouse.run(["corpus", "build", "--repos", ctx.dir / "repos.toml", "--model", ctx.cfg.base,
                          "--eval-since", ctx.state.result(Stage.SNAPSHOT)["cutoff"], "--cache", ctx.folder.cache,
                          "-o", out, "--overwrite"], ctx.log(Stage.CORPUS))
@@ -213,6 +214,7 @@ def gate(ctx: Context) -> dict[str, Any]:
     current = _current(ctx, Stage.GATE)
     out = ctx.dir / "exam"
     if not (out / "report.json").is_file():  # the exam renames a finished report folder into place
+        _tidy(out)
         args: list[str | os.PathLike[str]] = ["eval", "--base", ctx.cfg.base, "--data", ctx.dir / "dataset",
                                               "--adapter", candidate, "--limit", str(ctx.cfg.exam_limit), "-o", out,
                                               "--overwrite"]
@@ -345,6 +347,14 @@ def _reason_text(reason: Any) -> str:
     if isinstance(reason, dict):
         return str(reason.get("text") or reason.get("verdict") or reason)
     return str(reason)
+
+
+def _tidy(out: Path) -> None:
+    """Remove what a killed run of the command left beside `out` (its hidden `.NAME.*` work folders)."""
+    import shutil
+
+    for leftover in out.parent.glob(f".{out.name}.*"):
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
