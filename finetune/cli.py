@@ -28,6 +28,9 @@ def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory written by `inhouse corpus build`."),
     out: Path = typer.Option(..., "-o", "--out", help="Adapter directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in --out."),
+    init_adapter: Path | None = typer.Option(None, "--init-adapter",
+                                             help="Start from this adapter (its LoRA config and weights) instead "
+                                                  "of a fresh LoRA: continued training for the same base."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time budget; stop and save when spent."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (0: from --epochs)."),
@@ -68,8 +71,10 @@ def train(
         keep_checkpoints=keep_checkpoints, dev_limit=dev_limit,
         bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads,
         data_workers=data_workers, report_to=report_to)
+    lora_flags = {"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout}
     run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
-        run_metadata=run_metadata())
+        run_metadata=run_metadata(), init_adapter=init_adapter,
+        lora_given={name for name, value in lora_flags.items() if value is not None})
     typer.echo(f"wrote {out}", err=True)
 
 
