@@ -42,6 +42,26 @@ def repo_files(count: int, start: int = 0, folder: str = "acme") -> dict[str, st
     return {f"{folder}/module_{i:02d}.py": make_file(i) for i in range(start, start + count)}
 
 
+WORDS = ("anchor", "basket", "candle", "dagger", "engine", "falcon", "garnet", "hammer", "igloo", "jacket", "kettle",
+         "ladder", "magnet", "needle", "oyster", "pepper", "quiver", "ribbon", "saddle", "tablet", "urchin", "velvet",
+         "walnut", "zephyr", "bucket", "cobalt", "dinghy", "easel", "funnel", "gravel")
+
+
+def corpus_file(i: int, entries: int = 10) -> str:
+    """A template file with a table of its own (`entries` random keys and numbers) on top: the two functions are
+    the template's, but files are no longer near-duplicates (MinHash Jaccard ~0.15 between two, below the
+    corpus builder's split threshold 0.5), so `inhouse corpus build` keeps them and splits them by file."""
+    rnd = random.Random(1000 + i)
+    table = [f'    "{rnd.choice(WORDS)}_{rnd.randint(100, 999)}": {rnd.randint(10, 99)},' for _ in range(entries)]
+    head = [f'"""Stock of depot {i}."""', "", "import math", "", f"RATES_{i} = {{", *table, "}"]
+    return "\n".join(head) + "\n" + make_file(i).split("import math\n", 1)[1]
+
+
+def corpus_files(count: int, start: int = 0, folder: str = "acme") -> dict[str, str]:
+    """{path: content} of `count` corpus_file files, numbered from `start` (depot_SS.py)."""
+    return {f"{folder}/depot_{i:02d}.py": corpus_file(i) for i in range(start, start + count)}
+
+
 def _git(repo: Path, *args: str, date: str | None = None) -> str:
     env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
                GIT_COMMITTER_EMAIL="t@example.com", GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_SYSTEM=os.devnull)
@@ -68,12 +88,13 @@ def commit_files(repo: str | Path, files: Mapping[str, str | None], message: str
 
 
 def make_repo(root: str | Path, files: int = 24, start: int = 0, date: str = "2026-01-01T12:00:00+00:00") -> Path:
-    """A git repository at `root` holding `files` template files in one commit at `date` (for `inhouse corpus
-    build`; add or change files later with `commit_files`)."""
+    """A git repository at `root` holding `files` corpus_file files (acme/depot_SS.py) in one commit at `date`,
+    for `inhouse corpus build` (the plain template files would be one near-duplicate group: no exam); add or
+    change files later with `commit_files(root, corpus_files(4, start=40), date=...)`."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     _git(root, "init", "-q", "-b", "main")
-    commit_files(root, repo_files(files, start), "initial", date)
+    commit_files(root, corpus_files(files, start), "initial", date)
     return root
 
 

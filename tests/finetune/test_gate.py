@@ -192,3 +192,19 @@ def test_the_gate_against_a_running_server(flywheel, tmp_path):
     gate = report["gate"]
     assert gate["against"] == "incumbent" and gate["eligible"] and report["n"] == 24
     assert gate["reference"].startswith("incumbent/") and report["incumbent_id"] == "bad"
+
+
+def test_the_fixture_repository_goes_through_the_corpus_builder(tiny_model_dir, tmp_path):
+    """make_repo's files are no near-duplicates: the corpus builder keeps and splits them; files committed later
+    are the exam with --eval-since."""
+    from app.cli import main
+    from finetune import data as D
+
+    repo = F.make_repo(tmp_path / "repo", files=12)
+    F.commit_files(repo, F.corpus_files(3, start=40), "fresh", date="2026-03-01T12:00:00+00:00")
+    code = main(["corpus", "build", str(repo), "-o", str(tmp_path / "ds"), "--model", str(tiny_model_dir),
+                 "--eval-since", "2026-02-01", "--workers", "1", "--no-progress"])
+    assert code == 0
+    manifest = D.read_manifest(tmp_path / "ds")
+    assert manifest["counts"]["split"]["eval_files"] == 3 and manifest["splits"]["train"] > 0
+    assert {r["path"] for r in D.load_rows(tmp_path / "ds", "eval")} <= set(F.corpus_files(3, start=40))
