@@ -16,6 +16,8 @@ from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+GATE_REFUSED_EXIT = 3  # `inhouse eval --gate-exit-code`: the candidate is not eligible
+
 
 def _csv(value: str | None) -> tuple[str, ...] | None:
     if value is None:
@@ -29,6 +31,9 @@ def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory written by `inhouse corpus build`."),
     out: Path = typer.Option(..., "-o", "--out", help="Adapter directory to write."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in --out."),
+    init_adapter: Path | None = typer.Option(None, "--init-adapter",
+                                             help="Start from this adapter (its LoRA config and weights) instead "
+                                                  "of a fresh LoRA: continued training for the same base."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time budget; stop and save when spent."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (0: from --epochs)."),
@@ -69,8 +74,10 @@ def train(
         keep_checkpoints=keep_checkpoints, dev_limit=dev_limit,
         bf16=bf16, qlora=qlora, gradient_checkpointing=gradient_checkpointing, seed=seed, threads=threads,
         data_workers=data_workers, report_to=report_to)
+    lora_flags = {"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout}
     run(base, data, out, cfg, resume=resume, overwrite=overwrite, progress=not no_progress,
-        run_metadata=run_metadata())
+        run_metadata=run_metadata(), init_adapter=init_adapter,
+        lora_given={name for name, value in lora_flags.items() if value is not None})
     typer.echo(f"wrote {out}", err=True)
 
 
@@ -120,17 +127,28 @@ def eval_command(
                                            help="Grade this running server (inhouse serve, TGI, vLLM) instead of "
                                                 "starting the embedded one."),
     adapter_id: str | None = typer.Option(None, "--adapter-id", help="With --backend-url: the adapter's id there."),
+    incumbent: Path | None = typer.Option(None, "--incumbent",
+                                          help="The gate's reference: the current adapter, graded on the same rows "
+                                               "in its own profile (the candidate is --adapter)."),
+    incumbent_id: str | None = typer.Option(None, "--incumbent-id",
+                                            help="With --backend-url: the incumbent's adapter id there."),
+    gate_only: bool = typer.Option(False, "--gate-only",
+                                   help="Only the gate's runs: the base, the incumbent and the candidate, each in its "
+                                        "own profile."),
+    gate_exit_code: bool = typer.Option(False, "--gate-exit-code",
+                                        help="Exit with status 3 when the candidate is not eligible."),
     api_key_file: Path | None = typer.Option(None, "--api-key-file", help="With --backend-url: its bearer token."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Requests in flight (default 8)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads of the embedded server."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
-    """The exam: complete held-out middles, post-process them like the language server, score, compare."""
+    """The exam: complete held-out middles, post-process them like the language server, score, compare; with
+    --incumbent (or --gate-only) the gate: may the candidate --adapter replace the incumbent (or the base)?"""
     from core.artifacts import run_metadata
     from core.config import resolve_section
     from finetune.config import EvalConfig
-    from finetune.exam import run_exam
+    from finetune.exam import run_exam, wants_gate
 
     if curve and adapter is None:
         raise ConfigError("--curve needs --adapter (whose checkpoints are the curve's points)")
@@ -139,6 +157,12 @@ def eval_command(
                           "compare with the base")
     if compare and curve:
         raise ConfigError("--compare and --curve are two runs: give one of them")
+    gated = wants_gate(compare=compare, incumbent=incumbent, incumbent_id=incumbent_id, gate_only=gate_only)
+    if curve and gated:
+        raise ConfigError("--curve draws a learning curve, not a gate: drop --incumbent, --incumbent-id, --gate-only")
+    if gate_exit_code and not gated:
+        raise ConfigError("--gate-exit-code needs a gate: give --incumbent (--incumbent-id), --gate-only or "
+                          "--compare")
     cfg = resolve_section(ctx.obj, EvalConfig, limit=limit, modes=_csv(modes), tuned_modes=_csv(tuned_modes),
                           max_prompt_tokens=max_prompt_tokens, concurrency=concurrency, bootstrap=bootstrap,
                           threads=threads)
@@ -151,8 +175,11 @@ def eval_command(
         return
     report = run_exam(base, data, out, cfg, adapter=adapter, compare=compare, overwrite=overwrite,
                       backend_url=backend_url, adapter_id=adapter_id,
-                      api_key_file=str(api_key_file) if api_key_file else None, run_metadata=run_metadata())
+                      api_key_file=str(api_key_file) if api_key_file else None, run_metadata=run_metadata(),
+                      incumbent=incumbent, incumbent_id=incumbent_id, gate_only=gate_only)
     typer.echo((out / "report.md").read_text(encoding="utf-8") if (out / "report.md").is_file() else str(report))
+    if gate_exit_code and report.get("gate") and not report["gate"]["eligible"]:
+        raise typer.Exit(GATE_REFUSED_EXIT)
 
 
 def export(

@@ -17,6 +17,8 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 LOSS_MODES = ("full", "middle")
 EXAM_MODES = ("l2r", "psm", "spm", "l2r+ctx", "psm+ctx", "spm+ctx")
+EXAM_METRICS = ("exact_match", "edit_similarity", "identifier_precision", "identifier_recall", "syntax_valid")
+GATE_RULES = ("not_worse", "better")
 
 
 @config.section("train")
@@ -100,8 +102,16 @@ class EvalConfig:
     bootstrap: int = 2000                     # paired bootstrap resamples for every difference
     seed: int = 0  # seed of the bootstrap resampling and row order
     threads: int = 0  # CPU threads of the embedded server the exam starts (0: torch's default)
+    # The gate (--incumbent, --gate-only, --compare): may the candidate replace the incumbent (or the base)?
+    gate_metrics: tuple[str, ...] = ("exact_match", "edit_similarity")  # metrics the candidate must not lose on
+    gate_rule: str = "not_worse"  # "not_worse": no gate metric significantly worse; "better": also every mean up
+    gate_margin: float = 0.0  # points of loss tolerated: eligible iff each interval's upper end >= -gate_margin
 
     def __post_init__(self) -> None:
+        config.require(bool(self.gate_metrics) and set(self.gate_metrics) <= set(EXAM_METRICS), "gate_metrics",
+                       f"a non-empty subset of {', '.join(EXAM_METRICS)}", self.gate_metrics)
+        config.require(self.gate_rule in GATE_RULES, "gate_rule", f"one of {', '.join(GATE_RULES)}", self.gate_rule)
+        config.require(0.0 <= self.gate_margin <= 100.0, "gate_margin", "in [0, 100] (points)", self.gate_margin)
         config.require(bool(self.modes) and set(self.modes) <= set(EXAM_MODES), "modes",
                        f"a non-empty subset of {', '.join(EXAM_MODES)}", self.modes)
         config.require(set(self.tuned_modes) <= set(EXAM_MODES), "tuned_modes",

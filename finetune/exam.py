@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 HEADLINE_METRICS = ("exact_match", "edit_similarity")
 COMPARED_METRICS = M.METRICS
-TUNED_ID = "tuned"  # the adapter's id on the server the exam starts
+TUNED_ID = "tuned"  # the adapter's id on the server the exam starts (its runs: "tuned/<mode>")
+INCUMBENT_ID = "incumbent"  # the incumbent's (the gate's reference: the team's current adapter)
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ def load_documents(dataset: Path) -> dict[str, dict[str, str]]:
     return docs
 
 
-def check_model_dirs(base: str | Path, adapter: str | Path | None = None) -> None:
+def check_model_dirs(base: str | Path, adapter: str | Path | None = None, flag: str = "--adapter") -> None:
     """A ModelError naming the flag unless `base` is a model directory and `adapter` (if given) a peft adapter:
     callers check before hours of work, not when they first load the adapter."""
     if not (Path(base) / "config.json").is_file():
         raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise ModelError(f"--adapter {str(adapter)!r} is not a peft adapter (no adapter_config.json)")
+        raise ModelError(f"{flag} {str(adapter)!r} is not a peft adapter (no adapter_config.json)")
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,11 @@ def compare_runs(records: dict[str, list[dict]], a: str, b: str, cfg: EvalConfig
 
 
 def plan_runs(base_profile: CompletionProfile, tuned_profile: CompletionProfile | None, tuned_id: str | None,
-              cfg: EvalConfig, *, compare: bool) -> list[Run]:
+              cfg: EvalConfig, *, compare: bool, gate: bool = False, gate_only: bool = False,
+              incumbent_profile: CompletionProfile | None = None, incumbent_id: str | None = None) -> list[Run]:
     """The base in every mode of `cfg.modes` (its own profile's mode among them) when there is no adapter or with
-    --compare; the adapter in its own profile, then in each of `cfg.tuned_modes`."""
+    --compare, else in its own profile for the gate; the incumbent in its own profile; the adapter in its own
+    profile, then in each of `cfg.tuned_modes` (not with `gate_only`: the gate's three runs and no more)."""
     def budget(p: CompletionProfile) -> CompletionProfile:
         return dataclasses.replace(p, max_prompt_tokens=cfg.max_prompt_tokens) if cfg.max_prompt_tokens else p
 
@@ -182,10 +185,14 @@ def plan_runs(base_profile: CompletionProfile, tuned_profile: CompletionProfile 
         modes = dict.fromkeys((*cfg.modes, base_profile.mode)) if compare else dict.fromkeys(cfg.modes)
         runs += [Run(f"base/{m}", None, budget(base_profile.variant(m) if m != base_profile.mode else base_profile))
                  for m in modes]
+    elif gate:
+        runs.append(Run(f"base/{base_profile.mode}", None, budget(base_profile)))
+    if incumbent_profile is not None:
+        runs.append(Run(f"incumbent/{incumbent_profile.mode}", incumbent_id, budget(incumbent_profile)))
     if tuned_profile is not None:
         runs.append(Run(f"tuned/{tuned_profile.mode}", tuned_id, budget(tuned_profile)))
         runs += [Run(f"tuned/{m}", tuned_id, budget(tuned_profile.variant(m)))
-                 for m in cfg.tuned_modes if m != tuned_profile.mode]
+                 for m in cfg.tuned_modes if m != tuned_profile.mode and not gate_only]
     return runs
 
 
@@ -269,19 +276,45 @@ async def grade_all(url: str, runs_for: Any, tasks: list[Task], documents, refer
         await backend.aclose()
 
 
+def wants_gate(*, compare: bool = False, incumbent: str | Path | None = None, incumbent_id: str | None = None,
+               gate_only: bool = False) -> bool:
+    """Whether an exam with a candidate decides the gate: with --compare, an incumbent, or --gate-only."""
+    return compare or incumbent is not None or incumbent_id is not None or gate_only
+
+
+def _check_gate_flags(tuned_id: str | None, backend_url: str | None, compare: bool, incumbent: str | Path | None,
+                      incumbent_id: str | None, gate_only: bool) -> None:
+    if backend_url is None and incumbent_id is not None:
+        raise ConfigError("--incumbent-id names an adapter on a running server: give --backend-url too")
+    if backend_url is not None and incumbent is not None and incumbent_id is None:
+        raise ConfigError("--backend-url with --incumbent: give --incumbent-id, the incumbent's id on that server")
+    if (incumbent is not None or incumbent_id is not None or gate_only) and tuned_id is None:
+        raise ConfigError("the gate needs the candidate: --adapter (or --adapter-id with --backend-url)")
+    if gate_only and compare:
+        raise ConfigError("--gate-only grades the gate's runs only and --compare every mode of the base: give one")
+    if incumbent_id is not None and incumbent_id == tuned_id:
+        raise ConfigError(f"--incumbent-id {incumbent_id!r} is the candidate's --adapter-id: the gate compares two "
+                          "adapters")
+
+
 def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalConfig, *,
              adapter: str | Path | None = None, compare: bool = False, overwrite: bool = False,
              backend_url: str | None = None, adapter_id: str | None = None, api_key_file: str | None = None,
-             run_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+             run_metadata: dict[str, str] | None = None, incumbent: str | Path | None = None,
+             incumbent_id: str | None = None, gate_only: bool = False) -> dict[str, Any]:
     """Run the exam and write report.json, report.md, examples.jsonl and the charts into `out`.
 
-    Without `backend_url` the exam starts `inhouse serve` with `base` (and `adapter`); with it, it grades that
-    server, the tuned runs on `adapter_id` (whose profile comes from /info, else from `adapter`'s directory).
+    Without `backend_url` the exam starts `inhouse serve` with `base` (and `adapter`, and `incumbent`); with it,
+    it grades that server, the tuned runs on `adapter_id` and the incumbent's on `incumbent_id` (profiles from
+    /info, else from the directories). With an incumbent, --gate-only or --compare the report holds the gate
+    (finetune/gate.py): the candidate against the incumbent, else against the base in its own profile.
     """
+    from finetune import gate as G
     from finetune.report import write_report
 
     base, dataset, out = Path(base), Path(dataset), Path(out)
     check_model_dirs(base, adapter)
+    check_model_dirs(base, incumbent, "--incumbent")
     if backend_url is None and adapter_id is not None:
         raise ConfigError("--adapter-id names an adapter on a running server: give --backend-url too")
     if backend_url is not None and adapter is not None and adapter_id is None:
@@ -289,6 +322,10 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
     tuned_id = adapter_id if backend_url is not None else (TUNED_ID if adapter is not None else None)
     if compare and tuned_id is None:
         raise ConfigError("--compare needs the tuned model: --adapter (or --adapter-id with --backend-url)")
+    _check_gate_flags(tuned_id, backend_url, compare, incumbent, incumbent_id, gate_only)
+    inc_id = incumbent_id if backend_url is not None else (INCUMBENT_ID if incumbent is not None else None)
+    gate = tuned_id is not None and wants_gate(compare=compare, incumbent=incumbent, incumbent_id=incumbent_id,
+                                               gate_only=gate_only)
     manifest = D.read_manifest(dataset)
     tasks = load_tasks(dataset, cfg.limit, cfg.seed)
     documents = load_documents(dataset)
@@ -300,8 +337,12 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
         base_profile = _profile(info, None, base, "the base model")
         tuned_profile = _profile(info, tuned_id, Path(adapter) if adapter else None, f"adapter {tuned_id!r}") \
             if tuned_id else None
-        editor.update(base=base_profile.mode, **({"tuned": tuned_profile.mode} if tuned_profile else {}))
-        runs = plan_runs(base_profile, tuned_profile, tuned_id, cfg, compare=compare)
+        inc_profile = _profile(info, inc_id, Path(incumbent) if incumbent else None, f"incumbent {inc_id!r}") \
+            if inc_id else None
+        editor.update(base=base_profile.mode, **({"tuned": tuned_profile.mode} if tuned_profile else {}),
+                      **({"incumbent": inc_profile.mode} if inc_profile else {}))
+        runs = plan_runs(base_profile, tuned_profile, tuned_id, cfg, compare=compare, gate=gate, gate_only=gate_only,
+                         incumbent_profile=inc_profile, incumbent_id=inc_id)
         log.info("exam: %d rows, runs %s", len(tasks), ", ".join(r.key for r in runs))
         return runs
 
@@ -311,8 +352,10 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
             runs, records, seconds = asyncio.run(grade_all(backend_url, runs_for, tasks, documents, references,
                                                            tokenizer, cfg, api_key_file))
         else:
-            with exam_server(base, {TUNED_ID: Path(adapter)} if adapter else {}, cfg,
-                             Path(scratch) / "serve.log") as url:
+            served = {TUNED_ID: Path(adapter)} if adapter else {}
+            if incumbent is not None:
+                served[INCUMBENT_ID] = Path(incumbent)
+            with exam_server(base, served, cfg, Path(scratch) / "serve.log") as url:
                 runs, records, seconds = asyncio.run(grade_all(url, runs_for, tasks, documents, references,
                                                                tokenizer, cfg))
     summary: dict[str, dict[str, Any]] = {}
@@ -337,11 +380,32 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
                 comparisons.append(dict(compare_runs(records, same, key, cfg), role="tuned vs base, same mode"))
         headline = {"base_best_mode": base_best, "tuned_mode": tuned_main,
                     **next(c for c in comparisons if c["a"] == base_best and c["b"] == tuned_main)}
+    decision = None
+    if gate:
+        def compared(a: str, b: str, role: str) -> dict[str, Any]:
+            found = next((c for c in comparisons if c["a"] == a and c["b"] == b), None)
+            if found is None:
+                found = dict(compare_runs(records, a, b, cfg), role=role)
+                comparisons.append(found)
+            return found
+
+        candidate, base_own = f"tuned/{editor['tuned']}", f"base/{editor['base']}"
+        versus_base = compared(base_own, candidate, "candidate vs base, own profiles")
+        if inc_id is not None:
+            compared(base_own, f"incumbent/{editor['incumbent']}", "incumbent vs base, own profiles")
+            decision = G.judge(compared(f"incumbent/{editor['incumbent']}", candidate,
+                                        "candidate vs incumbent, own profiles"), "incumbent", cfg)
+        else:
+            decision = G.judge(versus_base, "base", cfg)
+        log.info("gate against the %s: %s", decision["against"],
+                 "eligible" if decision["eligible"] else "not eligible")
     report = {
         "dataset": str(dataset.resolve()), "dataset_manifest_sha256": D.manifest_hash(dataset),
         "base": str(base.resolve()), "adapter": str(Path(adapter).resolve()) if adapter else None,
         "adapter_info": read_info(adapter) if adapter else None,  # step and elapsed_s for learning curves
         "backend": backend_url or "embedded (inhouse serve, started by the exam)", "adapter_id": tuned_id,
+        "incumbent": str(Path(incumbent).resolve()) if incumbent else None, "incumbent_id": inc_id,
+        "incumbent_info": read_info(incumbent) if incumbent else None, "gate": decision,
         "editor_profiles": {k: f"{k}/{v}" for k, v in editor.items()},
         "fim_format": runs[0].profile.fim_format, "n": len(tasks), "config": to_dict(cfg), "runs": summary,
         "comparisons": comparisons, "headline": headline, "seconds": round(time.perf_counter() - started, 1),

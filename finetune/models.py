@@ -123,8 +123,12 @@ def tiny_special_tokens() -> list[str]:
 
 
 def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 2048, hidden_size: int = 128,
-                     layers: int = 2, overwrite: bool = False) -> Path:
-    """A tiny random Llama-family model (SmolLM2's architecture) with a tokenizer trained here on code."""
+                     layers: int = 2, overwrite: bool = False, init_std: float = 0.02) -> Path:
+    """A tiny random Llama-family model (SmolLM2's architecture) with a tokenizer trained here on code.
+
+    `init_std`: the weights' initial standard deviation. At transformers' 0.02 the tied embeddings are so short
+    that no logit can stand out (a LoRA, which cannot touch them, is stuck near 5 nats); ~0.1 lets a LoRA
+    memorize a small repository in a few dozen steps (tests/finetune/flywheel_fixtures.py)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -143,7 +147,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 2048,
         vocab_size=len(hf_tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=True, initializer_range=init_std,
     )
     model = LlamaForCausalLM(config)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -151,7 +155,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, vocab_size: int = 2048,
         hf_tok.save_pretrained(tmp)
         write_info(tmp, {"kind": "model", "fim_format": TINY_FIM_FORMAT,
                          PROFILE_KEY: base_model_profile(TINY_FIM_FORMAT).to_dict(),
-                         "source": f"tiny-random seed={seed}",
+                         "source": f"tiny-random seed={seed}" + (f" init_std={init_std}" if init_std != 0.02 else ""),
                          "architecture": "LlamaForCausalLM", "parameters": model.num_parameters()})
     return Path(out_dir)
 

@@ -70,12 +70,17 @@ def _markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     lines = [f"# inhouse exam: {report['n']} held-out cursors", "",
              f"- dataset: `{report['dataset']}` (manifest sha256 `{report['dataset_manifest_sha256'][:12]}`)",
-             f"- base: `{report['base']}`" + (f", adapter: `{report['adapter']}`" if report["adapter"] else ""),
+             f"- base: `{report['base']}`" + (f", adapter: `{report['adapter']}`" if report["adapter"] else "")
+             + (f", incumbent: `{report['incumbent']}`" if report.get("incumbent") else ""),
              f"- FIM format: `{report['fim_format']}`; every row through the language server's runner "
              f"(should_complete, prompt, request, post-processing) to {report.get('backend', 'the server')}; "
              f"greedy; {report['seconds']:.0f} s",
              "- the editor uses: " + ", ".join(f"`{v}` ({k})" for k, v in report.get("editor_profiles", {}).items()),
              ""]
+    if report.get("gate"):
+        from finetune.gate import markdown
+
+        lines += markdown(report["gate"])
     h = report.get("headline")
     if h:
         o = h["overall"]

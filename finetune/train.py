@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_i
 from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
 from finetune import checkpoint as ckpt
+from finetune import continued, runlog, trainset
 from finetune import data as D
-from finetune import runlog, trainset
 from finetune.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,13 @@ LOSS_CURVE = "loss_curve.png"
 
 
 def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConfig, *, resume: bool = False,
-          overwrite: bool = False, progress: bool = True, run_metadata: dict[str, str] | None = None) -> Path:
-    """Train an adapter of `base` on `dataset` into `out`; returns `out`."""
+          overwrite: bool = False, progress: bool = True, run_metadata: dict[str, str] | None = None,
+          init_adapter: str | Path | None = None, lora_given: Collection[str] = ()) -> Path:
+    """Train an adapter of `base` on `dataset` into `out`; returns `out`.
+
+    `init_adapter`: continue training that adapter (its LoRA config and weights) instead of a fresh LoRA;
+    `lora_given`: the LoRA fields the caller set explicitly, which must then agree with it
+    (finetune/continued.py)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, gather_object
@@ -51,6 +57,12 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         raise ModelError(f"--base {str(base)!r} is not a model directory (no config.json)")
     manifest = D.read_manifest(dataset)
     fmt = fim.get_format(_fim_format(base, manifest))
+    init = continued.read_init_adapter(init_adapter, base, fmt.name) if init_adapter is not None else None
+    if init is not None:
+        if init.path == out.resolve() or out.resolve() in init.path.parents:
+            raise ConfigError(f"--init-adapter {str(init.path)!r} is inside --out {str(out)!r}: write the new "
+                              "adapter elsewhere (the run would replace what it starts from)")
+        cfg = continued.resolve_lora(cfg, init, lora_given)
     cuda = torch.cuda.is_available()
     if cfg.qlora and not cuda:
         raise ConfigError("`qlora` needs a CUDA GPU (bitsandbytes 4-bit); run without --qlora on this machine")
@@ -75,14 +87,18 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     fim.check_sentinels(fmt, tokenizer)
     model = _load_model(base, cfg, cuda, accelerator.local_process_index)
 
-    # --- 3. LoRA: every attention and MLP projection; no modules_to_save, no new tokens ---------------------------
+    # --- 3. LoRA: every attention and MLP projection; no modules_to_save, no new tokens (or the init adapter's) --
     set_seed(cfg.seed)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM") \
+        if init is None else continued.lora_config(init)
+    init_weights = continued.check_shapes(model, init, base) if init is not None else None
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise ConfigError(f"`target_modules` {list(cfg.target_modules)} do not fit this model: {exc}") from exc
+    if init is not None and init_weights is not None:
+        continued.load_weights(model, init_weights, init)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -113,8 +129,14 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     # --- 5. the loop ----------------------------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"step": 0, "planned_steps": planned, "elapsed_s": 0.0, "tokens": 0,
-                             "best_dev_loss": None, "best_step": None, "budget_fixed": False}
+                             "best_dev_loss": None, "best_step": None, "budget_fixed": False,
+                             "init_adapter_sha256": init.sha256 if init is not None else None}
     if start_from is not None:
+        started_from = ckpt.read_state(start_from).get("init_adapter_sha256")
+        if started_from != state["init_adapter_sha256"]:
+            raise ConfigError(f"--resume: the run in {str(out)!r} started from the init adapter with sha256 "
+                              f"{started_from}, this one from {state['init_adapter_sha256']}: give the same "
+                              "--init-adapter (or none) as the interrupted run")
         state.update(ckpt.load_checkpoint(start_from, model, optimizer))
         log.info("resuming from %s (step %d)", start_from, state["step"])
         if main:
@@ -223,7 +245,8 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     tokenizer.save_pretrained(out)
     write_json_atomic(out / CONFIG_FILE, {
         "train": to_dict(cfg), "base": str(base), "data": str(dataset), "processes": accelerator.num_processes,
-        "rank_weight_hashes": hashes, **(run_metadata or {})})
+        "rank_weight_hashes": hashes, "init_adapter": init.record() if init is not None else None,
+        **(run_metadata or {})})
     metrics.write({"event": "end", "step": step, "chosen_step": chosen, "best_dev_loss": state["best_dev_loss"],
                    "elapsed_s": round(state["elapsed_s"], 2), "weights_sha256": hashes[0]})
     from finetune.report import plot_loss_curve
@@ -234,6 +257,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
         "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
         "seq_len": cfg.seq_len, "primary_mode": primary,
+        "init_adapter": init.record() if init is not None else None,
         PROFILE_KEY: _trained_profile(base_profile, primary, cfg, state.get("best_dev") or {}).to_dict(),
         **(run_metadata or {})})
     log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
