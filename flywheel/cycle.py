@@ -217,7 +217,7 @@ def gate(ctx: Context) -> dict[str, Any]:
         _tidy(out)
         args: list[str | os.PathLike[str]] = ["eval", "--base", ctx.cfg.base, "--data", ctx.dir / "dataset",
                                               "--adapter", candidate, "--limit", str(ctx.cfg.exam_limit), "-o", out,
-                                              "--overwrite"]
+                                              "--gate-only", "--overwrite"]
         if current:
             args += ["--incumbent", current["path"]]
         ctx.inhouse.run(args, ctx.log(Stage.GATE))

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 _PROMPT_TAIL = 4  # prompt tokens decoded with the first generated ones (word-boundary spaces)
 
 
+def peft_name(adapter_id: str) -> str:
+    """The name an adapter has inside peft: its id with `.` spelled out (peft names become module names, which
+    cannot hold a dot; the registry serves versions as `team.name.vN`). Injective: `_` doubles, `.` is `_o`."""
+    return "ad_" + adapter_id.replace("_", "__").replace(".", "_o")
+
 @dataclass
 class GenerationRequest:
     input_ids: list[int]
@@ -235,7 +240,7 @@ class Engine:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions,
                                   "past_key_values": cache, "use_cache": True, "logits_to_keep": 0 if all_logits else 1}
         if self._adapters:
-            kwargs["adapter_names"] = [a if a is not None else "__base__" for a in adapters]
+            kwargs["adapter_names"] = [peft_name(a) if a is not None else "__base__" for a in adapters]
         return self.model(**kwargs)
 
     def _ensure_adapter(self, request: GenerationRequest) -> None:
@@ -252,18 +257,19 @@ class Engine:
             raise GenerationError(f"adapter {name!r} could not be loaded: {path} has no adapter_model.safetensors")
         from peft import PeftModel
 
+        key = peft_name(name)
         try:
             if name in self._adapters:
-                self.model.delete_adapter(name)
+                self.model.delete_adapter(key)
                 self._prefix.clear(name)
             if not isinstance(self.model, PeftModel):
-                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key, is_trainable=False)
             else:
-                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+                self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
         except Exception as exc:  # peft raises many types for a malformed adapter
             self._adapters.pop(name, None)
-            if isinstance(self.model, PeftModel) and name in self.model.peft_config:
-                self.model.delete_adapter(name)
+            if isinstance(self.model, PeftModel) and key in self.model.peft_config:
+                self.model.delete_adapter(key)
             raise GenerationError(f"adapter {name!r} could not be loaded: {exc}") from exc
         self.model.eval()
         self._adapters[name] = mtime

@@ -116,6 +116,24 @@ async def test_new_adapter_is_picked_up_without_restart(app, http, tiny_model_di
     assert r.status_code == 422
 
 
+async def test_a_registry_id_with_dots_is_served_like_any_other(app, http, tiny_model_dir):
+    """The registry serves versions as `team.name.vN`; peft cannot name a module with a dot (the engine spells it
+    out), and the same weights under a plain id give the same text."""
+    from server.engine import peft_name
+
+    live = app.state.server.adapters.directory
+    shutil.copytree(live / "team-a", live / "red.main.v1")
+    outs = []
+    for adapter in ("red.main.v1", "team-a"):
+        r = await http.post("/generate", json={"inputs": "x = ", "parameters": {"adapter_id": adapter,
+                                                                                 "max_new_tokens": 8}})
+        assert r.status_code == 200, r.text
+        outs.append(r.json()["generated_text"])
+    assert outs[0] == outs[1]
+    assert len({peft_name(i) for i in ("a.b", "a_ob", "a_b", "a__b", "a.b.c")}) == 5  # never two ids on one name
+    assert "." not in peft_name("red.main.v1")
+
+
 async def test_mixed_adapters_in_one_batch_match_alone(http):
     import asyncio
 
