@@ -36,6 +36,7 @@ class FakeInhouse:
         self.eligible = True
         self.eval_rows = 50
         self.decisions: list[str] = []
+        self.pairs = 0
         self.versions: list[dict[str, Any]] = []
         self.canary: dict[str, Any] | None = None
 
@@ -65,6 +66,13 @@ class FakeInhouse:
             (out / "report.json").write_text(json.dumps({"gate": {
                 "eligible": self.eligible, "against": "incumbent" if "--incumbent" in args else "base",
                 "rule": {"gate_rule": "not_worse"}, "reasons": [{"metric": "exact_match", "verdict": "ok"}]}}))
+        elif key == "admin":  # admin suggestions export
+            Path(opt["--out"]).write_text("")
+            return {"pairs": self.pairs}
+        elif key == "dpo":
+            out = Path(opt["-o"])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "inhouse.json").write_text(json.dumps({"kind": "adapter", "method": "dpo"}))
         elif key == "adapters register":
             n = len(self.versions) + 1
             row = {"ref": f"{args[2]}/{args[3]}@{n}", "adapter_id": f"{args[2]}.{args[3]}.v{n}", "version": n,
@@ -247,3 +255,27 @@ def test_bad_config_names_what_is_wrong(setup, tmp_path: Path) -> None:
         CycleConfig(canary_policy="sometimes")
     with pytest.raises(ConfigError, match="`eval_since` must be an ISO date"):
         CycleConfig(eval_since="last week")
+
+
+def test_dpo_tunes_the_candidate_on_stored_pairs_and_the_gate_judges_the_result(setup) -> None:
+    import dataclasses
+
+    cfg, _ = setup
+    cfg = dataclasses.replace(cfg, dpo=True, dpo_min_pairs=10)
+    few = FakeInhouse()
+    few.pairs = 3
+    result = run_cycle(cfg, "red", few)
+    assert result.outcome == "promoted" and "dpo" not in few.commands()
+    assert "fewer than dpo_min_pairs=10" in result.state["stages"]["dpo"]["skipped"]
+
+    cfg = dataclasses.replace(cfg, state_dir=cfg.state_dir + "-2")
+    many = FakeInhouse()
+    many.pairs = 40
+    result = run_cycle(cfg, "red", many)
+    dpo = next(c for c in many.calls if c[0] == "dpo")
+    assert dpo[dpo.index("--adapter") + 1].endswith("candidate")
+    exam = next(c for c in many.calls if c[0] == "eval")
+    register = next(c for c in many.calls if c[:2] == ["adapters", "register"])
+    for call in (exam, register):
+        assert call[call.index("--adapter") + 1].endswith("candidate-dpo")
+    assert result.state["stages"]["dpo"]["pairs"] == 40
