@@ -166,7 +166,7 @@ class Fingerprints:
                 pass
 
 
-_WIDTHS = (np.uint8, np.uint16, np.uint32)
+_WIDTHS: tuple[type[np.unsignedinteger[Any]], ...] = (np.uint8, np.uint16, np.uint32)
 
 
 def pack_index(blob: bytes) -> bytes:

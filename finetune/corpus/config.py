@@ -45,7 +45,7 @@ SPAN_KINDS = (*DEFAULT_SPAN_MIX, "line_fallback")
 @dataclass(frozen=True)
 class CorpusConfig:
     # Model and format: token lengths are counted in this tokenizer; the format defaults to the model's.
-    model: str | None = None  # model directory: its tokenizer counts token lengths, its inhouse.json names the FIM format
+    model: str | None = None  # model directory: its tokenizer counts tokens, its inhouse.json names the FIM format
     tokenizer: str | None = None  # a tokenizer.json instead of --model (then fim_format is required)
     fim_format: str | None = None  # FIM format to render in; unset: the model's
     seed: int = 0  # random seed: the same input and seed give byte-identical shards
@@ -55,7 +55,7 @@ class CorpusConfig:
     # Split (files, grouped by near-duplicate clusters).
     eval_fraction: float = 0.05  # share of files held out for the exam
     dev_fraction: float = 0.02  # share of files held out for checkpoint choice
-    eval_since: str | None = None  # YYYY-MM-DD or an ISO time (UTC unless it has an offset): files whose last commit is after it are the exam
+    eval_since: str | None = None  # YYYY-MM-DD or ISO time, UTC if no offset: the exam is files last committed after it
     split_threshold: float = 0.5  # Jaccard at which files are grouped for the split (below the dedup 0.7)
     # Filters (StarCoder / The Stack defaults).
     max_file_bytes: int = 1_000_000  # files larger than this are skipped
@@ -82,8 +82,8 @@ class CorpusConfig:
     # faster since exact counting got cheap: the same MB/s on bench/corpus.py).
     token_budgets: str = "exact"  # "exact" or "estimate" (see below)
     max_char_span: int = 200  # longest character-level random middle
-    span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SPAN_MIX))  # share of each span kind among training rows
-    eval_span_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVAL_SPAN_MIX))  # share of each span kind among exam rows
+    span_mix: dict[str, float] = field(default_factory=DEFAULT_SPAN_MIX.copy)  # span-kind shares of training rows
+    eval_span_mix: dict[str, float] = field(default_factory=DEFAULT_EVAL_SPAN_MIX.copy)  # span-kind shares of exam rows
     # Render (Bavarian et al. 2022: FIM rate 0.9, SPM half of it).
     fim_rate: float = 0.9  # share of training rows rendered as FIM (the rest left-to-right)
     spm_rate: float = 0.5  # share of FIM rows in SPM order
@@ -95,7 +95,7 @@ class CorpusConfig:
     rows_per_shard: int = 50_000  # rows per Parquet shard
     # Incremental builds (docs/corpus.md): per-file results cached by git blob id; dedup and split stay global.
     cache_dir: str | None = None  # directory of the per-file cache; unset: no cache, every file is processed
-    cache_max_gb: float = 0.0  # after a build, drop least recently used entries this build did not use until the cache fits; 0: no limit
+    cache_max_gb: float = 0.0  # cap: after a build, drop least recently used entries it did not use to fit; 0: no cap
     cache_max_age_days: float = 0.0  # after a build, drop entries unused for this many days; 0: keep them
 
     def __post_init__(self) -> None:
@@ -151,5 +151,5 @@ def cutoff_timestamp(value: str) -> int:
     else:
         raise ValueError(value)
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+        stamp = stamp.replace(tzinfo=datetime.UTC)
     return math.ceil(stamp.timestamp())  # commit times are whole seconds

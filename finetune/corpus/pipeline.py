@@ -24,12 +24,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from core import config as core_config
 from core import artifacts, fim, languages
+from core import config as core_config
 from core.artifacts import atomic_directory, read_info, scratch_name
 from core.errors import CorpusError, ModelError
 from finetune.corpus import cache as cache_mod
-from finetune.corpus import dedup, discover, filters, secrets, spool, split, worker
+from finetune.corpus import dedup, discover, filters, secrets, split, spool, worker
 from finetune.corpus.config import CorpusConfig, cutoff_timestamp
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
@@ -216,21 +216,21 @@ def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], since: s
         changed[repo.name] = names
     out = set()
     for job in jobs:
-        names = changed[job.repo]
-        if names is None:
+        changed_names = changed[job.repo]
+        if changed_names is None:
             try:
                 if os.stat(job.abspath).st_mtime >= cutoff:
                     out.add(job.key)
             except OSError:
                 continue
-        elif job.path in names:
+        elif job.path in changed_names:
             out.add(job.key)
     return out
 
 
 def _utc(timestamp: int) -> str:
     """The `--eval-since` cut-off as the manifest records it: a full UTC time, whatever form it was given in."""
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
 
 
 def _stage_of(count_key: str) -> str:
@@ -323,7 +323,11 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 raise CorpusError(f"no usable source file in {', '.join(str(r.path) for r in repos)} "
                                   f"({len(jobs)} candidates; dropped: {reasons or 'nothing found'})")
             # 4b. dedup (exact, then MinHash LSH)
-            locations = {p.key: p.location for p in prepared if not p.reason}
+            locations: dict[int, spool.Location] = {}
+            for p in prepared:
+                if not p.reason:
+                    assert p.location is not None  # a kept file is spooled
+                    locations[p.key] = p.location
             items = [dedup.DedupInput(p.key, p.exact, p.sig, p.key in forced) for p in prepared if not p.reason]
             kept_keys, groups, dedup_counts = reduce(items)
             kept = set(kept_keys)

@@ -87,8 +87,9 @@ class EstimatedTokens:
     """Budgets for a large file from its characters-per-token ratio, measured on a few slices of it.
 
     `token_budgets = "estimate"`: the tokenizer sees ~3 kB per file instead of all of it (that mattered while
-    files were encoded whole; with word indexes exact budgets cost about as little). The ratio used is the densest slice's minus 10 %, so budgets mostly err short;
-    a region denser than every slice can still overshoot (within ~35 % on the 2k-vocabulary test tokenizer).
+    files were encoded whole; with word indexes exact budgets cost about as little). The ratio used is the densest
+    slice's minus 10 %, so budgets mostly err short; a region denser than every slice can still overshoot (within
+    ~35 % on the 2k-vocabulary test tokenizer).
     Middles are always counted exactly.
     """
 

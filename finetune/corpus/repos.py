@@ -110,7 +110,7 @@ def git_changed_since(path: Path, timestamp: int) -> set[str]:
     The cut-off goes to git as a full UTC time (git reads a bare date as that day at the current time of day,
     local time), with `--since-as-filter` (git 2.38+: every commit is looked at; `--since` stops walking a line of
     history at its first older commit, which misses newer ones behind a commit with a skewed clock)."""
-    since = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    since = datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     for option in ("--since-as-filter", "--since"):
         try:
             out = subprocess.run(["git", "log", f"{option}={since}", "--name-only", "--pretty=format:",

@@ -13,7 +13,11 @@ import functools
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from detect_secrets.plugins.base import BasePlugin
 
 PLACEHOLDERS = ("<KEY>", "<TOKEN>", "<PASSWORD>", "<PRIVATE_KEY>", "<EMAIL>", "<IP_ADDRESS>", "<USER>")
 
@@ -98,14 +102,16 @@ def _keep_ip(ip: str) -> bool:
 
 
 @functools.cache
-def _detectors() -> tuple:
+def _detectors() -> tuple[BasePlugin, ...]:
     """Every detect-secrets plugin, instantiated with its defaults (built once per process)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-    plugins = []
-    for _secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+    # Its annotation returns a TypeVar found in no argument (mypy makes it Never); read-only, it is this.
+    classes: Mapping[str, type[BasePlugin]] = get_mapping_from_secret_type_to_class()
+    plugins: list[BasePlugin] = []
+    for secret_type in sorted(classes):
         try:
-            plugins.append(cls())
+            plugins.append(classes[secret_type]())
         except TypeError:
             continue  # a plugin that needs configuration we do not have
     return tuple(plugins)
@@ -137,13 +143,14 @@ def _has_denylisted_word(line: str, low: str) -> bool:
 def _lines_holding(source: str | bytes, matches: Iterable[re.Match]) -> list[tuple[int, int]]:
     """(start, end) of each line of `source` that holds one of `matches` (found in `source` or in a string of
     the same positions, and in order), once each, without its newline."""
-    newline = "\n" if isinstance(source, str) else b"\n"
     spans: list[tuple[int, int]] = []
     for match in matches:
         if spans and match.start() < spans[-1][1]:
             continue  # on the line taken already
-        start = source.rfind(newline, 0, match.start()) + 1
-        end = source.find(newline, match.end())
+        if isinstance(source, str):
+            start, end = source.rfind("\n", 0, match.start()) + 1, source.find("\n", match.end())
+        else:
+            start, end = source.rfind(b"\n", 0, match.start()) + 1, source.find(b"\n", match.end())
         spans.append((start, len(source) if end == -1 else end))
     return spans
 
@@ -342,7 +349,8 @@ def _sub_lines(regex: re.Pattern[str], repl: Callable[[re.Match[str]], str], tex
             end = len(text) if end == -1 else end
             spans.add((start, end))
             pos = text.find(marker, end)
-    out, last = [], 0
+    out: list[str] = []
+    last = 0
     for start, end in sorted(spans):
         out += (text[last:start], regex.sub(repl, text[start:end]))
         last = end

@@ -16,9 +16,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core import languages
 from core.errors import GrammarError
+
+if TYPE_CHECKING:
+    import tree_sitter
 
 AST_KINDS = ("function_body", "block", "statement", "expression", "call_arguments", "condition")
 TREE_KINDS = (*AST_KINDS, "ast_aligned")
@@ -65,7 +69,7 @@ class Source:
 
 
 def parse_source(text: str, language_id: str, counts: Counter,
-                 parse: Callable[[str, str], object] = languages.parse) -> Source:
+                 parse: Callable[[str, str], tree_sitter.Tree | None] = languages.parse) -> Source:
     """Parse `text`; a missing grammar, a parser crash or a tree with errors leaves `tree` None (counted)."""
     try:
         tree = parse(language_id, text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,8 @@ def substring_hash(s: str) -> int:
     return value
 
 
-def char_classes(cp: np.ndarray, table: np.ndarray, classify: Callable[[str], int]) -> np.ndarray:
+def char_classes(cp: np.ndarray, table: np.ndarray,
+                 classify: Callable[[str], int | np.integer[Any]]) -> np.ndarray:
     """The class of each code point: `table[c]` over the Basic Multilingual Plane (`table` has 0x10000
     entries), `classify(chr(c))` for the rare characters beyond it, one by one."""
     cls = table[np.minimum(cp, 0xFFFF)]

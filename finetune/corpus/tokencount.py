@@ -178,6 +178,7 @@ class WordCounter:
             ref = [w for w, _ in self.tokenizer.pre_tokenizer.pre_tokenize_str(probe)]
         except Exception:  # a lone surrogate: the tokenizer takes no such string
             return False
+        assert self.word is not None  # only a fast counter is asked
         scan = self.scan_text(probe)
         ends = list(accumulate(map(len, self.word.findall(scan))))
         return ref == [self.byte_level(probe[a:b]) for a, b in zip([0, *ends], ends, strict=False)]
@@ -243,6 +244,13 @@ class WordCounter:
         return cum.astype(np.uint32)
 
 
+def _word_end(word: re.Pattern[str], scan: str, pos: int, end: int) -> int:
+    """Where the word of `scan` starting at `pos` ends (the split matches at every character)."""
+    match = word.match(scan, pos, end)
+    assert match is not None
+    return match.end()
+
+
 class WordIndex:
     """A file's words (or, in "encode" mode, its tokens) and cumulative token counts: exact piece counts and
     token-budgeted cuts (`count`, `tail_start`, `head_end`) for its examples and for rows showing it as context.
@@ -295,13 +303,14 @@ class WordIndex:
         if not self.words_mode or (self.holds_added and self.counter.holds_added(self.text, a, b)):
             return self.counter.encode_count(self.text[a:b])
         text, bounds, counter, word = self.text, self.bounds, self.counter, self.counter.word
+        assert word is not None  # words mode is only chosen with a fast counter
         if self._scan is None:
             self._scan = counter.scan_text(text)
         scan = self._scan
         n, pos = 0, a
         i = bisect_left(bounds, a)
         while pos < b and bounds[i] != pos:  # the piece's first words, until they meet a boundary of the file
-            end = word.match(scan, pos, b).end()
+            end = _word_end(word, scan, pos, b)
             n += counter.word_count(text[pos:end])
             pos = end
             while bounds[i] < pos:
@@ -313,7 +322,7 @@ class WordIndex:
             n += self.cum[j] - self.cum[i]
             pos = bounds[j]
         while pos < b:  # the piece's last words
-            end = word.match(scan, pos, b).end()
+            end = _word_end(word, scan, pos, b)
             n += counter.word_count(text[pos:end])
             pos = end
         return n

@@ -19,6 +19,7 @@ from finetune.corpus import cache as cache_mod
 from finetune.corpus import dedup, filters, render, secrets, spans, spool
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
+from finetune.corpus.spool import Location
 from finetune.corpus.texthash import TextArrays
 from finetune.corpus.tokencount import WordCounter, WordIndex
 
@@ -34,7 +35,7 @@ class WorkerState:
     # repo -> directory -> training files (the only files offered as repository context)
     context_index: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # (repo, path) -> spool location of every training file
-    locations: dict[tuple[str, str], spool.Location] = field(default_factory=dict)
+    locations: dict[tuple[str, str], Location] = field(default_factory=dict)
     # the per-file cache (`--cache DIR`), or None
     cache: cache_mod.Fingerprints | None = None
 
@@ -190,7 +191,7 @@ class ExampleJob:
     blob: str = ""  # git blob id (with a cache only)
 
 
-def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, object]]:
+def _context_files(job: ExampleJob, text: str, rng: random.Random) -> list[tuple[str, str, WordIndex | None]]:
     state = _STATE
     assert state is not None
     by_dir = state.context_index.get(job.repo, {})
