@@ -69,15 +69,17 @@ def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | N
         generate.generate(iface, fs, out, options)
         stream_like = generate.tb_spec(iface, options)["stream"] is not None
         report = ladder.check(out, cfg, sim, top, upto="L2")
-        row.update(claimed=report.claimed, built=report.status("L1") == "pass", smoke=report.status("L2") == "pass",
-                   detail=next((lv.detail for lv in report.levels if lv.status not in ("pass", "skip")), ""))
+        row.update(claimed=report.claimed, built=report.status("L1") == ladder.Status.PASS,
+                   smoke=report.status("L2") == ladder.Status.PASS,
+                   detail=next((lv.detail for lv in report.levels
+                                if lv.status not in (ladder.Status.PASS, ladder.Status.SKIP)), ""))
         model = models / f"{top}_model.py" if models else None
         has_model = model is not None and model.is_file()
         if row["smoke"] and (has_model or stream_like):
             if model is not None and has_model:
                 shutil.copy(model, out / "tb" / "ref_model.py")
             full = ladder.check(out, cfg, sim, top, mutants=mutants, reuse_build=True, l5_needs_l3=True)
-            row.update(claimed=full.claimed, l3=full.status("L3"), l3_detail=full.levels[3].detail,
+            row.update(claimed=full.claimed, l3=full.status("L3").value, l3_detail=full.levels[3].detail,
                        transfer_fields=full.levels[3].data.get("transfer_fields", []))
             row["stream"] = bool(row["transfer_fields"])  # stream-like and the transfer scoreboard applied
             l5 = full.levels[5]

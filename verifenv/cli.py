@@ -99,6 +99,6 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
         report = ladder.check(out, cfg, chosen, top, mutants=cfg.mutants)
     if report is not None:
         typer.echo(report.table())
-        if report.status("L2") != "pass":
+        if report.status("L2") != ladder.Status.PASS:
             return 1
     return 0

@@ -87,12 +87,12 @@ def context_header(iface: ModuleInterface, feedback: str) -> str:
 def acceptance(rel: str, report: ladder.Report) -> tuple[bool, str]:
     """Whether a filled file is kept, and the reason in words."""
     for level in report.levels:
-        if level.level in ("L0", "L1", "L2") and level.status != "pass":
-            return False, f"{level.level} {level.name}: {level.status}: {level.detail}"
+        if level.level in ("L0", "L1", "L2") and level.status != ladder.Status.PASS:
+            return False, f"{level.level} {level.name}: {level.status.value}: {level.detail}"
     if rel == "tb/ref_model.py":
         l3 = next(lv for lv in report.levels if lv.level == "L3")
-        if l3.status != "pass":
-            return False, f"L3 scoreboard: {l3.status}: {l3.detail}"
+        if l3.status != ladder.Status.PASS:
+            return False, f"L3 scoreboard: {l3.status.value}: {l3.detail}"
     if rel == "tb/coverage_points.py":
         l4 = next(lv for lv in report.levels if lv.level == "L4")
         points = l4.data.get("points", {})

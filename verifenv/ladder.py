@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from core.artifacts import write_json_atomic
@@ -34,11 +35,21 @@ NAMES = {"L0": "well-formed", "L1": "builds", "L2": "smoke", "L3": "scoreboard",
 _REQUIRED = {"tb/ref_model.py": ("Model",), "tb/constraints.py": ("constrain",), "tb/coverage_points.py": ("POINTS",)}
 
 
+class Status(str, Enum):
+    """What one level showed; reports write the value (`"pass"`), and it compares equal to it."""
+
+    PASS = "pass"
+    FAIL = "fail"  # the check ran and the environment failed it
+    ERROR = "error"  # the check could not judge: a timeout, a harness error, no simulator, no coverage report
+    NOT_SHOWN = "not_shown"  # the check ran but had nothing to judge (no transfer seen, no mutant counted)
+    SKIP = "skip"  # not run: a level below failed, or it was not asked for
+
+
 @dataclass
 class Level:
     level: str
     name: str
-    status: str  # pass | fail | error | not_shown | skip
+    status: Status
     detail: str = ""
     seconds: float = 0.0
     data: dict = field(default_factory=dict)
@@ -53,15 +64,15 @@ class Report:
     notes: list[str] = field(default_factory=list)
     fill: list[dict] = field(default_factory=list)  # --fill: each hole, accepted or rejected and why
 
-    def status(self, level: str) -> str:
-        return next((lv.status for lv in self.levels if lv.level == level), "skip")
+    def status(self, level: str) -> Status:
+        return next((lv.status for lv in self.levels if lv.level == level), Status.SKIP)
 
     @property
     def claimed(self) -> str:
         """The highest level such that it and every level below it passed ('none' if L0 did not)."""
         best = "none"
         for lv in self.levels:
-            if lv.status != "pass":
+            if lv.status != Status.PASS:
                 break
             best = lv.level
         return best
@@ -75,7 +86,7 @@ class Report:
         lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",
                  f"{'level':<6}{'check':<13}{'status':<11}{'secs':>7}  detail"]
         for lv in self.levels:
-            lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status:<11}{lv.seconds:>7.1f}  {lv.detail}")
+            lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status.value:<11}{lv.seconds:>7.1f}  {lv.detail}")
         for item in self.fill:
             lines.append(f"fill  {item['file']}: {item['status']} after {item['rounds']} round(s)"
                          + (f" - {item['reasons'][-1]}" if item.get("reasons") else ""))
@@ -137,7 +148,8 @@ def level0(out_dir: Path) -> Level:
         for required in _REQUIRED.get(rel, ()):
             if required not in names:
                 problems.append(f"{rel}: `{required}` is not defined")
-    return Level("L0", NAMES["L0"], "fail" if problems else "pass", "; ".join(problems) or "all tb/*.py parse")
+    return Level("L0", NAMES["L0"], Status.FAIL if problems else Status.PASS,
+                 "; ".join(problems) or "all tb/*.py parse")
 
 
 def _read_reports(folder: Path, prefix: str) -> list[dict]:
@@ -158,27 +170,27 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
 
     def add(level: Level) -> Level:
         report.levels.append(level)
-        log.info("%s %s: %s %s", level.level, level.name, level.status, level.detail)
+        log.info("%s %s: %s %s", level.level, level.name, level.status.value, level.detail)
         return level
 
     def skip_rest(after: str, why: str) -> None:
         for lv in LEVELS[LEVELS.index(after) + 1:]:
-            add(Level(lv, NAMES[lv], "skip", why))
+            add(Level(lv, NAMES[lv], Status.SKIP, why))
 
     start = time.monotonic()
     l0 = level0(out_dir)
     l0.seconds = time.monotonic() - start
-    if add(l0).status != "pass":
+    if add(l0).status != Status.PASS:
         skip_rest("L0", "L0 failed")
         return write_report(report, out_dir, write)
     missing = simulators.unavailable(sim)
     if missing:
-        add(Level("L1", NAMES["L1"], "error", missing))
+        add(Level("L1", NAMES["L1"], Status.ERROR, missing))
         skip_rest("L1", "no simulator")
         return write_report(report, out_dir, write)
 
     result = runner.pytest("test_build", cfg.build_timeout_s, **({"VERIFENV_REUSE_BUILD": "1"} if reuse_build else {}))
-    if add(build_level(result, out_dir, sim)).status != "pass":
+    if add(build_level(result, out_dir, sim)).status != Status.PASS:
         skip_rest("L1", "L1 failed")
         return write_report(report, out_dir, write)
 
@@ -186,7 +198,7 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     result = runner.pytest("test_reset or test_random", cfg.run_timeout_s, VERIFENV_SEED="1",
                            VERIFENV_REPORT_DIR=str(smoke_dir))
     detail = f"reset, X/Z and {cfg.cycles} random cycles passed" if result.returncode == 0 else _describe(result)
-    if add(Level("L2", NAMES["L2"], _status(result), detail, result.seconds)).status != "pass":
+    if add(Level("L2", NAMES["L2"], _status(result), detail, result.seconds)).status != Status.PASS:
         skip_rest("L2", "L2 failed")
         return write_report(report, out_dir, write)
 
@@ -200,16 +212,16 @@ def check(out_dir: str | Path, cfg: VerifEnvConfig, sim: str, top: str, mutants:
     add(level3(runner, sim_reports / "L3", seeds, stream))
     add(level4(smoke_dir, cfg))
     if upto != "L5":
-        add(Level("L5", NAMES["L5"], "skip", "not part of this check"))
+        add(Level("L5", NAMES["L5"], Status.SKIP, "not part of this check"))
     elif mutants > 0:
-        if report.status("L3") == "fail":
-            add(Level("L5", NAMES["L5"], "skip", "L3 failed: the scoreboard disagrees with the unmutated RTL"))
-        elif l5_needs_l3 and report.status("L3") != "pass":
-            add(Level("L5", NAMES["L5"], "skip", "L3 showed nothing to judge mutants with"))
+        if report.status("L3") == Status.FAIL:
+            add(Level("L5", NAMES["L5"], Status.SKIP, "L3 failed: the scoreboard disagrees with the unmutated RTL"))
+        elif l5_needs_l3 and report.status("L3") != Status.PASS:
+            add(Level("L5", NAMES["L5"], Status.SKIP, "L3 showed nothing to judge mutants with"))
         else:
             add(level5(runner, out_dir, top, mutants, report))
     else:
-        add(Level("L5", NAMES["L5"], "skip", "not requested (--mutants N)"))
+        add(Level("L5", NAMES["L5"], Status.SKIP, "not requested (--mutants N)"))
     return write_report(report, out_dir, write)
 
 
@@ -219,7 +231,7 @@ _COMPILER_ERROR = re.compile(r"(%Error|error:|: error|syntax error|Unknown modul
 def build_level(result: process.RunResult, out_dir: Path, sim: str) -> Level:
     """L1; a failed build shows the compiler's first error lines (from build.log) and the file list it used."""
     if result.returncode == 0:
-        return Level("L1", NAMES["L1"], "pass", "built", result.seconds)
+        return Level("L1", NAMES["L1"], Status.PASS, "built", result.seconds)
     log_path = out_dir / "sim_build" / sim / "build.log"
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.exists() else []
     errors = [ln.strip() for ln in lines if _COMPILER_ERROR.search(ln) and "Exiting due to" not in ln][:5]
@@ -233,10 +245,10 @@ def build_level(result: process.RunResult, out_dir: Path, sim: str) -> Level:
                  {"errors": errors, "files": files, "log": str(log_path)})
 
 
-def _status(result: process.RunResult) -> str:
+def _status(result: process.RunResult) -> Status:
     if result.returncode == 0:
-        return "pass"
-    return "error" if result.timed_out or result.harness_error else "fail"
+        return Status.PASS
+    return Status.ERROR if result.timed_out or result.harness_error else Status.FAIL
 
 
 def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]:
@@ -306,7 +318,7 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
         detail = "the reference model returned no values to compare"
         if stream:
             detail += f"; transfer scoreboard not applicable: {why_not}"
-        return Level("L3", NAMES["L3"], "not_shown", detail, total, data)
+        return Level("L3", NAMES["L3"], Status.NOT_SHOWN, detail, total, data)
     parts = []
     if compared:
         parts.append(f"{compared} model values agreed")
@@ -314,13 +326,13 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
         parts.append(f"{transfers} transfers came out in order (fields {', '.join(fields)})")
     if frames:
         parts.append(f"{frames} AXI-Stream frames through cocotbext-axi came out unchanged")
-    return Level("L3", NAMES["L3"], "pass", f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
+    return Level("L3", NAMES["L3"], Status.PASS, f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
 
 
 def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
     reports = _read_reports(folder, "coverage")
     if not reports:
-        return Level("L4", NAMES["L4"], "error", "no coverage report was written")
+        return Level("L4", NAMES["L4"], Status.ERROR, "no coverage report was written")
     cov = reports[0]
     points = cov.get("points", {})
     unhit = sorted(name for name, hits in points.items() if not hits)
@@ -340,7 +352,7 @@ def level4(folder: Path, cfg: VerifEnvConfig) -> Level:
         cov = {**cov, "verilator": summary(dat)}
         detail += "; verilator " + ", ".join(f"{kind} {v['share']:.0%} of {v['points']}"
                                               for kind, v in cov["verilator"].items())
-    return Level("L4", NAMES["L4"], "pass" if ok else "fail", detail, 0.0, cov)
+    return Level("L4", NAMES["L4"], Status.PASS if ok else Status.FAIL, detail, 0.0, cov)
 
 
 def _file_list_options(out_dir: Path) -> tuple[list[str], list[str]]:
@@ -397,7 +409,7 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
     rtl = [Path(p) for p in manifest["rtl"]]
     chosen = _pick_mutants(rtl, top, count, _params(out_dir), out_dir)
     if not chosen:
-        return Level("L5", NAMES["L5"], "not_shown", "no mutable operators, constants or conditions found")
+        return Level("L5", NAMES["L5"], Status.NOT_SHOWN, "no mutable operators, constants or conditions found")
     start = time.monotonic()
     tally = {"killed": 0, "survived": 0, "timeout": 0, "stillborn": 0, "error": 0}
     for target, m in chosen:
@@ -432,7 +444,8 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
               f"timeout {tally['timeout']}, stillborn {tally['stillborn']}, harness errors {tally['error']}")
     if survivors:
         detail += f"; survivors: {'; '.join(survivors[:3])}"
-    status = "not_shown" if counted == 0 else ("pass" if score >= runner.cfg.min_mutation_score else "fail")
+    status = (Status.NOT_SHOWN if counted == 0
+              else Status.PASS if score >= runner.cfg.min_mutation_score else Status.FAIL)
     return Level("L5", NAMES["L5"], status, detail, time.monotonic() - start, {**tally, "score": round(score, 4)})
 
 
