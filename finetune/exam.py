@@ -92,6 +92,28 @@ def check_model_dirs(base: str | Path, adapter: str | Path | None = None, flag: 
 
 
 @dataclass(frozen=True)
+class ExamRecord:
+    """One graded cursor of one run: what the runner answered for a task, and its scores."""
+
+    id: int  # the task's
+    kind: str  # the task's span kind
+    language: str
+    completion: str  # the post-processed text the editor would show
+    raw: str  # the model's text before post-processing
+    reason: str  # why the runner answered as it did (core.completion's reason)
+    prompt_tokens: int
+    tokens: int  # generated tokens
+    latency_ms: float
+    scores: dict[str, float]  # finetune/metrics.py `score`: every metric of M.METRICS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as examples.jsonl holds it (and metrics.summarize reads it): the scores inline."""
+        return {"id": self.id, "kind": self.kind, "language": self.language, "completion": self.completion,
+                "raw": self.raw, "reason": self.reason, "prompt_tokens": self.prompt_tokens, "tokens": self.tokens,
+                "latency_ms": self.latency_ms, **self.scores}
+
+
+@dataclass(frozen=True)
 class Run:
     """One graded run: which model (the base, or an adapter id on the server) under which profile."""
 
@@ -121,7 +143,7 @@ def workspace_index(files: dict[str, str]) -> SymbolIndex:
 
 async def grade_run(backend: CompletionBackend, run: Run, tasks: list[Task], documents, references,
                     info: BackendInfo | None, tokenizer: Any, cfg: EvalConfig, progress=None,
-                    indexes: dict[str, SymbolIndex] | None = None) -> list[dict]:
+                    indexes: dict[str, SymbolIndex] | None = None) -> list[ExamRecord]:
     """Every task through the runner under `run`'s profile, `cfg.concurrency` requests in flight; one scored
     record per task, in task order. The editor's view of each repository: its workspace index (`indexes`, built
     here when not given) and the held-out file's neighbours open."""
@@ -131,24 +153,23 @@ async def grade_run(backend: CompletionBackend, run: Run, tasks: list[Task], doc
                  for repo in {t.repo for t in tasks}}
     gate = asyncio.Semaphore(cfg.concurrency)
 
-    async def one(i: int, t: Task) -> dict:
+    async def one(i: int, t: Task) -> ExamRecord:
         async with gate:
             out = await pipelines[t.repo].complete(task_input(t, documents))
         if progress is not None:
             progress.update(1)
         scores = M.score(t.prefix, t.middle, t.suffix, out.text, t.language, references[i])
-        return {"id": t.id, "kind": t.kind, "language": t.language, "completion": out.text,
-                "raw": out.result.text if out.result else "", "reason": out.reason,
-                "prompt_tokens": out.prompt.tokens if out.prompt else 0,
-                "tokens": out.result.generated_tokens if out.result else 0,
-                "latency_ms": round(out.timings.get("total", 0.0), 1), **scores}
+        return ExamRecord(t.id, t.kind, t.language, out.text, out.result.text if out.result else "", out.reason,
+                          out.prompt.tokens if out.prompt else 0, out.result.generated_tokens if out.result else 0,
+                          round(out.timings.get("total", 0.0), 1), scores)
 
     return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks))))
 
 
-def summarize_run(records: list[dict]) -> dict[str, Any]:
-    return {"overall": M.summarize(records)["overall"], "by_kind": M.summarize(records, lambda r: r["kind"]),
-            "by_language": M.summarize(records, lambda r: r["language"])}
+def summarize_run(records: list[ExamRecord]) -> dict[str, Any]:
+    rows = [r.to_dict() for r in records]
+    return {"overall": M.summarize(rows)["overall"], "by_kind": M.summarize(rows, lambda r: r["kind"]),
+            "by_language": M.summarize(rows, lambda r: r["language"])}
 
 
 def best_mode(runs: dict[str, dict[str, Any]], model: str) -> str:
@@ -157,16 +178,16 @@ def best_mode(runs: dict[str, dict[str, Any]], model: str) -> str:
     return max(candidates, key=lambda n: (runs[n]["overall"]["exact_match"], runs[n]["overall"]["edit_similarity"]))
 
 
-def compare_runs(records: dict[str, list[dict]], a: str, b: str, cfg: EvalConfig) -> dict[str, Any]:
+def compare_runs(records: dict[str, list[ExamRecord]], a: str, b: str, cfg: EvalConfig) -> dict[str, Any]:
     """b - a for every metric, overall and per span kind, with paired bootstrap 95% intervals."""
     ra, rb = records[a], records[b]
     out: dict[str, Any] = {"a": a, "b": b, "overall": {}, "by_kind": {}}
     for metric in COMPARED_METRICS:
-        out["overall"][metric] = M.paired_bootstrap([r[metric] for r in ra], [r[metric] for r in rb],
+        out["overall"][metric] = M.paired_bootstrap([r.scores[metric] for r in ra], [r.scores[metric] for r in rb],
                                                     cfg.bootstrap, cfg.seed).as_dict()
-    for kind in sorted({r["kind"] for r in ra}):
-        idx = [i for i, r in enumerate(ra) if r["kind"] == kind]
-        out["by_kind"][kind] = {m: M.paired_bootstrap([ra[i][m] for i in idx], [rb[i][m] for i in idx],
+    for kind in sorted({r.kind for r in ra}):
+        idx = [i for i, r in enumerate(ra) if r.kind == kind]
+        out["by_kind"][kind] = {m: M.paired_bootstrap([ra[i].scores[m] for i in idx], [rb[i].scores[m] for i in idx],
                                                       cfg.bootstrap, cfg.seed).as_dict() for m in HEADLINE_METRICS}
     return out
 
@@ -252,7 +273,8 @@ def _profile(info: BackendInfo | None, adapter_id: str | None, local: Path | Non
 
 
 async def grade_all(url: str, runs_for: Any, tasks: list[Task], documents, references, tokenizer, cfg: EvalConfig,
-                    api_key_file: str | None = None) -> tuple[list[Run], dict[str, list[dict]], dict[str, float]]:
+                    api_key_file: str | None = None
+                    ) -> tuple[list[Run], dict[str, list[ExamRecord]], dict[str, float]]:
     """Ask the server at `url` for /info, plan the runs from its profiles (`runs_for(info)`), grade each."""
     from tqdm import tqdm
 
@@ -260,7 +282,7 @@ async def grade_all(url: str, runs_for: Any, tasks: list[Task], documents, refer
     try:
         info = await backend.info()
         runs = runs_for(info)
-        records: dict[str, list[dict]] = {}
+        records: dict[str, list[ExamRecord]] = {}
         seconds: dict[str, float] = {}
         indexes = {repo: workspace_index(files) for repo, files in documents.items()}
         with tqdm(total=len(runs) * len(tasks), desc="exam", unit="cursor", dynamic_ncols=True) as bar:
@@ -415,7 +437,7 @@ def run_exam(base: str | Path, dataset: str | Path, out: str | Path, cfg: EvalCo
         with open(tmp / "examples.jsonl", "w", encoding="utf-8") as fh:
             for key, recs in records.items():
                 for rec in recs:
-                    fh.write(json.dumps({"run": key, **rec}) + "\n")
+                    fh.write(json.dumps({"run": key, **rec.to_dict()}) + "\n")
         with open(tmp / "tasks.jsonl", "w", encoding="utf-8") as fh:
             for t in tasks:
                 fh.write(json.dumps(asdict(t)) + "\n")

@@ -73,7 +73,7 @@ async def test_the_exam_and_the_language_server_send_the_same_prompt_and_show_th
                           index=workspace_index(documents[task.repo]))
         answer = await session.complete("doc", task_input(task, documents))
         assert lsp_backend.requests == exam_backend.requests, task.id
-        assert answer.text == record["completion"]
+        assert answer.text == record.completion
         assert exam_backend.requests[0].prompt.startswith(FMT.repo_name)  # the profile's context, in both
 
 
