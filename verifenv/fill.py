@@ -15,8 +15,9 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InhouseError
 from verifenv import generate, ladder
@@ -34,16 +35,38 @@ HOLE = re.compile(r"^(?P<indent>[ \t]*)# <hole:(?P<name>\w+)>\n(?P<body>.*?)^[ \
 ORDER = ("tb/constraints.py", "tb/ref_model.py", "tb/coverage_points.py")
 
 
+class FillStatus(str, Enum):
+    """What became of one owned file's holes; reports write the value."""
+
+    ACCEPTED = "accepted"  # the model's fill passed the ladder and is kept
+    REJECTED = "rejected"  # no round passed: the generated text is restored
+    KEPT = "kept"  # not filled: its holes were edited by hand
+
+
+@dataclass(frozen=True)
+class FillItem:
+    """One owned file of `--fill`: its outcome, the rounds it took and why, round by round."""
+
+    file: str  # relative to the environment, e.g. tb/ref_model.py
+    status: FillStatus
+    rounds: int
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As reports/check.json holds it."""
+        return {"file": self.file, "status": self.status.value, "rounds": self.rounds, "reasons": list(self.reasons)}
+
+
 @dataclass
 class FillOutcome:
-    items: list[dict] = field(default_factory=list)
+    items: list[FillItem] = field(default_factory=list)
     report: ladder.Report | None = None
 
     def summary(self) -> str:
         if not self.items:
             return "verif-env fill: nothing to fill"
-        return "\n".join(f"verif-env fill: {i['file']}: {i['status']} after {i['rounds']} round(s)"
-                         + (f" ({i['reasons'][-1]})" if i.get("reasons") else "") for i in self.items)
+        return "\n".join(f"verif-env fill: {i.file}: {i.status.value} after {i.rounds} round(s)"
+                         + (f" ({i.reasons[-1]})" if i.reasons else "") for i in self.items)
 
 
 def holes(text: str) -> dict[str, tuple[int, int, str, str]]:
@@ -145,8 +168,8 @@ async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim:
             names = [n for n, h in holes(original).items()
                      if force or (n in default_holes and h[3] == default_holes[n][3])]
             if not names:
-                outcome.items.append({"file": rel, "status": "kept", "rounds": 0,
-                                      "reasons": ["its holes were edited by hand (use --force to refill)"]})
+                outcome.items.append(FillItem(rel, FillStatus.KEPT, 0,
+                                              ("its holes were edited by hand (use --force to refill)",)))
                 continue
             outcome.items.append(await _fill_file(pipeline, out_dir, rel, original, names, iface, cfg, sim, max_new))
     finally:
@@ -155,7 +178,7 @@ async def _fill(out_dir: Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim:
 
 
 async def _fill_file(pipeline, out_dir: Path, rel: str, original: str, names: list[str], iface: ModuleInterface,
-                     cfg: VerifEnvConfig, sim: str, max_new: int) -> dict:
+                     cfg: VerifEnvConfig, sim: str, max_new: int) -> FillItem:
     path = out_dir / rel
     attempts = out_dir / "fills"
     attempts.mkdir(exist_ok=True)
@@ -170,7 +193,7 @@ async def _fill_file(pipeline, out_dir: Path, rel: str, original: str, names: li
             except InhouseError as exc:
                 reasons.append(f"round {round_no}: backend: {exc}")
                 path.write_text(original, encoding="utf-8")
-                return {"file": rel, "status": "rejected", "rounds": round_no, "reasons": reasons}
+                return FillItem(rel, FillStatus.REJECTED, round_no, tuple(reasons))
             body = indent_body(raw, holes(text)[name][2])
             if body.strip():
                 text = replace_hole(text, name, body)
@@ -186,11 +209,11 @@ async def _fill_file(pipeline, out_dir: Path, rel: str, original: str, names: li
         ok, why = acceptance(rel, report)
         log.info("fill %s round %d: %s", rel, round_no, why)
         if ok:
-            return {"file": rel, "status": "accepted", "rounds": round_no, "reasons": reasons + [why]}
+            return FillItem(rel, FillStatus.ACCEPTED, round_no, (*reasons, why))
         reasons.append(f"round {round_no}: {why}")
         feedback = why
     _write(path, original)
-    return {"file": rel, "status": "rejected", "rounds": cfg.max_repair + 1, "reasons": reasons}
+    return FillItem(rel, FillStatus.REJECTED, cfg.max_repair + 1, tuple(reasons))
 
 
 def _write(path: Path, text: str) -> None:
@@ -209,8 +232,8 @@ def fill(out_dir: str | Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: 
     out_dir = Path(out_dir)
     outcome = asyncio.run(_fill(out_dir, iface, cfg, sim, client, force, backend))
     report = ladder.check(out_dir, cfg, sim, iface.name, mutants=mutants, write=False, reuse_build=True)
-    report.fill = outcome.items
-    rejected = [i["file"] for i in outcome.items if i["status"] == "rejected"]
+    report.fill = list(outcome.items)
+    rejected = [i.file for i in outcome.items if i.status == FillStatus.REJECTED]
     if rejected:
         report.notes.append(f"model fills rejected (restored to the generated text): {', '.join(rejected)}")
     outcome.report = ladder.write_report(report, out_dir, True)

@@ -21,12 +21,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.artifacts import write_json_atomic
 from verifenv import mutate, process
 from verifenv import sim as simulators
 from verifenv.config import VerifEnvConfig
 from verifenv.filelist import declarations
+
+if TYPE_CHECKING:
+    from verifenv.fill import FillItem
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class Report:
     levels: list[Level] = field(default_factory=list)
     mutants: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    fill: list[dict] = field(default_factory=list)  # --fill: each hole, accepted or rejected and why
+    fill: list[FillItem] = field(default_factory=list)  # --fill: each owned file, accepted or rejected and why
 
     def status(self, level: str) -> Status:
         return next((lv.status for lv in self.levels if lv.level == level), Status.SKIP)
@@ -80,7 +84,7 @@ class Report:
     def to_json(self) -> dict:
         return {"top": self.top, "sim": self.sim, "claimed": self.claimed,
                 "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes,
-                "fill": self.fill}
+                "fill": [item.to_dict() for item in self.fill]}
 
     def table(self) -> str:
         lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",
@@ -88,8 +92,8 @@ class Report:
         for lv in self.levels:
             lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status.value:<11}{lv.seconds:>7.1f}  {lv.detail}")
         for item in self.fill:
-            lines.append(f"fill  {item['file']}: {item['status']} after {item['rounds']} round(s)"
-                         + (f" - {item['reasons'][-1]}" if item.get("reasons") else ""))
+            lines.append(f"fill  {item.file}: {item.status.value} after {item.rounds} round(s)"
+                         + (f" - {item.reasons[-1]}" if item.reasons else ""))
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 

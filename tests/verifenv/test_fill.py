@@ -64,11 +64,11 @@ def test_good_fill_accepted_wrong_fill_repaired_with_feedback(tmp_path):
     ])
     cfg = VerifEnvConfig(cycles=20, seeds=1, max_repair=1)
     outcome = fill.fill(tmp_path, iface, cfg, "icarus", backend=backend)
-    status = {i["file"]: (i["status"], i["rounds"]) for i in outcome.items}
+    status = {i.file: (i.status, i.rounds) for i in outcome.items}
     assert status == {"tb/constraints.py": ("accepted", 1), "tb/ref_model.py": ("accepted", 2),
                       "tb/coverage_points.py": ("accepted", 1)}, outcome.summary()
-    ref_item = next(i for i in outcome.items if i["file"] == "tb/ref_model.py")
-    assert "L3 scoreboard: fail" in ref_item["reasons"][0]
+    ref_item = next(i for i in outcome.items if i.file == "tb/ref_model.py")
+    assert "L3 scoreboard: fail" in ref_item.reasons[0]
     # the round-2 prompt carried the round-1 failure back to the model
     assert "previous attempt was rejected" in backend.prompts[4]
     report = json.loads((tmp_path / "reports" / "check.json").read_text())
@@ -82,7 +82,7 @@ def test_hand_edited_holes_are_not_refilled(tmp_path):
     iface = interface.load(tmp_path / "interface.json")
     backend = ScriptedBackend(["        return inputs\n", "    \n"])
     outcome = fill.fill(tmp_path, iface, VerifEnvConfig(cycles=20, seeds=1, max_repair=0), "icarus", backend=backend)
-    status = {i["file"]: i["status"] for i in outcome.items}
+    status = {i.file: i.status for i in outcome.items}
     assert status["tb/ref_model.py"] == "kept"
     assert "class Model" in (tmp_path / "tb" / "ref_model.py").read_text()
     assert outcome.report.status("L3") == "pass"
