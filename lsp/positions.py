@@ -1,21 +1,27 @@
 """LSP positions to string offsets and back, in UTF-16 code units as the protocol says (or UTF-8/32 when
 the client negotiated them). Lines end at \\n, \\r\\n or \\r only; a character past the end of its line
-means the end of the line, a line past the end of the document means the end of the document."""
+means the end of the line, a line past the end of the document means the end of the document.
+
+Code units are counted by pygls's `PositionCodec`. Its position conversion is not used: it splits lines as
+`str.splitlines` does (also at U+2028, \\x0c, ...), moves a character inside a surrogate pair past the pair,
+and clamps a character past the end of the last line to one before its end.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+
+from pygls.workspace.position_codec import PositionCodec
 
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
-def _units(ch: str, encoding: str) -> int:
-    if encoding == "utf-8":
-        return len(ch.encode("utf-8"))
-    if encoding == "utf-32":
-        return 1
-    return 2 if ord(ch) > 0xFFFF else 1
+@functools.cache
+def _codec(encoding: str) -> PositionCodec:
+    """The codec of a negotiated position encoding (UTF-16, the protocol's default, for any other name)."""
+    return PositionCodec(encoding)
 
 
 def line_starts(text: str) -> list[int]:
@@ -44,10 +50,11 @@ def locate(text: str, line: int, character: int, encoding: str = "utf-16") -> tu
             last, col = position_at(text, len(text), encoding)
             return len(text), last, col
     end = _line_end(text, start)
+    units_of = _codec(encoding).impl.code_units_for_char
     units = 0
     i = start
     while i < end and units < character:
-        step = _units(text[i], encoding)
+        step = units_of(text[i])
         if units + step > character:
             break  # inside a surrogate pair / multi-byte character: stay before it
         units += step
@@ -72,7 +79,7 @@ def position_at(text: str, offset: int, encoding: str = "utf-16") -> tuple[int, 
         else:
             hi = mid - 1
     start = starts[lo]
-    return lo, sum(_units(c, encoding) for c in text[start:offset])
+    return lo, _codec(encoding).client_num_units(text[start:offset])
 
 
 @dataclass(frozen=True)
