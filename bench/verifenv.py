@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from verifenv import filelist, generate, interface, ladder  # noqa: E402
 from verifenv import sim as simulators  # noqa: E402
 from verifenv.config import VerifEnvConfig  # noqa: E402
+from verifenv.report import Status  # noqa: E402
 
 SECONDS_TARGET = {"icarus": 15.0, "verilator": 120.0}
 _TESTBENCH = re.compile(r"(^|_)(tb|testbench|test|tests|bench)($|_)", re.IGNORECASE)
@@ -69,10 +70,10 @@ def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | N
         generate.generate(iface, fs, out, options)
         stream_like = generate.tb_spec(iface, options)["stream"] is not None
         report = ladder.check(out, cfg, sim, top, upto="L2")
-        row.update(claimed=report.claimed, built=report.status("L1") == ladder.Status.PASS,
-                   smoke=report.status("L2") == ladder.Status.PASS,
+        row.update(claimed=report.claimed, built=report.status("L1") == Status.PASS,
+                   smoke=report.status("L2") == Status.PASS,
                    detail=next((lv.detail for lv in report.levels
-                                if lv.status not in (ladder.Status.PASS, ladder.Status.SKIP)), ""))
+                                if lv.status not in (Status.PASS, Status.SKIP)), ""))
         model = models / f"{top}_model.py" if models else None
         has_model = model is not None and model.is_file()
         if row["smoke"] and (has_model or stream_like):

@@ -68,6 +68,7 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
     """The RTL flow; returns the exit code (1 when --check shows the environment does not pass smoke)."""
     from verifenv import filelist, generate, interface, ladder
     from verifenv import sim as simulators
+    from verifenv.report import Status
 
     fileset = filelist.resolve(rtl, top)
     all_defines = tuple(dict.fromkeys(fileset.defines + defines))
@@ -99,6 +100,6 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
         report = ladder.check(out, cfg, chosen, top, mutants=cfg.mutants)
     if report is not None:
         typer.echo(report.table())
-        if report.status("L2") != ladder.Status.PASS:
+        if report.status("L2") != Status.PASS:
             return 1
     return 0

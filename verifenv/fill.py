@@ -15,14 +15,14 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core.errors import InhouseError
 from verifenv import generate, ladder
 from verifenv.config import VerifEnvConfig
 from verifenv.interface import ModuleInterface
+from verifenv.report import FillItem, FillStatus, Report, Status, write_report
 
 if TYPE_CHECKING:
     from core.client import ClientConfig
@@ -35,32 +35,10 @@ HOLE = re.compile(r"^(?P<indent>[ \t]*)# <hole:(?P<name>\w+)>\n(?P<body>.*?)^[ \
 ORDER = ("tb/constraints.py", "tb/ref_model.py", "tb/coverage_points.py")
 
 
-class FillStatus(str, Enum):
-    """What became of one owned file's holes; reports write the value."""
-
-    ACCEPTED = "accepted"  # the model's fill passed the ladder and is kept
-    REJECTED = "rejected"  # no round passed: the generated text is restored
-    KEPT = "kept"  # not filled: its holes were edited by hand
-
-
-@dataclass(frozen=True)
-class FillItem:
-    """One owned file of `--fill`: its outcome, the rounds it took and why, round by round."""
-
-    file: str  # relative to the environment, e.g. tb/ref_model.py
-    status: FillStatus
-    rounds: int
-    reasons: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """As reports/check.json holds it."""
-        return {"file": self.file, "status": self.status.value, "rounds": self.rounds, "reasons": list(self.reasons)}
-
-
 @dataclass
 class FillOutcome:
     items: list[FillItem] = field(default_factory=list)
-    report: ladder.Report | None = None
+    report: Report | None = None
 
     def summary(self) -> str:
         if not self.items:
@@ -107,14 +85,14 @@ def context_header(iface: ModuleInterface, feedback: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def acceptance(rel: str, report: ladder.Report) -> tuple[bool, str]:
+def acceptance(rel: str, report: Report) -> tuple[bool, str]:
     """Whether a filled file is kept, and the reason in words."""
     for level in report.levels:
-        if level.level in ("L0", "L1", "L2") and level.status != ladder.Status.PASS:
+        if level.level in ("L0", "L1", "L2") and level.status != Status.PASS:
             return False, f"{level.level} {level.name}: {level.status.value}: {level.detail}"
     if rel == "tb/ref_model.py":
         l3 = next(lv for lv in report.levels if lv.level == "L3")
-        if l3.status != ladder.Status.PASS:
+        if l3.status != Status.PASS:
             return False, f"L3 scoreboard: {l3.status.value}: {l3.detail}"
     if rel == "tb/coverage_points.py":
         l4 = next(lv for lv in report.levels if lv.level == "L4")
@@ -236,5 +214,5 @@ def fill(out_dir: str | Path, iface: ModuleInterface, cfg: VerifEnvConfig, sim: 
     rejected = [i.file for i in outcome.items if i.status == FillStatus.REJECTED]
     if rejected:
         report.notes.append(f"model fills rejected (restored to the generated text): {', '.join(rejected)}")
-    outcome.report = ladder.write_report(report, out_dir, True)
+    outcome.report = write_report(report, out_dir, True)
     return outcome

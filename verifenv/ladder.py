@@ -3,8 +3,8 @@
 L0 well-formed code, L1 builds, L2 smoke (reset, no X, no DUT assertion, no hang), L3 the scoreboard agrees
 with the RTL over several seeds, L4 coverage, L5 RTL mutation score. Each level runs the environment's own
 pytest runner in a subprocess (process group killed on a wall-clock timeout) and reads the JSON the tests
-write. Written to reports/check.json and reports/check.txt; `claimed` is the highest level with all below it
-passed. pytest exit codes 2-5 are harness errors, never a killed mutant.
+write. The report (report.py) is written to reports/check.json and reports/check.txt; `claimed` is the highest
+level with all below it passed. pytest exit codes 2-5 are harness errors, never a killed mutant.
 """
 
 from __future__ import annotations
@@ -18,84 +18,20 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.artifacts import write_json_atomic
 from verifenv import mutate, process
 from verifenv import sim as simulators
 from verifenv.config import VerifEnvConfig
 from verifenv.filelist import declarations
-
-if TYPE_CHECKING:
-    from verifenv.fill import FillItem
+from verifenv.report import Level, Report, Status, write_report
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("L0", "L1", "L2", "L3", "L4", "L5")
 NAMES = {"L0": "well-formed", "L1": "builds", "L2": "smoke", "L3": "scoreboard", "L4": "coverage", "L5": "mutants"}
 _REQUIRED = {"tb/ref_model.py": ("Model",), "tb/constraints.py": ("constrain",), "tb/coverage_points.py": ("POINTS",)}
-
-
-class Status(str, Enum):
-    """What one level showed; reports write the value (`"pass"`), and it compares equal to it."""
-
-    PASS = "pass"
-    FAIL = "fail"  # the check ran and the environment failed it
-    ERROR = "error"  # the check could not judge: a timeout, a harness error, no simulator, no coverage report
-    NOT_SHOWN = "not_shown"  # the check ran but had nothing to judge (no transfer seen, no mutant counted)
-    SKIP = "skip"  # not run: a level below failed, or it was not asked for
-
-
-@dataclass
-class Level:
-    level: str
-    name: str
-    status: Status
-    detail: str = ""
-    seconds: float = 0.0
-    data: dict = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    top: str
-    sim: str
-    levels: list[Level] = field(default_factory=list)
-    mutants: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    fill: list[FillItem] = field(default_factory=list)  # --fill: each owned file, accepted or rejected and why
-
-    def status(self, level: str) -> Status:
-        return next((lv.status for lv in self.levels if lv.level == level), Status.SKIP)
-
-    @property
-    def claimed(self) -> str:
-        """The highest level such that it and every level below it passed ('none' if L0 did not)."""
-        best = "none"
-        for lv in self.levels:
-            if lv.status != Status.PASS:
-                break
-            best = lv.level
-        return best
-
-    def to_json(self) -> dict:
-        return {"top": self.top, "sim": self.sim, "claimed": self.claimed,
-                "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes,
-                "fill": [item.to_dict() for item in self.fill]}
-
-    def table(self) -> str:
-        lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",
-                 f"{'level':<6}{'check':<13}{'status':<11}{'secs':>7}  detail"]
-        for lv in self.levels:
-            lines.append(f"{lv.level:<6}{lv.name:<13}{lv.status.value:<11}{lv.seconds:>7.1f}  {lv.detail}")
-        for item in self.fill:
-            lines.append(f"fill  {item.file}: {item.status.value} after {item.rounds} round(s)"
-                         + (f" - {item.reasons[-1]}" if item.reasons else ""))
-        lines.extend(f"note: {n}" for n in self.notes)
-        return "\n".join(lines)
 
 
 class Runner:
@@ -458,14 +394,3 @@ def _kill_reason(folder: Path, run: process.RunResult) -> str:
     if board and board.get("mismatches"):
         return f"scoreboard: {board['mismatches'][0]}"
     return _last_error(run.output)
-
-
-def write_report(report: Report, out_dir: Path, write: bool = True) -> Report:
-    """Write reports/check.json and reports/check.txt (when `write`); returns the report."""
-    if write:
-        (out_dir / "reports").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / "reports" / "check.json", report.to_json())
-        tmp = out_dir / "reports" / "check.txt.tmp"
-        tmp.write_text(report.table() + "\n", encoding="utf-8")
-        tmp.replace(out_dir / "reports" / "check.txt")
-    return report
