@@ -17,8 +17,9 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.artifacts import write_json_atomic
 from core.errors import InhouseError, ValidationError
@@ -36,20 +37,46 @@ _SAMPLES = {"int": "1", "float": "1.0", "str": "'a'", "bool": "True", "bytes": "
             "Sequence": "[]", "Iterable": "[]", "Mapping": "{}", "Path": "pathlib.Path('.')"}
 
 
+class SmokeOutcome(str, Enum):
+    """A smoke test's outcome in the junit XML pytest writes; reports write the value."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # a failure or an error
+    SKIPPED = "skipped"
+
+
+class Verdict(str, Enum):
+    KEPT = "kept"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model-written test and what became of it, with why."""
+
+    test: str
+    status: Verdict
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As reports/python_twin.json holds it."""
+        return {"test": self.test, "status": self.status.value, "reason": self.reason}
+
+
 @dataclass
 class TwinResult:
     out_dir: Path
-    smoke: dict[str, str] = field(default_factory=dict)  # test -> passed | failed | skipped
-    candidates: list[dict] = field(default_factory=list)
+    smoke: dict[str, SmokeOutcome] = field(default_factory=dict)  # smoke test -> its outcome
+    candidates: list[Candidate] = field(default_factory=list)
     coverage: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
-        passed = sum(1 for s in self.smoke.values() if s == "passed")
-        kept = [c["test"] for c in self.candidates if c["status"] == "kept"]
+        passed = sum(1 for s in self.smoke.values() if s == SmokeOutcome.PASSED)
+        kept = [c.test for c in self.candidates if c.status == Verdict.KEPT]
         lines = [f"verif-env python: {self.out_dir}: smoke {passed}/{len(self.smoke)} passed; "
                  f"model tests kept {len(kept)}/{len(self.candidates)}; line coverage "
                  f"{self.coverage.get('smoke', 0):.0%} -> {self.coverage.get('final', 0):.0%}"]
-        lines += [f"  {c['test']}: {c['status']} ({c['reason']})" for c in self.candidates]
+        lines += [f"  {c.test}: {c.status.value} ({c.reason})" for c in self.candidates]
         return "\n".join(lines)
 
 
@@ -172,19 +199,19 @@ def _statements(path: str) -> int:
     return len({n.lineno for n in ast.walk(tree) if isinstance(n, ast.stmt)}) or 1
 
 
-def _smoke_outcomes(harness: Harness, smoke_file: str) -> dict[str, str]:
+def _smoke_outcomes(harness: Harness, smoke_file: str) -> dict[str, SmokeOutcome]:
     xml = harness.out_dir / ".smoke.xml"
     harness.pytest(smoke_file, f"--junitxml={xml}")
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, SmokeOutcome] = {}
     if xml.exists():
         import xml.etree.ElementTree as ET
 
         for case in ET.parse(xml).getroot().iter("testcase"):
-            status = "passed"
+            status = SmokeOutcome.PASSED
             if case.find("skipped") is not None:
-                status = "skipped"
+                status = SmokeOutcome.SKIPPED
             elif case.find("failure") is not None or case.find("error") is not None:
-                status = "failed"
+                status = SmokeOutcome.FAILED
             outcomes[case.get("name", "")] = status
         xml.unlink()
     return outcomes
@@ -216,7 +243,7 @@ def run(paths: list[Path], out: Path, cfg: VerifEnvConfig, *, fill: bool = False
     result.coverage["smoke"] = round(len(covered) / total, 4)
     if fill:
         if kept_file.exists() and not force:
-            result.candidates.append({"test": kept_file.name, "status": "kept", "reason": "exists (use --force)"})
+            result.candidates.append(Candidate(kept_file.name, Verdict.KEPT, "exists (use --force)"))
         else:
             texts = asyncio.run(_ask_model(api, cfg, client, backend))
             kept = _select(harness, api, texts, smoke_file, covered, cfg, result)
@@ -227,7 +254,8 @@ def run(paths: list[Path], out: Path, cfg: VerifEnvConfig, *, fill: bool = False
             covered = harness.covered([smoke_file, kept_file.name])
     result.coverage["final"] = round(len(covered) / total, 4)
     write_json_atomic(out / "reports" / "python_twin.json", {
-        "module": api.module, "api": api.to_json(), "smoke": result.smoke, "candidates": result.candidates,
+        "module": api.module, "api": api.to_json(), "smoke": result.smoke,
+        "candidates": [c.to_dict() for c in result.candidates],
         "coverage": result.coverage, "statements": total})
     return result
 
@@ -242,37 +270,38 @@ def _select(harness: Harness, api: pyapi.ModuleApi, texts: list[tuple[str, str]]
     for index, (name, text) in enumerate(texts):
         source = "import pytest  # noqa: F401\n\n\n" + text
         (record / f"{index:02d}_{name}.py.txt").write_text(source, encoding="utf-8")
-        entry = {"test": name, "status": "dropped", "reason": ""}
-        result.candidates.append(entry)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError as exc:
-            entry["reason"] = f"does not parse: line {exc.lineno}: {exc.msg}"
-            continue
-        if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
-            entry["reason"] = f"does not define {name}"
-            continue
-        cand = harness.out_dir / f"cand_{index:02d}.py"
-        cand.write_text(source, encoding="utf-8")
-        try:
-            for attempt in range(1, cfg.python_runs + 1):
-                code, output = harness.pytest(cand.name)
-                if code != 0:
-                    first = next((ln for ln in output.splitlines() if ln.startswith("E ")), output.strip()[-200:])
-                    entry["reason"] = (f"failed on run {attempt}: {first.strip()[:200]}" if attempt == 1 else
-                                       f"flaky: passed {attempt - 1} run(s), then failed")
-                    break
-            else:
-                gained = harness.covered([smoke_file, cand.name]) - covered
-                if not gained:
-                    entry["reason"] = "passes but adds no line coverage"
-                else:
-                    covered |= gained
-                    kept.append(text)
-                    entry.update(status="kept", reason=f"passed {cfg.python_runs} runs, +{len(gained)} line(s)")
-        finally:
-            cand.unlink(missing_ok=True)
+        reason, gained = _judge(harness, index, name, source, smoke_file, covered, cfg)
+        if gained:
+            covered |= gained
+            kept.append(text)
+        result.candidates.append(Candidate(name, Verdict.KEPT if gained else Verdict.DROPPED, reason))
     return kept
+
+
+def _judge(harness: Harness, index: int, name: str, source: str, smoke_file: str, covered: set[int],
+           cfg: VerifEnvConfig) -> tuple[str, set[int]]:
+    """(why, the lines it adds): a candidate that adds lines is kept; the reason says why or why not."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return f"does not parse: line {exc.lineno}: {exc.msg}", set()
+    if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
+        return f"does not define {name}", set()
+    cand = harness.out_dir / f"cand_{index:02d}.py"
+    cand.write_text(source, encoding="utf-8")
+    try:
+        for attempt in range(1, cfg.python_runs + 1):
+            code, output = harness.pytest(cand.name)
+            if code != 0:
+                first = next((ln for ln in output.splitlines() if ln.startswith("E ")), output.strip()[-200:])
+                return (f"failed on run {attempt}: {first.strip()[:200]}" if attempt == 1 else
+                        f"flaky: passed {attempt - 1} run(s), then failed"), set()
+        gained = harness.covered([smoke_file, cand.name]) - covered
+        if not gained:
+            return "passes but adds no line coverage", set()
+        return f"passed {cfg.python_runs} runs, +{len(gained)} line(s)", gained
+    finally:
+        cand.unlink(missing_ok=True)
 
 
 async def _ask_model(api: pyapi.ModuleApi, cfg: VerifEnvConfig, client: ClientConfig | None,

@@ -58,7 +58,7 @@ def test_model_tests_kept_only_on_evidence(tmp_path):
         "    s = mod.Stack()\n    with pytest.raises(IndexError):\n        s.pop()\n",
     ])
     result = python_twin.run([SHAPES], tmp_path / "out", VerifEnvConfig(python_runs=2), fill=True, backend=backend)
-    verdict = {c["test"]: (c["status"], c["reason"]) for c in result.candidates}
+    verdict = {c.test: (c.status, c.reason) for c in result.candidates}
     assert verdict["test_clamp_behaviour"][0] == "kept"
     assert verdict["test_parse_pair_behaviour"][0] == "dropped"
     assert verdict["test_parse_pair_behaviour"][1].startswith("failed on run 1")
