@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from verifenv import filelist, generate, interface, ladder  # noqa: E402
 from verifenv import sim as simulators  # noqa: E402
 from verifenv.config import VerifEnvConfig  # noqa: E402
-from verifenv.report import Status  # noqa: E402
+from verifenv.report import MutantOutcome, Status  # noqa: E402
 
 SECONDS_TARGET = {"icarus": 15.0, "verilator": 120.0}
 _TESTBENCH = re.compile(r"(^|_)(tb|testbench|test|tests|bench)($|_)", re.IGNORECASE)
@@ -87,7 +87,7 @@ def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | N
             if "score" in l5.data:
                 row["mutation_score"] = l5.data["score"]
                 row["mutants"] = {k: l5.data[k] for k in ("killed", "survived", "timeout", "stillborn", "error")}
-                row["survivors"] = [m["mutation"] for m in full.mutants if m["outcome"] == "survived"]
+                row["survivors"] = [m.mutation for m in full.mutants if m.outcome == MutantOutcome.SURVIVED]
     except Exception as exc:  # the bench reports a module that breaks the generator instead of stopping
         row["detail"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = round(time.monotonic() - start, 2)

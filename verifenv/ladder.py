@@ -25,7 +25,7 @@ from verifenv import mutate, process
 from verifenv import sim as simulators
 from verifenv.config import VerifEnvConfig
 from verifenv.filelist import declarations
-from verifenv.report import Level, Report, Status, write_report
+from verifenv.report import Level, MutantOutcome, MutantResult, Report, Status, write_report
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
     if not chosen:
         return Level("L5", NAMES["L5"], Status.NOT_SHOWN, "no mutable operators, constants or conditions found")
     start = time.monotonic()
-    tally = {"killed": 0, "survived": 0, "timeout": 0, "stillborn": 0, "error": 0}
+    tally = {o.value: 0 for o in MutantOutcome}
     for target, m in chosen:
         folder = out_dir / "mutants" / m.id
         folder.mkdir(parents=True, exist_ok=True)
@@ -362,24 +362,24 @@ def level5(runner: Runner, out_dir: Path, top: str, count: int, report: Report) 
                "VERIFENV_SEED": "1", "VERIFENV_REPORT_DIR": str(folder / "reports")}
         build = runner.pytest("test_build", runner.cfg.build_timeout_s, **env)
         if build.returncode != 0:
-            outcome = "stillborn" if build.returncode == 1 else "error"
+            outcome = MutantOutcome.STILLBORN if build.returncode == 1 else MutantOutcome.ERROR
             why = _describe(build)
         else:
             run = runner.pytest("test_random or test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, **env)
             if run.timed_out:
-                outcome, why = "timeout", _describe(run)
+                outcome, why = MutantOutcome.TIMEOUT, _describe(run)
             elif run.harness_error:
-                outcome, why = "error", _describe(run)  # never counted as killed
+                outcome, why = MutantOutcome.ERROR, _describe(run)  # never counted as killed
             else:
-                outcome = "killed" if run.returncode == process.PYTEST_FAILED else "survived"
-                why = _kill_reason(folder / "reports", run) if outcome == "killed" else "all tests passed"
-        tally[outcome] += 1
+                outcome = MutantOutcome.KILLED if run.returncode == process.PYTEST_FAILED else MutantOutcome.SURVIVED
+                why = _kill_reason(folder / "reports", run) if outcome == MutantOutcome.KILLED else "all tests passed"
+        tally[outcome.value] += 1
         where = "" if target == rtl[-1] else f"{target.name} "
-        report.mutants.append({"id": m.id, "mutation": where + m.description, "outcome": outcome, "why": why[:300]})
+        report.mutants.append(MutantResult(m.id, where + m.description, outcome, why[:300]))
         shutil.rmtree(out_dir / "sim_build" / "mutants" / m.id, ignore_errors=True)
     counted = tally["killed"] + tally["survived"] + tally["timeout"]
     score = tally["killed"] / counted if counted else 0.0
-    survivors = [m["mutation"] for m in report.mutants if m["outcome"] == "survived"]
+    survivors = [m.mutation for m in report.mutants if m.outcome == MutantOutcome.SURVIVED]
     detail = (f"score {score:.0%} ({tally['killed']} killed / {counted}); survived {tally['survived']}, "
               f"timeout {tally['timeout']}, stillborn {tally['stillborn']}, harness errors {tally['error']}")
     if survivors:

@@ -34,6 +34,28 @@ class Level:
     data: dict = field(default_factory=dict)
 
 
+class MutantOutcome(str, Enum):
+    """What one RTL mutant did to the environment's tests (L5); only killed, survived and timeout are counted."""
+
+    KILLED = "killed"  # a test failed: the environment noticed the change
+    SURVIVED = "survived"  # every test passed
+    TIMEOUT = "timeout"  # the run hung past its wall-clock limit
+    STILLBORN = "stillborn"  # the mutant did not build
+    ERROR = "error"  # a harness error: never counted as killed
+
+
+@dataclass(frozen=True)
+class MutantResult:
+    id: str
+    mutation: str  # what was changed, with the file when it is not the top's
+    outcome: MutantOutcome
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As reports/check.json holds it."""
+        return {"id": self.id, "mutation": self.mutation, "outcome": self.outcome.value, "why": self.why}
+
+
 class FillStatus(str, Enum):
     """What became of one owned file's holes; reports write the value."""
 
@@ -61,7 +83,7 @@ class Report:
     top: str
     sim: str
     levels: list[Level] = field(default_factory=list)
-    mutants: list[dict] = field(default_factory=list)
+    mutants: list[MutantResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fill: list[FillItem] = field(default_factory=list)  # --fill: each owned file, accepted or rejected and why
 
@@ -80,8 +102,8 @@ class Report:
 
     def to_json(self) -> dict:
         return {"top": self.top, "sim": self.sim, "claimed": self.claimed,
-                "levels": [asdict(lv) for lv in self.levels], "mutants": self.mutants, "notes": self.notes,
-                "fill": [item.to_dict() for item in self.fill]}
+                "levels": [asdict(lv) for lv in self.levels], "mutants": [m.to_dict() for m in self.mutants],
+                "notes": self.notes, "fill": [item.to_dict() for item in self.fill]}
 
     def table(self) -> str:
         lines = [f"verif-env check: {self.top} ({self.sim}); claimed: {self.claimed}",

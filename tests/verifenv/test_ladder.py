@@ -70,7 +70,7 @@ def test_hand_model_agrees_and_kills_mutants(tmp_path, quick_cfg):
     l5 = report.levels[5]
     assert l5.level == "L5" and l5.status == "pass", report.table()
     assert l5.data["killed"] == 3 and l5.data["score"] == 1.0
-    assert [m["outcome"] for m in report.mutants] == ["killed"] * 3
+    assert [m.outcome for m in report.mutants] == ["killed"] * 3
     assert report.claimed == "L5"
 
 
@@ -110,7 +110,7 @@ def test_transfer_scoreboard_shows_l3_and_kills_stream_mutants_without_a_model(t
     learned = json.loads((tmp_path / "tb" / "transfer_fields.json").read_text())
     assert learned["fields"] == ["data", "last", "user"] and learned["learned"]["lost"] == 0
     assert l5.status == "pass" and l5.data["score"] >= 0.75, report.table()
-    assert any("transfer scoreboard" in m["why"] or "never came out" in m["why"] for m in report.mutants), \
+    assert any("transfer scoreboard" in m.why or "never came out" in m.why for m in report.mutants), \
         report.mutants
     cov = json.loads(next((tmp_path / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())
     assert cov["handshakes"]["s_axis_s_axis_tvalid"]["stall"] > 0  # back-pressure phases reached the input
@@ -217,10 +217,10 @@ def test_harness_errors_and_timeouts_are_never_counted_as_killed(tmp_path, quick
     monkeypatch.setattr(ladder.Runner, "pytest", pytest)
     report = ladder.check(tmp_path, quick_cfg, "icarus", "counter", mutants=2)
     l5 = report.levels[5]
-    assert [m["outcome"] for m in report.mutants] == ["error", "timeout"]
+    assert [m.outcome for m in report.mutants] == ["error", "timeout"]
     assert l5.data["killed"] == 0 and l5.data["error"] == 1 and l5.data["timeout"] == 1
     assert l5.status == "fail" and l5.data["score"] == 0.0
-    assert "harness error (pytest exit 5)" in report.mutants[0]["why"]
+    assert "harness error (pytest exit 5)" in report.mutants[0].why
 
 
 def test_apb_requester_keeps_the_completer_protocol(tmp_path, quick_cfg):
@@ -242,6 +242,6 @@ def test_a_wrapper_gets_its_mutants_from_the_modules_it_instantiates(tmp_path, q
     make_env(tmp_path, "pipe.f", "pipe_top", cycles=60)
     report = ladder.check(tmp_path, quick_cfg, "icarus", "pipe_top", mutants=2)
     assert report.status("L3") == "pass" and report.levels[3].data["transfers"] > 0, report.table()
-    assert [m["id"].split(".")[0] for m in report.mutants] == ["stream_reg", "stream_reg"]
-    assert all(m["mutation"].startswith("stream_reg.v line ") for m in report.mutants)
+    assert [m.id.split(".")[0] for m in report.mutants] == ["stream_reg", "stream_reg"]
+    assert all(m.mutation.startswith("stream_reg.v line ") for m in report.mutants)
     assert report.levels[5].data["killed"] >= 1, report.table()
