@@ -31,9 +31,13 @@ def markdown(state: CycleState) -> str:
             lines.append(f"| {stage.value} | {r.get('status')} | {r.get('minutes', '')} | {_what(stage, r)} |")
     gate = state.result(Stage.GATE)
     if gate.get("reasons"):
+        rule = gate.get("rule") or {}
         lines += ["", f"## Exam gate (against {gate.get('against')}): "
-                      f"{'eligible' if gate.get('eligible') else 'refused'}", "", f"Rule: {gate.get('rule')}", ""]
-        lines += [f"- {_reason(r)}" for r in gate["reasons"]]
+                      f"{'eligible' if gate.get('eligible') else 'refused'}", "",
+                  f"Rule `{rule.get('name')}`: {rule.get('text', rule)}", "",
+                  "| metric | candidate − reference (points, 95% interval) | n | verdict | passes |",
+                  "|---|---:|---:|---|---|"]
+        lines += [_reason(r) for r in gate["reasons"]]
         lines += ["", f"Full exam report: {Path(gate['report']).parent / 'report.md'}"]
     decide = state.result(Stage.DECIDE)
     if decide.get("arms"):
@@ -70,9 +74,15 @@ def _what(stage: Stage, r: dict[str, Any]) -> str:
 
 
 def _reason(r: Any) -> str:
-    if isinstance(r, dict):
-        return ", ".join(f"{k} {v}" for k, v in r.items())
-    return str(r)
+    """One row of the gate's table (the exam's fractions in points)."""
+    if not isinstance(r, dict):
+        return f"| {r} | | | | |"
+
+    def pts(x: Any) -> str:
+        return f"{100 * x:+.1f}" if isinstance(x, (int, float)) else "n/a"
+
+    return (f"| {r.get('metric')} | {pts(r.get('delta'))} [{pts(r.get('ci_low'))}, {pts(r.get('ci_high'))}] "
+            f"| {r.get('n', '')} | {r.get('verdict')} | {'yes' if r.get('passed') else 'no'} |")
 
 
 def _pretty(data: Any) -> str:
