@@ -84,6 +84,10 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
         "outputs": outputs,
         "channels": channels,
         "apb": {role: port for role, port in iface.apb.items() if port in present},
+        # AXI4 / AXI4-Lite for cocotbext-axi (tb/buses.py); a bus with a port under an inactive `ifdef` is left out.
+        "axi": [dict(bus) for bus in iface.axi if set(bus["ports"]) <= present],
+        "wishbone": {role: port for role, port in iface.wishbone.items() if port in present}
+        if {iface.wishbone.get(r) for r in ("cyc", "stb", "ack")} <= present else {},
         # One clock only: transfers are sampled at the first clock's edges (a CDC FIFO's sides tick apart).
         "stream": stream_spec(channels) if len(iface.clocks) <= 1 else None,
         "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},
@@ -251,6 +255,7 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
                                               "CYCLES": str(options.cycles)}), False),
         "pytest.ini": (template("pytest.ini.tmpl"), False),
         "tb/protocol.py": (render("protocol.py.tmpl", {"TOP": iface.name}), False),
+        "tb/buses.py": (render("buses.py.tmpl", {"TOP": iface.name}), False),
     }
     files.update({rel: (text, True) for rel, text in owned_files(iface, options).items()})
     if options.pyuvm:
