@@ -13,6 +13,7 @@ from verifenv.config import VerifEnvConfig
 
 HERE = Path(__file__).resolve().parent
 RTL = HERE / "rtl"
+PUBLIC = HERE / "rtl_public"  # public RTL, copied unchanged (verilog-axi, verilog-wishbone)
 MODELS = HERE / "models"
 
 
