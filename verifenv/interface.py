@@ -242,14 +242,15 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
     clocks, resets = _clocks_resets(ports, body, evidence)
     evidence = {r.name: evidence[r.name] for r in resets if r.name in evidence}
     special = {c.name for c in clocks} | {r.name for r in resets}
-    channels = handshakes.infer(ports, special)
-    outputs = [p for p in ports if p.direction != "input"]
-    qualifiers = {**_qualifiers(outputs), **handshakes.qualifiers(channels)}
-    apb = handshakes.apb([p for p in ports if p.name not in special]) or {}
-    if "prdata" in apb and "pready" in apb:
-        qualifiers[apb["prdata"]] = apb["pready"]  # read data means something only while the completer is ready
     free = [p for p in ports if p.name not in special]
     wishbone = buses.wishbone(free) or {}
+    # A Wishbone stb/ack is no valid/ready pair (a pipelined slave acknowledges after stb fell): its own driver.
+    channels = [c for c in handshakes.infer(ports, special) if not {c.valid, c.ready} & set(wishbone.values())]
+    outputs = [p for p in ports if p.direction != "input"]
+    qualifiers = {**_qualifiers(outputs), **handshakes.qualifiers(channels)}
+    apb = handshakes.apb(free) or {}
+    if "prdata" in apb and "pready" in apb:
+        qualifiers[apb["prdata"]] = apb["pready"]  # read data means something only while the completer is ready
     if "dat_r" in wishbone:
         qualifiers[wishbone["dat_r"]] = wishbone["ack"]  # read data only counts on the acknowledge
     found = dut_assertions.find(primary.body, body)
