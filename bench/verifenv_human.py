@@ -3,11 +3,12 @@
     .venv/bin/python bench/verifenv_human.py --corpus verilog-axis [--match RE] [--mutants 6] [--out DIR]
                                              [--json FILE] [--human-timeout 900]
 
-For every top of CORPUS/rtl with a testbench CORPUS/tb/<top>/test_<top>.py that bench/verifenv.py judges with
-the transfer scoreboard (L5 shown), the generated environment is checked up to L5 (`bench.verifenv.one`), then
-the human testbench runs on the design as given and on each mutant L5 built (the mutated file in
-mutants/<id>/), with the parameters of its own Makefile (`export PARAM_...`) and the same file closure. A
-mutant is killed by the human testbench when one of its tests fails. The testbenches were written for cocotb
+For every top of CORPUS/rtl with a testbench CORPUS/tb/<top>/test_<top>.py, both sides build the design with
+the parameters of that testbench's Makefile (`export PARAM_...`; the testbenches assume them, e.g. tid and
+tdest enabled): the generated environment is checked up to L5 with them (`bench.verifenv.one`, `-G`), so its
+mutants are picked, and dead code skipped, for that configuration; where it shows L5, the human testbench runs
+on the design as given and on each of those mutants (the mutated file in mutants/<id>/) with the same file
+closure. A mutant is killed by the human testbench when one of its tests fails. The testbenches were written for cocotb
 1.x; they are copied with the few renames cocotb 2 needs (`Clock(units=)` -> `unit=`, `.value.integer` and a
 parameter's `dut.NAME.value` -> `int(...)`, `cocotb.SIM_NAME` -> `cocotb.is_simulation`, the cocotb-test import
 dropped), nothing else.
@@ -101,22 +102,24 @@ def human_verdict(spec: dict, work: Path, timeout_s: float) -> tuple[str, float,
 
 def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int, timeout_s: float) -> dict:
     """Ours (the generated environment up to L5) and the human testbench on the same mutants, for one top."""
-    row = one(corpus / "rtl", top, out / top, cfg, None, mutants)
+    tb_dir = corpus / "tb" / top
+    params = makefile_params(tb_dir / "Makefile")
+    row = one(corpus / "rtl", top, out / top, cfg, None, mutants, params=tuple(f"{k}={v}" for k, v in params.items()))
+    row["params"] = params
     if "mutation_score" not in row:
         row["human"] = {"skipped": "no L5 of ours to compare with"}
         return row
     env = out / top
-    tb_dir = corpus / "tb" / top
     human = out / "human" / top
     human.mkdir(parents=True, exist_ok=True)
     module = f"test_{top}"
     (human / f"{module}.py").write_text(cocotb2((tb_dir / f"{module}.py").read_text(encoding="utf-8")),
                                         encoding="utf-8")
     rtl = json.loads((env / "verifenv.json").read_text(encoding="utf-8"))["rtl"]
-    spec = {"top": top, "module": module, "test_dir": str(human), "params": makefile_params(tb_dir / "Makefile")}
+    spec = {"top": top, "module": module, "test_dir": str(human), "params": params}
     start = time.monotonic()
     verdict, seconds, tail = human_verdict({**spec, "sources": rtl}, human / "as_given", timeout_s)
-    result: dict = {"as_given": verdict, "as_given_seconds": round(seconds, 1), "params": spec["params"]}
+    result: dict = {"as_given": verdict, "as_given_seconds": round(seconds, 1)}
     if verdict != "passed":
         result["detail"] = tail
         row["human"] = result

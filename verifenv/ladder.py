@@ -356,12 +356,20 @@ def _file_list_options(out_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def _params(out_dir: Path) -> dict[str, int | None]:
-    """The elaborated parameter values from interface.json (mutants skip code they switch off)."""
+    """The elaborated parameter values from interface.json with the build's overrides (-G) over them (mutants
+    skip code they switch off)."""
     try:
         data = json.loads((out_dir / "interface.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+    values = {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+    for text in _manifest(out_dir).get("options", {}).get("parameters", ()):
+        name, _, value = text.partition("=")
+        try:
+            values[name] = int(value, 0)
+        except ValueError:
+            values.pop(name, None)  # not a number: unknown, so no code is skipped on its account
+    return values
 
 
 def _manifest(out_dir: Path) -> dict:

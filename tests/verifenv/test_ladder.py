@@ -300,3 +300,15 @@ def test_wishbone_master_keeps_the_slave_protocol(tmp_path, quick_cfg):
     tb.write_text(tb.read_text().replace("'wishbone': {", "'wishbone_off': {"))
     report = ladder.check(tmp_path, quick_cfg, "icarus", "wb_regs", upto="L2", reuse_build=True)
     assert report.status("L2") == "fail" and "Wishbone protocol" in report.levels[2].detail, report.table()
+
+
+def test_parameter_overrides_reach_every_build_and_the_mutants(tmp_path, quick_cfg):
+    """-G DATA_WIDTH=12: the simulator builds the 12-bit FIFO, the test reads the width from it, and L5 picks
+    mutants with the overridden values."""
+    require_sim("icarus")
+    make_env(tmp_path, "axis_fifo_x.v", "axis_fifo_x", parameters=("DATA_WIDTH=12",))
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "axis_fifo_x", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    cov = json.loads(next((tmp_path / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())
+    assert cov["ports"]["s_axis_tdata"]["width"] == 12
+    assert ladder._params(tmp_path)["DATA_WIDTH"] == 12
