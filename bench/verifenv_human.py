@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.verifenv import one, top_modules  # noqa: E402
-from verifenv import process  # noqa: E402
+from verifenv import mutate, process  # noqa: E402
 from verifenv.config import VerifEnvConfig  # noqa: E402
 
 COCOTB2 = ((re.compile(r"^import cocotb_test\.simulator\s*$", re.MULTILINE), ""),
@@ -100,12 +100,28 @@ def human_verdict(spec: dict, work: Path, timeout_s: float) -> tuple[str, float,
     return verdict, result.seconds, result.tail(5)
 
 
-def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int, timeout_s: float) -> dict:
-    """Ours (the generated environment up to L5) and the human testbench on the same mutants, for one top."""
+def live_for(mutated: Path, original: Path, module: str, params: dict[str, str]) -> bool:
+    """Whether a mutant is one the parameters leave alive: the same edit is among the module's candidates with
+    those values (a mutant of code they switch off is equivalent there, and counts for no one)."""
+    values: dict[str, int | None] = {}
+    for name, text in params.items():
+        try:
+            values[name] = int(text, 0)
+        except ValueError:
+            values[name] = None
+    src, want = original.read_bytes(), mutated.read_bytes()
+    return any(mutate.apply(src, m) == want for m in mutate.candidates(src, module, values))
+
+
+def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int, timeout_s: float,
+            ours_at: str = "makefile") -> dict:
+    """Ours (the generated environment up to L5) and the human testbench on the same mutants, for one top;
+    ours built with the testbench's parameters (`makefile`) or the RTL's defaults (`defaults`)."""
     tb_dir = corpus / "tb" / top
     params = makefile_params(tb_dir / "Makefile")
-    row = one(corpus / "rtl", top, out / top, cfg, None, mutants, params=tuple(f"{k}={v}" for k, v in params.items()))
-    row["params"] = params
+    ours_params = tuple(f"{k}={v}" for k, v in params.items()) if ours_at == "makefile" else ()
+    row = one(corpus / "rtl", top, out / top, cfg, None, mutants, params=ours_params)
+    row["params"] = params if ours_params else {}
     if "mutation_score" not in row:
         row["human"] = {"skipped": "no L5 of ours to compare with"}
         return row
@@ -131,17 +147,28 @@ def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int
         if m["outcome"] not in ("killed", "survived", "timeout"):
             continue  # stillborn or a harness error on our side: not one of the mutants our score counts
         mutated = next((env / "mutants" / m["id"]).glob("*.v"))
-        sources = [str(mutated) if Path(p).name == mutated.name else p for p in rtl]
+        original = next(Path(p) for p in rtl if Path(p).name == mutated.name)
+        module = m["id"].rpartition(".")[0] or top  # a wrapper's mutants are named module.mNNN
+        live = live_for(mutated, original, module, params if module == top else {})
+        sources = [str(mutated) if Path(p) == original else p for p in rtl]
         verdict, seconds, _tail = human_verdict({**spec, "sources": sources}, human / m["id"], timeout_s)
         outcome = {"failed": "killed", "passed": "survived"}.get(verdict, verdict)
         tally[outcome] += 1
         outcomes.append({"id": m["id"], "mutation": m["mutation"], "ours": m["outcome"], "human": outcome,
-                         "seconds": round(seconds, 1)})
+                         "live": live, "seconds": round(seconds, 1)})
     counted = tally["killed"] + tally["survived"] + tally["timeout"]
+    both_live = [o for o in outcomes if o["live"] and o["human"] != "error"]
     result.update(tally, score=round(tally["killed"] / counted, 4) if counted else None, mutants=outcomes,
-                  seconds=round(time.monotonic() - start, 1))
+                  live=len(both_live), seconds=round(time.monotonic() - start, 1),
+                  score_live=_share([o["human"] for o in both_live]), ours_live=_share([o["ours"] for o in both_live]))
     row["human"] = result
     return row
+
+
+def _share(outcomes: list[str]) -> float | None:
+    """killed / (killed + survived + timeout)."""
+    counted = [o for o in outcomes if o in ("killed", "survived", "timeout")]
+    return round(sum(o == "killed" for o in counted) / len(counted), 4) if counted else None
 
 
 def _median(values: list[float]) -> float | None:
@@ -152,17 +179,21 @@ def table(rows: list[dict]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.0%}"
 
-    lines = ["| top | mutants | ours (transfer scoreboard) | human cocotb testbench | ours s | human s |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| top | mutants (live at the testbench's parameters) | ours (transfer scoreboard) | human cocotb "
+             "testbench | human on all | ours s | human s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         h = r.get("human", {})
         n = sum(r.get("mutants", {}).get(k, 0) for k in ("killed", "survived", "timeout"))
-        human = (f"{pct(h['score'])} ({h['killed']}/{n})" if h.get("score") is not None
-                 else h.get("skipped") or f"as given: {h.get('as_given')}")
-        ours = f"{pct(r['mutation_score'])} ({r['mutants']['killed']}/{n})" if "mutation_score" in r else "n/a"
-        lines.append(f"| {r['top']} | {n} | {ours} | {human} | {r['seconds']} | {h.get('seconds', '')} |")
-    both = [r for r in rows if r.get("human", {}).get("score") is not None]
-    lines.append(f"| **median** ({len(both)} tops) | | {pct(_median([r['mutation_score'] for r in both]))} | "
+        if h.get("score") is None:
+            why = h.get("skipped") or f"testbench as given: {h.get('as_given')}"
+            ours = f"{pct(r['mutation_score'])}" if "mutation_score" in r else f"n/a ({r.get('l3_detail', '')[:90]})"
+            lines.append(f"| {r['top']} | {n} | {ours} | {why} | | {r['seconds']} | |")
+            continue
+        lines.append(f"| {r['top']} | {n} ({h['live']}) | {pct(h['ours_live'])} | {pct(h['score_live'])} | "
+                     f"{pct(h['score'])} | {r['seconds']} | {h['seconds']} |")
+    both = [r for r in rows if r.get("human", {}).get("score_live") is not None]
+    lines.append(f"| **median** ({len(both)} tops) | | {pct(_median([r['human']['ours_live'] for r in both]))} | "
+                 f"{pct(_median([r['human']['score_live'] for r in both]))} | "
                  f"{pct(_median([r['human']['score'] for r in both]))} | "
                  f"{_median([r['seconds'] for r in both])} | {_median([r['human']['seconds'] for r in both])} |")
     return "\n".join(lines)
@@ -176,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--human-timeout", type=float, default=900.0, help="seconds for one human testbench run")
+    parser.add_argument("--ours-at", choices=("makefile", "defaults"), default="makefile",
+                        help="our environment's parameters: the testbench Makefile's (the same design as the "
+                             "human testbench) or the RTL's defaults (then only mutants live at both count)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -190,20 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verifenv human-testbench bench: {len(tops)} top(s) with a testbench in {corpus / 'tb'}", flush=True)
     rows = []
     for i, top in enumerate(tops, 1):
-        row = compare(corpus, top, work, cfg, args.mutants, args.human_timeout)
+        row = compare(corpus, top, work, cfg, args.mutants, args.human_timeout, args.ours_at)
         rows.append(row)
         h = row.get("human", {})
         print(f"[{i}/{len(tops)}] {top:<26} ours {row.get('mutation_score', 'n/a')} {row.get('mutants', '')}  "
               f"human {h.get('score', h.get('skipped') or h.get('as_given'))} "
               f"({', '.join(m['id'] + ':' + m['human'] for m in h.get('mutants', []))})", flush=True)
     print(table(rows))
-    both = [r for r in rows if r.get("human", {}).get("score") is not None]
+    both = [r for r in rows if r.get("human", {}).get("score_live") is not None]
     if args.json:
         args.json.write_text(json.dumps({"corpus": str(corpus), "rows": rows}, indent=1))
     if args.out is None:
         shutil.rmtree(work, ignore_errors=True)
-    figures = [{"figure": "median_mutation_score_stream_ours", "value": _median([r["mutation_score"] for r in both])},
-               {"figure": "median_mutation_score_stream_human", "value": _median([r["human"]["score"] for r in both])},
+    figures = [{"figure": "median_mutation_score_stream_ours",
+                "value": _median([r["human"]["ours_live"] for r in both])},
+               {"figure": "median_mutation_score_stream_human",
+                "value": _median([r["human"]["score_live"] for r in both])},
                {"figure": "tops_compared", "value": len(both)}]
     print(json.dumps({"name": "verifenv_human", "figures": figures}))
     return 0
