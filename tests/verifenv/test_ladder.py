@@ -119,6 +119,19 @@ def test_transfer_scoreboard_shows_l3_and_kills_stream_mutants_without_a_model(t
     assert (tmp_path / "reports" / "sim" / "L2" / "functional_coverage_seed1.xml").exists()  # cocotb-coverage
 
 
+def test_a_design_that_drops_beats_marked_bad_is_judged_with_tuser_held_low(tmp_path, quick_cfg):
+    """With random tuser, axis_drop_bad loses the beats it marks bad; the learning run retries with tuser at 0,
+    every beat comes out, and the scoreboard judges the data with tuser held there (mutants too)."""
+    require_sim("icarus")
+    make_env(tmp_path, "axis_drop_bad.v", "axis_drop_bad", cycles=60)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "axis_drop_bad", mutants=3)
+    l3, l5 = report.levels[3], report.levels[5]
+    assert l3.status == "pass" and "user held at 0" in l3.detail, report.table()
+    learned = json.loads((tmp_path / "tb" / "transfer_fields.json").read_text())
+    assert learned["hold_low"] == ["user"] and "data" in learned["fields"]
+    assert l5.status == "pass", report.table()
+
+
 def test_transfer_scoreboard_does_not_judge_a_design_that_transforms_data(tmp_path, quick_cfg):
     require_sim("icarus")
     rtl = tmp_path / "rtl"
