@@ -1,14 +1,17 @@
 """Bench: the transfer scoreboard against the corpus's own human-written cocotb testbenches, on the same mutants.
 
     .venv/bin/python bench/verifenv_human.py --corpus verilog-axis [--match RE] [--mutants 6] [--out DIR]
-                                             [--json FILE] [--human-timeout 900]
+                                             [--json FILE] [--human-timeout 900] [--hang-factor 4]
 
 For every top of CORPUS/rtl with a testbench CORPUS/tb/<top>/test_<top>.py, both sides build the design with
 the parameters of that testbench's Makefile (`export PARAM_...`; the testbenches assume them, e.g. tid and
 tdest enabled): the generated environment is checked up to L5 with them (`bench.verifenv.one`, `-G`), so its
 mutants are picked, and dead code skipped, for that configuration; where it shows L5, the human testbench runs
 on the design as given and on each of those mutants (the mutated file in mutants/<id>/) with the same file
-closure. A mutant is killed by the human testbench when one of its tests fails. The testbenches were written for cocotb
+closure. A mutant is killed by the human testbench when one of its tests fails. The testbenches have no
+simulation-time limits, so a mutant that stalls the design hangs them: a run longer than --hang-factor times
+the run on the design as given (at least 60 s) is stopped and counted as a timeout, which, as in L5, is not a
+kill (the table shows how many hung). The testbenches were written for cocotb
 1.x; they are copied with the few renames cocotb 2 needs (`Clock(units=)` -> `unit=`, `.value.integer` and a
 parameter's `dut.NAME.value` -> `int(...)`, `cocotb.SIM_NAME` -> `cocotb.is_simulation`, the cocotb-test import
 dropped), nothing else.
@@ -114,7 +117,7 @@ def live_for(mutated: Path, original: Path, module: str, params: dict[str, str])
 
 
 def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int, timeout_s: float,
-            ours_at: str = "makefile") -> dict:
+            ours_at: str = "makefile", hang_factor: float = 4.0) -> dict:
     """Ours (the generated environment up to L5) and the human testbench on the same mutants, for one top;
     ours built with the testbench's parameters (`makefile`) or the RTL's defaults (`defaults`)."""
     tb_dir = corpus / "tb" / top
@@ -140,6 +143,7 @@ def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int
         result["detail"] = tail
         row["human"] = result
         return row
+    mutant_timeout = min(timeout_s, max(60.0, hang_factor * seconds))
     report = json.loads((env / "reports" / "check.json").read_text(encoding="utf-8"))
     tally = {"killed": 0, "survived": 0, "timeout": 0, "error": 0}
     outcomes = []
@@ -151,7 +155,7 @@ def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int
         module = m["id"].rpartition(".")[0] or top  # a wrapper's mutants are named module.mNNN
         live = live_for(mutated, original, module, params if module == top else {})
         sources = [str(mutated) if Path(p) == original else p for p in rtl]
-        verdict, seconds, _tail = human_verdict({**spec, "sources": sources}, human / m["id"], timeout_s)
+        verdict, seconds, _tail = human_verdict({**spec, "sources": sources}, human / m["id"], mutant_timeout)
         outcome = {"failed": "killed", "passed": "survived"}.get(verdict, verdict)
         tally[outcome] += 1
         outcomes.append({"id": m["id"], "mutation": m["mutation"], "ours": m["outcome"], "human": outcome,
@@ -159,7 +163,7 @@ def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int
     counted = tally["killed"] + tally["survived"] + tally["timeout"]
     both_live = [o for o in outcomes if o["live"] and o["human"] != "error"]
     result.update(tally, score=round(tally["killed"] / counted, 4) if counted else None, mutants=outcomes,
-                  live=len(both_live), seconds=round(time.monotonic() - start, 1),
+                  live=len(both_live), seconds=round(time.monotonic() - start, 1), hang_after_s=mutant_timeout,
                   score_live=_share([o["human"] for o in both_live]), ours_live=_share([o["ours"] for o in both_live]))
     row["human"] = result
     return row
@@ -189,7 +193,8 @@ def table(rows: list[dict]) -> str:
             ours = f"{pct(r['mutation_score'])}" if "mutation_score" in r else f"n/a ({r.get('l3_detail', '')[:90]})"
             lines.append(f"| {r['top']} | {n} | {ours} | {why} | | {r['seconds']} | |")
             continue
-        lines.append(f"| {r['top']} | {n} ({h['live']}) | {pct(h['ours_live'])} | {pct(h['score_live'])} | "
+        hung = f" ({h['timeout']} hung)" if h.get("timeout") else ""
+        lines.append(f"| {r['top']} | {n} ({h['live']}) | {pct(h['ours_live'])} | {pct(h['score_live'])}{hung} | "
                      f"{pct(h['score'])} | {r['seconds']} | {h['seconds']} |")
     both = [r for r in rows if r.get("human", {}).get("score_live") is not None]
     lines.append(f"| **median** ({len(both)} tops) | | {pct(_median([r['human']['ours_live'] for r in both]))} | "
@@ -207,15 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--human-timeout", type=float, default=900.0, help="seconds for one human testbench run")
+    parser.add_argument("--hang-factor", type=float, default=4.0,
+                        help="a mutant run longer than this times the run as given (at least 60 s) hung")
     parser.add_argument("--ours-at", choices=("makefile", "defaults"), default="makefile",
                         help="our environment's parameters: the testbench Makefile's (the same design as the "
                              "human testbench) or the RTL's defaults (then only mutants live at both count)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None, help="run nothing: print the table of a --json")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         return human_run(json.loads(args.child.read_text(encoding="utf-8")))
+    if args.from_json is not None:
+        print(table(json.loads(args.from_json.read_text(encoding="utf-8"))["rows"]))
+        return 0
     corpus = args.corpus
     tops = [t for t in top_modules(corpus / "rtl", only_unused=False)
             if (corpus / "tb" / t / f"test_{t}.py").exists() and re.search(args.match, t)]
@@ -224,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verifenv human-testbench bench: {len(tops)} top(s) with a testbench in {corpus / 'tb'}", flush=True)
     rows = []
     for i, top in enumerate(tops, 1):
-        row = compare(corpus, top, work, cfg, args.mutants, args.human_timeout, args.ours_at)
+        row = compare(corpus, top, work, cfg, args.mutants, args.human_timeout, args.ours_at, args.hang_factor)
         rows.append(row)
+        if args.json:  # after every top: a long run stopped early keeps what it measured
+            args.json.write_text(json.dumps({"corpus": str(corpus), "rows": rows}, indent=1))
         h = row.get("human", {})
         print(f"[{i}/{len(tops)}] {top:<26} ours {row.get('mutation_score', 'n/a')} {row.get('mutants', '')}  "
               f"human {h.get('score', h.get('skipped') or h.get('as_given'))} "
