@@ -169,6 +169,13 @@ def compare(corpus: Path, top: str, out: Path, cfg: VerifEnvConfig, mutants: int
     return row
 
 
+def _hang_kills(human: dict) -> float | None:
+    """The human testbench's score on the live mutants with a hang counted as a kill (a hung regression is a
+    red one in CI)."""
+    live = [o["human"] for o in human.get("mutants", []) if o["live"] and o["human"] != "error"]
+    return round(sum(o in ("killed", "timeout") for o in live) / len(live), 4) if live else None
+
+
 def _share(outcomes: list[str]) -> float | None:
     """killed / (killed + survived + timeout)."""
     counted = [o for o in outcomes if o in ("killed", "survived", "timeout")]
@@ -184,7 +191,7 @@ def table(rows: list[dict]) -> str:
         return "n/a" if v is None else f"{v:.0%}"
 
     lines = ["| top | mutants (live at the testbench's parameters) | ours (transfer scoreboard) | human cocotb "
-             "testbench | human on all | ours s | human s |", "|---|---|---|---|---|---|---|"]
+             "testbench | human, a hang counted as a kill | ours s | human s |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         h = r.get("human", {})
         n = sum(r.get("mutants", {}).get(k, 0) for k in ("killed", "survived", "timeout"))
@@ -195,11 +202,11 @@ def table(rows: list[dict]) -> str:
             continue
         hung = f" ({h['timeout']} hung)" if h.get("timeout") else ""
         lines.append(f"| {r['top']} | {n} ({h['live']}) | {pct(h['ours_live'])} | {pct(h['score_live'])}{hung} | "
-                     f"{pct(h['score'])} | {r['seconds']} | {h['seconds']} |")
+                     f"{pct(_hang_kills(h))} | {r['seconds']} | {h['seconds']} |")
     both = [r for r in rows if r.get("human", {}).get("score_live") is not None]
     lines.append(f"| **median** ({len(both)} tops) | | {pct(_median([r['human']['ours_live'] for r in both]))} | "
                  f"{pct(_median([r['human']['score_live'] for r in both]))} | "
-                 f"{pct(_median([r['human']['score'] for r in both]))} | "
+                 f"{pct(_median([v for r in both if (v := _hang_kills(r['human'])) is not None]))} | "
                  f"{_median([r['seconds'] for r in both])} | {_median([r['human']['seconds'] for r in both])} |")
     return "\n".join(lines)
 
