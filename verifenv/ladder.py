@@ -413,7 +413,8 @@ def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict,
         from verifenv.elaborate import instance_parameters
 
         includes, defines = _file_list_options(out_dir) if out_dir is not None else ([], [])
-        sub = instance_parameters([str(p) for p in rtl], top, defines, includes)
+        overrides = _manifest(out_dir).get("options", {}).get("parameters", ()) if out_dir is not None else ()
+        sub = instance_parameters([str(p) for p in rtl], top, defines, includes, overrides)
         pool = [(path, dataclasses.replace(m, id=f"{name}.{m.id}"))
                 for name, path in table.items() if name != top and path != top_file and (not sub or name in sub)
                 for m in mutate.candidates(path.read_bytes(), name, sub.get(name))]
