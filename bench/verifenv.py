@@ -56,8 +56,9 @@ def top_modules(folder: Path, only_unused: bool = True) -> list[str]:
 
 
 def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | None, mutants: int,
-        sim: str | None = None, deps: tuple[Path, ...] = ()) -> dict:
-    """Generate and smoke-test one top (timed); then the full ladder with a model or a transfer scoreboard."""
+        sim: str | None = None, deps: tuple[Path, ...] = (), params: tuple[str, ...] = ()) -> dict:
+    """Generate and smoke-test one top (timed); then the full ladder with a model or a transfer scoreboard.
+    `params` (NAME=VALUE) override the top's parameters in every build."""
     start = time.monotonic()
     row: dict = {"top": top, "sim": sim or "icarus", "built": False, "smoke": False, "claimed": "none",
                  "stream": False}
@@ -66,7 +67,8 @@ def one(folder: Path, top: str, out: Path, cfg: VerifEnvConfig, models: Path | N
         iface = interface.extract(fs.files, top, fs.defines, fs.includes)
         language = "systemverilog" if any(f.endswith((".sv", ".svh")) for f in fs.files) else "verilog"
         sim = row["sim"] = sim or simulators.default_for(language)
-        options = generate.GenerateOptions(sim=sim, cycles=cfg.cycles, reset_cycles=cfg.reset_cycles)
+        options = generate.GenerateOptions(sim=sim, cycles=cfg.cycles, reset_cycles=cfg.reset_cycles,
+                                           parameters=params)
         generate.generate(iface, fs, out, options)
         stream_like = generate.tb_spec(iface, options)["stream"] is not None
         report = ladder.check(out, cfg, sim, top, upto="L2")

@@ -5,8 +5,8 @@ when there is one), and the payload fields that travel with them, with the side 
 `out`: the DUT sends). The generator uses them for legal stimulus (hold valid and payload until accepted,
 back-pressure on outputs), for the X checks (a payload output only counts while its valid is high) and for
 the transfer scoreboard. `apb(ports)` finds an APB completer's
-ports, which the stimulus drives as an APB requester (setup, then access until pready). Wishbone is recognised
-by name and reported, not driven by protocol.
+ports, which the stimulus drives as an APB requester (setup, then access until pready). AXI4 / AXI4-Lite buses
+and a Wishbone slave are found by role in buses.py.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def qualifiers(channels: Iterable[Channel]) -> dict[str, str]:
 
 
 def protocols_named(ports: Iterable[Port]) -> list[str]:
-    """APB / Wishbone recognised by port names (reported; stimulus for them is the plain random kind)."""
+    """APB / Wishbone recognised by port names (reported in interface.json's `protocols`)."""
     names = [p.name for p in ports]
     return [proto for proto, pattern in _PROTOCOL_NAMES.items() if sum(bool(pattern.search(n)) for n in names) >= 3]
 

@@ -36,6 +36,8 @@ def verif_env(
     seeds: int | None = typer.Option(None, "--seeds", help="L3: scoreboard seeds."),
     cycles: int | None = typer.Option(None, "--cycles", help="Random-stimulus cycles per test."),
     define: list[str] = typer.Option([], "--define", "-D", help="Macros defined for the build (repeatable)."),
+    param: list[str] = typer.Option([], "--param", "-G",
+                                    help="NAME=VALUE: a top parameter for every build (repeatable)."),
 ) -> None:
     """Generate a cocotb verification environment for an RTL top module (or a pytest suite for a Python module)."""
     from core.artifacts import run_metadata
@@ -57,14 +59,14 @@ def verif_env(
     if not top:
         raise ValidationError("`--top` is required for RTL (the module the environment is built around)")
     code = run_rtl(rtl, top, out, cfg, fill=fill, check=check, force=force, lang=lang, client=client,
-                   pyuvm=pyuvm, defines=tuple(define), metadata=run_metadata())
+                   pyuvm=pyuvm, defines=tuple(define), parameters=tuple(param), metadata=run_metadata())
     if code:
         raise typer.Exit(code)
 
 
 def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, check: bool = False, force: bool = False,
             lang: str | None = None, client: ClientConfig | None = None, pyuvm: bool = False,
-            defines: tuple[str, ...] = (), metadata: dict | None = None) -> int:
+            defines: tuple[str, ...] = (), parameters: tuple[str, ...] = (), metadata: dict | None = None) -> int:
     """The RTL flow; returns the exit code (1 when --check shows the environment does not pass smoke)."""
     from verifenv import filelist, generate, interface, ladder
     from verifenv import sim as simulators
@@ -77,7 +79,8 @@ def run_rtl(rtl: list[Path], top: str, out: Path, cfg, *, fill: bool = False, ch
                         else iface.language)
     chosen = simulators.check_name(cfg.sim or simulators.default_for(language))
     options = generate.GenerateOptions(sim=chosen, cycles=cfg.cycles, reset_cycles=cfg.reset_cycles,
-                                       period_ns=cfg.period_ns, force=force, pyuvm=pyuvm, defines=all_defines)
+                                       period_ns=cfg.period_ns, force=force, pyuvm=pyuvm, defines=all_defines,
+                                       parameters=parameters)
     result = generate.generate(iface, fileset, out, options, metadata=metadata)
     typer.echo(f"verif-env: {top} -> {out} ({chosen}); wrote {len(result.written)} file(s)"
                + (f", kept owned {', '.join(result.kept)} (use --force to overwrite)" if result.kept else ""))

@@ -115,14 +115,17 @@ def expand_macros(path: str, includes: Iterable[str] = (), defines: Iterable[str
         return None
 
 
-def _compile(files: Iterable[str], top: str, defines: Iterable[str], includes: Iterable[str]):
-    """(source manager, compilation) of the files with `top` as the only top module (pyslang imported)."""
+def _compile(files: Iterable[str], top: str, defines: Iterable[str], includes: Iterable[str],
+             parameters: Iterable[str] = ()):
+    """(source manager, compilation) of the files with `top` as the only top module and its parameters
+    overridden (NAME=VALUE; pyslang imported)."""
     import pyslang
     from pyslang import ast, syntax
 
     options = _options(defines, includes)
     comp_opts = ast.CompilationOptions()
     comp_opts.topModules = {top}
+    comp_opts.paramOverrides = list(parameters)
     options.compilationOptions = comp_opts
     manager = pyslang.SourceManager()
     comp = ast.Compilation(options)
@@ -164,16 +167,17 @@ def elaborate(files: Iterable[str], top: str, defines: Iterable[str] = (), inclu
         return Elaboration(ok=False, error=f"{type(exc).__name__}: {exc}")
 
 
-def instance_parameters(files: Iterable[str], top: str, defines: Iterable[str] = (),
-                        includes: Iterable[str] = ()) -> dict[str, dict[str, int | None]]:
-    """Module name -> the parameter values of its first instance under `top` (the ladder's L5 uses them to skip
-    code a submodule's instance switches off); {} when pyslang is missing or the set does not elaborate."""
+def instance_parameters(files: Iterable[str], top: str, defines: Iterable[str] = (), includes: Iterable[str] = (),
+                        parameters: Iterable[str] = ()) -> dict[str, dict[str, int | None]]:
+    """Module name -> the parameter values of its first instance under `top`, with the top's parameters
+    overridden (NAME=VALUE, -G); the ladder's L5 uses them to skip code a submodule's instance switches off.
+    {} when pyslang is missing or the set does not elaborate."""
     try:
         from pyslang import ast
     except ImportError:
         return {}
     try:
-        _manager, comp = _compile(files, top, defines, includes)
+        _manager, comp = _compile(files, top, defines, includes, parameters)
         if any(d.isError() for d in comp.getAllDiagnostics()):
             return {}
         found: dict[str, dict[str, int | None]] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts import write_json_atomic
+from core.errors import ValidationError
 from verifenv import assertions
 from verifenv import sim as simulators
 from verifenv.filelist import FileSet
@@ -38,6 +39,25 @@ class GenerateOptions:
     force: bool = False
     pyuvm: bool = False
     defines: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()  # NAME=VALUE overrides of the top's parameters (-G), for every build
+
+
+def parameter_overrides(parameters: tuple[str, ...]) -> dict[str, str]:
+    """NAME=VALUE texts as a mapping; the rule is named when one has no `=`."""
+    out = {}
+    for text in parameters:
+        name, eq, value = text.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise ValidationError(f"`--param` must be NAME=VALUE, got {text!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -84,10 +104,16 @@ def tb_spec(iface: ModuleInterface, options: GenerateOptions) -> dict:
         "outputs": outputs,
         "channels": channels,
         "apb": {role: port for role, port in iface.apb.items() if port in present},
+        # AXI4 / AXI4-Lite for cocotbext-axi (tb/buses.py); a bus with a port under an inactive `ifdef` is left out.
+        "axi": [dict(bus) for bus in iface.axi if set(bus["ports"]) <= present],
+        "wishbone": {role: port for role, port in iface.wishbone.items() if port in present}
+        if {iface.wishbone.get(r) for r in ("cyc", "stb", "ack")} <= present else {},
         # One clock only: transfers are sampled at the first clock's edges (a CDC FIFO's sides tick apart).
         "stream": stream_spec(channels) if len(iface.clocks) <= 1 else None,
         "qualifiers": {k: v for k, v in iface.qualifiers.items() if k in outputs and v.lstrip("!") in outputs},
-        "params": {p.name: p.value for p in iface.params if p.value is not None},
+        "params": {**{p.name: p.value for p in iface.params if p.value is not None},
+                   **{k: v for k, v in ((k, _int_or_none(v)) for k, v in
+                                        parameter_overrides(options.parameters).items()) if v is not None}},
         "cycles": options.cycles,
         "not_driven": sorted(p.name for p in iface.ports if p.unpacked and p.active(options.defines)),
         "reset_cycles": options.reset_cycles,
@@ -116,6 +142,7 @@ def run_spec(iface: ModuleInterface, fileset: FileSet, options: GenerateOptions)
         "rtl": [str(Path(f).resolve()) for f in fileset.files],
         "includes": [str(Path(i).resolve()) for i in fileset.includes],
         "defines": sorted(set(fileset.defines) | set(options.defines)),
+        "parameters": parameter_overrides(options.parameters),
         "build_args": {sim: list(args) for sim, args in simulators.BUILD_ARGS.items()},
         "seed": options.seed,
         "uvm_module": f"uvm_{iface.name}" if options.pyuvm else None,
@@ -198,7 +225,8 @@ def owned_files(iface: ModuleInterface, options: GenerateOptions) -> dict[str, s
 
 
 def coverage_points(iface: ModuleInterface, options: GenerateOptions) -> str:
-    """Handshake points for every channel (a transfer, a stall under back-pressure) and FIFO full/empty."""
+    """Handshake points for every channel (a transfer, a stall under back-pressure), FIFO full/empty, and a
+    Wishbone slave's request, acknowledge, write and stall."""
     present = {p.name for p in iface.ports if p.active(options.defines)}
     lines = []
     for ch in iface.channels:
@@ -218,6 +246,17 @@ def coverage_points(iface: ModuleInterface, options: GenerateOptions) -> str:
             flag = ch.ready if ch.side == "in" else ch.valid
             lines.append(f"    {('full' if ch.side == 'in' else 'empty') + ' (' + flag + ')'!r}: "
                          f"lambda inputs, outputs: outputs.get({flag!r}) == 1,\n")
+    wb = iface.wishbone
+    if wb and {wb.get(r) for r in ("cyc", "stb", "ack")} <= present:
+        request = f"inputs.get({wb['cyc']!r}) == 1 and inputs.get({wb['stb']!r}) == 1"
+        lines.append(f"    'wishbone: request': lambda inputs, outputs: {request},\n")
+        lines.append(f"    'wishbone: ack': lambda inputs, outputs: outputs.get({wb['ack']!r}) == 1,\n")
+        if wb.get("we") in present:
+            lines.append(f"    'wishbone: write': lambda inputs, outputs: {request} and "
+                         f"inputs.get({wb['we']!r}) == 1,\n")
+        if wb.get("stall") in present:
+            lines.append(f"    'wishbone: stall': lambda inputs, outputs: {request} and "
+                         f"outputs.get({wb['stall']!r}) == 1,\n")
     return "".join(lines)
 
 
@@ -251,6 +290,7 @@ def generate(iface: ModuleInterface, fileset: FileSet, out_dir: Path, options: G
                                               "CYCLES": str(options.cycles)}), False),
         "pytest.ini": (template("pytest.ini.tmpl"), False),
         "tb/protocol.py": (render("protocol.py.tmpl", {"TOP": iface.name}), False),
+        "tb/buses.py": (render("buses.py.tmpl", {"TOP": iface.name}), False),
     }
     files.update({rel: (text, True) for rel, text in owned_files(iface, options).items()})
     if options.pyuvm:

@@ -3,9 +3,10 @@
 `extract(paths, top)` parses every file with tree-sitter-systemverilog (the primary grammar), asks
 tree-sitter-verilog for a second opinion on the port list, and lets pyslang (`elaborate.py`) overrule
 widths and types where it elaborates the file set. Resets are inferred from use (`resets.py`, on the
-macro-expanded text), handshake channels from names (`channels.py`), assertions in statement and macro form
-(`assertions.py`). The result is written as `interface.json` and read back by the generator, the filler and
-the ladder. Only the structure comes from here; no model is involved.
+macro-expanded text), handshake channels from names (`channels.py`), AXI4 / AXI4-Lite and Wishbone buses by
+role (`buses.py`), assertions in statement and macro form (`assertions.py`). The result is written as
+`interface.json` and read back by the generator, the filler and the ladder. Only the structure comes from
+here; no model is involved.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from core.errors import ValidationError
 from verifenv import assertions as dut_assertions
+from verifenv import buses
 from verifenv import channels as handshakes
 from verifenv import resets as reset_use
 from verifenv.channels import Channel
@@ -71,6 +73,8 @@ class ModuleInterface:
     reset_evidence: dict[str, dict] = field(default_factory=dict)  # input -> registers it forces, polarity, async
     protocols: tuple[str, ...] = ()  # protocols recognised by name (apb, wishbone)
     apb: dict[str, str] = field(default_factory=dict)  # APB role -> port (psel, penable, ..., pready, prdata)
+    axi: tuple[dict, ...] = ()  # AXI4 / AXI4-Lite interfaces for cocotbext-axi, see buses.py
+    wishbone: dict[str, str] = field(default_factory=dict)  # Wishbone slave role -> port (cyc, stb, ..., ack)
     authority: str = "tree-sitter"
     disagreements: tuple[str, ...] = ()
 
@@ -101,7 +105,8 @@ class ModuleInterface:
                                       "fields": tuple(c.get("fields", ()))})
                            for c in data.get("channels", ())),
             reset_evidence=dict(data.get("reset_evidence", {})), protocols=tuple(data.get("protocols", ())),
-            apb=dict(data.get("apb", {})),
+            apb=dict(data.get("apb", {})), axi=tuple(dict(a) for a in data.get("axi", ())),
+            wishbone=dict(data.get("wishbone", {})),
             authority=data.get("authority", "tree-sitter"), disagreements=tuple(data.get("disagreements", ())),
         )
 
@@ -237,12 +242,17 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
     clocks, resets = _clocks_resets(ports, body, evidence)
     evidence = {r.name: evidence[r.name] for r in resets if r.name in evidence}
     special = {c.name for c in clocks} | {r.name for r in resets}
-    channels = handshakes.infer(ports, special)
+    free = [p for p in ports if p.name not in special]
+    wishbone = buses.wishbone(free) or {}
+    # A Wishbone stb/ack is no valid/ready pair (a pipelined slave acknowledges after stb fell): its own driver.
+    channels = [c for c in handshakes.infer(ports, special) if not {c.valid, c.ready} & set(wishbone.values())]
     outputs = [p for p in ports if p.direction != "input"]
     qualifiers = {**_qualifiers(outputs), **handshakes.qualifiers(channels)}
-    apb = handshakes.apb([p for p in ports if p.name not in special]) or {}
+    apb = handshakes.apb(free) or {}
     if "prdata" in apb and "pready" in apb:
         qualifiers[apb["prdata"]] = apb["pready"]  # read data means something only while the completer is ready
+    if "dat_r" in wishbone:
+        qualifiers[wishbone["dat_r"]] = wishbone["ack"]  # read data only counts on the acknowledge
     found = dut_assertions.find(primary.body, body)
     return ModuleInterface(
         name=top, file=primary.file, language=primary.language, params=tuple(params), ports=tuple(ports),
@@ -250,7 +260,8 @@ def extract(files: Iterable[str | Path], top: str, defines: Iterable[str] = (),
         comments=_leading_comments(primary.file, top) + primary.comments,
         qualifiers=qualifiers, authority=authority, disagreements=tuple(disagreements), channels=tuple(channels),
         reset_evidence={name: ev.to_json() for name, ev in evidence.items()},
-        protocols=tuple(handshakes.protocols_named(ports)), apb=apb,
+        protocols=tuple(handshakes.protocols_named(ports)), apb=apb, axi=tuple(buses.axi(free)),
+        wishbone=wishbone,
     )
 
 

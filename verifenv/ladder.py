@@ -191,15 +191,27 @@ def _status(result: process.RunResult) -> Status:
     return Status.ERROR if result.timed_out or result.harness_error else Status.FAIL
 
 
-def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]:
-    """Seed 1 on the design as given, every shared field compared: the fields that agreed on every transfer
-    are judged from then on (tb/transfer_fields.json, read by the mutant runs too). Returns (fields, why not)."""
-    path = runner.out_dir / "tb" / "transfer_fields.json"
-    path.unlink(missing_ok=True)
+def _learn_once(runner: Runner, folder: Path, hold_low: str = "") -> tuple[process.RunResult, dict | None, dict]:
     result = runner.pytest("test_scoreboard or test_axis_frames", runner.cfg.run_timeout_s, VERIFENV_SEED="1",
-                           VERIFENV_REPORT_DIR=str(folder), VERIFENV_TRANSFER_LEARN="1")
+                           VERIFENV_REPORT_DIR=str(folder), VERIFENV_TRANSFER_LEARN="1", VERIFENV_HOLD_LOW=hold_low)
     board = next((r.get("transfers") for r in _read_reports(folder, "scoreboard") if r.get("seed") == 1), None)
     frames = next((r for r in _read_reports(folder, "axis_frames") if r.get("seed") == 1), {})
+    return result, board, frames
+
+
+def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]:
+    """Seed 1 on the design as given, every shared field compared: the fields that agreed on every transfer
+    are judged from then on (tb/transfer_fields.json, read by the mutant runs too). A design that loses
+    transfers gets a second run with tuser held at 0 (a frame FIFO drops frames marked bad); when that one
+    loses none, tuser stays at 0 while the scoreboard judges (`hold_low`). Returns (fields, why not)."""
+    path = runner.out_dir / "tb" / "transfer_fields.json"
+    path.unlink(missing_ok=True)
+    result, board, frames = _learn_once(runner, folder)
+    hold_low: list[str] = []
+    if board and board["lost"] and not board["made_up"] and "user" in board["field_agree"]:
+        _result, held, held_frames = _learn_once(runner, folder / "user_low", "user")
+        if held and held["out"] and not held["lost"] and not held["made_up"]:
+            board, frames, hold_low = held, held_frames, ["user"]
     axis_ok = not frames.get("applicable") or (frames.get("done") and not frames.get("problems"))
     fields: list[str] = []
     if not board:
@@ -218,7 +230,7 @@ def learn_transfer_fields(runner: Runner, folder: Path) -> tuple[list[str], str]
         if why:
             fields = []
     write_json_atomic(path, {"fields": fields, "learned": board or {}, "not_applicable": why,
-                             "axis_frames": bool(axis_ok)})
+                             "axis_frames": bool(axis_ok), "hold_low": hold_low})
     return fields, why
 
 
@@ -266,6 +278,9 @@ def level3(runner: Runner, folder: Path, seeds: int, stream: dict | None = None)
         parts.append(f"{transfers} transfers came out in order (fields {', '.join(fields)})")
     if frames:
         parts.append(f"{frames} AXI-Stream frames through cocotbext-axi came out unchanged")
+    held = _transfer_fields(runner.out_dir).get("hold_low") if fields else None
+    if held:
+        parts.append(f"{', '.join(held)} held at 0 (with it random, the design dropped transfers)")
     return Level("L3", NAMES["L3"], Status.PASS, f"{'; '.join(parts)} over {seeds} seed(s)", total, data)
 
 
@@ -308,12 +323,27 @@ def _file_list_options(out_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def _params(out_dir: Path) -> dict[str, int | None]:
-    """The elaborated parameter values from interface.json (mutants skip code they switch off)."""
+    """The elaborated parameter values from interface.json with the build's overrides (-G) over them (mutants
+    skip code they switch off)."""
     try:
         data = json.loads((out_dir / "interface.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+    values = {p["name"]: p["value"] for p in data.get("params", ()) if p.get("value") is not None}
+    for text in _manifest(out_dir).get("options", {}).get("parameters", ()):
+        name, _, value = text.partition("=")
+        try:
+            values[name] = int(value, 0)
+        except ValueError:
+            values.pop(name, None)  # not a number: unknown, so no code is skipped on its account
+    return values
+
+
+def _transfer_fields(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "tb" / "transfer_fields.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _manifest(out_dir: Path) -> dict:
@@ -335,7 +365,8 @@ def _pick_mutants(rtl: list[Path], top: str, count: int, params: dict,
         from verifenv.elaborate import instance_parameters
 
         includes, defines = _file_list_options(out_dir) if out_dir is not None else ([], [])
-        sub = instance_parameters([str(p) for p in rtl], top, defines, includes)
+        overrides = _manifest(out_dir).get("options", {}).get("parameters", ()) if out_dir is not None else ()
+        sub = instance_parameters([str(p) for p in rtl], top, defines, includes, overrides)
         pool = [(path, dataclasses.replace(m, id=f"{name}.{m.id}"))
                 for name, path in table.items() if name != top and path != top_file and (not sub or name in sub)
                 for m in mutate.candidates(path.read_bytes(), name, sub.get(name))]

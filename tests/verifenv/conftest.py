@@ -13,6 +13,7 @@ from verifenv.config import VerifEnvConfig
 
 HERE = Path(__file__).resolve().parent
 RTL = HERE / "rtl"
+PUBLIC = HERE / "rtl_public"  # public RTL, copied unchanged (verilog-axi, verilog-wishbone)
 MODELS = HERE / "models"
 
 
@@ -23,13 +24,14 @@ def require_sim(sim: str) -> None:
 
 
 def make_env(out: Path, rtl: str, top: str, *, sim: str | None = None, cycles: int = 30, model: str | None = None,
-             force: bool = False, pyuvm: bool = False):
+             force: bool = False, pyuvm: bool = False, parameters: tuple[str, ...] = ()):
     """Generate the environment for one fixture; optionally install a hand-written reference model."""
     fileset = filelist.resolve([RTL / rtl], top)
     iface = interface.extract(fileset.files, top, fileset.defines, fileset.includes)
     language = "systemverilog" if any(f.endswith((".sv", ".svh")) for f in fileset.files) else "verilog"
     sim = sim or simulators.default_for(language)
-    generate.generate(iface, fileset, out, generate.GenerateOptions(sim=sim, cycles=cycles, force=force, pyuvm=pyuvm))
+    generate.generate(iface, fileset, out, generate.GenerateOptions(sim=sim, cycles=cycles, force=force, pyuvm=pyuvm,
+                                                                    parameters=parameters))
     if model:
         shutil.copy(MODELS / model, out / "tb" / "ref_model.py")
     return iface, sim

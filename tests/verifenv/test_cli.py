@@ -34,6 +34,15 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "`sim` must be one of" in capsys.readouterr().err
     assert main(["verif-env", str(RTL / "counter.v"), "--top", "nope", "-o", str(tmp_path)]) == 2
     assert "'nope' is not declared" in capsys.readouterr().err
+    assert main(["verif-env", str(RTL / "counter.v"), "--top", "counter", "-o", str(tmp_path), "-G", "WIDTH"]) == 2
+    assert "`--param` must be NAME=VALUE, got 'WIDTH'" in capsys.readouterr().err
+
+
+def test_parameter_overrides_reach_the_runner(tmp_path):
+    out = tmp_path / "env"
+    assert main(["verif-env", str(RTL / "counter.v"), "--top", "counter", "-o", str(out), "-G", "WIDTH=12"]) == 0
+    assert "'parameters': {'WIDTH': '12'}" in (out / "tb" / "test_runner.py").read_text()
+    assert json.loads((out / "verifenv.json").read_text())["options"]["parameters"] == ["WIDTH=12"]
 
 
 def test_python_module(tmp_path, capsys):

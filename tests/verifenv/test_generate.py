@@ -3,6 +3,8 @@ from __future__ import annotations
 import ast
 import json
 
+import pytest
+
 from tests.verifenv.conftest import make_env
 from verifenv import ladder
 
@@ -76,3 +78,12 @@ def test_negedge_clock_and_unpacked_array(tmp_path):
     assert iface.authority == "pyslang" and iface.disagreements == ()
     spec = (tmp_path / "tb" / "cocotb_negclk.py").read_text()
     assert "'edge': 'negedge'" in spec and "'not_driven': ['tbl']" in spec and "'inputs': ['d']" in spec
+
+
+def test_parameter_overrides_are_name_value_pairs():
+    from core.errors import ValidationError
+    from verifenv.generate import parameter_overrides
+
+    assert parameter_overrides(("W=8", " DEPTH = 0x10 ")) == {"W": "8", "DEPTH": "0x10"}
+    with pytest.raises(ValidationError, match="`--param` must be NAME=VALUE, got 'W'"):
+        parameter_overrides(("W",))

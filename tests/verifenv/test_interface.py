@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.verifenv.conftest import RTL
+from tests.verifenv.conftest import PUBLIC, RTL
 from verifenv import filelist, interface
 from verifenv.interface import Clock, ModuleInterface, Reset
 
@@ -234,3 +234,47 @@ def test_macro_calls_are_read_when_they_do_not_expand(tmp_path):
     lines = "".join(assertions.constraints(found, {"pop_i", "push_i", "valid_i", "clear_i"}, {"empty_o", "full_o"}))
     assert "inputs['pop_i'] = 0" in lines and "inputs['push_i'] = 0" in lines
     assert "if inputs.get('clear_i'):" in lines and lines.count("valid_i") == 2  # only the clear rule; |=> is left
+
+
+def test_axi_interfaces_by_prefix_for_cocotbext_axi():
+    """AXI4-Lite and AXI4 slaves (ours and verilog-axi's), a master's ports, and a half-interface."""
+    from verifenv import buses
+    from verifenv.syntax import Port
+
+    axil = interface.extract([RTL / "axil_regs.v"], "axil_regs")
+    assert [(b["prefix"], b["kind"], b["role"], b["write"], b["read"]) for b in axil.axi] == \
+        [("s_axil", "axi4-lite", "slave", True, True)]
+    assert "s_axil_awprot" in axil.axi[0]["ports"] and "clk" not in axil.axi[0]["ports"]
+    axi = interface.extract([PUBLIC / "axi_ram.v"], "axi_ram")
+    assert [(b["prefix"], b["kind"], b["role"]) for b in axi.axi] == [("s_axi", "axi4", "slave")]
+    assert axi.qualifiers["s_axi_rdata"] == "s_axi_rvalid"
+    assert interface.ModuleInterface.from_json(json.loads(json.dumps(axi.to_json()))).axi == axi.axi
+
+    def port(name, direction):
+        return Port(name=name, direction=direction, width=1)
+
+    out, inp = "output", "input"
+    master_read = [port("m_axil_araddr", out), port("m_axil_arvalid", out), port("m_axil_arready", inp),
+                   port("m_axil_rdata", inp), port("m_axil_rvalid", inp), port("m_axil_rready", out)]
+    assert [(b["role"], b["write"], b["read"]) for b in buses.axi(master_read)] == [("master", False, True)]
+    wrong_way = [port("s_axil_araddr", inp), port("s_axil_arvalid", inp), port("s_axil_arready", out),
+                 port("s_axil_rdata", out), port("s_axil_rvalid", out), port("s_axil_rready", out)]
+    assert buses.axi(wrong_way) == []  # rready driven by the slave: not a bus cocotbext-axi could take
+
+
+def test_wishbone_slave_by_role():
+    from verifenv import buses
+    from verifenv.syntax import Port
+
+    pipelined = interface.extract([RTL / "wb_regs.v"], "wb_regs")
+    assert pipelined.wishbone == {"cyc": "wb_cyc_i", "stb": "wb_stb_i", "we": "wb_we_i", "adr": "wb_adr_i",
+                                  "dat_w": "wb_dat_i", "sel": "wb_sel_i", "dat_r": "wb_dat_o", "ack": "wb_ack_o",
+                                  "stall": "wb_stall_o"}
+    assert pipelined.qualifiers["wb_dat_o"] == "wb_ack_o" and "wishbone" in pipelined.protocols
+    classic = interface.extract([PUBLIC / "wb_ram.v"], "wb_ram")
+    assert classic.wishbone["cyc"] == "cyc_i" and "stall" not in classic.wishbone
+    zipcpu = [Port(name=n, direction=d, width=1) for n, d in (("i_wb_cyc", "input"), ("i_wb_stb", "input"),
+                                                                ("i_wb_we", "input"), ("o_wb_ack", "output"),
+                                                                ("o_wb_stall", "output"))]
+    assert buses.wishbone(zipcpu) == {"cyc": "i_wb_cyc", "stb": "i_wb_stb", "we": "i_wb_we", "ack": "o_wb_ack",
+                                      "stall": "o_wb_stall"}

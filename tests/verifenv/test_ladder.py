@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.verifenv.conftest import MODELS, make_env, require_sim
+from tests.verifenv.conftest import MODELS, PUBLIC, RTL, make_env, require_sim
 from verifenv import ladder
 
 SMOKE = [
@@ -116,6 +117,19 @@ def test_transfer_scoreboard_shows_l3_and_kills_stream_mutants_without_a_model(t
     assert cov["handshakes"]["s_axis_s_axis_tvalid"]["stall"] > 0  # back-pressure phases reached the input
     assert cov["points"]["m_axis: stall"] > 0 and cov["points"]["s_axis: transfer"] > 0
     assert (tmp_path / "reports" / "sim" / "L2" / "functional_coverage_seed1.xml").exists()  # cocotb-coverage
+
+
+def test_a_design_that_drops_beats_marked_bad_is_judged_with_tuser_held_low(tmp_path, quick_cfg):
+    """With random tuser, axis_drop_bad loses the beats it marks bad; the learning run retries with tuser at 0,
+    every beat comes out, and the scoreboard judges the data with tuser held there (mutants too)."""
+    require_sim("icarus")
+    make_env(tmp_path, "axis_drop_bad.v", "axis_drop_bad", cycles=60)
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "axis_drop_bad", mutants=3)
+    l3, l5 = report.levels[3], report.levels[5]
+    assert l3.status == "pass" and "user held at 0" in l3.detail, report.table()
+    learned = json.loads((tmp_path / "tb" / "transfer_fields.json").read_text())
+    assert learned["hold_low"] == ["user"] and "data" in learned["fields"]
+    assert l5.status == "pass", report.table()
 
 
 def test_transfer_scoreboard_does_not_judge_a_design_that_transforms_data(tmp_path, quick_cfg):
@@ -245,3 +259,73 @@ def test_a_wrapper_gets_its_mutants_from_the_modules_it_instantiates(tmp_path, q
     assert [m.id.split(".")[0] for m in report.mutants] == ["stream_reg", "stream_reg"]
     assert all(m.mutation.startswith("stream_reg.v line ") for m in report.mutants)
     assert report.levels[5].data["killed"] >= 1, report.table()
+
+
+def _bus_counts(folder):
+    return json.loads(next((folder / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())["buses"]
+
+
+def test_axi_lite_slave_is_driven_through_cocotbext_axi(tmp_path, quick_cfg):
+    """axil_regs's own checker stops a master that withdraws a valid or changes its payload: cocotbext-axi's
+    AxiLiteMaster writes and reads it with pauses and back-pressure, and what was written reads back. A slave
+    that never answers a write fails smoke, naming the write."""
+    require_sim("icarus")
+    cfg = dataclasses.replace(quick_cfg, cycles=150)
+    make_env(tmp_path / "ok", "axil_regs.v", "axil_regs")
+    report = ladder.check(tmp_path / "ok", cfg, "icarus", "axil_regs", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    axi = _bus_counts(tmp_path / "ok")["axi"]
+    assert axi["write"] > 0 and axi["read"] > 0 and axi["error_responses"] == 0, axi
+    assert axi["readback_agree"] > 0 and axi["readback_differ"] == 0, axi
+    broken = tmp_path / "axil_regs.v"
+    broken.write_text((RTL / "axil_regs.v").read_text().replace("s_axil_bvalid <= 1'b1;", "s_axil_bvalid <= 1'b0;"))
+    make_env(tmp_path / "mute", str(broken), "axil_regs")
+    report = ladder.check(tmp_path / "mute", cfg, "icarus", "axil_regs", upto="L2")
+    assert report.status("L2") == "fail", report.table()
+    assert "AXI s_axil write: write of 4 byte(s)" in report.levels[2].detail, report.table()
+
+
+@pytest.mark.parametrize("top", ["axil_ram", "axi_ram", "axil_register", "wb_ram"])
+def test_public_bus_slaves_pass_smoke_with_bus_traffic(tmp_path, quick_cfg, top):
+    """verilog-axi's AXI4-Lite and AXI4 RAMs, its AXI4-Lite register slice (an AxiLiteMaster in front, an
+    AxiLiteRam behind: what was written reads back through it), and verilog-wishbone's RAM (no reset, classic
+    cycles)."""
+    require_sim("icarus")
+    iface, _sim = make_env(tmp_path, str(PUBLIC), top)
+    if top == "axil_register":
+        assert [(b["prefix"], b["role"]) for b in iface.axi] == [("m_axil", "master"), ("s_axil", "slave")]
+    report = ladder.check(tmp_path, dataclasses.replace(quick_cfg, cycles=100), "icarus", top, upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    counts = _bus_counts(tmp_path)
+    if top == "wb_ram":
+        assert counts["wishbone_transfers"] > 0
+    else:
+        assert counts["axi"]["write"] > 0 and counts["axi"]["read"] > 0, counts
+        assert counts["axi"]["readback_agree"] > 0 and counts["axi"]["readback_differ"] == 0, counts
+
+
+def test_wishbone_master_keeps_the_slave_protocol(tmp_path, quick_cfg):
+    """wb_regs (pipelined: it stalls every other cycle) checks stb only inside cyc and cyc held until the ack:
+    the generated Wishbone master keeps both; the same stimulus with Wishbone as plain inputs does not."""
+    require_sim("icarus")
+    iface, _sim = make_env(tmp_path, "wb_regs.v", "wb_regs")
+    assert iface.wishbone["stall"] == "wb_stall_o"
+    report = ladder.check(tmp_path, dataclasses.replace(quick_cfg, cycles=80), "icarus", "wb_regs", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    assert _bus_counts(tmp_path)["wishbone_transfers"] > 0
+    tb = tmp_path / "tb" / "cocotb_wb_regs.py"
+    tb.write_text(tb.read_text().replace("'wishbone': {", "'wishbone_off': {"))
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "wb_regs", upto="L2", reuse_build=True)
+    assert report.status("L2") == "fail" and "Wishbone protocol" in report.levels[2].detail, report.table()
+
+
+def test_parameter_overrides_reach_every_build_and_the_mutants(tmp_path, quick_cfg):
+    """-G DATA_WIDTH=12: the simulator builds the 12-bit FIFO, the test reads the width from it, and L5 picks
+    mutants with the overridden values."""
+    require_sim("icarus")
+    make_env(tmp_path, "axis_fifo_x.v", "axis_fifo_x", parameters=("DATA_WIDTH=12",))
+    report = ladder.check(tmp_path, quick_cfg, "icarus", "axis_fifo_x", upto="L2")
+    assert report.status("L2") == "pass", report.table()
+    cov = json.loads(next((tmp_path / "reports" / "sim" / "L2").glob("coverage_seed*.json")).read_text())
+    assert cov["ports"]["s_axis_tdata"]["width"] == 12
+    assert ladder._params(tmp_path)["DATA_WIDTH"] == 12

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.verifenv.conftest import RTL
@@ -63,3 +64,19 @@ def test_a_wrappers_borrowed_mutants_follow_the_instance_parameters(tmp_path):
     fs = filelist.resolve([tmp_path / "top.v", tmp_path / "sub.v", tmp_path / "unused.v"], "top")
     picked = ladder._pick_mutants([Path(f) for f in fs.files], "top", 3, {})
     assert [(p.name, m.original) for p, m in picked] == [("sub.v", "&")]  # MODE = 1: the `|` branch is dead
+
+
+def test_a_wrappers_borrowed_mutants_follow_its_parameter_overrides(tmp_path):
+    """-G TOP_MODE=0 reaches the instance: the other branch of the submodule is the live one."""
+    from verifenv import filelist, ladder
+
+    (tmp_path / "sub.v").write_text("module sub #(parameter MODE = 0) (input a, input b, output y);\n"
+                                    "  assign y = MODE ? (a & b) : (a | b);\nendmodule\n")
+    (tmp_path / "top.v").write_text("module top #(parameter TOP_MODE = 1) (input a, input b, output y);\n"
+                                    "  sub #(.MODE(TOP_MODE)) u_sub (.a(a), .b(b), .y(y));\nendmodule\n")
+    fs = filelist.resolve([tmp_path / "top.v", tmp_path / "sub.v"], "top")
+    out = tmp_path / "env"
+    out.mkdir()
+    (out / "verifenv.json").write_text(json.dumps({"options": {"parameters": ["TOP_MODE=0"]}}))
+    picked = ladder._pick_mutants([Path(f) for f in fs.files], "top", 3, {}, out)
+    assert [(p.name, m.original) for p, m in picked] == [("sub.v", "|")]
