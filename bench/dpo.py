@@ -66,7 +66,8 @@ def _input(row: dict) -> CompletionInput:
 def _lsp_config(base: Path, **fields: Any):
     from lsp.config import LspConfig
 
-    return LspConfig(tokenizer=str(base), **fields)
+    # a bench waits for every suggestion (an editor's 5 s would drop the slow ones a busy CPU gives)
+    return LspConfig(tokenizer=str(base), timeout_s=120.0, **fields)
 
 
 async def simulate(rows: list[dict], gateway_url: str, token: str, base: Path) -> dict[str, int]:
