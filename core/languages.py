@@ -28,6 +28,8 @@ class Language:
     blocks: str
     block_nodes: tuple[str, ...]
     snippet: str
+    tags: tuple[str, ...] = ()  # modules whose TAGS_QUERY define the symbol index's definitions
+    definitions: str = ""  # our extra tags patterns
 
 
 @functools.cache
@@ -48,6 +50,8 @@ def all_languages() -> tuple[Language, ...]:
                 blocks=row["blocks"],
                 block_nodes=tuple(row["block_nodes"]),
                 snippet=row["snippet"],
+                tags=tuple(row.get("tags", ())),
+                definitions=row.get("definitions", ""),
             )
         )
     return tuple(out)
@@ -95,6 +99,24 @@ def ts_language(language_id: str):
         raise GrammarError(
             f"tree-sitter grammar for {lang.name} ({lang.grammar}) failed to load: {exc}"
         ) from exc
+
+
+@functools.cache
+def tags_query(language_id: str):
+    """The `tree_sitter.Query` of the language's tags (its `tags` modules' TAGS_QUERY, then its `definitions`),
+    or None when the table lists none; raises GrammarError naming the language when it cannot load."""
+    import tree_sitter
+
+    lang = get(language_id)
+    if lang is None or not lang.tags:
+        return None
+    try:
+        sources = [importlib.import_module(module).TAGS_QUERY for module in lang.tags]
+        return tree_sitter.Query(ts_language(language_id), "\n".join([*sources, lang.definitions]))
+    except GrammarError:
+        raise
+    except Exception as exc:  # a wheel without the file, or a query its grammar version rejects
+        raise GrammarError(f"tags query for {lang.name} ({', '.join(lang.tags)}) failed to load: {exc}") from exc
 
 
 def parser(language_id: str):
