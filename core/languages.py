@@ -1,4 +1,4 @@
-"""Languages as data: `languages.toml` maps language id, extensions, tree-sitter grammar and comment token.
+"""Languages as data: `languages.toml` maps language id, extensions, tree-sitter grammar, comment token and tags query.
 
 The corpus builder, the language server and verif-env all call `detect`, `get` and `parse` from here.
 A grammar that fails to load raises `GrammarError` naming the language; the other languages keep working.
