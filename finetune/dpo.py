@@ -119,7 +119,8 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
                          per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
                          seed=cfg.seed, data_seed=cfg.seed, logging_steps=1, save_strategy="no", report_to=[],
                          use_cpu=not cuda, max_length=None, activation_checkpointing=cfg.gradient_checkpointing,
-                         disable_dropout=True, dataloader_num_workers=0, disable_tqdm=True)
+                         disable_dropout=True, dataloader_num_workers=0, disable_tqdm=True,
+                         bf16=False, fp16=False)  # full precision, as `inhouse train` without --bf16
         started = time.monotonic()
 
         class Budget(TrainerCallback):
@@ -136,9 +137,16 @@ def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str
         trainer = Pretokenized(model=model, args=args, train_dataset=Dataset.from_list(kept),
                                processing_class=tokenizer, callbacks=[Budget()])
         trainer.remove_callback(PrinterCallback)  # stdout stays clean; each step's log goes to metrics.jsonl
-        trainer.train()
-        scored = kept[:cfg.eval_limit] if cfg.eval_limit else kept
-        final = trainer.evaluate(Dataset.from_list(scored))
+        try:
+            trainer.train()
+            scored = kept[:cfg.eval_limit] if cfg.eval_limit else kept
+            final = trainer.evaluate(Dataset.from_list(scored))
+        finally:
+            # The Trainer leaves accelerate's process-wide state behind; a later `train` in the same process
+            # (a test run, a notebook) could not then pick its own precision.
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
         elapsed = time.monotonic() - started
 
         # --- 4. save: the adapter, tokenizer, inhouse.json, resolved config and the step log --------------------
