@@ -8,6 +8,7 @@ Every run also records the version and git sha it was made with (`run_metadata`)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,15 @@ def git_sha(path: Path | None = None) -> str:
 def run_metadata() -> dict[str, str]:
     """Version and git sha, written next to every run's outputs."""
     return {"inhouse_version": __version__, "git_sha": git_sha()}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (weights, tokenizers, preference files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

@@ -9,7 +9,6 @@ before any work). Called by finetune/train.py; the adapter's path and content ha
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Collection
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.artifacts import read_info
+from core.artifacts import file_sha256, read_info
 from core.errors import ConfigError, ModelError
 from finetune.checkpoint import ADAPTER_FILE
 from finetune.config import TrainConfig
@@ -44,13 +43,6 @@ class InitAdapter:
         return {"path": str(self.path), "sha256": self.sha256, "base_model": self.info.get("base_model"),
                 "steps": self.info.get("steps"), "chosen_step": self.info.get("chosen_step")}
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_init_adapter(path: str | Path, base: Path, fim_format: str) -> InitAdapter:

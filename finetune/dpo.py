@@ -18,14 +18,13 @@ merge tokens across the cursor and train on prompts the server never sends.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
 from pathlib import Path
 
-from core.artifacts import atomic_directory, read_info, write_info, write_json_atomic
+from core.artifacts import atomic_directory, file_sha256, read_info, write_info, write_json_atomic
 from core.completion.profile import PROFILE_KEY, profile_of_info
 from core.config import to_dict
 from core.errors import ConfigError, ModelError
@@ -68,10 +67,6 @@ def read_pairs(path: str | Path) -> list[dict[str, str]]:
         raise ConfigError(f"--preferences {str(path)!r} holds no pairs (export some with "
                           "`inhouse admin suggestions export`)")
     return pairs
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def dpo(base: str | Path, adapter: str | Path, preferences: str | Path, out: str | Path, cfg: DpoConfig, *,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from core import config as core_config
+from core.artifacts import file_sha256
 from core.errors import CorpusError
 
 FORMAT = "v1"  # the layout of the directory and of an entry: a change starts a fresh cache beside the old one
@@ -95,13 +96,6 @@ def code_version() -> str:
     return h.hexdigest()
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 @dataclass(frozen=True)
 class Fingerprints:
@@ -114,7 +108,7 @@ class Fingerprints:
     @classmethod
     def of(cls, cfg: Any, tokenizer_file: str, fim_format: str, root: str) -> Fingerprints:
         fields = core_config.to_dict(cfg)
-        common = {"tokenizer_sha256": _file_digest(tokenizer_file), "fim_format": fim_format,
+        common = {"tokenizer_sha256": file_sha256(tokenizer_file), "fim_format": fim_format,
                   "code": code_version(), "format": FORMAT}
         prepare = {k: v for k, v in fields.items() if k not in _GLOBAL_FIELDS | _EXAMPLE_FIELDS}
         spans = {k: v for k, v in fields.items() if k not in _GLOBAL_FIELDS}

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from core.artifacts import read_info
+from core.artifacts import file_sha256, read_info
 from core.errors import ConfigError, ModelError
 from finetune import checkpoint as ckpt
 from finetune import runlog
 from finetune.config import TrainConfig
-from finetune.continued import file_sha256
 from finetune.train import train
 from tests.finetune.conftest import FAST
 
