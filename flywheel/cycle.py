@@ -12,9 +12,12 @@ the gateway's rule again (`decide`), so the same cron line both starts cycles an
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
+import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from dataclasses import dataclass
@@ -74,7 +77,8 @@ def run_cycle(cfg: CycleConfig, team: str, inhouse: Inhouse, *, until: Stage | N
         state = folder.open_cycle()
         if state is None:
             heads = repo_heads(team_repos(Path(cfg.repos), team))
-            last = folder.history()[-1] if folder.history() else None
+            history = folder.history()
+            last = history[-1] if history else None
             if last and last.get("heads") == {k: v["sha"] for k, v in heads.items()} and not force:
                 return CycleResult(None, "nothing_changed",
                                    f"team {team!r}: the repositories have not moved since cycle {last['id']} "
@@ -351,15 +355,11 @@ def _reason_text(reason: Any) -> str:
 
 def _tidy(out: Path) -> None:
     """Remove what a killed run of the command left beside `out` (its hidden `.NAME.*` work folders)."""
-    import shutil
-
     for leftover in out.parent.glob(f".{out.name}.*"):
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -368,14 +368,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _toml_str(value: str) -> str:
-    import json
-
     return json.dumps(value)  # a TOML basic string is a JSON string for these characters
 
 
 def _say(inhouse: Inhouse, text: str) -> None:
-    import sys
-
     if inhouse.show_progress:
         print(text, file=sys.stderr, flush=True)
 
