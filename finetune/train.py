@@ -128,35 +128,33 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
 
     # --- 5. the loop ----------------------------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state: dict[str, Any] = {"step": 0, "planned_steps": planned, "elapsed_s": 0.0, "tokens": 0,
-                             "best_dev_loss": None, "best_step": None, "budget_fixed": False,
-                             "init_adapter_sha256": init.sha256 if init is not None else None}
+    state = ckpt.TrainState(planned_steps=planned, init_adapter_sha256=init.sha256 if init is not None else None)
     if start_from is not None:
-        started_from = ckpt.read_state(start_from).get("init_adapter_sha256")
-        if started_from != state["init_adapter_sha256"]:
+        started_from = ckpt.read_state(start_from).init_adapter_sha256
+        if started_from != state.init_adapter_sha256:
             raise ConfigError(f"--resume: the run in {str(out)!r} started from the init adapter with sha256 "
-                              f"{started_from}, this one from {state['init_adapter_sha256']}: give the same "
+                              f"{started_from}, this one from {state.init_adapter_sha256}: give the same "
                               "--init-adapter (or none) as the interrupted run")
-        state.update(ckpt.load_checkpoint(start_from, model, optimizer))
-        log.info("resuming from %s (step %d)", start_from, state["step"])
+        state = ckpt.load_checkpoint(start_from, model, optimizer)
+        log.info("resuming from %s (step %d)", start_from, state.step)
         if main:
-            runlog.truncate(out / METRICS_FILE, state["step"])
+            runlog.truncate(out / METRICS_FILE, state.step)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     metrics = runlog.MetricsLog(out / METRICS_FILE, enabled=main)
     if cfg.report_to:
         accelerator.init_trackers(out.name or "inhouse", config=_tracker_config(cfg))
-    if state["step"] == 0:
+    if state.step == 0:
         metrics.write({"event": "start", "sequences": len(packed), "steps_per_epoch": plan.steps_per_epoch,
                        "planned_steps": planned, "examples": stats.examples, "tokens": stats.tokens,
                        "loss_tokens": stats.loss_tokens, "dropped_too_long": stats.dropped_too_long,
                        "processes": accelerator.num_processes})
     budget_s = cfg.max_minutes * 60.0
     step_times: list[float] = []
-    bar = runlog.progress_bar(planned, state["step"], enabled=main and progress)
-    started = time.perf_counter() - state["elapsed_s"]
-    step = state["step"]
-    while step < state["planned_steps"]:
+    bar = runlog.progress_bar(planned, state.step, enabled=main and progress)
+    started = time.perf_counter() - state.elapsed_s
+    step = state.step
+    while step < state.planned_steps:
         model.train()
         t0 = time.perf_counter()
         micro = [packed.batch(plan.indices(step, m, accelerator.process_index)) for m in range(cfg.grad_accum)]
@@ -169,24 +167,25 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
                              labels=batch.labels.to(device), use_cache=False, num_items_in_batch=max(targets, 1))
                 accelerator.backward(out_.loss)
             loss_sum += out_.loss.detach()
-        lr = _lr_at(step, state["planned_steps"], cfg)
+        lr = _lr_at(step, state.planned_steps, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         grad_norm = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        state.step = step
         dt = time.perf_counter() - t0
         step_times.append(dt)
         tokens = plan.per_step * cfg.seq_len
-        state["tokens"] += tokens
-        state["elapsed_s"] = time.perf_counter() - started
-        if step % cfg.log_every == 0 or step == state["planned_steps"]:
+        state.tokens += tokens
+        state.elapsed_s = time.perf_counter() - started
+        if step % cfg.log_every == 0 or step == state.planned_steps:
             if accelerator.num_processes > 1:
                 loss_sum = accelerator.reduce(loss_sum, reduction="mean")
             loss_val = float(loss_sum)
-            record = {"step": step, "loss": round(loss_val, 5), "lr": lr, "tokens": state["tokens"],
-                      "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(state["elapsed_s"], 2),
+            record = {"step": step, "loss": round(loss_val, 5), "lr": lr, "tokens": state.tokens,
+                      "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(state.elapsed_s, 2),
                       "epoch": round(step / plan.steps_per_epoch, 4), "batch_hash": D.batch_hash(
                           micro[0].input_ids)}
             if grad_norm is not None:
@@ -195,33 +194,33 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
             _track(accelerator, cfg, record, step)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:,.0f}", refresh=False)
         bar.update(1)
-        if budget_s and len(step_times) >= 5 and (not state["budget_fixed"] or step % REFIT_EVERY == 0):
-            fitted = _fit_budget(step, state["elapsed_s"], step_times[1:][-REFIT_EVERY:], budget_s, planned)
-            if not state["budget_fixed"] or abs(fitted - state["planned_steps"]) > 0.1 * state["planned_steps"]:
-                state["planned_steps"] = fitted
-            state["budget_fixed"] = True
-            bar.total = state["planned_steps"]
-        out_of_time = bool(budget_s) and state["elapsed_s"] >= budget_s
-        last = step >= state["planned_steps"] or out_of_time
+        if budget_s and len(step_times) >= 5 and (not state.budget_fixed or step % REFIT_EVERY == 0):
+            fitted = _fit_budget(step, state.elapsed_s, step_times[1:][-REFIT_EVERY:], budget_s, planned)
+            if not state.budget_fixed or abs(fitted - state.planned_steps) > 0.1 * state.planned_steps:
+                state.planned_steps = fitted
+            state.budget_fixed = True
+            bar.total = state.planned_steps
+        out_of_time = bool(budget_s) and state.elapsed_s >= budget_s
+        last = step >= state.planned_steps or out_of_time
         if dev and (last or (cfg.eval_every and step % cfg.eval_every == 0)):  # every rank: same result
             t_dev = time.perf_counter()
             dev_loss = _evaluate(model, dev, cfg.batch_size, device)
-            metrics.write({"step": step, "event": "dev", "elapsed_s": round(state["elapsed_s"], 2),
+            metrics.write({"step": step, "event": "dev", "elapsed_s": round(state.elapsed_s, 2),
                            "dev_seconds": round(time.perf_counter() - t_dev, 2), **dev_loss})
             _track(accelerator, cfg, dev_loss, step)
-            if state["best_dev_loss"] is None or dev_loss["dev_loss"] < state["best_dev_loss"]:
-                state["best_dev_loss"], state["best_step"] = dev_loss["dev_loss"], step
-                state["best_dev"] = dev_loss
-        if last or (cfg.save_every and step % cfg.save_every == 0) or state["best_step"] == step:
+            if state.best_dev_loss is None or dev_loss["dev_loss"] < state.best_dev_loss:
+                state.best_dev_loss, state.best_step = dev_loss["dev_loss"], step
+                state.best_dev = dev_loss
+        if last or (cfg.save_every and step % cfg.save_every == 0) or state.best_step == step:
             weights = _adapter_weights(accelerator, model, sharded)  # a collective when sharded
             if main and weights is not None:
-                ckpt.save_checkpoint(out, step, weights, None if sharded else optimizer.state_dict(), state,
+                ckpt.save_checkpoint(out, state, weights, None if sharded else optimizer.state_dict(),
                                      _peft_config(accelerator.unwrap_model(model)),
                                      {"kind": "adapter", "base_model": str(base), "fim_format": fmt.name,
-                                      "step": step, "elapsed_s": round(state["elapsed_s"], 2),
+                                      "step": step, "elapsed_s": round(state.elapsed_s, 2),
                                       PROFILE_KEY: _trained_profile(base_profile, primary, cfg,
-                                                                    state.get("best_dev") or {}).to_dict()})
-                ckpt.prune(out, cfg.keep_checkpoints, {state["best_step"]} if state["best_step"] else set())
+                                                                    state.best_dev).to_dict()})
+                ckpt.prune(out, cfg.keep_checkpoints, {state.best_step} if state.best_step else set())
         if out_of_time:
             log.info("time budget of %.1f minutes spent at step %d", cfg.max_minutes, step)
             break
@@ -238,7 +237,7 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
     hashes = [h for h in hashes if h is not None]
     if len(set(hashes)) != 1:
         raise ModelError(f"data-parallel ranks disagree on the trained weights: {hashes}")
-    chosen = state["best_step"] or step
+    chosen = state.best_step or step
     if chosen != step or weights is None:
         weights = ckpt.read_adapter_weights(ckpt.checkpoint_dir(out, chosen))
     _save_adapter(weights, accelerator.unwrap_model(model), out)
@@ -247,20 +246,20 @@ def train(base: str | Path, dataset: str | Path, out: str | Path, cfg: TrainConf
         "train": to_dict(cfg), "base": str(base), "data": str(dataset), "processes": accelerator.num_processes,
         "rank_weight_hashes": hashes, "init_adapter": init.record() if init is not None else None,
         **(run_metadata or {})})
-    metrics.write({"event": "end", "step": step, "chosen_step": chosen, "best_dev_loss": state["best_dev_loss"],
-                   "elapsed_s": round(state["elapsed_s"], 2), "weights_sha256": hashes[0]})
+    metrics.write({"event": "end", "step": step, "chosen_step": chosen, "best_dev_loss": state.best_dev_loss,
+                   "elapsed_s": round(state.elapsed_s, 2), "weights_sha256": hashes[0]})
     from finetune.report import plot_loss_curve
 
     plot_loss_curve(out / METRICS_FILE, out / LOSS_CURVE)
     write_info(out, {
         "kind": "adapter", "base_model": str(base), "fim_format": fmt.name, "dataset": str(dataset),
         "dataset_manifest_sha256": D.manifest_hash(dataset), "steps": step, "chosen_step": chosen,
-        "dev_loss": state["best_dev_loss"], "objectives": stats.by_objective, "loss": cfg.loss,
+        "dev_loss": state.best_dev_loss, "objectives": stats.by_objective, "loss": cfg.loss,
         "seq_len": cfg.seq_len, "primary_mode": primary,
         "init_adapter": init.record() if init is not None else None,
-        PROFILE_KEY: _trained_profile(base_profile, primary, cfg, state.get("best_dev") or {}).to_dict(),
+        PROFILE_KEY: _trained_profile(base_profile, primary, cfg, state.best_dev).to_dict(),
         **(run_metadata or {})})
-    log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state["planned_steps"], chosen)
+    log.info("adapter written to %s (step %d of %d, chosen on dev: %d)", out, step, state.planned_steps, chosen)
     return out
 
 
