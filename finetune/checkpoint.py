@@ -35,9 +35,9 @@ _NAME = re.compile(r"^step-(\d{8})$")
 class TrainState:
     """What the training loop carries from step to step and a resume needs back; `state.json` holds it.
 
-    Mutable: the loop updates it in place every step. The file's keys are the field names, unversioned and
-    unchanged since the first checkpoints (`from_dict` reads those: they lack `init_adapter_sha256` and
-    `best_dev`); `best_dev` is written only once a dev evaluation has run, as before."""
+    Mutable: the loop updates it in place every step. The file's keys are the field names, unversioned: fields
+    have only ever been added (`init_adapter_sha256` with --init-adapter, `best_dev` with completion profiles), so
+    `from_dict` gives a field an older file lacks its default. `best_dev` is written once a dev evaluation ran."""
 
     planned_steps: int                 # the last step of the cosine schedule (refitted to a time budget)
     step: int = 0                      # optimizer steps done
