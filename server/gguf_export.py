@@ -314,3 +314,85 @@ def export_model(model_dir: str | Path, out: str | Path, qtype: str = "Q8_0") ->
             raise ModelError(f"{str(model_dir)!r} has no model.embed_tokens.weight")
 
     return _write_atomic(Path(out), "llama", fill)
+
+
+# ---- LoRA adapters ------------------------------------------------------------------------------------------------
+
+def _projection_shape(config: Mapping[str, Any], module: str) -> tuple[int, int]:
+    """(out_features, in_features) of a Llama projection ("self_attn.k_proj", "mlp.down_proj", ...)."""
+    hidden, inter, head = int(config["hidden_size"]), int(config["intermediate_size"]), _head_dim(config)
+    heads = int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    return {"self_attn.q_proj": (heads * head, hidden), "self_attn.k_proj": (kv * head, hidden),
+            "self_attn.v_proj": (kv * head, hidden), "self_attn.o_proj": (hidden, heads * head),
+            "mlp.gate_proj": (inter, hidden), "mlp.up_proj": (inter, hidden), "mlp.down_proj": (hidden, inter)}[module]
+
+
+def _check_lora_config(adapter_dir: Path, cfg: Mapping[str, Any]) -> None:
+    # llama.cpp applies W + scale * (alpha / rank) * B @ A with one alpha per file: what plain LoRA is.
+    unsupported = {
+        "peft_type": cfg.get("peft_type", "LORA") != "LORA",
+        "use_dora": bool(cfg.get("use_dora")),
+        "use_rslora": bool(cfg.get("use_rslora")),
+        "modules_to_save": bool(cfg.get("modules_to_save")),
+        "alpha_pattern": bool(cfg.get("alpha_pattern")),
+        "lora_bias": bool(cfg.get("lora_bias")),
+    }
+    for key, bad in unsupported.items():
+        if bad:
+            raise ModelError(f"{str(adapter_dir)!r}: adapter_config.json `{key}` = {cfg.get(key)!r} cannot be "
+                             "exported to a llama.cpp LoRA (plain LoRA on q/k/v/o/gate/up/down projections only)")
+
+
+def _lora_pairs(adapter_dir: Path, config: Mapping[str, Any], model_dir: Path,
+                base_name: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(GGUF base tensor name, A, B) for each LoRA'd projection, B's rows permuted for q/k as the model's are."""
+    pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    for name, values in read_safetensors(adapter_dir / "adapter_model.safetensors"):
+        m = _LORA_RE.match(name)
+        if m is None:
+            module = re.sub(r"\.(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(\.\w+)?$|\.weight$", "",
+                            name.removeprefix("base_model.model."))
+            raise ModelError(f"{str(adapter_dir)!r}: LoRA tensor {name!r} (module {module!r}) cannot be mapped to "
+                             "a llama.cpp Llama tensor; only q/k/v/o/gate/up/down projections can")
+        pairs.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = values
+    if not pairs:
+        raise ModelError(f"{str(adapter_dir)!r}: adapter_model.safetensors holds no LoRA tensors")
+    for (layer, module), ab in sorted(pairs.items()):
+        where = f"layer {layer} {module}"
+        if set(ab) != {"A", "B"}:
+            raise ModelError(f"{str(adapter_dir)!r}: {where} has lora_{'A' if 'A' not in ab else 'B'} missing")
+        a, b = ab["A"], ab["B"]
+        out_f, in_f = _projection_shape(config, module)
+        if (layer >= int(config["num_hidden_layers"]) or a.ndim != 2 or b.ndim != 2 or a.shape[1] != in_f
+                or b.shape[0] != out_f or a.shape[0] != b.shape[1]):
+            raise ModelError(f"adapter {str(adapter_dir)!r} (base_model {base_name!r}) does not fit model "
+                             f"{str(model_dir)!r}: {where} has A {a.shape}, B {b.shape}; the model's weight is "
+                             f"({out_f}, {in_f}) with {config['num_hidden_layers']} layers")
+        heads = _permute_heads(config, module)
+        if heads is not None:  # LoraTorchTensor's reshape/swapaxes touch B only: A's rows are the rank
+            b = permute_qk(b, heads)
+        yield f"blk.{layer}.{_LAYER_TENSORS[module]}.weight", a, b
+
+
+def export_lora(adapter_dir: str | Path, out: str | Path, model_dir: str | Path) -> Path:
+    """Write the peft LoRA `adapter_dir` (trained on the Llama model `model_dir`) as a llama.cpp LoRA GGUF."""
+    import gguf
+
+    adapter_dir, model_dir = Path(adapter_dir), Path(model_dir)
+    cfg = read_json(adapter_dir / "adapter_config.json")
+    _check_lora_config(adapter_dir, cfg)
+    config = llama_config(model_dir)
+    alpha = float(cfg.get("lora_alpha", cfg.get("r", 8)))
+    pairs = list(_lora_pairs(adapter_dir, config, model_dir, str(cfg.get("base_model_name_or_path", "?"))))
+
+    def fill(writer: Any) -> None:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+        writer.add_name(adapter_dir.name)
+        for name, a, b in pairs:
+            writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(a, dtype=np.float32))
+            writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(b, dtype=np.float32))
+
+    return _write_atomic(Path(out), "llama", fill)
