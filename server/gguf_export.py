@@ -1,8 +1,8 @@
 """Hugging Face Llama checkpoints and peft LoRA adapters written as GGUF files for llama.cpp (no torch).
 
 `export_model` and `export_lora` follow llama.cpp's convert_hf_to_gguf.py (LlamaModel) and convert_lora_to_gguf.py:
-the same tensor names, the same Q/K row permutation, the same metadata keys. The llama.cpp engine calls the cached
-forms in `server/gguf_cache.py` (`model_gguf`, `adapter_gguf`), which export once and reuse the file.
+the same tensor names, Q/K row permutation and metadata keys; tensors come from `server/safetensors_numpy.py`.
+The llama.cpp engine calls the cached forms in `server/gguf_cache.py` (`model_gguf`, `adapter_gguf`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
+from server.safetensors_numpy import read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,6 @@ _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 _LORA_RE = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)"
                       r"\.lora_([AB])\.weight$")
 
-_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
-
-
 # ---- reading ------------------------------------------------------------------------------------------------------
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -57,47 +55,6 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{str(path)!r} does not hold a JSON object")
     return data
-
-
-def read_safetensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, float32 array) for each tensor of a safetensors file, checked against the file's size.
-
-    The header is parsed here rather than with `safetensors.numpy` because numpy has no bfloat16 and because a
-    truncated file must fail with a message naming the file and the tensor, not a Rust panic."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise ModelError(f"{str(path)!r} is not a safetensors file: {size} bytes")
-            n = int.from_bytes(head, "little")
-            if n > size - 8:
-                raise ModelError(f"{str(path)!r} is truncated or not safetensors: header of {n} bytes, "
-                                 f"file of {size}")
-            header = json.loads(fh.read(n))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
-    if not isinstance(header, dict):
-        raise ModelError(f"{str(path)!r} has a malformed safetensors header")
-    base = 8 + n
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _ST_DTYPES.get(info.get("dtype"))
-        if dtype is None:
-            raise ModelError(f"{str(path)!r}: tensor {name!r} has dtype {info.get('dtype')!r}; "
-                             f"supported: {sorted(_ST_DTYPES)}")
-        start, end = (base + int(o) for o in info["data_offsets"])
-        shape = tuple(int(d) for d in info["shape"])
-        if end > size or end - start != int(np.prod(shape)) * np.dtype(dtype).itemsize:
-            raise ModelError(f"{str(path)!r} is truncated or corrupt: tensor {name!r} needs bytes "
-                             f"{start}..{end}, file has {size}")
-        raw = np.frombuffer(mm[start:end], dtype=dtype).reshape(shape)
-        if info["dtype"] == "BF16":
-            yield name, (raw.astype(np.uint32) << 16).view(np.float32)
-        else:
-            yield name, raw.astype(np.float32)
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -168,11 +125,18 @@ def _token_id(tokenizer: Mapping[str, Any], spec: Any) -> int | None:
 
 
 def _pre_tokenizer_name(pre: Mapping[str, Any] | None) -> str:
-    # llama.cpp picks its pre-tokenizer regex by name. A lone ByteLevel with the GPT-2 regex (SmolLM2 and the tiny
-    # test models) is llama.cpp's "gpt-2". The engine sends token ids, so a wrong regex would only affect
-    # llama.cpp's own tokenization (which inhouse does not use); "default" keeps such a file loadable.
-    if pre and pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+    # llama.cpp picks its pre-tokenizer regex by this name; these two are the same regexes as the HF ones. The
+    # engine sends token ids, so the name only matters to llama.cpp's own tokenizing (and "gpt-2" also cleans up
+    # spaces when llama.cpp detokenizes); "default" keeps any other byte-level BPE file loadable.
+    def byte_level(p: Mapping[str, Any]) -> bool:
+        return p.get("type") == "ByteLevel" and bool(p.get("use_regex", True))
+
+    if pre and byte_level(pre):
         return "gpt-2"
+    parts = list(pre.get("pretokenizers", [])) if pre and pre.get("type") == "Sequence" else []
+    if (len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits")
+            and byte_level(parts[1])):
+        return "smollm"  # digits one by one, then GPT-2's regex (SmolLM2 as published)
     log.warning("pre-tokenizer %r has no llama.cpp name; writing 'default'", pre and pre.get("type"))
     return "default"
 

@@ -160,6 +160,7 @@ def test_gguf_metadata_and_vocabulary(model_dir, f32_gguf):
     tok = json.loads((model_dir / "tokenizer.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
     assert field["general.architecture"] == "llama"
+    assert field["tokenizer.ggml.pre"] == "gpt-2"  # ByteLevel with GPT-2's regex, as the tiny tokenizer has
     assert field["llama.block_count"] == config["num_hidden_layers"]
     assert field["llama.attention.head_count_kv"] == config["num_key_value_heads"]
     assert field["llama.vocab_size"] == config["vocab_size"] == len(field["tokenizer.ggml.tokens"])
@@ -226,6 +227,19 @@ def copy_model(model_dir: Path, dst: Path) -> Path:
     return dst
 
 
+def test_bfloat16_safetensors_are_read_as_float32(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from server.safetensors_numpy import read_safetensors
+
+    tensors = {"a": torch.randn(3, 5).to(torch.bfloat16), "b": torch.randn(4).to(torch.float16)}
+    save_file(tensors, tmp_path / "t.safetensors")
+    got = dict(read_safetensors(tmp_path / "t.safetensors"))
+    for name, tensor in tensors.items():
+        assert got[name].dtype.name == "float32" and (got[name] == tensor.float().numpy()).all()
+
+
 def test_other_architecture_is_refused_by_name(model_dir, tmp_path):
     other = copy_model(model_dir, tmp_path / "m")
     config = json.loads((other / "config.json").read_text())
@@ -236,12 +250,17 @@ def test_other_architecture_is_refused_by_name(model_dir, tmp_path):
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*partial"))
 
 
-def test_truncated_safetensors_is_a_model_error(model_dir, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "not json"])
+def test_damaged_safetensors_is_a_model_error(model_dir, tmp_path, damage):
     broken = copy_model(model_dir, tmp_path / "m")
     weights = broken / "model.safetensors"
     with weights.open("r+b") as fh:
-        fh.truncate(weights.stat().st_size // 2)
-    with pytest.raises(ModelError, match="truncated"):
+        if damage == "truncated":
+            fh.truncate(weights.stat().st_size // 2)
+        else:
+            fh.seek(8)
+            fh.write(b"\xff" * 16)
+    with pytest.raises(ModelError, match="truncated" if damage == "truncated" else "not a readable safetensors"):
         export_model(broken, tmp_path / "x.gguf", "F32")
     assert not (tmp_path / "x.gguf").exists() and not list(tmp_path.glob(".*partial"))
 
