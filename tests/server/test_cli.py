@@ -9,8 +9,8 @@ import pytest
 
 from core.config import resolve
 from core.errors import ConfigError
-from server.config import ServeConfig
 from core.launch import serve_subprocess
+from server.config import ServeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

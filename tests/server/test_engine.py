@@ -34,8 +34,9 @@ async def test_concurrent_requests_decode_together_and_match_generate(client, ti
     app, factory = client
     lengths = [5, 17, 9, 30, 3, 12, 25, 8]
     async with await factory() as http:
-        results = await asyncio.gather(*[_tokens(http, p, max_new_tokens=n) for p, n in zip(PROMPTS, lengths)])
-    for (ids, _), prompt, n in zip(results, PROMPTS, lengths):
+        results = await asyncio.gather(*[_tokens(http, p, max_new_tokens=n)
+                                         for p, n in zip(PROMPTS, lengths, strict=False)])
+    for (ids, _), prompt, n in zip(results, PROMPTS, lengths, strict=False):
         assert ids == greedy_reference(tiny_model_dir, prompt, n), prompt
     metrics = app.state.server.metrics.render().decode()
     # Eight requests with a batch of four: far fewer decode forwards than tokens generated one by one.
