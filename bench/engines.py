@@ -2,12 +2,15 @@
 
     python bench/engines.py torch-int8 --threads 1 [--busy] [--adapters DIR] [--model DIR]
     python bench/engines.py llamacpp-Q8_0 --threads 1 [--busy]
+    python bench/engines.py served-llamacpp-Q4_0 --threads 0 [--busy] [--adapters DIR] [--model DIR]
 
-Torch candidates run the real embedded server (`server.app`) on 127.0.0.1 and are called over HTTP; llama.cpp
-candidates run `xllamacpp`'s in-process server (`bench/llamacpp.py`). The same prompt for all: the first ~512
+Torch and `served-llamacpp-*` candidates run the real embedded server (`server.app`, with that engine) on
+127.0.0.1 and are called over HTTP; bare `llamacpp-*` candidates run `xllamacpp`'s in-process server on a GGUF
+re-quantized from the shipped file (`bench/llamacpp.py`). The same prompt for all: the first ~512
 tokens of core/fim.py, 16 new tokens, greedy. Figures: cold (a prompt never seen), typing (the prompt extended
 by one character per keystroke, prefix reused), decode tokens/s (64 vs 16 new tokens on a cached prompt),
-bare (torch only: `model.generate` on the engine's own model, same prompt, the server's overhead is cold/bare),
+bare (`model.generate` on the torch engine's own model, or llama.cpp called directly on the served engine's own
+GGUF; same prompt; the server's overhead is cold/bare),
 RSS (with both adapters loaded when --adapters is given). Prints one JSON line.
 """
 
@@ -98,6 +101,44 @@ def torch_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
     return out
 
 
+def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
+    """The embedded server on its llama.cpp engine, over HTTP; bare: llama.cpp on the same GGUF, same tokens."""
+    import httpx
+
+    from bench.llamacpp import LlamaCpp
+    from server.app import create_app
+    from server.threaded import serve_in_thread
+
+    qtype = args.candidate.removeprefix("served-llamacpp-")
+    app = create_app(args.model, args.adapters, engine="llamacpp", gguf_type=qtype, threads=args.threads,
+                     log_level="warning")
+    state = app.state.server
+    prompt, typed = prompt_of(state.tokenizer)
+    out: dict[str, float | str | int] = {"engine": args.candidate, "threads": state.engine.choice.threads}
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=600) as http:
+        def call(text: str, n: int, adapter: str | None = None) -> float:
+            params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
+            t0 = time.perf_counter()
+            r = http.post("/generate", json={"inputs": text, "parameters": params})
+            r.raise_for_status()
+            return time.perf_counter() - t0
+
+        out.update(measure(call, prompt, typed))
+        out["server_cold_s"] = min(call(f"# cold {k}\n" + prompt, NEW_TOKENS) for k in range(2))
+        if args.adapters:
+            for adapter in sorted(p.name for p in Path(args.adapters).iterdir() if p.is_dir()):
+                call(prompt, NEW_TOKENS, adapter)
+        out["rss_mb"], out["peak_rss_mb"] = rss_mb()  # before the bare engine below loads its own copy
+    state.engine.close()
+    bare_engine = LlamaCpp(state.engine.gguf, state.engine.choice.threads)
+    bare = []
+    for k in range(2):  # the same prompt tokens the server sent, each never seen before
+        ids = state.tokenizer(f"# cold {k + 2}\n" + prompt)["input_ids"]
+        bare.append(bare_engine.complete(ids, NEW_TOKENS).wall_s)
+    out["bare_cold_s"] = min(bare)
+    return out
+
+
 def llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
     from bench.llamacpp import LlamaCpp, export_gguf, shipped_gguf
 
@@ -128,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.candidate.startswith("torch-"):
             out = torch_candidate(args)
+        elif args.candidate.startswith("served-llamacpp-"):
+            out = served_llamacpp_candidate(args)
         else:
             args.threads = args.threads or 1
             out = llamacpp_candidate(args)

@@ -86,9 +86,12 @@ class LlamaCpp:
         params.n_parallel = 1
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0
+        params.verbosity = -1
         self.server = xllamacpp.Server(params)
 
-    def complete(self, prompt: str, new_tokens: int, cache: bool = True) -> Timed:
+    def complete(self, prompt: str | list[int], new_tokens: int, cache: bool = True) -> Timed:
         body: dict[str, Any] = {"prompt": prompt, "n_predict": new_tokens, "temperature": 0.0, "top_k": 1,
                                 "cache_prompt": cache, "ignore_eos": True}
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from server import errors
 from server.config import ServeConfig
-from server.engine import FinishEvent, TokenEvent
+from server.generation import FinishEvent, TokenEvent
 from server.schema import CompatGenerateRequest, GenerateRequest, TokenizeRequest
 from server.state import ServerState
 from server.streaming import open_stream, run_to_end
@@ -125,7 +125,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        body = state.metrics.render() + state.engine.metrics_text().encode()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/generate")
     async def generate(body: GenerateRequest, request: Request) -> Response:

@@ -27,7 +27,11 @@ class ServeConfig:
     draft_tokens: int = 6                 # prompt-lookup draft checked per forward when one request decodes (0: off)
     log_level: str = "info"               # uvicorn's log level
     threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
-    weights: str = "auto"                 # "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float" (`dtype` everywhere)
+    weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
+    engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
+    gguf_type: str = "auto"               # llama.cpp: "auto" (Q4_0; F32 under 50 M parameters) | Q4_0|Q8_0|F16|F32
+    kv_tokens: int = 0                    # llama.cpp engine: key/value cache of all slots (0: 2 x max_total_tokens)
+    cache_ram_mib: int = 256              # llama.cpp engine: host memory for prompts of idle slots (0: off)
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
@@ -42,5 +46,12 @@ class ServeConfig:
         config.require(self.prefix_cache_entries >= 0, "prefix_cache_entries", ">= 0", self.prefix_cache_entries)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)
         config.require(self.weights in ("auto", "int8", "float"), "weights", "one of auto, int8, float", self.weights)
+        config.require(self.engine in ("auto", "llamacpp", "torch"), "engine", "one of auto, llamacpp, torch",
+                       self.engine)
+        config.require(self.gguf_type in ("auto", "Q4_0", "Q8_0", "F16", "F32"), "gguf_type",
+                       "one of auto, Q4_0, Q8_0, F16, F32",
+                       self.gguf_type)
+        config.require(self.kv_tokens >= 0, "kv_tokens", ">= 0", self.kv_tokens)
+        config.require(self.cache_ram_mib >= 0, "cache_ram_mib", ">= 0", self.cache_ram_mib)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
                        "one of auto, float32, bfloat16, float16", self.dtype)

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,9 +26,16 @@ from core.token_bytes import as_bytes, build_index
 from server import kvcache
 from server.adapters import module_shapes
 from server.decoding import IncrementalDecoder, find_stop
+from server.generation import (  # noqa: F401  (re-exported: the engine's types)
+    ErrorEvent,
+    FinishEvent,
+    GenerationRequest,
+    Handle,
+    TokenEvent,
+)
 from server.loading import EngineChoice
 from server.metrics import Metrics
-from server.sampling import Sampler, SamplingParams
+from server.sampling import Sampler
 from server.speculation import prompt_lookup
 
 log = logging.getLogger(__name__)
@@ -41,81 +47,6 @@ def peft_name(adapter_id: str) -> str:
     """The name an adapter has inside peft: its id with `.` spelled out (peft names become module names, which
     cannot hold a dot; the registry serves versions as `team.name.vN`). Injective: `_` doubles, `.` is `_o`."""
     return "ad_" + adapter_id.replace("_", "__").replace(".", "_o")
-
-@dataclass
-class GenerationRequest:
-    input_ids: list[int]
-    max_new_tokens: int
-    stop: tuple[str, ...] = ()
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    adapter_id: str | None = None
-    adapter_path: Path | None = None
-    required_start: str = ""      # the output must begin with this text (token healing, grammar)
-    hidden_start: str = ""        # the part of required_start not returned (server-side token healing)
-    decoder_input_details: bool = False
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    index: int
-    id: int
-    text: str
-    logprob: float
-    special: bool
-
-
-@dataclass(frozen=True)
-class FinishEvent:
-    generated_text: str
-    finish_reason: str
-    generated_tokens: int
-    seed: int | None
-    input_length: int
-    tokens: tuple[TokenEvent, ...]
-    prefill: tuple[tuple[int, str, float | None], ...]
-    reused_tokens: int
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    error: InhouseError
-
-
-class Handle:
-    """One request's side of the engine: events arrive on `events()`; `cancel()` stops its generation."""
-
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self._loop = loop
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self.enqueued_at = time.monotonic()
-
-    def emit(self, event: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
-        except RuntimeError:  # the request's event loop is gone: nobody listens any more
-            self.cancelled.set()
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-    async def events(self):
-        """Token events, then one FinishEvent; an ErrorEvent's error is raised."""
-        while True:
-            event = await self._events.get()
-            if isinstance(event, ErrorEvent):
-                raise event.error
-            yield event
-            if isinstance(event, FinishEvent):
-                return
-
-    async def result(self) -> FinishEvent:
-        async for event in self.events():
-            if isinstance(event, FinishEvent):
-                return event
-        raise GenerationError("generation ended without a result")
-
 
 @dataclass
 class _Seq:
@@ -144,6 +75,8 @@ class Engine:
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.device_type = self.device.type
+        self.dtype_name = str(next(model.parameters()).dtype)
         self.choice = choice or EngineChoice("torch", str(next(model.parameters()).dtype).split(".")[-1],
                                              self.device.type, torch.get_num_threads(), "torch's default")
         self.max_batch_size = max_batch_size
@@ -188,6 +121,12 @@ class Engine:
         self._closing.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    prefill_details = True  # decoder_input_details: the prompt's log-probabilities
+
+    def metrics_text(self) -> str:
+        """Engine metrics beyond `server.metrics` (none: this engine reports through it)."""
+        return ""
 
     def vocab(self) -> tuple[VocabIndex, list[str]]:
         """Each token's bytes and the healing index over them (`core.token_bytes`; built once, on first use)."""

@@ -30,6 +30,7 @@ class EngineChoice:
     device: str
     threads: int       # CPU threads of the engine (0 on a GPU)
     threads_from: str  # "--threads" or the rule that chose them
+    engine_from: str = "--engine"  # "--engine" or the rule that chose the engine
 
 
 def pick_device(device: str) -> str:
@@ -69,7 +70,7 @@ def choose_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", threads: int = 0,
-               weights: str = "auto") -> tuple[Any, Any, EngineChoice]:
+               weights: str = "auto", engine_from: str = "--engine") -> tuple[Any, Any, EngineChoice]:
     """(model in eval mode on its device, tokenizer, what was chosen) from a checkpoint directory.
 
     `weights` "auto" means int8 on CPU and `dtype` on a GPU; "float" keeps `dtype` everywhere. `threads` sets
@@ -104,6 +105,63 @@ def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto",
         chosen, threads_from = choose_threads(threads)
         torch.set_num_threads(chosen)
     choice = EngineChoice(name="torch", weights="int8" if int8 else str(pick_dtype(dtype, device)).split(".")[-1],
-                          device=device, threads=chosen, threads_from=threads_from)
+                          device=device, threads=chosen, threads_from=threads_from, engine_from=engine_from)
     log.info("loaded %s on %s: %s weights, %d threads (%s)", model_dir, device, choice.weights, chosen, threads_from)
     return model, tokenizer, choice
+
+
+def model_config(model_dir: Path) -> dict[str, Any]:
+    """The model directory's config.json (a ModelError when it is missing or not JSON)."""
+    import json
+
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
+    try:
+        return dict(json.loads(path.read_text()))
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"{str(path)!r} is not readable JSON: {exc}") from exc
+
+
+def has_gpu() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing torch (its import alone costs ~300 MB and seconds)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def choose_engine(engine: str, device: str, model_dir: Path) -> tuple[str, str]:
+    """("llamacpp" | "torch", why). "auto": llama.cpp on a CPU for the Llama architecture, torch otherwise."""
+    if engine != "auto":
+        return engine, "--engine"
+    if device.startswith("cuda") or (device == "auto" and has_gpu()):
+        return "torch", "auto: a GPU serves with torch"
+    architectures = model_config(model_dir).get("architectures") or []
+    if architectures != ["LlamaForCausalLM"]:
+        return "torch", f"auto: llama.cpp export supports LlamaForCausalLM, not {architectures}"
+    try:
+        import xllamacpp  # noqa: F401
+    except ImportError:
+        return "torch", "auto: xllamacpp is not installed"
+    return "llamacpp", "auto: a CPU serves with llama.cpp"
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except Exception as exc:  # a missing or corrupt tokenizer file raises many types
+        raise ModelError(f"cannot load the tokenizer in {str(model_dir)!r}: {type(exc).__name__}: {exc}") from exc
+
+
+SMALL_MODEL_PARAMETERS = 50_000_000
+
+
+def auto_gguf_type(model_dir: Path) -> str:
+    """Q4_0 (llama.cpp's fast CPU path: measured in bench/serve.py), but F32 for a model under 50 M parameters:
+    small enough that quantizing buys little, and kept exact (the tests' tiny models)."""
+    from server.llamacpp import safetensors_shapes
+
+    params = sum(i * o for i, o in safetensors_shapes(model_dir, embeddings=True).values())
+    return "F32" if params < SMALL_MODEL_PARAMETERS else "Q4_0"

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from core.errors import ValidationError
-from server.engine import FinishEvent, TokenEvent
+from server.generation import FinishEvent, TokenEvent
 from server.schema import CompletionRequest, GenerateParameters
 from server.state import ServerState
 from server.streaming import open_stream, run_to_end

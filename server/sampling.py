@@ -7,26 +7,10 @@ otherwise the choice is greedy. Called by `server.engine` for each row of a batc
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    do_sample: bool = False
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-
-    @property
-    def sampling(self) -> bool:
-        warped = ((self.temperature is not None and self.temperature != 1.0) or bool(self.top_k)
-                  or (self.top_p is not None and self.top_p < 1.0))
-        return self.do_sample or warped
+from server.generation import SamplingParams  # noqa: F401  (re-exported)
 
 
 class Sampler:

@@ -18,10 +18,10 @@ from fastapi import Request
 from core import __version__
 from core.artifacts import read_info
 from core.completion.profile import CompletionProfile, profile_of_info
-from core.errors import GenerationError, ModelError, OverloadedError
+from core.errors import GenerationError, ModelError, OverloadedError, ValidationError
 from server.adapters import Adapter, AdapterDirectory, adapter_mtime, check_adapter
 from server.config import ServeConfig
-from server.engine import Engine, FinishEvent, Handle
+from server.generation import FinishEvent, Handle
 from server.metrics import Metrics
 from server.schema import GenerateParameters
 from server.validation import Limits, Prepared, prepare
@@ -37,7 +37,7 @@ class ServerState:
     model_dir: Path
     model_id: str
     tokenizer: Any
-    engine: Engine
+    engine: Any  # server.engine.Engine (torch) or server.llamacpp.LlamaCppEngine
     adapters: AdapterDirectory
     metrics: Metrics
     limits: Limits
@@ -53,19 +53,27 @@ class ServerState:
     @classmethod
     def load(cls, model_dir: str | Path, cfg: ServeConfig) -> ServerState:
         from core.artifacts import git_sha
-        from server.loading import load_model
+        from server.loading import choose_engine, model_config
 
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
+        config = model_config(model_dir)
         adapters = AdapterDirectory(cfg.adapters)
-        model, tokenizer, choice = load_model(model_dir, cfg.device, cfg.dtype, cfg.threads, cfg.weights)
         metrics = Metrics()
-        engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
-                        prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice,
-                        draft_tokens=cfg.draft_tokens)
-        max_pos = getattr(model.config, "max_position_embeddings", None) or cfg.max_total_tokens
+        kind, why = choose_engine(cfg.engine, cfg.device, model_dir)
+        max_pos = config.get("max_position_embeddings") or cfg.max_total_tokens
         max_total = min(cfg.max_total_tokens, max_pos)
+        engine: Any
+        if kind == "llamacpp":
+            engine = _llamacpp_engine(model_dir, cfg, metrics, max_total, why, adapters)
+            tokenizer = engine.tokenizer
+        else:
+            from server.engine import Engine
+            from server.loading import load_model
+
+            model, tokenizer, choice = load_model(model_dir, cfg.device, cfg.dtype, cfg.threads, cfg.weights, why)
+            engine = Engine(model, tokenizer, max_batch_size=cfg.max_batch_size,
+                            prefix_cache_entries=cfg.prefix_cache_entries, metrics=metrics, choice=choice,
+                            draft_tokens=cfg.draft_tokens)
         limits = Limits(max_input_tokens=min(cfg.max_input_tokens, max_total - 1), max_total_tokens=max_total,
                         max_stop_sequences=cfg.max_stop_sequences, default_max_new_tokens=cfg.default_max_new_tokens)
         info = read_info(model_dir)
@@ -78,10 +86,10 @@ class ServerState:
         """TGI's /info fields, plus `fim_format`, `adapters`, `token_healing`, the completion profiles of the base
         (`profile`) and of each adapter (`adapter_profiles`) that clients complete with, and the engine's name,
         weights and threads (with the rule or flag that chose them)."""
-        cfg, lim, model, choice = self.config, self.limits, self.engine.model, self.engine.choice
+        cfg, lim, choice = self.config, self.limits, self.engine.choice
         return {
-            "model_id": self.model_id, "model_sha": None, "model_dtype": str(next(model.parameters()).dtype),
-            "model_device_type": self.engine.device.type, "model_pipeline_tag": "text-generation",
+            "model_id": self.model_id, "model_sha": None, "model_dtype": self.engine.dtype_name,
+            "model_device_type": self.engine.device_type, "model_pipeline_tag": "text-generation",
             "max_concurrent_requests": cfg.max_concurrent_requests, "max_best_of": lim.max_best_of,
             "max_stop_sequences": lim.max_stop_sequences, "max_input_tokens": lim.max_input_tokens,
             "max_input_length": lim.max_input_tokens, "max_total_tokens": lim.max_total_tokens,
@@ -92,6 +100,7 @@ class ServerState:
             "token_healing": True, "profile": self.profile.to_dict() if self.profile else None,
             "adapter_profiles": self.adapters.profiles(), "engine": choice.name, "engine_weights": choice.weights,
             "engine_threads": choice.threads, "engine_threads_from": choice.threads_from,
+            "engine_from": choice.engine_from,
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
@@ -99,6 +108,10 @@ class ServerState:
         self.metrics.request_count.inc()
         try:
             prepared = prepare(inputs, params, self.tokenizer, self.limits, self.adapters, self.profile)
+            if prepared.request.decoder_input_details and not self.engine.prefill_details:
+                raise ValidationError("`parameters.decoder_input_details` (the prompt's log-probabilities) is not "
+                                      f"available on the {self.engine.choice.name} engine; serve with "
+                                      "`--engine torch` for it")
             self._check_adapter(prepared.request.adapter_id, prepared.request.adapter_path)
         except Exception:
             self.metrics.failure("validation")
@@ -155,3 +168,34 @@ class ServerState:
         finally:
             if not task.done():
                 task.cancel()
+
+
+def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_total: int, why: str,
+                     adapters: AdapterDirectory) -> Any:
+    """The llama.cpp engine on the model's GGUF (written on first use, `server.gguf_export`)."""
+    from server.gguf_cache import model_gguf
+    from server.llamacpp import LlamaCppEngine
+    from server.loading import EngineChoice, auto_gguf_type, choose_threads, load_tokenizer
+
+    if cfg.device not in ("auto", "cpu"):
+        raise ModelError(f"the llama.cpp engine runs on the CPU here, got device {cfg.device!r}: use --engine torch")
+    tokenizer = load_tokenizer(model_dir)
+    threads, threads_from = choose_threads(cfg.threads)
+    try:
+        qtype = cfg.gguf_type if cfg.gguf_type != "auto" else auto_gguf_type(model_dir)
+        gguf = model_gguf(model_dir, qtype, cache_dir=_gguf_cache())
+    except ModelError as exc:
+        raise ModelError(f"cannot load the model in {str(model_dir)!r} (corrupt or truncated file?): {exc}") from exc
+    choice = EngineChoice(name="llama.cpp", weights=qtype, device="cpu", threads=threads,
+                          threads_from=threads_from, engine_from=why)
+    return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size,
+                          context=cfg.kv_tokens or 2 * max_total, max_workers=cfg.max_concurrent_requests,
+                          metrics=metrics, lora_cache=_gguf_cache(), cache_ram_mib=cfg.cache_ram_mib,
+                          reuse_prompts=cfg.prefix_cache_entries > 0,
+                          adapters=tuple((a, adapters.directory / a) for a in adapters.ids()
+                                         if adapters.directory is not None))
+
+
+def _gguf_cache() -> Path:
+    """Where GGUF files go when the model's or adapter's own directory cannot be written."""
+    return Path.home() / ".cache" / "inhouse" / "gguf"

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from core.errors import InhouseError
 from server import errors
-from server.engine import FinishEvent, TokenEvent
+from server.generation import FinishEvent, TokenEvent
 from server.state import ClientDisconnected, ServerState
 from server.validation import Prepared
 

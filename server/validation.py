@@ -16,8 +16,7 @@ from core.completion.profile import CompletionProfile
 from core.errors import ValidationError
 from core.healing import rewind_prefix
 from server.adapters import AdapterDirectory
-from server.engine import GenerationRequest
-from server.sampling import SamplingParams
+from server.generation import GenerationRequest, SamplingParams
 from server.schema import GenerateParameters
 
 _ANY_SUFFIX = r"[\s\S]*"

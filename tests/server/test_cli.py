@@ -21,7 +21,7 @@ def test_serve_subprocess_answers_and_stops(tiny_model_dir, tmp_path):
                           env={"INHOUSE_SERVE_THREADS": "2"}) as url:
         info = httpx.get(f"{url}/info").json()
         assert info["max_stop_sequences"] == 8 and info["fim_format"] == "starcoder"
-        assert (info["engine"], info["engine_weights"]) == ("torch", "int8")
+        assert (info["engine"], info["engine_weights"]) == ("llama.cpp", "F32")  # a tiny model stays F32
         assert (info["engine_threads"], info["engine_threads_from"]) == (1, "--threads")  # the flag beats the env
         r = httpx.post(f"{url}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 3}})
         assert r.status_code == 200 and r.json()["generated_text"]

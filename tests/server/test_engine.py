@@ -30,19 +30,27 @@ async def _tokens(http: httpx.AsyncClient, prompt: str, **params) -> tuple[list[
     return [t["id"] for t in r.json()["details"]["tokens"]], r
 
 
-async def test_concurrent_requests_decode_together_and_match_generate(client, tiny_model_dir):
-    app, factory = client
+@pytest.mark.parametrize("engine", ["llamacpp", "torch"])
+async def test_concurrent_requests_decode_together_and_match_generate(make_app, tiny_model_dir, engine):
+    app = make_app(max_batch_size=4, engine=engine)
     lengths = [5, 17, 9, 30, 3, 12, 25, 8]
-    async with await factory() as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=60) as http:
         results = await asyncio.gather(*[_tokens(http, p, max_new_tokens=n)
                                          for p, n in zip(PROMPTS, lengths, strict=False)])
     for (ids, _), prompt, n in zip(results, PROMPTS, lengths, strict=False):
-        assert ids == greedy_reference(tiny_model_dir, prompt, n), prompt
-    metrics = app.state.server.metrics.render().decode()
-    # Eight requests with a batch of four: far fewer decode forwards than tokens generated one by one.
-    decode_steps = float(next(line.split()[-1] for line in metrics.splitlines()
-                              if line.startswith('tgi_batch_inference_count{method="decode"}')))
-    assert decode_steps < sum(lengths) - len(lengths)
+        assert ids == greedy_reference(tiny_model_dir, prompt, n, int8=engine == "torch"), prompt
+    if engine == "torch":
+        metrics = app.state.server.metrics.render().decode()
+        # Eight requests with a batch of four: far fewer decode forwards than tokens generated one by one.
+        decode_steps = float(next(line.split()[-1] for line in metrics.splitlines()
+                                  if line.startswith('tgi_batch_inference_count{method="decode"}')))
+        assert decode_steps < sum(lengths) - len(lengths)
+        return
+    # Eight requests on four slots: far fewer decode calls than tokens generated one by one (llama.cpp's own
+    # counters; they count the prompts' decode calls too).
+    counters = app.state.server.engine.counters()
+    assert counters["llamacpp:tokens_predicted_total"] == sum(lengths)
+    assert counters["llamacpp:n_decode_total"] < sum(lengths)
 
 
 async def test_prefix_cache_reuses_previous_prompt(client, tiny_model_dir):

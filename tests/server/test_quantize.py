@@ -57,8 +57,8 @@ def test_choose_threads(requested, cpus, expected):
 
 
 @pytest.mark.parametrize(("options", "weights", "threads_from"), [
-    ({"threads": 1}, "int8", "--threads"),
-    ({"threads": 0, "weights": "float"}, "float32", "auto: half of"),
+    ({"threads": 1, "engine": "torch"}, "int8", "--threads"),
+    ({"threads": 0, "weights": "float", "engine": "torch"}, "float32", "auto: half of"),
 ])
 async def test_info_names_the_engine_its_weights_and_threads(make_app, options, weights, threads_from):
     app = make_app(**options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,13 +19,13 @@ from huggingface_hub.errors import (
 PROMPT = "def parse(path):\n    "
 
 
-def greedy_reference(model_dir, prompt: str, n: int, adapter_dir=None, int8: bool = True) -> list[int]:
+def greedy_reference(model_dir, prompt: str, n: int, adapter_dir=None, int8: bool = False) -> list[int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    if int8:  # the server's default CPU weights: the same int8 layers, run by transformers' own generate
+    if int8:  # the torch engine's CPU weights: the same int8 layers, run by transformers' own generate
         from server.quantize import quantize_linears
 
         quantize_linears(model)
@@ -60,12 +61,26 @@ def url(serve, adapters_dir) -> str:
 
 
 async def test_generate_details_match_model_generate(tgi_client, url, tiny_model_dir):
+    """On the default engine (llama.cpp; the tiny model's GGUF is F32): transformers' own greedy ids."""
     client = tgi_client(url)
-    out = await client.text_generation(PROMPT, max_new_tokens=12, details=True, decoder_input_details=True)
+    out = await client.text_generation(PROMPT, max_new_tokens=12, details=True)
     ids = [t.id for t in out.details.tokens]
     assert out.details.generated_tokens == len(ids) == 12
     assert out.details.finish_reason == "length"
     assert ids == greedy_reference(tiny_model_dir, PROMPT, 12)
+    assert out.generated_text == "".join(t.text for t in out.details.tokens)
+    with pytest.raises(Exception, match="decoder_input_details.*--engine torch"):
+        await client.text_generation(PROMPT, max_new_tokens=2, details=True, decoder_input_details=True)
+
+
+async def test_torch_engine_details_and_prompt_logprobs_match_model_generate(tgi_client, serve, tiny_model_dir):
+    """The torch engine (GPUs; `--engine torch` on a CPU, int8 weights there) gives the prompt's log-probabilities
+    too, which llama.cpp's server does not."""
+    client = tgi_client(serve(engine="torch"))
+    out = await client.text_generation(PROMPT, max_new_tokens=12, details=True, decoder_input_details=True)
+    ids = [t.id for t in out.details.tokens]
+    assert out.details.generated_tokens == len(ids) == 12
+    assert ids == greedy_reference(tiny_model_dir, PROMPT, 12, int8=True)
     assert out.generated_text == "".join(t.text for t in out.details.tokens)
     assert out.details.prefill and out.details.prefill[0].logprob is None
     assert all(p.logprob is not None and p.logprob <= 0 for p in out.details.prefill[1:])
@@ -152,8 +167,17 @@ async def test_429_when_full_and_disconnect_stops_generation(tgi_client, serve):
         assert isinstance(out, str)
 
 
-async def test_non_streaming_disconnect_stops_generation(serve):
-    url = serve()
+@pytest.fixture(scope="module")
+def slower_model_dir(tmp_path_factory) -> Path:
+    """A model slow enough that 1,500 tokens outlast a 0.5 s client timeout (the tiny one decodes thousands of
+    tokens a second on llama.cpp): 8 layers of 512, still F32 under the auto rule."""
+    from finetune.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("slower") / "model", hidden_size=512, layers=8)
+
+
+async def test_non_streaming_disconnect_stops_generation(serve, slower_model_dir):
+    url = serve(model_dir=slower_model_dir)
     async with httpx.AsyncClient(base_url=url) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post("/generate", json={"inputs": PROMPT, "parameters": {"max_new_tokens": 1500}},
