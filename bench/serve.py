@@ -82,7 +82,7 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapter
     for i, (engine, threads, busy) in enumerate(chosen, 1):
         if engine.startswith("llamacpp-") and importlib.util.find_spec("xllamacpp") is None:
             rows.append({"engine": engine, "threads": threads, "busy_core": busy,
-                         "error": "xllamacpp is not installed (pip install -e '.[llamacpp]')"})
+                         "error": "xllamacpp is not installed (pip install -e '.[serve]')"})
             continue
         busy_note = ", one core busy" if busy else ""
         _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads or 'auto'}{busy_note}"
