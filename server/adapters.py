@@ -129,7 +129,7 @@ def check_adapter(adapter: Adapter, shapes: dict[str, tuple[int, int]], model_na
     if not weights.is_file():
         return  # a .bin adapter (or none at all): peft's own loading reports it
     try:
-        with safe_open(str(weights), "pt") as f:
+        with safe_open(str(weights), "numpy") as f:
             tensors = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types for a bad header
         raise ValidationError(f"adapter {adapter.id!r}: {weights.name} is corrupt or truncated: {exc}") from exc

@@ -147,12 +147,10 @@ def choose_engine(engine: str, device: str, model_dir: Path) -> tuple[str, str]:
 
 
 def load_tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
+    """The model's tokenizer without transformers (and so without torch): `server.tokenizer`."""
+    from server.tokenizer import FastTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(model_dir)
-    except Exception as exc:  # a missing or corrupt tokenizer file raises many types
-        raise ModelError(f"cannot load the tokenizer in {str(model_dir)!r}: {type(exc).__name__}: {exc}") from exc
+    return FastTokenizer(model_dir)
 
 
 SMALL_MODEL_PARAMETERS = 50_000_000
