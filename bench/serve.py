@@ -1,16 +1,17 @@
 """Benchmark of the embedded server: the candidate engines side by side, then the chosen one under load, in one run.
 
 Candidates (each in its own process, `bench/engines.py`; the same ~512-token prompt, 16 new tokens, greedy):
-torch float32 (the engine before int8), torch int8 (the default), llama.cpp through `xllamacpp` on the shipped
-Q4_1 GGUF and on Q8_0/Q4_0/F16 exported with `gguf`; torch int8 again with one core kept busy, on its chosen
-threads and on 2. Columns: cold prompt, each keystroke (prompt +1 char, prefix reused), decode tok/s,
-server/bare (the server's time over `model.generate` on its own model, same prompt), RSS (int8 row: with two
+the embedded server on its default CPU engine, llama.cpp on the Q4_0 GGUF it writes (`served-llamacpp-Q4_0`),
+idle and with one core kept busy; the torch engine (`--engine torch`) in float32 and int8; bare llama.cpp
+through `xllamacpp` on GGUFs re-quantized from the shipped Q4_1 file. Columns: cold prompt, each keystroke
+(prompt +1 char, prefix reused), decode tok/s, server/bare (the server's time over its engine's own library
+call on the same prompt: `model.generate`, or llama.cpp on the same GGUF and tokens), RSS (served rows: with two
 adapters loaded).
 Figures (each a ratio or value measured in this run):
   cold_512_prompt_s      the default engine's cold 512-token prompt, 16 new tokens (<= 1 s)
   server_vs_bare         the default engine's cold request / its bare library call (<= 1.1)
   rss_two_adapters_mb    the default engine's server RSS with the base and two adapters (<= 400)
-  stream_vs_generate     tokens/s of one streamed request / tokens/s of `model.generate` on the same prompt (>= 0.9)
+  stream_vs_generate     tokens/s of one streamed request / tokens/s of the engine's own library call (>= 0.9)
   concurrent_vs_serial   aggregate tokens/s of 8 concurrent clients / the same 8 requests one after another (>= 2)
   prefix_extend_time     time of a request whose prompt extends the previous one by 5 characters / the first (<= 0.5)
   errors_under_load      failed requests over the whole run, including a burst of 32 mixed requests (0)
@@ -48,11 +49,12 @@ def _prompts(tag: str, n: int) -> list[str]:
     return [f"# {tag} request {i}\n" + body[i * 97:i * 97 + 600] for i in range(n)]
 
 
-CANDIDATES = [  # (engine, threads, busy core)
-    ("torch-float32", 1, False), ("torch-int8", 0, False), ("llamacpp-Q4_1", 1, False), ("llamacpp-Q8_0", 1, False),
-    ("llamacpp-Q4_0", 1, False), ("llamacpp-F16", 1, False), ("llamacpp-Q8_0", 2, False),
-    ("torch-int8", 0, True), ("torch-int8", 2, True), ("llamacpp-Q8_0", 1, True),
+CANDIDATES = [  # (engine, threads, busy core); threads 0: the server's own choice
+    ("served-llamacpp-Q4_0", 0, False), ("served-llamacpp-Q8_0", 0, False), ("torch-int8", 0, False),
+    ("torch-float32", 1, False), ("llamacpp-Q4_0", 1, False), ("llamacpp-Q4_1", 1, False),
+    ("served-llamacpp-Q4_0", 0, True), ("served-llamacpp-Q4_0", 2, True), ("torch-int8", 0, True),
 ]
+DEFAULT = "served-llamacpp-Q4_0"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine)
 
 
 def make_adapters(model_dir: Path, out: Path, n: int = 2) -> Path:
@@ -80,7 +82,7 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapter
     import importlib.util
 
     for i, (engine, threads, busy) in enumerate(chosen, 1):
-        if engine.startswith("llamacpp-") and importlib.util.find_spec("xllamacpp") is None:
+        if "llamacpp-" in engine and importlib.util.find_spec("xllamacpp") is None:
             rows.append({"engine": engine, "threads": threads, "busy_core": busy,
                          "error": "xllamacpp is not installed (pip install -e '.[serve]')"})
             continue
@@ -91,7 +93,7 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapter
                "--threads", str(threads)]
         if busy:
             cmd.append("--busy")
-        elif engine == "torch-int8":
+        elif engine in ("torch-int8", DEFAULT):
             cmd += ["--adapters", str(adapters)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -117,6 +119,20 @@ def candidates_table(rows: list[dict]) -> str:
                    f"| {r['typing_p50_s'] * 1000:.0f} / {r['typing_max_s'] * 1000:.0f} ms | {r['decode_tps']:.0f} "
                    f"| {ratio} | {r['rss_mb']:.0f} | {r['load']:.1f} |")
     return "\n".join(out)
+
+
+class LlamaBaseline:
+    """llama.cpp called directly (`xllamacpp`) on the served engine's own GGUF and threads (greedy, n new tokens)."""
+
+    def __init__(self, engine) -> None:
+        from bench.llamacpp import LlamaCpp
+
+        self.tok = engine.tokenizer
+        self.llama = LlamaCpp(engine.gguf, engine.choice.threads)
+
+    def tokens_per_s(self, prompt: str, new_tokens: int) -> float:
+        t = self.llama.complete(self.tok(prompt)["input_ids"], new_tokens, cache=False)
+        return t.decode_tokens / t.wall_s
 
 
 class Baseline:
@@ -157,7 +173,7 @@ async def one_request(client, prompt: str, new_tokens: int) -> tuple[int, float]
     return out.details.generated_tokens, time.perf_counter() - t0
 
 
-async def run_server_figures(url: str, args, baseline: Baseline, errors: list[str]) -> dict[str, float]:
+async def run_server_figures(url: str, args, baseline, errors: list[str]) -> dict[str, float]:
     from huggingface_hub import AsyncInferenceClient
 
     client = AsyncInferenceClient(base_url=url, timeout=600)
@@ -170,7 +186,7 @@ async def run_server_figures(url: str, args, baseline: Baseline, errors: list[st
             errors.append(f"{type(exc).__name__}: {exc}")
             return 0, 0.0
 
-    _progress("one stream vs model.generate, interleaved (the load on a shared machine drifts)")
+    _progress("one stream vs the engine's own library call, interleaved (the load on a shared machine drifts)")
     # 1. one stream, tokens/s, against model.generate on the same prompt right after it (after warm-ups)
     await guarded(one_stream(client, _prompts("warm", 1)[0], 4))
     baseline.tokens_per_s(_prompts("warm", 1)[0], 4)
@@ -252,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 (spec.split(":")[0], int((spec.split(":") + ["0"])[1]), spec.endswith(":busy"))
                 for spec in args.candidates.split(",")]
             if args.tiny:
-                chosen = [c for c in chosen if c[0].startswith("torch-")]  # the GGUF is SmolLM2's
+                chosen = [c for c in chosen if not c[0].startswith("llamacpp-")]  # bare GGUFs are SmolLM2's
             rows = run_candidates(model_dir, chosen, make_adapters(model_dir, Path(tmp) / "adapters"))
             print(candidates_table(rows))
         if args.no_load_figures:
@@ -262,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
 
         errors: list[str] = []
         app = create_app(model_dir, threads=args.threads, log_level="warning")
-        print(f"threads: {app.state.server.engine.choice.threads}, weights: {app.state.server.engine.choice.weights}")
-        baseline = Baseline(model_dir)
+        engine = app.state.server.engine
+        print(f"engine: {engine.choice.name}, threads: {engine.choice.threads}, weights: {engine.choice.weights}")
+        baseline = LlamaBaseline(engine) if engine.choice.name == "llama.cpp" else Baseline(model_dir)
         try:
             with serve_in_thread(app) as url:
                 figures = asyncio.run(run_server_figures(url, args, baseline, errors))
@@ -272,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
 
     stream_ratio, base_tps = figures["stream_ratio"], figures["generate_tps"]
     conc_ratio = figures["concurrent_tps"] / figures["serial_tps"]
-    print(f"one stream: {figures['stream_tps']:.1f} tok/s; model.generate: {base_tps:.1f} tok/s; "
+    print(f"one stream: {figures['stream_tps']:.1f} tok/s; the engine's library call: {base_tps:.1f} tok/s; "
           f"median ratio of interleaved pairs {stream_ratio:.2f}")
     print(f"8 concurrent: {figures['concurrent_tps']:.1f} tok/s; 8 in a row: {figures['serial_tps']:.1f} tok/s; "
           f"ratio {conc_ratio:.2f}")
     print(f"prompt extended by 5 chars: {figures['prefix_ratio']:.2f} of the first request's time")
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     out_rows = []
-    default = next((r for r in rows if r["engine"] == "torch-int8" and not r["busy_core"] and "error" not in r), None)
+    default = next((r for r in rows if r["engine"] == DEFAULT and not r["busy_core"] and "error" not in r), None)
     if default is not None:
         bare_ratio = default["server_cold_s"] / default["bare_cold_s"]
         out_rows += [("cold_512_prompt_s", default["cold_s"], 1.0, default["cold_s"] <= 1.0),

@@ -40,6 +40,7 @@ from typing import Any
 
 from core.errors import GenerationError, InhouseError, ModelError
 from core.healing import strip_healed
+from server.adapters import safetensors_shapes
 from server.decoding import find_stop
 from server.generation import ErrorEvent, FinishEvent, GenerationRequest, Handle, SamplingParams, TokenEvent
 from server.loading import EngineChoice
@@ -47,24 +48,6 @@ from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-
-
-def safetensors_shapes(model_dir: Path, embeddings: bool = False) -> dict[str, tuple[int, int]]:
-    """The module shapes `server.adapters.check_adapter` needs, from the safetensors headers (no weights read):
-    (in, out) of each linear layer by module path. Embeddings only when asked: llama.cpp takes no LoRA on them."""
-    from safetensors import safe_open
-
-    shapes: dict[str, tuple[int, int]] = {}
-    for file in sorted(model_dir.glob("*.safetensors")):
-        try:
-            with safe_open(str(file), "numpy") as f:
-                for key in f.keys():  # noqa: SIM118 (not a dict)
-                    shape = f.get_slice(key).get_shape()
-                    if key.endswith(".weight") and len(shape) == 2 and (embeddings or "embed_tokens" not in key):
-                        shapes[key.removesuffix(".weight")] = (int(shape[1]), int(shape[0]))
-        except Exception as exc:  # safetensors raises its own types for a bad header
-            raise ModelError(f"cannot read {str(file)!r} (corrupt or truncated?): {exc}") from exc
-    return shapes
 
 
 def sampling_fields(params: SamplingParams, seed: int | None = None) -> dict[str, Any]:

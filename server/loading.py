@@ -159,7 +159,7 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 def auto_gguf_type(model_dir: Path) -> str:
     """Q4_0 (llama.cpp's fast CPU path: measured in bench/serve.py), but F32 for a model under 50 M parameters:
     small enough that quantizing buys little, and kept exact (the tests' tiny models)."""
-    from server.llamacpp import safetensors_shapes
+    from server.adapters import safetensors_shapes
 
     params = sum(i * o for i, o in safetensors_shapes(model_dir, embeddings=True).values())
     return "F32" if params < SMALL_MODEL_PARAMETERS else "Q4_0"

@@ -32,6 +32,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def slower_model_dir(tmp_path_factory) -> Path:
+    """A random model slow enough that 1,500 new tokens outlast a 0.5 s timeout (the tiny one decodes thousands
+    of tokens a second on llama.cpp): 8 layers of 512, still F32 under the engine's auto rule."""
+    from finetune.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("slower") / "model", hidden_size=512, layers=8)
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
     """The tiny model's tokenizer as a plain `tokenizers.Tokenizer` (what the language server uses)."""
     from tokenizers import Tokenizer

@@ -96,9 +96,9 @@ def model_server(tiny_model_dir, team_adapters_dir) -> Iterator[Callable[..., st
 
     started = []
 
-    def start(port: int | None = None, **options) -> str:
+    def start(port: int | None = None, model_dir: Path | None = None, **options) -> str:
         options.setdefault("threads", 1)
-        app = create_app(tiny_model_dir, team_adapters_dir, **options)
+        app = create_app(model_dir or tiny_model_dir, None if model_dir else team_adapters_dir, **options)
         cm = serve_in_thread(app, port=port)
         url = cm.__enter__()
         started.append((url, cm, app))

@@ -48,8 +48,9 @@ def test_replicas_out_back_spread_and_all_down(model_server, gateway_server):
     assert f'inhouse_gateway_upstream_healthy{{upstream="{first}"}} 0.0' in metrics
 
 
-def test_an_upstream_slower_than_timeout_is_504_and_its_generation_stops(model_server, gateway_server):
-    upstream = model_server()
+def test_an_upstream_slower_than_timeout_is_504_and_its_generation_stops(model_server, gateway_server,
+                                                                         slower_model_dir):
+    upstream = model_server(model_dir=slower_model_dir)
     url, app = gateway_server((upstream,), timeout_s=0.5)
     gw = app.state.gateway
     gw.accounts.add_user("alice")

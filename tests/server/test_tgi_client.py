@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import httpx
 import pytest
@@ -165,15 +164,6 @@ async def test_429_when_full_and_disconnect_stops_generation(tgi_client, serve):
         assert 'tgi_request_failure{err="overloaded"} 1.0' in metrics
         out = await tgi_client(url).text_generation(PROMPT, max_new_tokens=2)
         assert isinstance(out, str)
-
-
-@pytest.fixture(scope="module")
-def slower_model_dir(tmp_path_factory) -> Path:
-    """A model slow enough that 1,500 tokens outlast a 0.5 s client timeout (the tiny one decodes thousands of
-    tokens a second on llama.cpp): 8 layers of 512, still F32 under the auto rule."""
-    from finetune.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("slower") / "model", hidden_size=512, layers=8)
 
 
 async def test_non_streaming_disconnect_stops_generation(serve, slower_model_dir):
