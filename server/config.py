@@ -30,8 +30,7 @@ class ServeConfig:
     weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
     gguf_type: str = "auto"               # llama.cpp: "auto" (Q4_0; F32 under 50 M parameters) | Q4_0|Q8_0|F16|F32
-    kv_tokens: int = 0                    # llama.cpp engine: key/value cache of all slots (0: 2 x max_total_tokens)
-    cache_ram_mib: int = 256              # llama.cpp engine: host memory for prompts of idle slots (0: off)
+    kv_tokens: int = 0                    # llama.cpp: key/value cache the slots share (at least max_total_tokens)
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
@@ -52,6 +51,5 @@ class ServeConfig:
                        "one of auto, Q4_0, Q8_0, F16, F32",
                        self.gguf_type)
         config.require(self.kv_tokens >= 0, "kv_tokens", ">= 0", self.kv_tokens)
-        config.require(self.cache_ram_mib >= 0, "cache_ram_mib", ">= 0", self.cache_ram_mib)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
                        "one of auto, float32, bfloat16, float16", self.dtype)

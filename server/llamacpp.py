@@ -89,43 +89,67 @@ class _Run:
 
 
 class _Slots:
-    """Which of llama.cpp's slots a request runs on (`id_slot`), chosen here rather than by llama.cpp.
+    """Which of llama.cpp's slots a request runs on (`id_slot`), chosen here rather than by llama.cpp, and room for
+    it in the key/value cache the slots share.
 
     A slot keeps the key/values of its last prompt, and llama.cpp reuses them for the next prompt that shares
     their prefix whatever adapter computed them: a base request after a LoRA request on the same slot would
     decode from the adapter's key/values (seen in tests/server/test_llamacpp.py). So each slot's last adapter
     and tokens are remembered: a request takes the free slot of its own adapter with the longest common
-    prefix, and where it has to take another adapter's slot it asks for no reuse. Requests beyond the slots
-    wait here, where a disconnect can still drop them.
+    prefix, and where it has to take another adapter's slot it asks for no reuse.
+    The slots share one cache of `capacity` tokens, and llama.cpp fails every running request when it
+    overflows ("Context size has been exceeded", measured). So a request is admitted only when its prompt and
+    new tokens fit beside what the other slots hold: idle slots' prompts are erased to make room (largest
+    first), and otherwise it waits, where a disconnect can still drop it.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, capacity: int, erase: Any) -> None:
         self._free = list(range(n))
         self._last: dict[int, tuple[str | None, list[int]]] = {}
+        self._cells: dict[int, int] = {}  # tokens a slot holds (idle) or may grow to (running)
+        self._capacity = capacity
+        self._erase = erase               # erase(slot): leave the slot with one token of key/values
         self._cond = threading.Condition()
 
-    def acquire(self, adapter: str | None, prompt: list[int], cancelled: threading.Event) -> tuple[int, bool]:
-        """(slot, whether its cached key/values may be reused); waits for a free slot unless `cancelled`."""
+    def acquire(self, adapter: str | None, prompt: list[int], need: int,
+                cancelled: threading.Event) -> tuple[int, bool]:
+        """(slot, whether its cached key/values may be reused); waits for a slot and room unless `cancelled`."""
+        need = min(need, self._capacity)
         with self._cond:
-            while not self._free:
+            while True:
                 if cancelled.is_set():
                     raise _Cancelled()
+                if self._free:
+                    slot = max(self._free, key=lambda s: self._score(s, adapter, prompt))
+                    if self._make_room(slot, need):
+                        self._free.remove(slot)
+                        self._cells[slot] = need
+                        return slot, self._score(slot, adapter, prompt)[0] or slot not in self._last
                 self._cond.wait(0.05)
 
-            def score(slot: int) -> tuple[bool, int]:
-                last_adapter, tokens = self._last.get(slot, (None, []))
-                same = slot in self._last and last_adapter == adapter
-                return same, _common_prefix(tokens, prompt) if same else 0
+    def _score(self, slot: int, adapter: str | None, prompt: list[int]) -> tuple[bool, int]:
+        last_adapter, tokens = self._last.get(slot, (None, []))
+        same = slot in self._last and last_adapter == adapter
+        return same, _common_prefix(tokens, prompt) if same else 0
 
-            slot = max(self._free, key=score)
-            self._free.remove(slot)
-            return slot, score(slot)[0] or slot not in self._last
+    def _make_room(self, slot: int, need: int) -> bool:
+        held = sum(n for s, n in self._cells.items() if s != slot)
+        for idle in sorted((s for s in self._free if s != slot and self._cells.get(s, 0) > 1),
+                           key=lambda s: -self._cells[s]):
+            if held + need <= self._capacity:
+                break
+            self._erase(idle)
+            held -= self._cells[idle] - 1
+            self._cells[idle] = 1
+            self._last.pop(idle, None)
+        return held + need <= self._capacity
 
     def release(self, slot: int, adapter: str | None, tokens: list[int]) -> None:
         with self._cond:
             self._last[slot] = (adapter, tokens)
+            self._cells[slot] = len(tokens)
             self._free.append(slot)
-            self._cond.notify()
+            self._cond.notify_all()
 
 
 class _Cancelled(Exception):
@@ -156,7 +180,7 @@ class LlamaCppEngine:
 
     def __init__(self, model_dir: Path, tokenizer: Any, gguf: Path, *, choice: EngineChoice, parallel: int,
                  context: int, max_workers: int, metrics: Metrics | None = None, lora_cache: Path | None = None,
-                 cache_ram_mib: int = 256, reuse_prompts: bool = True,
+                 reuse_prompts: bool = True,
                  adapters: tuple[tuple[str, Path], ...] = ()) -> None:
         self.model_dir = model_dir
         self.tokenizer = tokenizer
@@ -166,7 +190,7 @@ class LlamaCppEngine:
         self.device_type = "cpu"
         self.metrics = metrics or Metrics()
         self.module_shapes = safetensors_shapes(model_dir)
-        self.parallel, self.context, self.cache_ram_mib = parallel, context, cache_ram_mib
+        self.parallel, self.context = parallel, context
         self.lora_cache = lora_cache
         self.reuse_prompts = reuse_prompts  # llama.cpp's `cache_prompt` (off: `prefix_cache_entries` 0)
         self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
@@ -201,7 +225,7 @@ class LlamaCppEngine:
     def close(self, timeout: float = 10.0) -> None:
         self._closing.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._loaded = _Loaded(None, (), _Slots(0))
+        self._loaded = _Loaded(None, (), _Slots(0, 0, None))
 
     prefill_details = False  # llama.cpp's server returns no log-probabilities of prompt tokens
 
@@ -231,11 +255,14 @@ class LlamaCppEngine:
         params.model.path = str(self.gguf)
         params.n_parallel = self.parallel
         params.n_ctx = self.context
-        params.kv_unified = True          # the slots share one key/value cache of `context` tokens
+        params.kv_unified = True          # the slots share one key/value cache of `context` tokens (`_Slots`)
+        params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE  # read, not mapped: the Q4_0 weights
+        # are repacked for the CPU's fast kernels, and a mapped file would stay resident beside them (57 MB
+        # for SmolLM2, measured)
         params.cache_idle_slots = False   # else an idle slot's prompt is dropped when another slot starts
         params.cpuparams.n_threads = self.choice.threads
         params.cpuparams_batch.n_threads = self.choice.threads
-        params.cache_ram_mib = self.cache_ram_mib
+        params.cache_ram_mib = 0          # idle slots keep their prompts in the shared cache instead (`_Slots`)
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.api_keys = [secrets.token_hex(16)]
@@ -257,7 +284,7 @@ class LlamaCppEngine:
             raise ModelError(f"llama.cpp could not load {str(self.gguf)!r}: {exc}") from exc
         log.info("llama.cpp server on %s with %d adapters started in %.2f s", self.gguf.name, len(adapters),
                  time.monotonic() - t0)
-        return _Loaded(server, adapters, _Slots(self.parallel))
+        return _Loaded(server, adapters, _Slots(self.parallel, self.context, lambda slot: _erase(server, slot)))
 
     def _preload(self, adapters: tuple[tuple[str, Path], ...]) -> tuple[str, ...]:
         """The adapters present at start, exported and loaded with the model: adding one later restarts llama.cpp
@@ -350,7 +377,8 @@ class LlamaCppEngine:
         run = _Run(handle=handle, started=time.monotonic())
         loaded, lora = self._lora_for(req)
         try:
-            slot, reusable = loaded.slots.acquire(req.adapter_id, req.input_ids, handle.cancelled)
+            slot, reusable = loaded.slots.acquire(req.adapter_id, req.input_ids,
+                                                  len(req.input_ids) + req.max_new_tokens, handle.cancelled)
         except _Cancelled:
             self.metrics.failure("cancelled")
             return
@@ -476,6 +504,14 @@ def start_grammar(text: str) -> str:
         else:
             out.append(ch)
     return f'root ::= "{"".join(out)}" .*'
+
+
+def _erase(server: Any, slot: int) -> None:
+    """Replace a slot's cached prompt by one token (a one-token call without reuse): room in the shared cache."""
+    out = server.handle_completions({"prompt": [0], "n_predict": 1, "cache_prompt": False, "id_slot": slot,
+                                     "temperature": 0.0, "top_k": 1})
+    if "choices" not in out:
+        raise GenerationError(f"llama.cpp could not free slot {slot}: {_message(out)}")
 
 
 def _message(out: dict[str, Any]) -> str:

@@ -189,8 +189,8 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
     choice = EngineChoice(name="llama.cpp", weights=qtype, device="cpu", threads=threads,
                           threads_from=threads_from, engine_from=why)
     return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size,
-                          context=cfg.kv_tokens or 2 * max_total, max_workers=cfg.max_concurrent_requests,
-                          metrics=metrics, lora_cache=_gguf_cache(), cache_ram_mib=cfg.cache_ram_mib,
+                          context=max(cfg.kv_tokens, max_total), max_workers=cfg.max_concurrent_requests,
+                          metrics=metrics, lora_cache=_gguf_cache(),
                           reuse_prompts=cfg.prefix_cache_entries > 0,
                           adapters=tuple((a, adapters.directory / a) for a in adapters.ids()
                                          if adapters.directory is not None))

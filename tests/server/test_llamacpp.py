@@ -4,6 +4,7 @@ by the other modules of tests/server."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import httpx
@@ -112,3 +113,20 @@ def test_an_unknown_engine_or_gguf_type_is_a_config_error(make_app):
         make_app(engine="vllm")
     with pytest.raises(ConfigError, match="gguf_type"):
         make_app(gguf_type="Q2_K")
+
+
+async def test_requests_beyond_the_shared_cache_wait_and_idle_prompts_make_room(make_app, tiny_model_dir):
+    """The slots share a cache of 256 tokens; each request needs ~150. llama.cpp fails every running request
+    when the cache overflows ("Context size has been exceeded"): here they are admitted in turn, an idle slot's
+    prompt erased when the next one needs its room, and every answer is still the model's own."""
+    app = make_app(max_batch_size=4, max_input_tokens=200, max_total_tokens=256, kv_tokens=256)
+    prompts = [f"# file {i}\n" + "def f(x):\n    return x * 2\n" * 8 for i in range(4)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=120) as http:
+        async def one(prompt: str) -> list[int]:
+            r = await http.post("/generate", json={"inputs": prompt, "parameters": {"max_new_tokens": 40,
+                                                                                    "details": True}})
+            return _ids(r)
+
+        for prompt, ids in zip(prompts, await asyncio.gather(*map(one, prompts)), strict=True):
+            assert ids == greedy_reference(tiny_model_dir, prompt, 40)
+        assert await one(prompts[0]) == greedy_reference(tiny_model_dir, prompts[0], 40)
