@@ -83,8 +83,10 @@ class _Workers:
     `install` to give every worker new state. The same workers serve both passes, so what they warmed up in
     the prepare pass (cached word counts, compiled regexes, the parser) serves the examples pass too."""
 
-    def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None]) -> None:
+    def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None],
+                 tasks: Callable[[], dict[str, Any]] | None = None) -> None:
         self.map, self.install = map_, install
+        self.tasks = tasks  # on Ray: how each pass's map tasks ran (for the manifest)
 
 
 def _reducer_main(conn, parent_end, thresholds: tuple[float, float], num_perm: int) -> None:
@@ -156,7 +158,8 @@ def _executor(cfg: CorpusConfig, workers: int, state: worker.WorkerState) -> Ite
         from finetune.corpus import raydata
 
         with raydata.workers(cfg.ray_address, state) as ray_workers:
-            yield _Workers(ray_workers.map, ray_workers.install)
+            yield _Workers(ray_workers.map, ray_workers.install,
+                           lambda: {name: raydata.summarize(spans) for name, spans in ray_workers.spans.items()})
         return
     with _workers(workers, state) as pool:
         yield pool
@@ -368,6 +371,9 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                                                      if k.startswith("kind:")})
                 bar.advance(task)
             stack.close()  # the workers are done
+            ray_tasks = pool.tasks() if pool.tasks is not None else None
+            if ray_tasks is not None:
+                log.info("Ray map tasks: %s", ray_tasks)
             split_rows = {s: w.close() for s, w in writers.items()}
             log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
@@ -402,6 +408,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 "files": n_files,
                 "eval_cutoff": _utc(cutoff_timestamp(cfg.eval_since)) if cfg.eval_since else None,
                 "cache": cache_info,
+                "ray_tasks": ray_tasks,
             }
             write_manifest(tmp, manifest)
     finally:

@@ -15,9 +15,11 @@ import os
 import pickle
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,11 @@ log = logging.getLogger(__name__)
 # Files per Ray Data block at most: a block is one task, and its pickled results (a file's rows) sit in the
 # object store until the driver has written them; small blocks keep that bounded and the cores evenly fed.
 MAX_BLOCK_FILES = 64
-BLOCKS_PER_CPU = 8  # on small inputs, enough blocks that no worker waits for the last large one
+# On small inputs, blocks per CPU: a task costs tens of milliseconds of Ray's own work whatever its size, so
+# not more than it takes for no actor to wait long for the last one.
+BLOCKS_PER_CPU = 2
+TASKS_QUEUED = 4  # tasks sent ahead to each map actor: it starts the next as soon as one ends
+ACTOR_START_TIMEOUT_S = 600  # a pass fails when its map actors are not all up by then (a node lost, too few CPUs)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -84,31 +90,72 @@ class _Box:
         self.ref, self.token = ref, token
 
 
-_INSTALLED: str | None = None
+@dataclass(frozen=True)
+class TaskSpan:
+    """One map task as it ran: its node, process, wall-clock start and end (`time.time()` on that node) and
+    how many files it held. The build's manifest summarises them (`summarize`)."""
+
+    node: str
+    pid: int
+    start: float
+    end: float
+    files: int
 
 
-def _apply(batch: dict[str, np.ndarray], fn: Callable[[Any], Any], box: _Box) -> dict[str, np.ndarray]:
-    """A Ray Data batch: pickled inputs in, pickled `fn(input)` out, the worker state installed once per
-    process and pass (the process keeps its word cache, compiled regexes and parser between tasks)."""
-    global _INSTALLED
-    if _INSTALLED != box.token:
+def summarize(spans: list[TaskSpan]) -> dict[str, Any]:
+    """Tasks, nodes and processes used, and how many tasks ran at once: the most at any instant (`peak`), on
+    average from the first start to the last end (`mean`), and the share of the time some task ran during which
+    two or more did (`overlap`: 0 when the nodes took turns)."""
+    if not spans:
+        return {"tasks": 0, "nodes": 0, "processes": 0, "peak_concurrent": 0, "mean_concurrent": 0.0, "overlap": 0.0}
+    events = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans])  # an end sorts before a start
+    running = peak = 0
+    busy = both = 0.0
+    last = events[0][0]
+    for at, step in events:
+        busy += (at - last) if running >= 1 else 0.0
+        both += (at - last) if running >= 2 else 0.0
+        running += step
+        peak = max(peak, running)
+        last = at
+    wall = max(s.end for s in spans) - min(s.start for s in spans)
+    work = sum(s.end - s.start for s in spans)
+    return {"tasks": len(spans), "nodes": len({s.node for s in spans}),
+            "processes": len({(s.node, s.pid) for s in spans}), "peak_concurrent": peak,
+            "mean_concurrent": round(work / wall, 3) if wall > 0 else 1.0,
+            "overlap": round(both / busy, 3) if busy > 0 else 0.0}
+
+
+class _Apply:
+    """A Ray Data map worker (an actor, one CPU): installs the pass's worker state once when it starts, then
+    maps batches: pickled inputs in, pickled `fn(input)` out. The task's `TaskSpan` rides along in the first
+    row of a second column."""
+
+    def __init__(self, fn: Callable[[Any], Any], box: _Box) -> None:
         import ray
 
         worker.init(ray.get(box.ref))
-        _INSTALLED = box.token
-    out = np.empty(len(batch["job"]), dtype=object)
-    for i, blob in enumerate(batch["job"]):
-        out[i] = pickle.dumps(fn(pickle.loads(blob)), protocol=pickle.HIGHEST_PROTOCOL)
-    return {"result": out}
+        self.fn, self.node = fn, ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.time()
+        out = np.empty(len(batch["job"]), dtype=object)
+        for i, blob in enumerate(batch["job"]):
+            out[i] = pickle.dumps(self.fn(pickle.loads(blob)), protocol=pickle.HIGHEST_PROTOCOL)
+        span = np.full(len(out), b"", dtype=object)
+        span[0] = pickle.dumps(TaskSpan(self.node, os.getpid(), start, time.time(), len(out)))
+        return {"result": out, "span": span}
 
 
 class RayWorkers:
-    """`pipeline._Workers` on a Ray cluster: an ordered `map` as a Ray Data pipeline and `install`."""
+    """`pipeline._Workers` on a Ray cluster: an ordered `map` as a Ray Data pipeline and `install` (the next
+    `map`'s actors start with the new state)."""
 
     def __init__(self, state: worker.WorkerState) -> None:
         import ray
 
         self.cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        self.spans: dict[str, list[TaskSpan]] = {}  # pass (the mapped function's name) -> its map tasks
         self.install(state)
 
     def install(self, state: worker.WorkerState) -> None:
@@ -124,10 +171,20 @@ class RayWorkers:
             return iter(())
         blocks = min(len(jobs), max(self.cpus * BLOCKS_PER_CPU, math.ceil(len(jobs) / MAX_BLOCK_FILES)))
         source = ray.data.from_items([{"job": j} for j in jobs], override_num_blocks=blocks)
-        mapped = source.map_batches(_apply, fn_kwargs={"fn": fn, "box": self.box},  # type: ignore[arg-type]
+        # An actor per CPU, each with tasks queued: a task-pool map holds one task per CPU in flight, and the
+        # slot stays taken until the driver's scheduling loop has seen the task end, so with short tasks the
+        # nodes took turns (docs/corpus.md, "Why two nodes ran one task at a time").
+        pool = ray.data.ActorPoolStrategy(size=min(self.cpus, blocks), max_tasks_in_flight_per_actor=TASKS_QUEUED)
+        mapped = source.map_batches(_Apply, fn_constructor_kwargs={"fn": fn, "box": self.box}, compute=pool,
                                     batch_size=None, batch_format="numpy", num_cpus=1)
-        return (pickle.loads(blob) for batch in mapped.iter_batches(batch_size=None, batch_format="numpy")
-                for blob in batch["result"])
+        spans = self.spans.setdefault(fn.__name__, [])
+
+        def results() -> Iterator[Any]:
+            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+                spans.extend(pickle.loads(s) for s in batch["span"] if s)
+                yield from (pickle.loads(blob) for blob in batch["result"])
+
+        return results()
 
 
 @contextmanager
@@ -141,4 +198,7 @@ def workers(address: str | None, state: worker.WorkerState) -> Iterator[RayWorke
         ctx.execution_options.preserve_order = True  # shards are written in (repo, path) order
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        # A pass starts once every map actor holds its state: else the first actor up takes the queued blocks
+        # while the others still load the tokenizer (a node that joins late has little left to do).
+        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         yield RayWorkers(state)

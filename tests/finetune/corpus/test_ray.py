@@ -1,6 +1,6 @@
-"""`--executor ray` on a real Ray cluster started here: a head and a worker node on 127.0.0.1 in a temporary
-directory, shared by the module and killed at its end. Same bytes as the local executor, a worker killed
-mid-build retried, an unreachable address one clear error."""
+"""`--executor ray` on a real Ray cluster started here: a head and two worker nodes of one CPU on 127.0.0.1 in a
+temporary directory, shared by the module and killed at its end. Same bytes as the local executor, map tasks
+on both nodes at the same time, a worker killed mid-build retried, an unreachable address one clear error."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from finetune.corpus.pipeline import build
 from finetune.corpus.raylocal import LOOPBACK_ENV, LocalCluster, _free_port
 from finetune.corpus.repos import from_paths
+from tests.finetune.corpus.conftest import make_git_repo, package_source
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,11 +31,11 @@ def digest(d: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """One head (no CPUs) and one worker node of 2 CPUs; the workers import this tree."""
+    """One head (no CPUs) and two worker nodes of one CPU each; the workers import this tree."""
     saved = {k: os.environ.get(k) for k in LOOPBACK_ENV}
     os.environ.update(LOOPBACK_ENV)  # the driver (this process) must not turn 127.0.0.1 into another address
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
-    cluster = LocalCluster(temp, workers=1, cpus=2, env={"PYTHONPATH": str(ROOT)})
+    cluster = LocalCluster(temp, workers=2, cpus=1, env={"PYTHONPATH": str(ROOT)})
     try:
         cluster.start()
         yield cluster
@@ -69,9 +70,22 @@ def test_a_ray_build_reads_and_writes_the_cache(tmp_path, ray_cluster, tqdm_repo
     assert digest(tmp_path / "a") == digest(tmp_path / "b") == digest(local)
 
 
+def test_map_tasks_run_on_both_nodes_at_the_same_time(tmp_path, ray_cluster, corpus_cfg):
+    """Each map task's wall-clock start and end, as the tasks recorded them (`TaskSpan`, summarised in the
+    manifest): the two nodes' tasks overlap for much of the prepare pass. Before the map steps ran on actors
+    with queued tasks, the nodes took turns (overlap 0.02-0.03 on this input, 0 in the examples pass)."""
+    repo = make_git_repo(tmp_path / "rich-src", copy_from=package_source("rich"))  # ~100 files, 1 MB
+    manifest = build(from_paths([repo]), tmp_path / "out", corpus_cfg(executor="ray", ray_address=ray_cluster.address),
+                     progress=False)
+    prepare = manifest["ray_tasks"]["prepare"]
+    assert prepare["nodes"] == 2 and prepare["peak_concurrent"] == 2, prepare
+    assert prepare["overlap"] >= 0.25 and prepare["mean_concurrent"] >= 1.2, prepare
+    assert manifest["ray_tasks"]["examples"]["nodes"] == 2
+
+
 def _map_task_processes(cluster: LocalCluster) -> list[int]:
-    """Ray worker processes of this cluster running a Ray Data map task now."""
-    return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapBatches")]
+    """Ray worker processes of this cluster that are Ray Data map actors now."""
+    return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapWorker")]
 
 
 def test_a_worker_killed_mid_build_is_retried_and_the_output_appears_complete(tmp_path, ray_cluster, tqdm_repo,
