@@ -1,10 +1,11 @@
 """The Ray executor of `pipeline.build` (`--executor ray`): the two per-file passes (`worker.prepare`,
-`worker.examples`) run as Ray Data map steps on a cluster, in input order; discovery, the reduce step (exact
-and near dedup with datasketch's LSH, the split) and the shards stay on the driver, so a build on Ray gives
-the same bytes as a local one (docs/corpus.md, "Running on a Ray cluster").
+`worker.examples`) run as Ray Data map steps on a cluster, in input order, on a pool of map actors; repositories
+given by URL are cloned and discovered by a task on a worker (`survey`); the reduce step (exact and near dedup
+with datasketch's LSH, the split) and the shards stay on the driver, so a build on Ray gives the same bytes as a
+local one (docs/corpus.md, "Running on a Ray cluster").
 
-Every node must see the repositories, the model's tokenizer and the output's parent directory (where the
-spool of redacted texts lives between the passes) at the same paths: a shared filesystem.
+Every node must see the repositories given by path, the model's tokenizer and the output's parent directory
+(where the spool of redacted texts lives between the passes) at the same paths: a shared filesystem.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError
-from finetune.corpus import worker
+from core.errors import ConfigError, CorpusError
+from finetune.corpus import clone, worker
+from finetune.corpus.repos import RepoSpec
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,28 @@ class _Apply:
         span = np.full(len(out), b"", dtype=object)
         span[0] = pickle.dumps(TaskSpan(self.node, os.getpid(), start, time.time(), len(out)))
         return {"result": out, "span": span}
+
+
+def _survey_task(repo: RepoSpec, clone_dir: str | None, since: int | None) -> clone.Survey | str:
+    """`clone.survey` on a worker; a clone that fails comes back as its message (one line for the driver)."""
+    try:
+        return clone.survey(repo, clone_dir, since)
+    except CorpusError as exc:
+        return str(exc)
+
+
+def survey(repos: list[RepoSpec], clone_dir: str | None, since: int | None) -> list[clone.Survey]:
+    """`clone.survey` of each repository given by URL, one task each on the workers (so the clones are made
+    where the files will be read, and in parallel); raises the first failure as a CorpusError."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(_survey_task)
+    surveys = []
+    for result in ray.get([task.remote(repo, clone_dir, since) for repo in repos]):
+        if isinstance(result, str):
+            raise CorpusError(result)
+        surveys.append(result)
+    return surveys
 
 
 class RayWorkers:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import CorpusError
 from finetune.corpus.pipeline import build
 from finetune.corpus.raylocal import LOOPBACK_ENV, LocalCluster, _free_port
-from finetune.corpus.repos import from_paths
-from tests.finetune.corpus.conftest import make_git_repo, package_source
+from finetune.corpus.repos import from_paths, read_repos_toml
+from tests.finetune.corpus.conftest import make_git_repo, package_source, write_repos_toml
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -81,6 +82,29 @@ def test_map_tasks_run_on_both_nodes_at_the_same_time(tmp_path, ray_cluster, cor
     assert prepare["nodes"] == 2 and prepare["peak_concurrent"] == 2, prepare
     assert prepare["overlap"] >= 0.25 and prepare["mean_concurrent"] >= 1.2, prepare
     assert manifest["ray_tasks"]["examples"]["nodes"] == 2
+
+
+def test_a_url_is_cloned_by_the_workers_into_the_local_path_dataset(tmp_path, ray_cluster, history_repo,
+                                                                    history_dataset, corpus_cfg):
+    """The survey task clones and discovers on a worker; each node's map actors read the files from a clone on
+    their own node (here both nodes share the host, so the same clone directory)."""
+    local, local_manifest = history_dataset
+    clones = tmp_path / "clones"
+    toml = write_repos_toml(tmp_path / "repos.toml", history_repo.as_uri())
+    cfg = corpus_cfg(eval_since="2025-01-01", dev_fraction=0.1, executor="ray", ray_address=ray_cluster.address,
+                     clone_dir=str(clones))
+    manifest = build(read_repos_toml(toml), tmp_path / "ray", cfg, progress=False)
+    assert digest(tmp_path / "ray") == digest(local) and manifest["counts"] == local_manifest["counts"]
+    assert Path(manifest["repos"][0]["path"]).is_relative_to(clones) and list(clones.glob("proj-*.git"))
+
+
+def test_a_url_the_workers_cannot_clone_is_one_clear_error(tmp_path, ray_cluster, corpus_cfg):
+    bad = (tmp_path / "nowhere" / "ledger.git").as_uri()
+    cfg = corpus_cfg(executor="ray", ray_address=ray_cluster.address, clone_dir=str(tmp_path / "clones"))
+    with pytest.raises(CorpusError) as err:
+        build(read_repos_toml(write_repos_toml(tmp_path / "repos.toml", bad)), tmp_path / "o", cfg, progress=False)
+    assert str(err.value).startswith(f"repository 'ledger': cannot clone {bad}: fatal:")
+    assert "\n" not in str(err.value) and not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
 
 
 def _map_task_processes(cluster: LocalCluster) -> list[int]:
