@@ -2,7 +2,8 @@
 render -> write_shards, each stage counted in manifest.json. Called by `inhouse corpus build` and the bench.
 
 Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or as Ray Data
-map steps on a cluster (`--executor ray`, `raydata.py`); dedup and split
+map steps on a cluster (`--executor ray`, `raydata.py`); repositories given by git URL are cloned first
+(`clone.py`: here, or on the workers on Ray); dedup and split
 are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
 texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
 runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.

@@ -69,13 +69,15 @@ def test_a_url_that_cannot_be_cloned_is_one_clear_error_and_writes_nothing(tmp_p
     toml = write_repos_toml(tmp_path / "repos.toml", bad)
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "app.cli", "corpus", "build", "--repos", str(toml), "-o", str(out),
-                           "--model", str(tiny_model_dir), "--no-progress"], check=False, capture_output=True,
-                          text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")})
+                           "--model", str(tiny_model_dir), "--no-progress", "--clone-dir", str(tmp_path / "clones")],
+                          check=False, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2, proc.stderr
     assert "'ledger'" in proc.stderr and bad in proc.stderr and "cannot clone" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".o.*"))
+    (left,) = (tmp_path / "clones").iterdir()  # --clone-dir was used, and holds no partial clone
+    assert left.name.startswith("ledger-") and left.suffix == ".lock"
 
 
 @pytest.mark.parametrize(("body", "message"), [
