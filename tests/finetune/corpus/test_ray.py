@@ -108,8 +108,8 @@ def test_a_url_the_workers_cannot_clone_is_one_clear_error(tmp_path, ray_cluster
 
 
 def _map_task_processes(cluster: LocalCluster) -> list[int]:
-    """Ray worker processes of this cluster that are Ray Data map actors now."""
-    return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapWorker")]
+    """Ray worker processes of this cluster that are map actors now."""
+    return [pid for pid, cmdline in cluster.processes().items() if cmdline.startswith(b"ray::MapActor")]
 
 
 def test_a_worker_killed_mid_build_is_retried_and_the_output_appears_complete(tmp_path, ray_cluster, tqdm_repo,
