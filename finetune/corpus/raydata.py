@@ -161,7 +161,7 @@ class MapActor:
         return out, TaskSpan(self.node, os.getpid(), start, time.time(), len(out))
 
 
-_ACTORS: tuple[str, list[Any]] | None = None  # (Ray job id, its map actors): kept while the driver is connected
+_ACTORS: tuple[str, list[Any]] | None = None  # (cluster and job, its map actors): kept while the driver is connected
 
 
 def _actors(cpus: int) -> list[Any]:
@@ -170,7 +170,8 @@ def _actors(cpus: int) -> list[Any]:
     global _ACTORS
     import ray
 
-    job = ray.get_runtime_context().get_job_id()
+    context = ray.get_runtime_context()
+    job = f"{context.gcs_address}/{context.get_job_id()}"  # job ids restart at 1 on every new cluster
     if _ACTORS is not None and _ACTORS[0] == job and len(_ACTORS[1]) == cpus:
         return _ACTORS[1]
     cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(MapActor)
