@@ -89,8 +89,11 @@ def resolve(root: Path, name: str, url: str, ref: str) -> str:
     """The commit `ref` (default: the remote's HEAD) names now, the mirror cloned or fetched first."""
     with _locked(root, _key(url)):
         mirror = _mirror(root, name, url)
-        return _git(["rev-parse", "--verify", "--quiet", f"{ref or 'HEAD'}^{{commit}}"], mirror, name, url,
-                    f"find ref {ref or 'HEAD'!r} in")
+        try:
+            return _git(["rev-parse", "--verify", "--quiet", f"{ref or 'HEAD'}^{{commit}}"], mirror, name, url,
+                        "resolve")
+        except CorpusError as exc:
+            raise CorpusError(f"repository {name!r}: {url} has no branch, tag or commit {ref or 'HEAD'!r}") from exc
 
 
 _CHECKED_OUT: dict[tuple[str, str, str], Path] = {}  # per process: (root, url, commit) -> work tree

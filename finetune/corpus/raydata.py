@@ -30,12 +30,10 @@ from finetune.corpus.repos import RepoSpec
 
 log = logging.getLogger(__name__)
 
-# Files per Ray Data block at most: a block is one task, and its pickled results (a file's rows) sit in the
-# object store until the driver has written them; small blocks keep that bounded and the cores evenly fed.
+# Files per block at most: a block is one call on a map actor, and its pickled results (a file's rows) sit in
+# the object store until the driver has written them; small blocks keep that bounded and the actors evenly fed.
 MAX_BLOCK_FILES = 64
-# On small inputs, blocks per CPU: a task costs tens of milliseconds of Ray's own work whatever its size, so
-# not more than it takes for no actor to wait long for the last one.
-BLOCKS_PER_CPU = 8
+BLOCKS_PER_CPU = 8  # on small inputs, enough blocks that no actor waits long for the last one to end
 TASKS_QUEUED = 2  # blocks sent ahead to each map actor: it starts the next as soon as one ends
 RESULTS_HELD = 8  # blocks a CPU whose results may wait in the object store behind a slower earlier block
 ACTOR_START_TIMEOUT_S = 600  # the build fails when its map actors are not all up by then (too few CPUs free)

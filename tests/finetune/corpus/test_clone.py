@@ -80,6 +80,15 @@ def test_a_url_that_cannot_be_cloned_is_one_clear_error_and_writes_nothing(tmp_p
     assert left.name.startswith("ledger-") and left.suffix == ".lock"
 
 
+def test_a_ref_the_repository_lacks_is_one_clear_error(tmp_path, corpus_cfg):
+    repo = make_git_repo(tmp_path / "src" / "lib", {"lib/a.py": "def a(x):\n    return x + 1\n" * 8})
+    toml = write_repos_toml(tmp_path / "repos.toml", repo.as_uri(), ref="release-9")
+    with pytest.raises(CorpusError) as err:
+        build(read_repos_toml(toml), tmp_path / "o", corpus_cfg(clone_dir=str(tmp_path / "clones")), progress=False)
+    assert str(err.value) == f"repository 'lib': {repo.as_uri()} has no branch, tag or commit 'release-9'"
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ('path = "a"\nurl = "file:///x"', "not both"),
     ('ref = "main"', "needs a string `path` or a string `url`"),
