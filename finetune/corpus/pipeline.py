@@ -1,11 +1,10 @@
 """`build`: the corpus pipeline, discover -> filter -> secrets -> dedup -> split -> parse/select_spans ->
 render -> write_shards, each stage counted in manifest.json. Called by `inhouse corpus build` and the bench.
 
-Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or as Ray Data
-map steps on a cluster (`--executor ray`, `raydata.py`); repositories given by git URL are cloned first
-(`clone.py`: here, or on the workers on Ray); dedup and split
-are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
-texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
+Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or on map actors
+on a Ray cluster (`--executor ray`, `raydata.py`); repositories given by git URL are cloned first (`clone.py`:
+here, or on the workers on Ray); dedup and split are reduce steps over small per-file records (signatures), so
+memory holds no file contents: redacted texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
 runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
 With `cache_dir` (`--cache`), the per-file results come from `cache.py` when the file's bytes were seen
 before; the reduce step and the rendering still cover every file, so the bytes are those of a fresh build.
@@ -153,7 +152,7 @@ def _reducer(workers: int, cfg: CorpusConfig) -> Iterator[Callable[[list[dedup.D
 
 @contextmanager
 def _executor(cfg: CorpusConfig, workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
-    """The per-file passes' workers: a fork pool on this host, or Ray Data on a cluster (`finetune.corpus.raydata`:
+    """The per-file passes' workers: a fork pool on this host, or Ray actors on a cluster (`finetune.corpus.raydata`:
     the same functions, results in the same order, so the same bytes)."""
     if cfg.executor == "ray":
         from finetune.corpus import raydata
