@@ -4,8 +4,9 @@ render -> write_shards, each stage counted in manifest.json. Called by `inhouse 
 Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or on map actors
 on a Ray cluster (`--executor ray`, `raydata.py`); repositories given by git URL are cloned first (`clone.py`:
 here, or on the workers on Ray); dedup and split are reduce steps over small per-file records (signatures), so
-memory holds no file contents: redacted texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
-runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
+memory holds no file contents: redacted texts wait in a spool directory on disk between the two parallel passes.
+The reduce step (`dedup.reduce`) runs in a process of its own, forked when the build starts, so that its
+datasketch import does not wait.
 With `cache_dir` (`--cache`), the per-file results come from `cache.py` when the file's bytes were seen
 before; the reduce step and the rendering still cover every file, so the bytes are those of a fresh build.
 """
