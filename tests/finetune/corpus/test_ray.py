@@ -19,6 +19,7 @@ import pytest
 
 from core.errors import CorpusError
 from finetune.corpus.pipeline import build
+from finetune.corpus.raydata import TaskSpan, summarize
 from finetune.corpus.raylocal import LOOPBACK_ENV, LocalCluster, _free_port
 from finetune.corpus.repos import from_paths, read_repos_toml
 from tests.finetune.corpus.conftest import make_git_repo, package_source, write_repos_toml
@@ -69,6 +70,17 @@ def test_a_ray_build_reads_and_writes_the_cache(tmp_path, ray_cluster, tqdm_repo
     assert first["cache"]["files_processed"] > 0 and first["cache"]["spans_cached"] == 0
     assert second["cache"]["files_processed"] == 0 and second["cache"]["spans_processed"] == 0
     assert digest(tmp_path / "a") == digest(tmp_path / "b") == digest(local)
+
+
+@pytest.mark.parametrize(("spans", "peak", "mean", "overlap"), [
+    ([("a", 0, 1), ("b", 1, 2), ("a", 2, 3)], 1, 1.0, 0.0),  # the nodes take turns
+    ([("a", 0, 2), ("b", 0, 2)], 2, 2.0, 1.0),  # both busy throughout
+    ([("a", 0, 2), ("b", 1, 3), ("a", 3, 4)], 2, 1.25, 0.25),  # together for 1 s of 4 busy
+])
+def test_the_task_summary_counts_the_time_tasks_ran_together(spans, peak, mean, overlap):
+    summary = summarize([TaskSpan(node, 1, start, end, 1) for node, start, end in spans])
+    assert (summary["peak_concurrent"], summary["mean_concurrent"], summary["overlap"]) == (peak, mean, overlap)
+    assert summary["nodes"] == len({node for node, _, _ in spans})
 
 
 def test_map_tasks_run_on_both_nodes_at_the_same_time(tmp_path, ray_cluster, corpus_cfg):
