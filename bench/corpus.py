@@ -9,8 +9,9 @@ temporary git repository. The last stdout line is JSON for bench/run_all.py.
                                      [--token-budgets exact|estimate] [--stages] [--executor ray]
 
 `--executor ray` also builds on a local Ray cluster (all on 127.0.0.1) with 1, then 2 worker nodes of one CPU
-each and prints MB/s and the scaling efficiency (target >= 0.8): wall (speed-up / nodes) and CPU (the cluster's
-CPU seconds with 1 node / with N: what the extra node costs in work), the cluster's and the driver's CPU seconds.
+each (`--ray-nodes 1,2`) and prints MB/s and the scaling efficiency (target >= 0.8): wall (speed-up / nodes) and
+CPU (the cluster's CPU seconds with 1 node / with N: what the extra node costs in work), the cluster's and the
+driver's CPU seconds, and per pass how many map tasks ran at once (the manifest's `ray_tasks`).
 
 `--stages` also runs the build once in this process (one worker) and prints the CPU seconds per MB of each
 stage, timed around the stage functions (the machine is shared: CPU time, not wall time, is comparable).
@@ -192,7 +193,7 @@ def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, node_cou
                     phases.clear()
                     cpu0, me0 = _cluster_cpu(cluster), time.process_time()
                     start = time.perf_counter()
-                    build(from_paths([repo]), tmp / f"ray-dataset{nodes}", rcfg, progress=False)
+                    manifest = build(from_paths([repo]), tmp / f"ray-dataset{nodes}", rcfg, progress=False)
                     wall = time.perf_counter() - start
                     cpu, me = _cluster_cpu(cluster) - cpu0, time.process_time() - me0
                 finally:
@@ -200,7 +201,7 @@ def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, node_cou
             marks = {name: t - start for name, t in phases}
             results.append({"nodes": nodes, "wall_s": wall, "MB_per_s": mb / wall, "cluster_cpu_s": cpu,
                             "driver_cpu_s": me, "warm_up_build_s": cold, "phases": marks,
-                            "load": os.getloadavg()[0]})
+                            "load": os.getloadavg()[0], "ray_tasks": manifest["ray_tasks"]})
     finally:
         pipe_log.removeHandler(handler)
     return results
@@ -221,6 +222,9 @@ def print_ray(results: list[dict], mb: float) -> list[dict]:
               f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards "
               f"{p.get('examples and shards', 0):.2f} s,"
               f" files table {p.get('files table', 0):.2f} s; load {r['load']:.1f}")
+        for name, t in r["ray_tasks"].items():  # task intervals: whether the nodes worked at the same time
+            print(f"    {name} pass: {t['tasks']} map tasks on {t['nodes']} node(s), at most {t['peak_concurrent']} "
+                  f"at once, {t['mean_concurrent']:.2f} on average, two or more {t['overlap']:.0%} of the busy time")
     figures = [{"figure": f"ray_{r['nodes']}_workers_MB_per_s", "value": round(r["MB_per_s"], 3), "target": None,
                 "met": True} for r in results]
     if len(results) > 1:

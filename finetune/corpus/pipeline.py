@@ -1,11 +1,12 @@
 """`build`: the corpus pipeline, discover -> filter -> secrets -> dedup -> split -> parse/select_spans ->
 render -> write_shards, each stage counted in manifest.json. Called by `inhouse corpus build` and the bench.
 
-Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or as Ray Data
-map steps on a cluster (`--executor ray`, `raydata.py`); dedup and split
-are reduce steps over small per-file records (signatures), so memory holds no file contents: redacted
-texts wait in a spool directory on disk between the two parallel passes. The reduce step (`dedup.reduce`)
-runs in a process of its own, forked when the build starts, so that its datasketch import does not wait.
+Per-file stages run in a process pool over all cores (`worker.prepare`, `worker.examples`), or on map actors
+on a Ray cluster (`--executor ray`, `raydata.py`); repositories given by git URL are cloned first (`clone.py`:
+here, or on the workers on Ray); dedup and split are reduce steps over small per-file records (signatures), so
+memory holds no file contents: redacted texts wait in a spool directory on disk between the two parallel passes.
+The reduce step (`dedup.reduce`) runs in a process of its own, forked when the build starts, so that its
+datasketch import does not wait.
 With `cache_dir` (`--cache`), the per-file results come from `cache.py` when the file's bytes were seen
 before; the reduce step and the rendering still cover every file, so the bytes are those of a fresh build.
 """
@@ -29,7 +30,7 @@ from core import config as core_config
 from core.artifacts import atomic_directory, read_info, scratch_name
 from core.errors import CorpusError, ModelError
 from finetune.corpus import cache as cache_mod
-from finetune.corpus import dedup, discover, filters, secrets, split, spool, worker
+from finetune.corpus import clone, dedup, discover, filters, secrets, split, spool, worker
 from finetune.corpus.config import CorpusConfig, cutoff_timestamp
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
@@ -83,8 +84,10 @@ class _Workers:
     `install` to give every worker new state. The same workers serve both passes, so what they warmed up in
     the prepare pass (cached word counts, compiled regexes, the parser) serves the examples pass too."""
 
-    def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None]) -> None:
+    def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None],
+                 tasks: Callable[[], dict[str, Any]] | None = None) -> None:
         self.map, self.install = map_, install
+        self.tasks = tasks  # on Ray: how each pass's map tasks ran (for the manifest)
 
 
 def _reducer_main(conn, parent_end, thresholds: tuple[float, float], num_perm: int) -> None:
@@ -150,13 +153,14 @@ def _reducer(workers: int, cfg: CorpusConfig) -> Iterator[Callable[[list[dedup.D
 
 @contextmanager
 def _executor(cfg: CorpusConfig, workers: int, state: worker.WorkerState) -> Iterator[_Workers]:
-    """The per-file passes' workers: a fork pool on this host, or Ray Data on a cluster (`finetune.corpus.raydata`:
+    """The per-file passes' workers: a fork pool on this host, or Ray actors on a cluster (`finetune.corpus.raydata`:
     the same functions, results in the same order, so the same bytes)."""
     if cfg.executor == "ray":
         from finetune.corpus import raydata
 
         with raydata.workers(cfg.ray_address, state) as ray_workers:
-            yield _Workers(ray_workers.map, ray_workers.install)
+            yield _Workers(ray_workers.map, ray_workers.install,
+                           lambda: {name: raydata.summarize(spans) for name, spans in ray_workers.spans.items()})
         return
     with _workers(workers, state) as pool:
         yield pool
@@ -198,12 +202,17 @@ def _progress(enabled: bool):
         yield progress
 
 
-def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], since: str) -> set[int]:
+def _eval_since_keys(repos: list[RepoSpec], jobs: list[worker.FileJob], since: str,
+                     surveys: Mapping[str, clone.Survey]) -> set[int]:
     """Keys of the files whose last commit (committer date) is at or after `since`; outside git, whose
-    modification time is. A file git does not track yet (untracked) has no commit: it is not held out."""
+    modification time is. A file git does not track yet (untracked) has no commit: it is not held out.
+    A repository given by URL was read where it was cloned (`surveys`)."""
     cutoff = cutoff_timestamp(since)
     changed: dict[str, set[str] | None] = {}
     for repo in repos:
+        if repo.name in surveys:
+            changed[repo.name] = surveys[repo.name].changed
+            continue
         root = Path(repo.path)
         top = git_toplevel(root)
         if top is None:
@@ -255,9 +264,31 @@ def build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool =
         raise CorpusError(f"output {str(out)!r} already exists (use --overwrite to replace it)")
     workers = cfg.workers or os.cpu_count() or 1
     # On Ray the reduce step runs in the driver itself: forking it off a process that holds Ray's threads is
-    # unsafe, and at cluster scale the import it hides is noise.
-    with _reducer(1 if cfg.executor == "ray" else workers, cfg) as reduce:
+    # unsafe, and at cluster scale the import it hides is noise. One connection serves the whole build: the
+    # clones of repositories given by URL, then both passes.
+    with ExitStack() as stack:
+        if cfg.executor == "ray":
+            from finetune.corpus import raydata
+
+            stack.enter_context(raydata.connected(cfg.ray_address))
+        reduce = stack.enter_context(_reducer(1 if cfg.executor == "ray" else workers, cfg))
         return _build(repos, out, cfg, overwrite, progress, workers, reduce, run_metadata)
+
+
+def _survey(repos: list[RepoSpec], cfg: CorpusConfig) -> dict[str, clone.Survey]:
+    """Clone (or fetch) and discover each repository given by URL: here on the local executor, on the
+    workers on Ray (`raydata.survey`). A clone that fails stops the build before anything is written."""
+    remote = [r for r in repos if r.url]
+    if not remote:
+        return {}
+    since = cutoff_timestamp(cfg.eval_since) if cfg.eval_since else None
+    if cfg.executor == "ray":
+        from finetune.corpus import raydata
+
+        surveys = raydata.survey(remote, cfg.clone_dir, since)
+    else:
+        surveys = [clone.survey(r, cfg.clone_dir, since) for r in remote]
+    return {r.name: s for r, s in zip(remote, surveys, strict=True)}
 
 
 def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool, progress: bool, workers: int,
@@ -275,13 +306,22 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
         cache = cache_mod.Fingerprints.of(cfg, tokenizer_file, fmt_name, cfg.cache_dir)
 
     # 1. discover, and the path-only filters (no file is opened for them)
+    surveys = _survey(repos, cfg)
     jobs: list[worker.FileJob] = []
     repo_rows = []
     for repo in repos:
-        found = discover.discover(repo, counts["discover"])
-        repo_rows.append({"name": repo.name, "path": str(Path(repo.path).resolve()), "team": repo.team,
-                          "visibility": repo.visibility, "commit": git_commit(Path(repo.path)),
-                          "discovery": discover.discovery_method(repo), "candidates": len(found)})
+        surveyed = surveys.get(repo.name) if repo.url else None
+        row: dict[str, Any]
+        if surveyed is not None:
+            counts["discover"].update(surveyed.counts)
+            found = [discover.Candidate(repo.name, name, os.path.join(surveyed.path, name)) for name in surveyed.names]
+            row = {"name": repo.name, "path": surveyed.path, "url": repo.url, "ref": repo.ref,
+                   "commit": surveyed.commit, "discovery": surveyed.method}
+        else:
+            found = discover.discover(repo, counts["discover"])
+            row = {"name": repo.name, "path": str(Path(repo.path).resolve()), "commit": git_commit(Path(repo.path)),
+                   "discovery": discover.discovery_method(repo)}
+        repo_rows.append({**row, "team": repo.team, "visibility": repo.visibility, "candidates": len(found)})
         for cand in found:
             reason = filters.path_reason(cand.path, cfg)
             if reason:
@@ -290,7 +330,8 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
             lang = languages.detect(cand.path)
             assert lang is not None
             jobs.append(worker.FileJob(len(jobs), cand.repo, cand.path, cand.abspath, lang.id))
-    forced = _eval_since_keys(repos, jobs, cfg.eval_since) if cfg.eval_since else set()
+    forced = _eval_since_keys(repos, jobs, cfg.eval_since, surveys) if cfg.eval_since else set()
+    clones = {r.name: (r.url, surveys[r.name].commit) for r in repos if r.name in surveys}
     by_key = {job.key: job for job in jobs}
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +340,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
         os.mkdir(spool_dir, 0o700)
         with atomic_directory(out, overwrite=overwrite) as tmp, _progress(progress) as bar, ExitStack() as stack:
             state = worker.WorkerState(cfg=cfg, fim_format=fmt_name, tokenizer_file=tokenizer_file, spool=spool_dir,
-                                       cache=cache)
+                                       cache=cache, clones=clones)
             pool = stack.enter_context(_executor(cfg, min(workers, max(len(jobs), 1)), state))
             # 2-3. filter and redact secrets (parallel), 4a. sign for dedup
             prepared: list[worker.Prepared] = []
@@ -320,7 +361,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
             counts["secrets"]["found"] = sum(v for k, v in counts["secrets"].items() if k != "files_with_secrets")
             if not counts["filter"]["kept"]:
                 reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["filter"].items()) if v)
-                raise CorpusError(f"no usable source file in {', '.join(str(r.path) for r in repos)} "
+                raise CorpusError(f"no usable source file in {', '.join(r.url or str(r.path) for r in repos)} "
                                   f"({len(jobs)} candidates; dropped: {reasons or 'nothing found'})")
             # 4b. dedup (exact, then MinHash LSH)
             locations: dict[int, spool.Location] = {}
@@ -348,7 +389,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 context_index={r: index_by_dir(ps) for r, ps in train_paths.items()},
                 locations={(by_key[k].repo, by_key[k].path): locations[k] for k, s in splits.items()
                            if s == split.TRAIN},
-                cache=cache)
+                cache=cache, clones=clones)
             blobs = {p.key: p.blob for p in prepared}
             ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k],
                                          locations[k], blobs[k]) for k in sorted(splits)]
@@ -368,6 +409,9 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                                                      if k.startswith("kind:")})
                 bar.advance(task)
             stack.close()  # the workers are done
+            ray_tasks = pool.tasks() if pool.tasks is not None else None
+            if ray_tasks is not None:
+                log.info("Ray map tasks: %s", ray_tasks)
             split_rows = {s: w.close() for s, w in writers.items()}
             log.info("examples and shards: %.1f s", time.perf_counter() - started)
             files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
@@ -402,6 +446,7 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
                 "files": n_files,
                 "eval_cutoff": _utc(cutoff_timestamp(cfg.eval_since)) if cfg.eval_since else None,
                 "cache": cache_info,
+                "ray_tasks": ray_tasks,
             }
             write_manifest(tmp, manifest)
     finally:

@@ -1,4 +1,5 @@
-"""The input repositories: paths given on the command line or a `repos.toml` listing name, path, team, visibility.
+"""The input repositories: paths given on the command line or a `repos.toml` listing name, path or git URL,
+team, visibility.
 
 `repos.toml`::
 
@@ -7,6 +8,11 @@
     path = "../billing"        # relative to the file
     team = "payments"          # optional, recorded in the manifest
     visibility = "internal"    # optional, recorded in the manifest
+
+    [[repo]]
+    url = "https://git.example.com/payments/ledger.git"  # instead of `path`: cloned by the build (clone.py)
+    ref = "release-7"          # optional branch, tag or commit; default: the remote's HEAD
+    name = "ledger"            # defaults to the URL's last part without .git
 """
 
 from __future__ import annotations
@@ -23,9 +29,17 @@ from core.errors import CorpusError
 @dataclass(frozen=True)
 class RepoSpec:
     name: str
-    path: Path
+    path: Path  # for a repository given by URL, unused until the build has cloned it
     team: str = ""
     visibility: str = ""
+    url: str = ""  # a git URL the build clones instead of reading `path`
+    ref: str = ""  # with `url`: the branch, tag or commit to read; empty: the remote's HEAD
+
+
+def name_of(url: str) -> str:
+    """A repository's default name when given by URL: the last part of the URL without `.git`."""
+    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return tail[:-4] if tail.endswith(".git") else tail
 
 
 def from_paths(paths: list[Path]) -> list[RepoSpec]:
@@ -46,23 +60,42 @@ def read_repos_toml(path: Path) -> list[RepoSpec]:
         raise CorpusError(f"{path}: must hold one or more [[repo]] tables with a `path`")
     out = []
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
-            raise CorpusError(f"{path}: [[repo]] number {i + 1} needs a string `path`")
-        unknown = set(row) - {"name", "path", "team", "visibility"}
+        where = f"{path}: [[repo]] number {i + 1}"
+        if not isinstance(row, dict):
+            raise CorpusError(f"{where} must be a table")
+        unknown = set(row) - {"name", "path", "url", "ref", "team", "visibility"}
         if unknown:
-            raise CorpusError(f"{path}: [[repo]] number {i + 1} has unknown keys {sorted(unknown)}")
+            raise CorpusError(f"{where} has unknown keys {sorted(unknown)}")
+        if ("path" in row) == ("url" in row):
+            raise CorpusError(f"{where} needs a string `path` or a string `url`, not both")
+        for key in ("path", "url", "ref", "name"):
+            if key in row and (not isinstance(row[key], str) or not row[key]):
+                raise CorpusError(f"{where}: `{key}` must be a non-empty string, got {row[key]!r}")
+        if "ref" in row and "url" not in row:
+            raise CorpusError(f"{where}: `ref` goes with a `url`")
+        team, visibility = str(row.get("team", "")), str(row.get("visibility", ""))
+        if "url" in row:
+            out.append(RepoSpec(name=row.get("name") or name_of(row["url"]), path=Path(), team=team,
+                                visibility=visibility, url=row["url"], ref=row.get("ref", "")))
+            continue
         repo_path = (path.parent / row["path"]) if not Path(row["path"]).is_absolute() else Path(row["path"])
-        out.append(RepoSpec(name=str(row.get("name") or repo_path.resolve().name), path=repo_path,
-                            team=str(row.get("team", "")), visibility=str(row.get("visibility", ""))))
+        out.append(RepoSpec(name=str(row.get("name") or repo_path.resolve().name), path=repo_path, team=team,
+                            visibility=visibility))
     return out
 
 
 def check_repos(repos: list[RepoSpec]) -> list[RepoSpec]:
-    """Every path must be an existing directory and every name unique."""
+    """Every path must be an existing directory and every name unique (a URL is checked by cloning it)."""
     if not repos:
         raise CorpusError("no repository given (pass REPO paths or --repos repos.toml)")
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path | str] = {}
     for repo in repos:
+        if repo.url:
+            if repo.name in seen:
+                raise CorpusError(f"two repositories are named {repo.name!r} ({seen[repo.name]} and {repo.url}); "
+                                  "give them distinct names in repos.toml")
+            seen[repo.name] = repo.url
+            continue
         if not repo.path.exists():
             raise CorpusError(f"repository path {str(repo.path)!r} does not exist")
         if not repo.path.is_dir():

@@ -16,7 +16,7 @@ from typing import Any
 
 from core import fim, languages
 from finetune.corpus import cache as cache_mod
-from finetune.corpus import dedup, filters, render, secrets, spans, spool
+from finetune.corpus import clone, dedup, filters, render, secrets, spans, spool
 from finetune.corpus.config import CorpusConfig
 from finetune.corpus.context import related_files
 from finetune.corpus.spool import Location
@@ -38,6 +38,8 @@ class WorkerState:
     locations: dict[tuple[str, str], Location] = field(default_factory=dict)
     # the per-file cache (`--cache DIR`), or None
     cache: cache_mod.Fingerprints | None = None
+    # repo -> (git URL, commit) of each repository given by URL: its files are read from this host's clone
+    clones: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 _STATE: WorkerState | None = None
@@ -127,11 +129,15 @@ def prepare(job: FileJob) -> Prepared:
     state = _STATE
     assert state is not None, "worker.init was not called"
     cfg = state.cfg
+    abspath = job.abspath
+    if job.repo in state.clones:  # cloned on this host when it has no clone yet (another node surveyed it)
+        url, sha = state.clones[job.repo]
+        abspath = os.path.join(clone.checkout(clone.root_of(cfg.clone_dir), job.repo, url, sha), job.path)
     try:
-        size = os.stat(job.abspath).st_size
+        size = os.stat(abspath).st_size
         if size > cfg.max_file_bytes:
             return Prepared(job.key, "too_large", size)
-        with open(job.abspath, "rb") as fh:
+        with open(abspath, "rb") as fh:
             data = fh.read(cfg.max_file_bytes + 1)
     except OSError:
         return Prepared(job.key, "unreadable")

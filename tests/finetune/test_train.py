@@ -120,7 +120,7 @@ def test_schedule_warmup_cosine_and_budget_fit():
     cfg = TrainConfig(lr=1e-3, warmup_ratio=0.1, min_lr_ratio=0.1)
     lrs = [_lr_at(s, 100, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warmup over 10 steps
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then only down
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))  # then only down
     assert lrs[-1] == pytest.approx(1e-4, rel=0.05)  # to min_lr_ratio at the planned end
     # 10 s per step, 100 s left of the budget: about 9 more steps (10% kept for evals and checkpoints)
     assert _fit_budget(5, 500.0, [10.0] * 5, 600.0, 1000) == 5 + 9

@@ -75,3 +75,37 @@ def tqdm_dataset(tmp_path_factory, tqdm_repo, corpus_cfg):
     out = tmp_path_factory.mktemp("datasets") / "tqdm"
     manifest = build(from_paths([tqdm_repo]), out, corpus_cfg(eval_fraction=0.15, dev_fraction=0.1), progress=False)
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def history_repo(tmp_path_factory) -> Path:
+    """tqdm's sources committed in 2023, then two files changed or added in 2025: a repository whose
+    `--eval-since 2025-01-01` exam depends on its history."""
+    src = package_source("tqdm")
+    repo = make_git_repo(tmp_path_factory.mktemp("history") / "proj",
+                         {f"tqdm/{p.name}": p.read_text() for p in sorted(src.glob("*.py"))}, date="2023-03-01")
+    with open(repo / "tqdm" / "utils.py", "a") as fh:
+        fh.write("\n\ndef added_later(x):\n    return x * 2\n")
+    (repo / "tqdm" / "brand_new.py").write_text("def fresh(a, b):\n    total = a + b\n    return total\n" * 3)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "recent work", date="2025-06-01")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def history_dataset(tmp_path_factory, history_repo, corpus_cfg):
+    """The dataset of `history_repo` read from its path, with an exam of the files changed since 2025."""
+    from finetune.corpus.pipeline import build
+    from finetune.corpus.repos import from_paths
+
+    out = tmp_path_factory.mktemp("datasets") / "history"
+    manifest = build(from_paths([history_repo]), out, corpus_cfg(eval_since="2025-01-01", dev_fraction=0.1),
+                     progress=False)
+    return out, manifest
+
+
+def write_repos_toml(path: Path, url: str, **extra: str) -> Path:
+    """A repos.toml with one repository given by `url`."""
+    lines = ["[[repo]]", f"url = {url!r}", *(f"{k} = {v!r}" for k, v in extra.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

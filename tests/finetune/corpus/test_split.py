@@ -45,7 +45,7 @@ def test_near_copies_never_straddle_splits(tmp_path, corpus_cfg):
     assert by["eval"] and by["dev"] and by["train"]
     assert m["counts"]["split"]["multi_file_groups"] >= len(originals) // 2  # the guard did group them
     assert_no_leak(by)
-    for split, paths in by.items():  # a copy sits with its original
+    for paths in by.values():  # a copy sits with its original
         for p in paths:
             twin = p.replace("orig/", "fork/") if p.startswith("orig/") else p.replace("fork/", "orig/")
             assert twin in paths or all(twin not in other for other in by.values())
