@@ -77,7 +77,7 @@ class Timed:
 class LlamaCpp:
     """llama.cpp's server, in this process (xllamacpp), one slot, prompt cache on."""
 
-    def __init__(self, path: Path, threads: int, n_ctx: int = 4096) -> None:
+    def __init__(self, path: Path, threads: int, n_ctx: int = 4096, batch_threads: int = 0) -> None:
         import xllamacpp
 
         params = xllamacpp.CommonParams()
@@ -85,7 +85,7 @@ class LlamaCpp:
         params.n_ctx = n_ctx
         params.n_parallel = 1
         params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+        params.cpuparams_batch.n_threads = batch_threads or threads
         params.hostnames = ["127.0.0.1"]
         params.port = 0
         params.verbosity = -1

@@ -49,10 +49,10 @@ def _prompts(tag: str, n: int) -> list[str]:
     return [f"# {tag} request {i}\n" + body[i * 97:i * 97 + 600] for i in range(n)]
 
 
-CANDIDATES = [  # (engine, threads, busy core); threads 0: the server's own choice
-    ("served-llamacpp-Q4_0", 0, False), ("served-llamacpp-Q8_0", 0, False), ("torch-int8", 0, False),
-    ("torch-float32", 1, False), ("llamacpp-Q4_0", 1, False), ("llamacpp-Q4_1", 1, False),
-    ("served-llamacpp-Q4_0", 0, True), ("served-llamacpp-Q4_0", 2, True), ("torch-int8", 0, True),
+CANDIDATES = [  # (engine, threads[/prompt threads], busy core); 0: the server's own choice
+    ("served-llamacpp-Q4_0", "0", False), ("served-llamacpp-Q8_0", "0", False), ("torch-int8", "0", False),
+    ("torch-float32", "1", False), ("llamacpp-Q4_1", "1", False),
+    ("served-llamacpp-Q4_0", "0", True), ("served-llamacpp-Q4_0", "0/1", True), ("torch-int8", "0", True),
 ]
 DEFAULT = "served-llamacpp-Q4_0"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine)
 
@@ -72,7 +72,7 @@ def make_adapters(model_dir: Path, out: Path, n: int = 2) -> Path:
     return out
 
 
-def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapters: Path) -> list[dict]:
+def run_candidates(model_dir: Path, chosen: list[tuple[str, str, bool]], adapters: Path) -> list[dict]:
     """Each candidate in its own process (`bench/engines.py`), one after another; a failed one is reported."""
     import os
     import subprocess
@@ -81,16 +81,18 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, int, bool]], adapter
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     import importlib.util
 
-    for i, (engine, threads, busy) in enumerate(chosen, 1):
+    for i, (engine, spec, busy) in enumerate(chosen, 1):
+        threads, _, batch = spec.partition("/")
         if "llamacpp-" in engine and importlib.util.find_spec("xllamacpp") is None:
             rows.append({"engine": engine, "threads": threads, "busy_core": busy,
                          "error": "xllamacpp is not installed (pip install -e '.[serve]')"})
             continue
         busy_note = ", one core busy" if busy else ""
-        _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads or 'auto'}{busy_note}"
+        _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads if threads != '0' else 'auto'}"
+                  f"{'/' + batch if batch else ''}{busy_note}"
                   f" (load {os.getloadavg()[0]:.1f})")
         cmd = [sys.executable, str(ROOT / "bench" / "engines.py"), engine, "--model", str(model_dir),
-               "--threads", str(threads)]
+               "--threads", threads, "--batch-threads", batch or "0"]
         if busy:
             cmd.append("--busy")
         elif engine in ("torch-int8", DEFAULT):
@@ -240,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
     parser.add_argument("--candidates", default="all",
-                        help="all, none, or a comma list of engine[:threads[:busy]], e.g. torch-int8:0,llamacpp-Q8_0:1")
+                        help="all, none, or a comma list of engine[:threads[/prompt threads][:busy]], "
+                        "e.g. served-llamacpp-Q4_0:0,served-llamacpp-Q4_0:0/1:busy,torch-int8:0")
     parser.add_argument("--no-load-figures", action="store_true", help="only the candidates table")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model: {model_dir}")
         if args.candidates != "none":
             chosen = CANDIDATES if args.candidates == "all" else [
-                (spec.split(":")[0], int((spec.split(":") + ["0"])[1]), spec.endswith(":busy"))
+                (spec.split(":")[0], (spec.split(":") + ["0"])[1], spec.endswith(":busy"))
                 for spec in args.candidates.split(",")]
             if args.tiny:
                 chosen = [c for c in chosen if not c[0].startswith("llamacpp-")]  # bare GGUFs are SmolLM2's

@@ -261,7 +261,7 @@ class LlamaCppEngine:
         # for SmolLM2, measured)
         params.cache_idle_slots = False   # else an idle slot's prompt is dropped when another slot starts
         params.cpuparams.n_threads = self.choice.threads
-        params.cpuparams_batch.n_threads = self.choice.threads
+        params.cpuparams_batch.n_threads = self.choice.batch_threads or self.choice.threads
         params.cache_ram_mib = 0          # idle slots keep their prompts in the shared cache instead (`_Slots`)
         params.hostnames = ["127.0.0.1"]
         params.port = 0
