@@ -68,7 +68,7 @@ def torch_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
     from server.threaded import serve_in_thread
 
     weights = args.candidate.removeprefix("torch-")
-    app = create_app(args.model, args.adapters, weights="int8" if weights == "int8" else "float",
+    app = create_app(args.model, args.adapters, engine="torch", weights="int8" if weights == "int8" else "float",
                      threads=args.threads, log_level="warning")
     state = app.state.server
     prompt, typed = prompt_of(state.tokenizer)
@@ -126,18 +126,21 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
             return time.perf_counter() - t0
 
         out.update(measure(call, prompt, typed))
-        out["server_cold_s"] = min(call(f"# cold {k}\n" + prompt, NEW_TOKENS) for k in range(2))
         if args.adapters:
             for adapter in sorted(p.name for p in Path(args.adapters).iterdir() if p.is_dir()):
                 call(prompt, NEW_TOKENS, adapter)
         out["rss_mb"], out["peak_rss_mb"] = rss_mb()  # before the bare engine below loads its own copy
+        # The server's cold request against llama.cpp called directly on the same GGUF, threads and prompt
+        # tokens, interleaved (this machine's speed drifts by 10-40 % between minutes): the median of the pairs.
+        bare_engine = LlamaCpp(state.engine.gguf, choice.threads, batch_threads=choice.batch_threads)
+        served, bare = [], []
+        for k in range(3):
+            served.append(call(f"# cold {k}\n" + prompt, NEW_TOKENS))
+            ids = state.tokenizer(f"# bare {k}\n" + prompt)["input_ids"]
+            bare.append(bare_engine.complete(ids, NEW_TOKENS).wall_s)
+        out["server_cold_s"], out["bare_cold_s"] = statistics.median(served), statistics.median(bare)
+        out["server_vs_bare"] = statistics.median(s / b for s, b in zip(served, bare, strict=True))
     state.engine.close()
-    bare_engine = LlamaCpp(state.engine.gguf, choice.threads, batch_threads=choice.batch_threads)
-    bare = []
-    for k in range(2):  # the same prompt tokens the server sent, each never seen before
-        ids = state.tokenizer(f"# cold {k + 2}\n" + prompt)["input_ids"]
-        bare.append(bare_engine.complete(ids, NEW_TOKENS).wall_s)
-    out["bare_cold_s"] = min(bare)
     return out
 
 
