@@ -28,7 +28,7 @@ def serve(
     model_id: str | None = typer.Option(None, "--model-id", help="Name reported in /info."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads of the engine (default: half the CPUs)."),
     batch_threads: int | None = typer.Option(None, "--batch-threads",
-                                             help="llama.cpp: threads for prompts (default: all the CPUs)."),
+                                             help="llama.cpp: threads for prompts (default: as --threads)."),
     weights: str | None = typer.Option(None, "--weights", help="torch engine: auto (int8 on CPU), int8 or float."),
     engine: str | None = typer.Option(None, "--engine", help="auto (llama.cpp on a CPU, torch on a GPU), llamacpp "
                                       "or torch."),

@@ -27,7 +27,7 @@ class ServeConfig:
     draft_tokens: int = 6                 # prompt-lookup draft checked per forward when one request decodes (0: off)
     log_level: str = "info"               # uvicorn's log level
     threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
-    batch_threads: int = 0                # llama.cpp: threads for prompts (0: all CPUs, at most 8); `threads` decode
+    batch_threads: int = 0                # llama.cpp: threads for prompts (0: as `threads`; see server/loading.py)
     weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
     gguf_type: str = "auto"               # llama.cpp: "auto" (Q4_0; F32 under 50 M parameters) | Q4_0|Q8_0|F16|F32

@@ -72,17 +72,17 @@ def choose_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
 
 
 def choose_batch_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
-    """(threads for prompt processing, why). An explicit count wins; otherwise every CPU this process may use.
+    """(threads for prompt processing, why). An explicit count wins; otherwise as many as decode (half the CPUs).
 
-    A prompt is one large matrix product per layer, where a second core nearly halves the time (512 tokens of
-    SmolLM2 here: 1.75 s on one thread, 1.0 s on two); with the other core busy, two threads cost 1.85 s against
-    1.56 s on one: slower, not stalled. Decoding (one token per step, many short steps, each waiting for its
-    slowest thread) keeps `choose_threads`.
+    A prompt alone is faster on every core (512 tokens of SmolLM2 here: 1.0 s on two threads, 1.75 s on one;
+    1.85 s against 1.56 s with the other core busy), but typing through the language server with one core busy
+    stalled on two prompt threads: 1 suggestion in 200 keystrokes, 14.5-17.2 s each (bench/lsp.py, with or
+    without spinning waits), against a p50 of 29 ms on one. So all CPUs only when asked (`--batch-threads`).
     """
     if requested > 0:
         return requested, "--batch-threads"
-    cpus = cpus or available_cpus()
-    return max(1, min(_MAX_AUTO_THREADS, cpus)), f"auto: all {cpus} CPUs"
+    threads, why = choose_threads(0, cpus)
+    return threads, why
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", threads: int = 0,
