@@ -111,12 +111,12 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
 
     qtype = args.candidate.removeprefix("served-llamacpp-")
     app = create_app(args.model, args.adapters, engine="llamacpp", gguf_type=qtype, threads=args.threads,
-                     batch_threads=args.batch_threads, log_level="warning")
+                     log_level="warning")
     state = app.state.server
     prompt, typed = prompt_of(state.tokenizer)
     choice = state.engine.choice
     out: dict[str, float | str | int] = {"engine": args.candidate,
-                                         "threads": f"{choice.threads}/{choice.batch_threads}"}
+                                         "threads": choice.threads}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=600) as http:
         def call(text: str, n: int, adapter: str | None = None) -> float:
             params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
@@ -132,7 +132,7 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
         out["rss_mb"], out["peak_rss_mb"] = rss_mb()  # before the bare engine below loads its own copy
         # The server's cold request against llama.cpp called directly on the same GGUF, threads and prompt
         # tokens, interleaved (this machine's speed drifts by 10-40 % between minutes): the median of the pairs.
-        bare_engine = LlamaCpp(state.engine.gguf, choice.threads, batch_threads=choice.batch_threads)
+        bare_engine = LlamaCpp(state.engine.gguf, choice.threads)
         served, bare = [], []
         for k in range(3):
             served.append(call(f"# cold {k}\n" + prompt, NEW_TOKENS))
@@ -167,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("candidate", help="torch-float32, torch-int8, llamacpp-Q4_1, llamacpp-Q8_0, ...")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--threads", type=int, default=0, help="0: the engine's own choice (served engines)")
-    parser.add_argument("--batch-threads", type=int, default=0, help="served llama.cpp: prompt threads (0: its choice)")
     parser.add_argument("--busy", action="store_true", help="keep one core busy with a loop while measuring")
     parser.add_argument("--adapters", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -49,10 +49,11 @@ def _prompts(tag: str, n: int) -> list[str]:
     return [f"# {tag} request {i}\n" + body[i * 97:i * 97 + 600] for i in range(n)]
 
 
-CANDIDATES = [  # (engine, threads[/prompt threads], busy core); 0: the server's own choice
+CANDIDATES = [  # (engine, threads, busy core); 0: the server's own choice
     ("served-llamacpp-Q4_0", "0", False), ("served-llamacpp-Q8_0", "0", False), ("torch-int8", "0", False),
     ("torch-float32", "1", False), ("llamacpp-Q4_1", "1", False),
-    ("served-llamacpp-Q4_0", "0", True), ("served-llamacpp-Q4_0", "0/1", True), ("torch-int8", "0", True),
+    ("served-llamacpp-Q4_0", "2", False), ("served-llamacpp-Q4_0", "0", True), ("served-llamacpp-Q4_0", "2", True),
+    ("torch-int8", "0", True),
 ]
 DEFAULT = "served-llamacpp-Q4_0"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine)
 
@@ -82,17 +83,16 @@ def run_candidates(model_dir: Path, chosen: list[tuple[str, str, bool]], adapter
     import importlib.util
 
     for i, (engine, spec, busy) in enumerate(chosen, 1):
-        threads, _, batch = spec.partition("/")
+        threads = spec
         if "llamacpp-" in engine and importlib.util.find_spec("xllamacpp") is None:
             rows.append({"engine": engine, "threads": threads, "busy_core": busy,
                          "error": "xllamacpp is not installed (pip install -e '.[serve]')"})
             continue
         busy_note = ", one core busy" if busy else ""
-        _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads if threads != '0' else 'auto'}"
-                  f"{'/' + batch if batch else ''}{busy_note}"
+        _progress(f"candidate {i}/{len(chosen)}: {engine}, threads {threads if threads != '0' else 'auto'}{busy_note}"
                   f" (load {os.getloadavg()[0]:.1f})")
         cmd = [sys.executable, str(ROOT / "bench" / "engines.py"), engine, "--model", str(model_dir),
-               "--threads", threads, "--batch-threads", batch or "0"]
+               "--threads", threads]
         if busy:
             cmd.append("--busy")
         elif engine in ("torch-int8", DEFAULT):
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "smollm2")
     parser.add_argument("--tiny", action="store_true", help="use the tiny random model (no checkpoint needed)")
     parser.add_argument("--candidates", default="all",
-                        help="all, none, or a comma list of engine[:threads[/prompt threads][:busy]], "
-                        "e.g. served-llamacpp-Q4_0:0,served-llamacpp-Q4_0:0/1:busy,torch-int8:0")
+                        help="all, none, or a comma list of engine[:threads[:busy]], "
+                        "e.g. served-llamacpp-Q4_0:0,served-llamacpp-Q4_0:2:busy,torch-int8:0")
     parser.add_argument("--no-load-figures", action="store_true", help="only the candidates table")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)

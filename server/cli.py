@@ -27,8 +27,6 @@ def serve(
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16."),
     model_id: str | None = typer.Option(None, "--model-id", help="Name reported in /info."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads of the engine (default: half the CPUs)."),
-    batch_threads: int | None = typer.Option(None, "--batch-threads",
-                                             help="llama.cpp: threads for prompts (default: as --threads)."),
     weights: str | None = typer.Option(None, "--weights", help="torch engine: auto (int8 on CPU), int8 or float."),
     engine: str | None = typer.Option(None, "--engine", help="auto (llama.cpp on a CPU, torch on a GPU), llamacpp "
                                       "or torch."),
@@ -48,7 +46,7 @@ def serve(
         api_key_file=str(api_key_file) if api_key_file else None, max_concurrent_requests=max_concurrent_requests,
         max_batch_size=max_batch_size, max_input_tokens=max_input_tokens, max_total_tokens=max_total_tokens,
         max_stop_sequences=max_stop_sequences, device=device, dtype=dtype, model_id=model_id,
-        threads=threads, batch_threads=batch_threads, weights=weights, engine=engine, gguf_type=gguf_type)
+        threads=threads, weights=weights, engine=engine, gguf_type=gguf_type)
     app = create_app(model, config=cfg)
     logging.getLogger(__name__).info("serving %s on http://%s:%d", model, cfg.host, cfg.port)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_graceful_shutdown=5)

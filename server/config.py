@@ -27,7 +27,6 @@ class ServeConfig:
     draft_tokens: int = 6                 # prompt-lookup draft checked per forward when one request decodes (0: off)
     log_level: str = "info"               # uvicorn's log level
     threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
-    batch_threads: int = 0                # llama.cpp: threads for prompts (0: as `threads`; see server/loading.py)
     weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
     gguf_type: str = "auto"               # llama.cpp: "auto" (Q4_0; F32 under 50 M parameters) | Q4_0|Q8_0|F16|F32
@@ -45,7 +44,6 @@ class ServeConfig:
         config.require(self.draft_tokens >= 0, "draft_tokens", ">= 0", self.draft_tokens)
         config.require(self.prefix_cache_entries >= 0, "prefix_cache_entries", ">= 0", self.prefix_cache_entries)
         config.require(self.threads >= 0, "threads", ">= 0", self.threads)
-        config.require(self.batch_threads >= 0, "batch_threads", ">= 0", self.batch_threads)
         config.require(self.weights in ("auto", "int8", "float"), "weights", "one of auto, int8, float", self.weights)
         config.require(self.engine in ("auto", "llamacpp", "torch"), "engine", "one of auto, llamacpp, torch",
                        self.engine)

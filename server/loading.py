@@ -30,8 +30,6 @@ class EngineChoice:
     device: str
     threads: int       # CPU threads of the engine (0 on a GPU)
     threads_from: str  # "--threads" or the rule that chose them
-    batch_threads: int = 0   # llama.cpp: threads for prompt processing (0: `threads`)
-    batch_threads_from: str = ""
     engine_from: str = "--engine"  # "--engine" or the rule that chose the engine
 
 
@@ -69,20 +67,6 @@ def choose_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
         return requested, "--threads"
     cpus = cpus or available_cpus()
     return max(1, min(_MAX_AUTO_THREADS, cpus // 2)), f"auto: half of {cpus} CPUs"
-
-
-def choose_batch_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
-    """(threads for prompt processing, why). An explicit count wins; otherwise as many as decode (half the CPUs).
-
-    A prompt alone is faster on every core (512 tokens of SmolLM2 here: 1.0 s on two threads, 1.75 s on one;
-    1.85 s against 1.56 s with the other core busy), but typing through the language server with one core busy
-    stalled on two prompt threads: 1 suggestion in 200 keystrokes, 14.5-17.2 s each (bench/lsp.py, with or
-    without spinning waits), against a p50 of 29 ms on one. So all CPUs only when asked (`--batch-threads`).
-    """
-    if requested > 0:
-        return requested, "--batch-threads"
-    threads, why = choose_threads(0, cpus)
-    return threads, why
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", threads: int = 0,

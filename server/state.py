@@ -100,8 +100,7 @@ class ServerState:
             "token_healing": True, "profile": self.profile.to_dict() if self.profile else None,
             "adapter_profiles": self.adapters.profiles(), "engine": choice.name, "engine_weights": choice.weights,
             "engine_threads": choice.threads, "engine_threads_from": choice.threads_from,
-            "engine_from": choice.engine_from, "engine_batch_threads": choice.batch_threads or choice.threads,
-            "engine_batch_threads_from": choice.batch_threads_from or choice.threads_from,
+            "engine_from": choice.engine_from,
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
@@ -176,21 +175,19 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
     """The llama.cpp engine on the model's GGUF (written on first use, `server.gguf_export`)."""
     from server.gguf_cache import model_gguf
     from server.llamacpp import LlamaCppEngine
-    from server.loading import EngineChoice, auto_gguf_type, choose_batch_threads, choose_threads, load_tokenizer
+    from server.loading import EngineChoice, auto_gguf_type, choose_threads, load_tokenizer
 
     if cfg.device not in ("auto", "cpu"):
         raise ModelError(f"the llama.cpp engine runs on the CPU here, got device {cfg.device!r}: use --engine torch")
     tokenizer = load_tokenizer(model_dir)
     threads, threads_from = choose_threads(cfg.threads)
-    batch_threads, batch_from = choose_batch_threads(cfg.batch_threads)
     try:
         qtype = cfg.gguf_type if cfg.gguf_type != "auto" else auto_gguf_type(model_dir)
         gguf = model_gguf(model_dir, qtype, cache_dir=_gguf_cache())
     except ModelError as exc:
         raise ModelError(f"cannot load the model in {str(model_dir)!r} (corrupt or truncated file?): {exc}") from exc
     choice = EngineChoice(name="llama.cpp", weights=qtype, device="cpu", threads=threads,
-                          threads_from=threads_from, engine_from=why, batch_threads=batch_threads,
-                          batch_threads_from=batch_from)
+                          threads_from=threads_from, engine_from=why)
     return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size,
                           context=max(cfg.kv_tokens, max_total), max_workers=cfg.max_concurrent_requests,
                           metrics=metrics, lora_cache=_gguf_cache(),
