@@ -76,3 +76,11 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), for choosing thread counts."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelError
+from core.launch import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,6 @@ def pick_dtype(dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, dtype)
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def choose_threads(requested: int, cpus: int | None = None) -> tuple[int, str]:
