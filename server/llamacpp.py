@@ -186,7 +186,7 @@ class LlamaCppEngine:
         self.tokenizer = tokenizer
         self.gguf = gguf
         self.choice = choice
-        self.dtype_name = gguf.stem.rsplit("-", 2)[-2] if gguf.stem.count("-") >= 2 else "gguf"
+        self.dtype_name = choice.weights  # the GGUF type (/info model_dtype)
         self.device_type = "cpu"
         self.metrics = metrics or Metrics()
         self.module_shapes = safetensors_shapes(model_dir)
