@@ -140,7 +140,7 @@ def eval_command(
     api_key_file: Path | None = typer.Option(None, "--api-key-file", help="With --backend-url: its bearer token."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Requests in flight (default 8)."),
     bootstrap: int | None = typer.Option(None, "--bootstrap", help="Paired bootstrap resamples."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads of the embedded server (0: all)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads of the embedded server (0: its choice)."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """The exam: complete held-out middles, post-process them like the language server, score, compare; with

@@ -101,7 +101,7 @@ class EvalConfig:
     request_timeout_s: float = 600.0          # seconds one request may wait and run (a CPU queue is slow)
     bootstrap: int = 2000                     # paired bootstrap resamples for every difference
     seed: int = 0  # seed of the bootstrap resampling and row order
-    threads: int = 0  # CPU threads of the embedded server the exam starts (0: every CPU: the exam is a batch job)
+    threads: int = 0  # CPU threads of the embedded server the exam starts (0: the server's choice, half the CPUs)
     # The gate (--incumbent, --gate-only, --compare): may the candidate replace the incumbent (or the base)?
     gate_metrics: tuple[str, ...] = ("exact_match", "edit_similarity")  # metrics the candidate must not lose on
     gate_rule: str = "not_worse"  # "not_worse": no gate metric significantly worse; "better": also every mean up

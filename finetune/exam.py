@@ -243,16 +243,18 @@ def adapters_for_server(adapters: dict[str, Path]) -> Iterator[Path | None]:
 @contextlib.contextmanager
 def exam_server(base: Path, adapters: dict[str, Path], cfg: EvalConfig, log_file: Path) -> Iterator[str]:
     """`inhouse serve` with the base and `adapters` on a free 127.0.0.1 port, for the exam's whole run."""
-    from core.launch import available_cpus, serve_subprocess
+    from core.launch import serve_subprocess
 
     with adapters_for_server(adapters) as adapters_dir:
         args = ["--max-batch-size", str(cfg.concurrency),
                 "--max-concurrent-requests", str(max(128, 2 * cfg.concurrency))]
         if adapters_dir is not None:
             args += ["--adapters", str(adapters_dir)]
-        # The exam owns the machine while it runs: every CPU, not the server's interactive default of half
-        # (which keeps a busy core from stalling a user's keystroke; docs/serving.md, "Threads").
-        args += ["--threads", str(cfg.threads or available_cpus())]
+        # The server's own choice (half the CPUs) unless told: with every CPU, the exam on this 2-core machine
+        # took 1.3-1.6 s a cursor while nothing else ran and 24-84 s while one other process did (each
+        # decoding step waits for its slowest thread; docs/serving.md, "Threads").
+        if cfg.threads:
+            args += ["--threads", str(cfg.threads)]
         log.info("starting the embedded server for the exam (log: %s)", log_file)
         with serve_subprocess(base, log_file, args=args, ready_timeout_s=300) as url:
             yield url

@@ -47,8 +47,8 @@ class ServeConfig:
         config.require(self.weights in ("auto", "int8", "float"), "weights", "one of auto, int8, float", self.weights)
         config.require(self.engine in ("auto", "llamacpp", "torch"), "engine", "one of auto, llamacpp, torch",
                        self.engine)
-        config.require(self.gguf_type in ("auto", "Q4_0", "Q8_0", "F16", "F32"), "gguf_type",
-                       "one of auto, Q4_0, Q8_0, F16, F32",
+        config.require(self.gguf_type in ("auto", "Q4_0", "Q4_1", "Q8_0", "F16", "F32"), "gguf_type",
+                       "one of auto, Q4_0, Q4_1, Q8_0, F16, F32",
                        self.gguf_type)
         config.require(self.kv_tokens >= 0, "kv_tokens", ">= 0", self.kv_tokens)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",

@@ -23,7 +23,7 @@ from server.safetensors_numpy import read_safetensors
 
 log = logging.getLogger(__name__)
 
-QTYPES = ("F32", "F16", "Q8_0", "Q4_0")
+QTYPES = ("F32", "F16", "Q8_0", "Q4_1", "Q4_0")
 ARCHITECTURE = "LlamaForCausalLM"
 
 # HF Llama tensor (after `model.layers.N.`) -> GGUF tensor (after `blk.N.`), as gguf-py's tensor_mapping.py has it.
@@ -229,6 +229,16 @@ def _gguf_name(hf: str, kind: str) -> str | None:
     return None if short is None or suffix != kind else f"{short}.{suffix}"
 
 
+# The output head (and, tied, the token embeddings that serve as it) decides every token's logits: llama.cpp's
+# own quantizer keeps it at 6-8 bits in a 4-bit file, and so does the Q4_1 GGUF shipped with SmolLM2 (Q8_0).
+_HEAD = ("output.weight", "token_embd.weight")
+_HEAD_TYPE = {"Q4_0": "Q8_0", "Q4_1": "Q8_0"}
+
+
+def _tensor_qtype(name: str, qtype: str) -> str:
+    return _HEAD_TYPE.get(qtype, qtype) if name in _HEAD else qtype
+
+
 def export_model(model_dir: str | Path, out: str | Path, qtype: str = "Q8_0") -> Path:
     """Write the HF Llama checkpoint `model_dir` as a GGUF file `out` (arch "llama"), 2-D weights in `qtype`."""
     import gguf
@@ -271,7 +281,7 @@ def export_model(model_dir: str | Path, out: str | Path, qtype: str = "Q8_0") ->
                 heads = _permute_heads(config, m.group(2)) if m else None
                 if heads is not None:
                     values = permute_qk(values, heads)
-                data, raw = _encode(values, qtype)
+                data, raw = _encode(values, _tensor_qtype(name, qtype))
                 writer.add_tensor(name, data, raw_dtype=raw)
                 seen.add(name)
         if "token_embd.weight" not in seen:
