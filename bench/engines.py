@@ -115,8 +115,8 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
     state = app.state.server
     prompt, typed = prompt_of(state.tokenizer)
     choice = state.engine.choice
-    out: dict[str, float | str | int] = {"engine": args.candidate,
-                                         "threads": choice.threads}
+    out: dict[str, float | str | int] = {"engine": f"{args.candidate} ({choice.weights})" if qtype == "auto"
+                                         else args.candidate, "threads": choice.threads}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=600) as http:
         def call(text: str, n: int, adapter: str | None = None) -> float:
             params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}

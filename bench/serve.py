@@ -50,12 +50,11 @@ def _prompts(tag: str, n: int) -> list[str]:
 
 
 CANDIDATES = [  # (engine, threads, busy core); 0: the server's own choice
-    ("served-llamacpp-Q4_0", "0", False), ("served-llamacpp-Q8_0", "0", False), ("torch-int8", "0", False),
+    ("served-llamacpp-auto", "0", False), ("served-llamacpp-Q4_0", "0", False), ("torch-int8", "0", False),
     ("torch-float32", "1", False), ("llamacpp-Q4_1", "1", False),
-    ("served-llamacpp-Q4_0", "2", False), ("served-llamacpp-Q4_0", "0", True), ("served-llamacpp-Q4_0", "2", True),
-    ("torch-int8", "0", True),
+    ("served-llamacpp-auto", "0", True), ("served-llamacpp-Q4_0", "0", True), ("torch-int8", "0", True),
 ]
-DEFAULT = "served-llamacpp-Q4_0"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine)
+DEFAULT = "served-llamacpp-auto"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine, auto type)
 
 
 def make_adapters(model_dir: Path, out: Path, n: int = 2) -> Path:
@@ -300,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prompt extended by 5 chars: {figures['prefix_ratio']:.2f} of the first request's time")
     print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     out_rows = []
-    default = next((r for r in rows if r["engine"] == DEFAULT and not r["busy_core"] and "error" not in r), None)
+    default = next((r for r in rows if r["engine"].startswith(DEFAULT) and not r["busy_core"] and "error" not in r),
+                   None)
     if default is not None:
         bare_ratio = default["server_vs_bare"]
         out_rows += [("cold_512_prompt_s", default["cold_s"], 1.0, default["cold_s"] <= 1.0),
