@@ -76,8 +76,10 @@ FULL = Budget(train_minutes=12, eval_limit=48, eval_modes="l2r,psm,spm,l2r+ctx,p
               tuned_modes="spm,spm+ctx", max_prompt_tokens=512,
               estimates={"model": 60, "repo": 20, "corpus": 30, "train": 12 * 60 + 90, "eval": 1300,
                          "serve": 30, "lsp": 30, "verif-env": 60})
-QUICK = Budget(train_minutes=2, eval_limit=16, eval_modes="l2r,spm", tuned_modes="spm", max_prompt_tokens=256,
-               estimates={"model": 60, "repo": 20, "corpus": 40, "train": 200, "eval": 150,
+# QUICK's training minute: `inhouse train` spends ~2 minutes beside its budget here (loading, tokenizing the
+# split, a slow first step, the dev evaluation); with 2 minutes of budget the quick demo took 6.7 (2026-12-01).
+QUICK = Budget(train_minutes=1, eval_limit=16, eval_modes="l2r,spm", tuned_modes="spm", max_prompt_tokens=256,
+               estimates={"model": 60, "repo": 20, "corpus": 40, "train": 190, "eval": 130,
                           "serve": 30, "lsp": 30, "verif-env": 60})
 
 
