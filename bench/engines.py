@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,6 +61,18 @@ def measure(call: Callable[[str, int], float], prompt: str, typed: str) -> dict[
             "decode_tps": 48 / max(long - short, 1e-9)}
 
 
+def timed_generate(http: Any) -> Callable[..., float]:
+    """call(text, new_tokens, adapter=None) -> seconds of one `/generate` on the server behind `http`."""
+    def call(text: str, n: int, adapter: str | None = None) -> float:
+        params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
+        t0 = time.perf_counter()
+        r = http.post("/generate", json={"inputs": text, "parameters": params})
+        r.raise_for_status()
+        return time.perf_counter() - t0
+
+    return call
+
+
 def torch_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
     import httpx
     import torch
@@ -74,12 +87,7 @@ def torch_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:
     prompt, typed = prompt_of(state.tokenizer)
     out: dict[str, float | str | int] = {"engine": args.candidate, "threads": state.engine.choice.threads}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=600) as http:
-        def call(text: str, n: int, adapter: str | None = None) -> float:
-            params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
-            t0 = time.perf_counter()
-            r = http.post("/generate", json={"inputs": text, "parameters": params})
-            r.raise_for_status()
-            return time.perf_counter() - t0
+        call = timed_generate(http)
 
         out.update(measure(call, prompt, typed))
         model, tok = state.engine.model, state.tokenizer
@@ -118,12 +126,7 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
     out: dict[str, float | str | int] = {"engine": f"{args.candidate} ({choice.weights})" if qtype == "auto"
                                          else args.candidate, "threads": choice.threads}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=600) as http:
-        def call(text: str, n: int, adapter: str | None = None) -> float:
-            params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
-            t0 = time.perf_counter()
-            r = http.post("/generate", json={"inputs": text, "parameters": params})
-            r.raise_for_status()
-            return time.perf_counter() - t0
+        call = timed_generate(http)
 
         out.update(measure(call, prompt, typed))
         if args.adapters:

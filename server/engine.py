@@ -32,6 +32,7 @@ from server.generation import (  # noqa: F401  (re-exported: the engine's types)
     GenerationRequest,
     Handle,
     TokenEvent,
+    fail_request,
 )
 from server.loading import EngineChoice
 from server.metrics import Metrics
@@ -165,13 +166,8 @@ class Engine:
             self.metrics.queue_duration.observe(time.monotonic() - handle.enqueued_at)
             try:
                 self._prefill(handle)
-            except InhouseError as exc:
-                self.metrics.failure(exc.error_type)
-                handle.emit(ErrorEvent(exc))
             except Exception as exc:  # a failure of one prompt must not take the batch down
-                log.exception("prefill failed")
-                self.metrics.failure("generation")
-                handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
+                fail_request(handle, self.metrics, exc, "prefill")
         self.metrics.batch_size.set(len(self._rows))
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache,

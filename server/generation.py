@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import GenerationError, InhouseError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,16 @@ class Handle:
             if isinstance(event, FinishEvent):
                 return event
         raise GenerationError("generation ended without a result")
+
+
+def fail_request(handle: Handle, metrics: Any, exc: Exception, what: str) -> None:
+    """Report one request's failure on its own handle, the other requests going on: an InhouseError as it is
+    (its HTTP status follows its type), anything else logged and answered as a GenerationError. Call it from
+    the `except` block that caught `exc`."""
+    if isinstance(exc, InhouseError):
+        metrics.failure(exc.error_type)
+        handle.emit(ErrorEvent(exc))
+        return
+    log.exception("%s failed", what)
+    metrics.failure("generation")
+    handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))

@@ -42,7 +42,7 @@ from core.errors import GenerationError, InhouseError, ModelError
 from core.healing import strip_healed
 from server.adapters import safetensors_shapes
 from server.decoding import find_stop
-from server.generation import ErrorEvent, FinishEvent, GenerationRequest, Handle, SamplingParams, TokenEvent
+from server.generation import FinishEvent, GenerationRequest, Handle, SamplingParams, TokenEvent, fail_request
 from server.loading import EngineChoice
 from server.metrics import Metrics
 
@@ -365,13 +365,8 @@ class LlamaCppEngine:
         self.metrics.queue_duration.observe(time.monotonic() - handle.enqueued_at)
         try:
             self._generate(handle)
-        except InhouseError as exc:
-            self.metrics.failure(exc.error_type)
-            handle.emit(ErrorEvent(exc))
         except Exception as exc:  # a failure of one request must not take the others down
-            log.exception("generation failed")
-            self.metrics.failure("generation")
-            handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
+            fail_request(handle, self.metrics, exc, "generation")
 
     def _generate(self, handle: Handle) -> None:
         req = handle.request
