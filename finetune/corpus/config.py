@@ -52,9 +52,9 @@ class CorpusConfig:
     workers: int = 0  # 0: all cores (local executor)
     executor: str = "local"  # "local": a process pool on this host; "ray": Ray actors on a cluster (docs/corpus.md)
     ray_address: str | None = None  # HOST:PORT of a Ray head; unset: $RAY_ADDRESS, else Ray started on this host
-    # Repositories given by `url` in repos.toml are cloned here, on every host that reads them (the driver on the
-    # local executor, the workers on Ray), and fetched on the next build; unset: ~/.cache/inhouse/repos there.
-    clone_dir: str | None = None
+    # Repositories given by `url` in repos.toml: cloned on each host that reads them (the driver on the local
+    # executor, the workers on Ray) and fetched on the next build.
+    clone_dir: str | None = None  # where `url` repositories are cloned; unset: ~/.cache/inhouse/repos
     # Split (files, grouped by near-duplicate clusters).
     eval_fraction: float = 0.05  # share of files held out for the exam
     dev_fraction: float = 0.02  # share of files held out for checkpoint choice
