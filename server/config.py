@@ -29,7 +29,7 @@ class ServeConfig:
     threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
     weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
-    gguf_type: str = "auto"               # llama.cpp: "auto" (Q4_0; F32 under 50 M parameters) | Q4_0|Q8_0|F16|F32
+    gguf_type: str = "auto"               # llama.cpp: "auto" (server/loading.py) | Q4_0|Q4_1|Q8_0|F16|F32
     kv_tokens: int = 0                    # llama.cpp: key/value cache the slots share (at least max_total_tokens)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from core.errors import GenerationError, InhouseError
-from core.healing import VocabIndex, advance, strip_healed
+from core.healing import VocabIndex, advance
 from core.token_bytes import as_bytes, build_index
 from server import kvcache
 from server.adapters import module_shapes
@@ -33,6 +33,7 @@ from server.generation import (  # noqa: F401  (re-exported: the engine's types)
     Handle,
     TokenEvent,
     fail_request,
+    visible_text,
 )
 from server.loading import EngineChoice
 from server.metrics import Metrics
@@ -370,7 +371,7 @@ class Engine:
                 seq.finish = "stop_sequence"
             elif generated >= req.max_new_tokens:
                 seq.finish = "length"
-            visible = self._visible(seq)
+            visible = visible_text(seq.text, seq.handle.request.hidden_start)
             delta = visible[len(seq.emitted):]
             seq.emitted = visible
         event = TokenEvent(generated - 1, token, delta, logprob, token in self.special_ids)
@@ -379,20 +380,11 @@ class Engine:
         if seq.finish is not None:
             self._finish(seq)
 
-    def _visible(self, seq: _Seq) -> str:
-        """The text returned so far: without the hidden healed start, held back while it is still being typed."""
-        hidden = seq.handle.request.hidden_start
-        if not hidden:
-            return seq.text
-        if hidden.startswith(seq.text):  # still re-typing what was before the cursor
-            return ""
-        return strip_healed(seq.text, hidden)
-
     def _finish(self, seq: _Seq) -> None:
         req = seq.handle.request
         self.metrics.success(time.monotonic() - seq.started, len(seq.tokens))  # before the client can read them
-        seq.handle.emit(FinishEvent(self._visible(seq), seq.finish or "length", len(seq.tokens), seq.sampler.seed,
-                                    len(req.input_ids), tuple(seq.tokens), seq.prefill, seq.reused))
+        seq.handle.emit(FinishEvent(visible_text(seq.text, req.hidden_start), seq.finish or "length", len(seq.tokens),
+                                    seq.sampler.seed, len(req.input_ids), tuple(seq.tokens), seq.prefill, seq.reused))
 
     def _fail_batch(self, error: InhouseError) -> None:
         for seq in self._rows:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import GenerationError, InhouseError
+from core.healing import strip_healed
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +124,13 @@ def fail_request(handle: Handle, metrics: Any, exc: Exception, what: str) -> Non
     log.exception("%s failed", what)
     metrics.failure("generation")
     handle.emit(ErrorEvent(GenerationError(f"generation failed: {type(exc).__name__}: {exc}")))
+
+
+def visible_text(text: str, hidden: str) -> str:
+    """The text a request returns so far: without the hidden healed start (`hidden_start`), and nothing while
+    the output is still re-typing what was before the cursor."""
+    if not hidden:
+        return text
+    if hidden.startswith(text):
+        return ""
+    return strip_healed(text, hidden)

@@ -2,11 +2,11 @@
 
 Measured side by side in `bench/serve.py`, llama.cpp on a Q4_0 GGUF prefills and decodes several times faster
 on a CPU than torch (int8 or float32) on the same prompts; it is what the field runs on CPUs (Tabby, Ollama,
-llama.vscode). This module keeps everything else as the torch engine has it: prompts are tokenized in Python by
-the model's own tokenizer and sent as token ids; each generated id comes back with its log-probability and is
-decoded here (`server.decoding`), so text, stop sequences, token healing and the TGI/OpenAI responses are the
-same code as on torch. llama.cpp brings its continuous batching over `n_parallel` slots, prompt-prefix reuse
-per slot (`cache_prompt`) and per-request LoRA.
+llama.vscode). Prompts are tokenized in Python by the model's own tokenizer (`server.tokenizer`) and sent as
+token ids, so the prompt, its BOS rule and the validation are the torch engine's; each generated token comes
+back with its id, log-probability and llama.cpp's decoded text, and stop sequences, the hidden healed start and
+the TGI/OpenAI events are handled here as on torch. llama.cpp brings its continuous batching over `n_parallel`
+slots, prompt-prefix reuse per slot (`cache_prompt`) and per-request LoRA.
 
 - The GGUF of the model and of each adapter are written by `server.gguf_export` on first use and cached beside
   their source (rebuilt when it changes).
@@ -39,15 +39,21 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import GenerationError, InhouseError, ModelError
-from core.healing import strip_healed
 from server.adapters import safetensors_shapes
 from server.decoding import find_stop
-from server.generation import FinishEvent, GenerationRequest, Handle, SamplingParams, TokenEvent, fail_request
+from server.generation import (
+    FinishEvent,
+    GenerationRequest,
+    Handle,
+    SamplingParams,
+    TokenEvent,
+    fail_request,
+    visible_text,
+)
 from server.loading import EngineChoice
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
 
 
 def sampling_fields(params: SamplingParams, seed: int | None = None) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def penalty_fields(params: SamplingParams, history: int) -> dict[str, Any]:
 
 @dataclass
 class _Run:
-    """One request's progress: the text so far, what the healed start still has to re-type, the events sent."""
+    """One request's progress: the text so far, what was returned of it, the events sent, how it ended."""
 
     handle: Handle
     started: float
@@ -318,18 +324,20 @@ class LlamaCppEngine:
         from server.adapters import adapter_mtime
 
         mtime = adapter_mtime(path)
-        loaded = self._loaded
-        known = self._adapters.get(adapter_id)
-        if known is None or known[0] != mtime or known[1] != path or adapter_id not in loaded.adapters:
+
+        def current() -> bool:  # the running server has this version of the adapter
+            return self._adapters.get(adapter_id, (None, None))[:2] == (mtime, path) and (
+                adapter_id in self._loaded.adapters)
+
+        if not current():
             with self._swap_lock:
-                known = self._adapters.get(adapter_id)
-                if known is None or known[0] != mtime or known[1] != path or adapter_id not in self._loaded.adapters:
-                    loaded = self._load_adapter(adapter_id, path, mtime)
-                loaded = self._loaded
+                if not current():
+                    self._load_adapter(adapter_id, path, mtime)
+        loaded = self._loaded
         index = loaded.adapters.index(adapter_id)
         return loaded, [{"id": index, "scale": 1.0}]
 
-    def _load_adapter(self, adapter_id: str, path: Path, mtime: float) -> _Loaded:
+    def _load_adapter(self, adapter_id: str, path: Path, mtime: float) -> None:
         from server.gguf_cache import adapter_gguf
 
         weights = path / "adapter_model.safetensors"
@@ -352,7 +360,6 @@ class LlamaCppEngine:
                 self._adapters[adapter_id] = previous
             raise GenerationError(f"adapter {adapter_id!r} could not be loaded: {exc}") from exc
         log.info("loaded adapter %s from %s", adapter_id, path)
-        return self._loaded
 
     # ---- one request, on a worker thread -------------------------------------------------------------------------
     def _serve(self, handle: Handle) -> None:
@@ -369,15 +376,12 @@ class LlamaCppEngine:
             fail_request(handle, self.metrics, exc, "generation")
 
     def _generate(self, handle: Handle) -> None:
-        req = handle.request
-        if req.decoder_input_details:
-            raise GenerationError("decoder_input_details (prompt log-probabilities) is not available on the "
-                                  "llama.cpp engine: serve with `--engine torch` for it")
+        req = handle.request  # decoder_input_details never gets here: ServerState.prepare answers it with a 422
         run = _Run(handle=handle, started=time.monotonic())
         loaded, lora = self._lora_for(req)
+        history = len(req.input_ids) + req.max_new_tokens  # the most tokens this request holds in the cache
         try:
-            slot, reusable = loaded.slots.acquire(req.adapter_id, req.input_ids,
-                                                  len(req.input_ids) + req.max_new_tokens, handle.cancelled)
+            slot, reusable = loaded.slots.acquire(req.adapter_id, req.input_ids, history, handle.cancelled)
         except _Cancelled:
             self.metrics.failure("cancelled")
             return
@@ -385,7 +389,7 @@ class LlamaCppEngine:
             self._decode(handle, run, loaded, slot, {
                 "cache_prompt": self.reuse_prompts and reusable, "n_probs": 1, "lora": lora, "ignore_eos": False,
                 "id_slot": slot, **sampling_fields(req.sampling, self._seed(req)),
-                **penalty_fields(req.sampling, len(req.input_ids) + req.max_new_tokens)})
+                **penalty_fields(req.sampling, history)})
         finally:
             loaded.slots.release(slot, req.adapter_id, [*req.input_ids, *(t.id for t in run.tokens)])
 
@@ -449,7 +453,8 @@ class LlamaCppEngine:
             if i == len(tokens) - 1:
                 run.pending = ""
             if token in self.eos_ids or (piece == "" and token in self.special_ids):
-                run.finish = "eos_token" if token in self.eos_ids else None
+                if token in self.eos_ids:
+                    run.finish = "eos_token"
                 delta = self._decoder.decode([token], skip_special_tokens=False)
             else:
                 before = len(run.text)
@@ -460,28 +465,19 @@ class LlamaCppEngine:
                     run.finish = "stop_sequence"
                 elif len(run.tokens) + 1 >= req.max_new_tokens:
                     run.finish = "length"
-                visible = self._visible(run)
+                visible = visible_text(run.text, run.handle.request.hidden_start)
                 delta = visible[len(run.emitted):]
                 run.emitted = visible
             event = TokenEvent(len(run.tokens), token, delta, logprob, token in self.special_ids)
             run.tokens.append(event)
             run.handle.emit(event)
 
-    def _visible(self, run: _Run) -> str:
-        """The text returned so far: without the hidden healed start, held back while it is still being typed."""
-        hidden = run.handle.request.hidden_start
-        if not hidden:
-            return run.text
-        if hidden.startswith(run.text):
-            return ""
-        return strip_healed(run.text, hidden)
-
     def _finish(self, run: _Run) -> None:
         req = run.handle.request
         count = max(run.count, len(run.tokens))
         self.metrics.success(time.monotonic() - run.started, count)
         self.metrics.prefix_reused.inc(run.reused)
-        run.handle.emit(FinishEvent(self._visible(run), run.finish or "length", count, run.seed,
+        run.handle.emit(FinishEvent(visible_text(run.text, req.hidden_start), run.finish or "length", count, run.seed,
                                     len(req.input_ids), tuple(run.tokens), (), run.reused))
 
 
