@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from core import config
 
+# The GGUF types the llama.cpp engine writes (server/gguf_export.py); `gguf_type = "auto"` picks one of them.
+GGUF_TYPES = ("IQ4_NL", "Q4_0", "Q4_1", "Q8_0", "F16", "F32")
+
 
 @config.section("serve")
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class ServeConfig:
     threads: int = 0                      # CPU threads of the engine (0: half the CPUs, at least 1)
     weights: str = "auto"                 # torch engine: "auto" (int8 on CPU, `dtype` on GPU) | "int8" | "float"
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
-    gguf_type: str = "auto"               # llama.cpp: "auto" (server/loading.py) | Q4_0|Q4_1|Q8_0|F16|F32
+    gguf_type: str = "auto"               # llama.cpp: "auto" (server/loading.py) | IQ4_NL|Q4_0|Q4_1|Q8_0|F16|F32
     kv_tokens: int = 0                    # llama.cpp: key/value cache the slots share (at least max_total_tokens)
 
     def __post_init__(self) -> None:
@@ -47,9 +50,8 @@ class ServeConfig:
         config.require(self.weights in ("auto", "int8", "float"), "weights", "one of auto, int8, float", self.weights)
         config.require(self.engine in ("auto", "llamacpp", "torch"), "engine", "one of auto, llamacpp, torch",
                        self.engine)
-        config.require(self.gguf_type in ("auto", "Q4_0", "Q4_1", "Q8_0", "F16", "F32"), "gguf_type",
-                       "one of auto, Q4_0, Q4_1, Q8_0, F16, F32",
-                       self.gguf_type)
+        config.require(self.gguf_type in ("auto", *GGUF_TYPES), "gguf_type",
+                       f"one of auto, {', '.join(GGUF_TYPES)}", self.gguf_type)
         config.require(self.kv_tokens >= 0, "kv_tokens", ">= 0", self.kv_tokens)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
                        "one of auto, float32, bfloat16, float16", self.dtype)

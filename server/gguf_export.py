@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
+from server import iq4nl
+from server.config import GGUF_TYPES
 from server.safetensors_numpy import read_safetensors
 
 log = logging.getLogger(__name__)
 
-QTYPES = ("F32", "F16", "Q8_0", "Q4_1", "Q4_0")
+QTYPES = GGUF_TYPES
 ARCHITECTURE = "LlamaForCausalLM"
 
 # HF Llama tensor (after `model.layers.N.`) -> GGUF tensor (after `blk.N.`), as gguf-py's tensor_mapping.py has it.
@@ -196,6 +198,8 @@ def _encode(values: np.ndarray, qtype: str) -> tuple[np.ndarray, Any]:
     kind = GGMLQuantizationType[qtype]
     if values.shape[1] % GGML_QUANT_SIZES[kind][0]:
         return np.ascontiguousarray(values, dtype=np.float32), None
+    if kind == GGMLQuantizationType.IQ4_NL:
+        return iq4nl.quantize(values), kind
     return quantize(np.ascontiguousarray(values, dtype=np.float32), kind), kind
 
 
@@ -232,7 +236,7 @@ def _gguf_name(hf: str, kind: str) -> str | None:
 # The output head (and, tied, the token embeddings that serve as it) decides every token's logits: llama.cpp's
 # own quantizer keeps it at 6-8 bits in a 4-bit file, and so does the Q4_1 GGUF shipped with SmolLM2 (Q8_0).
 _HEAD = ("output.weight", "token_embd.weight")
-_HEAD_TYPE = {"Q4_0": "Q8_0", "Q4_1": "Q8_0"}
+_HEAD_TYPE = {"Q4_0": "Q8_0", "Q4_1": "Q8_0", "IQ4_NL": "Q8_0"}
 
 
 def _tensor_qtype(name: str, qtype: str) -> str:

@@ -171,7 +171,7 @@ def test_gguf_metadata_and_vocabulary(model_dir, f32_gguf):
     assert "output.weight" not in {t.name for t in reader.tensors}  # tied embeddings
 
 
-@pytest.mark.parametrize("qtype", ["F16", "Q8_0", "Q4_0"])
+@pytest.mark.parametrize("qtype", ["F16", "Q8_0", "Q4_0", "IQ4_NL"])
 def test_quantized_exports_load(model_dir, tmp_path, qtype):
     from gguf import GGMLQuantizationType, GGUFReader
 
