@@ -31,7 +31,7 @@ def serve(
     engine: str | None = typer.Option(None, "--engine", help="auto (llama.cpp on a CPU, torch on a GPU), llamacpp "
                                       "or torch."),
     gguf_type: str | None = typer.Option(None, "--gguf-type", help="llama.cpp engine: auto (the default: the "
-                                         "weights' exact 4-bit type, else Q4_0), IQ4_NL, Q4_0, Q4_1, Q8_0, F16, F32."),
+                                         "exact Q4_0 weights as Q4_0, else IQ4_NL), IQ4_NL, Q4_0, Q4_1, Q8_0, F16, F32."),
 ) -> None:
     """Serve a model (and its LoRA adapters) with TGI's HTTP API."""
     import logging

@@ -31,6 +31,7 @@ def _nearest(scaled: np.ndarray) -> np.ndarray:
 def _chunk(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(scales float32 [n], codes uint8 [n, 32]) for blocks x [n, 32]."""
     weight = x * x
+    weighted = weight * x
     pick = np.argmax(np.abs(x), axis=1)
     xmax = x[np.arange(len(x)), pick]
     live = np.abs(xmax) >= 1e-15
@@ -38,7 +39,7 @@ def _chunk(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     def fit(inv_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = VALUES[_nearest(x * inv_scale[:, None])]
-        return (weight * q * x).sum(axis=1, dtype=np.float32), (weight * q * q).sum(axis=1, dtype=np.float32)
+        return np.einsum("ij,ij->i", weighted, q), np.einsum("ij,ij->i", weight, q * q)
 
     sumqx, sumq2 = fit(-VALUES[0] / safe_max)  # first d = -max / values[0], then 15 tries of the other sign
     d = np.where(sumq2 > 0, sumqx / np.where(sumq2 > 0, sumq2, 1), 0).astype(np.float32)
