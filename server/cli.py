@@ -30,8 +30,9 @@ def serve(
     weights: str | None = typer.Option(None, "--weights", help="torch engine: auto (int8 on CPU), int8 or float."),
     engine: str | None = typer.Option(None, "--engine", help="auto (llama.cpp on a CPU, torch on a GPU), llamacpp "
                                       "or torch."),
-    gguf_type: str | None = typer.Option(None, "--gguf-type", help="llama.cpp engine: auto (the default: the "
-                                         "exact Q4_0 weights as Q4_0, else IQ4_NL), IQ4_NL, Q4_0, Q4_1, Q8_0, F16, F32."),
+    gguf_type: str | None = typer.Option(None, "--gguf-type", help="llama.cpp engine: auto (the default: F32 under "
+                                         "50 M parameters, Q4_0 for weights already on its grid, else IQ4_NL), "
+                                         "IQ4_NL, Q4_0, Q4_1, Q8_0, F16, F32."),
 ) -> None:
     """Serve a model (and its LoRA adapters) with TGI's HTTP API."""
     import logging
