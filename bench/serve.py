@@ -1,7 +1,8 @@
 """Benchmark of the embedded server: the candidate engines side by side, then the chosen one under load, in one run.
 
 Candidates (each in its own process, `bench/engines.py`; the same ~512-token prompt, 16 new tokens, greedy):
-the embedded server on its default CPU engine, llama.cpp on the Q4_0 GGUF it writes (`served-llamacpp-Q4_0`),
+the embedded server on its default CPU engine (llama.cpp, `auto`: IQ4_NL for SmolLM2), on the Q4_1 GGUF it writes
+(`served-llamacpp-Q4_1`, SmolLM2's exact weights without a repacked kernel),
 idle and with one core kept busy; the torch engine (`--engine torch`) in float32 and int8; bare llama.cpp
 through `xllamacpp` on GGUFs re-quantized from the shipped Q4_1 file. Columns: cold prompt, each keystroke
 (prompt +1 char, prefix reused), decode tok/s, server/bare (the server's time over its engine's own library
@@ -50,9 +51,9 @@ def _prompts(tag: str, n: int) -> list[str]:
 
 
 CANDIDATES = [  # (engine, threads, busy core); 0: the server's own choice
-    ("served-llamacpp-auto", "0", False), ("served-llamacpp-Q4_0", "0", False), ("torch-int8", "0", False),
+    ("served-llamacpp-auto", "0", False), ("served-llamacpp-Q4_1", "0", False), ("torch-int8", "0", False),
     ("torch-float32", "1", False), ("llamacpp-Q4_1", "1", False),
-    ("served-llamacpp-auto", "0", True), ("served-llamacpp-Q4_0", "0", True), ("torch-int8", "0", True),
+    ("served-llamacpp-auto", "0", True), ("served-llamacpp-Q4_1", "0", True), ("torch-int8", "0", True),
 ]
 DEFAULT = "served-llamacpp-auto"  # what `inhouse serve` runs on a CPU (server/loading.py: choose_engine, auto type)
 
@@ -282,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         errors: list[str] = []
         app = create_app(model_dir, threads=args.threads, log_level="warning")
         engine = app.state.server.engine
-        print(f"engine: {engine.choice.name}, threads: {engine.choice.threads}, weights: {engine.choice.weights}")
+        print(f"engine: {engine.choice.name}, threads: {engine.choice.threads}, weights: {engine.choice.weights}"
+              + (f", build: {engine.choice.build}" if engine.choice.build else ""))
         baseline = LlamaBaseline(engine) if engine.choice.name == "llama.cpp" else Baseline(model_dir)
         try:
             with serve_in_thread(app) as url:

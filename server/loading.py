@@ -1,7 +1,7 @@
 """Loading the base model and tokenizer of a model directory for serving (device, weights and threads chosen here).
 
-On CPU the default engine is torch with int8 weights (`server.quantize`): measured in `bench/serve.py` it
-prefills and decodes several times faster than float32 on the same prompt. The thread count is chosen so
+On a CPU the default engine is llama.cpp (`server/llamacpp.py`, its GGUF type chosen by `auto_gguf_type`); on a
+GPU, or with `--engine torch`, torch (int8 weights on a CPU, `server.quantize`). The thread count is chosen so
 that a core busy with something else (the editor, a build) cannot stall a suggestion: see `choose_threads`.
 Called by `server.state.ServerState.load`.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class EngineChoice:
     threads: int       # CPU threads of the engine (0 on a GPU)
     threads_from: str  # "--threads" or the rule that chose them
     engine_from: str = "--engine"  # "--engine" or the rule that chose the engine
+    build: str = ""    # llama.cpp: the instruction sets it was built for, and whether for this CPU
 
 
 def pick_device(device: str) -> str:
@@ -145,6 +147,22 @@ def load_tokenizer(model_dir: Path) -> Any:
     from server.tokenizer import FastTokenizer
 
     return FastTokenizer(model_dir)
+
+
+# /proc/cpuinfo flag -> the name llama.cpp's system info gives it, for the sets that speed up its CPU kernels
+_CPU_SETS = {"avx2": "AVX2", "avx512f": "AVX512", "avx512_vnni": "AVX512_VNNI", "avx_vnni": "AVX_VNNI",
+             "avx512_bf16": "AVX512_BF16", "amx_int8": "AMX_INT8"}
+
+
+def llamacpp_build(system_info: str, cpu_flags: list[str]) -> tuple[str, list[str]]:
+    """(what /info says of the llama.cpp build, the instruction sets this CPU has that the build lacks), from
+    llama.cpp's system info ("CPU : SSE3 = 1 | AVX2 = 1 | ... | OPENMP = 1 | ...")."""
+    built = set(re.findall(r"(\w+) = 1", system_info))
+    missing = [name for flag, name in _CPU_SETS.items() if flag in cpu_flags and name not in built]
+    sets = ", ".join(name for name in _CPU_SETS.values() if name in built) or "no AVX2"
+    threads = "OpenMP" if "OPENMP" in built else "ggml threads"
+    return f"{sets}; {threads}; " + (f"lacks this CPU's {', '.join(missing)}" if missing else "all of this CPU's"), \
+        missing
 
 
 SMALL_MODEL_PARAMETERS = 50_000_000

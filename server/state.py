@@ -6,6 +6,7 @@ Built by `server.app.create_app`; the route modules (`server.app`, `server.opena
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ from server.generation import FinishEvent, Handle
 from server.metrics import Metrics
 from server.schema import GenerateParameters
 from server.validation import Limits, Prepared, prepare
+
+log = logging.getLogger(__name__)
 
 
 class ClientDisconnected(Exception):
@@ -100,7 +103,7 @@ class ServerState:
             "token_healing": True, "profile": self.profile.to_dict() if self.profile else None,
             "adapter_profiles": self.adapters.profiles(), "engine": choice.name, "engine_weights": choice.weights,
             "engine_threads": choice.threads, "engine_threads_from": choice.threads_from,
-            "engine_from": choice.engine_from,
+            "engine_from": choice.engine_from, "engine_build": choice.build or None,
         }
 
     async def prepare(self, inputs: str, params: GenerateParameters) -> Prepared:
@@ -175,7 +178,7 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
     """The llama.cpp engine on the model's GGUF (written on first use, `server.gguf_export`)."""
     from server.gguf_cache import model_gguf
     from server.llamacpp import LlamaCppEngine
-    from server.loading import EngineChoice, auto_gguf_type, choose_threads, load_tokenizer
+    from server.loading import EngineChoice, auto_gguf_type, choose_threads, llamacpp_build, load_tokenizer
 
     if cfg.device not in ("auto", "cpu"):
         raise ModelError(f"the llama.cpp engine runs on the CPU here, got device {cfg.device!r}: use --engine torch")
@@ -186,8 +189,17 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
         gguf = model_gguf(model_dir, qtype, cache_dir=_gguf_cache())
     except ModelError as exc:
         raise ModelError(f"cannot load the model in {str(model_dir)!r} (corrupt or truncated file?): {exc}") from exc
+    import xllamacpp
+
+    from server.native_build import cpu_features
+
+    build, missing = llamacpp_build(xllamacpp.get_system_info(), cpu_features())
+    if missing:
+        log.warning("llama.cpp here is the portable build, without this CPU's %s: prompts run about half as fast "
+                    "as a build for this CPU (`python -m server.native_build`, which `make install` runs)",
+                    ", ".join(missing))
     choice = EngineChoice(name="llama.cpp", weights=qtype, device="cpu", threads=threads,
-                          threads_from=threads_from, engine_from=why)
+                          threads_from=threads_from, engine_from=why, build=build)
     return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size,
                           context=max(cfg.kv_tokens, max_total), max_workers=cfg.max_concurrent_requests,
                           metrics=metrics, lora_cache=_gguf_cache(),

@@ -102,6 +102,7 @@ async def test_info_and_metrics_name_the_engine(make_app):
     assert (info["engine"], info["engine_weights"], info["model_device_type"]) == ("llama.cpp", "F32", "cpu")
     assert (info["engine_threads"], info["engine_threads_from"]) == (1, "--threads")
     assert info["engine_from"] == "auto: a CPU serves with llama.cpp"
+    assert "AVX2" in info["engine_build"] and "this CPU's" in info["engine_build"]  # the build, as llama.cpp says
     assert "llamacpp:tokens_predicted_total 8" in metrics and "tgi_request_success 1" in metrics
     assert app.state.server.engine.counters()["llamacpp:n_decode_total"] >= 8
 
