@@ -50,27 +50,45 @@ def rss_mb() -> tuple[float, float]:
 
 
 def measure(call: Callable[[str, int], float], prompt: str, typed: str) -> dict[str, float]:
-    """Cold, typing and decode figures of `call(prompt, new_tokens) -> seconds`."""
+    """Cold, typing and decode figures of `call(prompt, new_tokens) -> seconds`. Decode tokens/s is the 48
+    extra tokens over the extra time; when `call` says how many tokens it generated (`call.tokens`: a served
+    model may stop at its end token), those counts instead, and NaN when the long request did not go further."""
     call("# warm-up\n" + typed, 4)
     cold = call(prompt, NEW_TOKENS)
     keystrokes = [call(prompt + typed[:k], NEW_TOKENS) for k in range(1, KEYSTROKES + 1)]
     text = prompt + typed[:KEYSTROKES]
-    short = statistics.median(call(text, NEW_TOKENS) for _ in range(2))
-    long = statistics.median(call(text, NEW_TOKENS + 48) for _ in range(2))
+
+    def timed(n: int) -> tuple[float, int]:
+        seconds = call(text, n)
+        return seconds, getattr(call, "tokens", n)
+
+    short, n_short = min(timed(NEW_TOKENS) for _ in range(2))
+    long, n_long = min(timed(NEW_TOKENS + 48) for _ in range(2))
+    extra = n_long - n_short
     return {"cold_s": cold, "typing_p50_s": statistics.median(keystrokes), "typing_max_s": max(keystrokes),
-            "decode_tps": 48 / max(long - short, 1e-9)}
+            "decode_tps": extra / (long - short) if extra > 0 and long > short else float("nan")}
 
 
-def timed_generate(http: Any) -> Callable[..., float]:
-    """call(text, new_tokens, adapter=None) -> seconds of one `/generate` on the server behind `http`."""
-    def call(text: str, n: int, adapter: str | None = None) -> float:
+class HttpGenerate:
+    """call(text, new_tokens, adapter=None) -> seconds of one `/generate` on the server behind `http`;
+    `tokens`: how many tokens that request generated."""
+
+    def __init__(self, http: Any) -> None:
+        self.http = http
+        self.tokens = 0
+
+    def __call__(self, text: str, n: int, adapter: str | None = None) -> float:
         params = {"max_new_tokens": n, "details": True, **({"adapter_id": adapter} if adapter else {})}
         t0 = time.perf_counter()
-        r = http.post("/generate", json={"inputs": text, "parameters": params})
+        r = self.http.post("/generate", json={"inputs": text, "parameters": params})
         r.raise_for_status()
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.tokens = int(r.json()["details"]["generated_tokens"])
+        return seconds
 
-    return call
+
+def timed_generate(http: Any) -> HttpGenerate:
+    return HttpGenerate(http)
 
 
 def torch_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:

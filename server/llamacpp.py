@@ -186,7 +186,7 @@ class LlamaCppEngine:
 
     def __init__(self, model_dir: Path, tokenizer: Any, gguf: Path, *, choice: EngineChoice, parallel: int,
                  context: int, max_workers: int, metrics: Metrics | None = None, lora_cache: Path | None = None,
-                 reuse_prompts: bool = True,
+                 reuse_prompts: bool = True, repack: bool = True,
                  adapters: tuple[tuple[str, Path], ...] = ()) -> None:
         self.model_dir = model_dir
         self.tokenizer = tokenizer
@@ -199,6 +199,7 @@ class LlamaCppEngine:
         self.parallel, self.context = parallel, context
         self.lora_cache = lora_cache
         self.reuse_prompts = reuse_prompts  # llama.cpp's `cache_prompt` (off: `prefix_cache_entries` 0)
+        self.repack = repack  # False: llama.cpp's --no-repack (its repacked kernels crashed a probe, llamacpp_probe)
         self._decoder = getattr(tokenizer, "backend_tokenizer", None) or tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {
             i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
@@ -265,6 +266,7 @@ class LlamaCppEngine:
         params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE  # read, not mapped: the Q4_0 weights
         # are repacked for the CPU's fast kernels, and a mapped file would stay resident beside them (57 MB
         # for SmolLM2, measured)
+        params.no_extra_bufts = not self.repack
         params.cache_idle_slots = False   # else an idle slot's prompt is dropped when another slot starts
         params.cpuparams.n_threads = self.choice.threads
         # Prompts on the same threads as decoding: one thread pool. Two pools of different sizes (more threads

@@ -191,6 +191,7 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
         raise ModelError(f"cannot load the model in {str(model_dir)!r} (corrupt or truncated file?): {exc}") from exc
     import xllamacpp
 
+    from server.llamacpp_probe import repack_ok
     from server.native_build import cpu_features
 
     build, missing = llamacpp_build(xllamacpp.get_system_info(), cpu_features())
@@ -198,9 +199,12 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
         log.warning("llama.cpp here is the portable build, without this CPU's %s: prompts run about half as fast "
                     "as a build for this CPU (`python -m server.native_build`, which `make install` runs)",
                     ", ".join(missing))
+    repack = repack_ok(gguf, threads, _gguf_cache())  # a crash in a child process, not in the server
+    if not repack:
+        build += "; weights not repacked (the repacked kernels crashed a test process)"
     choice = EngineChoice(name="llama.cpp", weights=qtype, device="cpu", threads=threads,
                           threads_from=threads_from, engine_from=why, build=build)
-    return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size,
+    return LlamaCppEngine(model_dir, tokenizer, gguf, choice=choice, parallel=cfg.max_batch_size, repack=repack,
                           context=max(cfg.kv_tokens, max_total), max_workers=cfg.max_concurrent_requests,
                           metrics=metrics, lora_cache=_gguf_cache(),
                           reuse_prompts=cfg.prefix_cache_entries > 0,
