@@ -153,16 +153,40 @@ def served_llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str
         out["rss_mb"], out["peak_rss_mb"] = rss_mb()  # before the bare engine below loads its own copy
         # The server's cold request against llama.cpp called directly on the same GGUF, threads and prompt
         # tokens, interleaved (this machine's speed drifts by 10-40 % between minutes): the median of the pairs.
+        # Also against the engine's own llama.cpp server (its slots and shared key/value cache as they stand),
+        # called directly on a slot the engine then forgets: the server's own cost apart from llama.cpp's
+        # configuration (several slots on one cache, whose idle prompts widen attention, docs/serving.md).
         bare_engine = LlamaCpp(state.engine.gguf, choice.threads)
-        served, bare = [], []
+        inner_slot = state.engine.parallel - 1
+        served, bare, inner = [], [], []
         for k in range(3):
             served.append(call(f"# cold {k}\n" + prompt, NEW_TOKENS))
             ids = state.tokenizer(f"# bare {k}\n" + prompt)["input_ids"]
             bare.append(bare_engine.complete(ids, NEW_TOKENS).wall_s)
+            inner.append(_inner_call(state.engine, inner_slot, state.tokenizer(f"# inner {k}\n" + prompt)["input_ids"]))
         out["server_cold_s"], out["bare_cold_s"] = statistics.median(served), statistics.median(bare)
         out["server_vs_bare"] = statistics.median(s / b for s, b in zip(served, bare, strict=True))
+        out["server_vs_own_llamacpp"] = statistics.median(s / b for s, b in zip(served, inner, strict=True))
     state.engine.close()
     return out
+
+
+def _inner_call(engine: Any, slot: int, ids: list[int]) -> float:
+    """Seconds of the engine's own llama.cpp server completing `ids` on `slot` (16 tokens, no prompt reuse);
+    the slot is then erased and forgotten by the engine's bookkeeping, so no request reuses what it holds."""
+    from server.llamacpp import _erase
+
+    loaded = engine._loaded
+    t0 = time.perf_counter()
+    result = loaded.server.handle_completions({"prompt": ids, "n_predict": NEW_TOKENS, "temperature": 0.0,
+                                               "top_k": 1, "ignore_eos": True, "id_slot": slot,
+                                               "cache_prompt": False})
+    seconds = time.perf_counter() - t0
+    if "timings" not in result:
+        raise RuntimeError(f"llama.cpp failed: {result}")
+    _erase(loaded.server, slot)
+    loaded.slots._last.pop(slot, None)
+    return seconds
 
 
 def llamacpp_candidate(args: argparse.Namespace) -> dict[str, float | str | int]:

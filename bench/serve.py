@@ -10,7 +10,9 @@ call on the same prompt: `model.generate`, or llama.cpp on the same GGUF and tok
 adapters loaded).
 Figures (each a ratio or value measured in this run):
   cold_512_prompt_s      the default engine's cold 512-token prompt, 16 new tokens (<= 1 s)
-  server_vs_bare         the default engine's cold request / its bare library call (<= 1.1)
+  server_vs_bare         the default engine's cold request / its bare library call (<= 1.1): llama.cpp with one slot
+  server_vs_own_llamacpp the same / the engine's own llama.cpp server called directly (same slots and cache):
+                         the server's own cost apart from llama.cpp's configuration (the table's "(...)")
   rss_two_adapters_mb    the default engine's server RSS with the base and two adapters (<= 400)
   stream_vs_generate     tokens/s of one streamed request / tokens/s of the engine's own library call (>= 0.9)
   concurrent_vs_serial   aggregate tokens/s of 8 concurrent clients / the same 8 requests one after another (>= 2)
@@ -118,6 +120,8 @@ def candidates_table(rows: list[dict]) -> str:
             continue
         ratio = (f"{r['server_vs_bare']:.2f}" if "server_vs_bare" in r
                  else f"{r['server_cold_s'] / r['bare_cold_s']:.2f}" if "bare_cold_s" in r else "-")
+        if "server_vs_own_llamacpp" in r:
+            ratio += f" ({r['server_vs_own_llamacpp']:.2f})"
         out.append(f"| {r['engine']} | {r['threads']} | {'yes' if r['busy_core'] else 'no'} | {r['cold_s']:.2f} s "
                    f"| {r['typing_p50_s'] * 1000:.0f} / {r['typing_max_s'] * 1000:.0f} ms | {r['decode_tps']:.0f} "
                    f"| {ratio} | {r['rss_mb']:.0f} | {r['load']:.1f} |")
@@ -307,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         bare_ratio = default["server_vs_bare"]
         out_rows += [("cold_512_prompt_s", default["cold_s"], 1.0, default["cold_s"] <= 1.0),
                      ("server_vs_bare_cold_time", bare_ratio, 1.1, bare_ratio <= 1.1),
+                     ("server_vs_own_llamacpp_cold_time", default["server_vs_own_llamacpp"], 1.1,
+                      default["server_vs_own_llamacpp"] <= 1.1),
                      ("rss_two_adapters_mb", default["rss_mb"], 400, default["rss_mb"] <= 400)]
     out_rows += [
         ("stream_vs_generate_tokens_per_s", stream_ratio, 0.9, stream_ratio >= 0.9),

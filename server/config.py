@@ -34,6 +34,7 @@ class ServeConfig:
     engine: str = "auto"                  # "auto" (llama.cpp on a CPU, torch on a GPU) | "llamacpp" | "torch"
     gguf_type: str = "auto"               # llama.cpp: "auto" (server/loading.py) | IQ4_NL|Q4_0|Q4_1|Q8_0|F16|F32
     kv_tokens: int = 0                    # llama.cpp: key/value cache the slots share (at least max_total_tokens)
+    idle_prompts: int = 1                 # llama.cpp: idle prompts kept per adapter for reuse (each slows all)
 
     def __post_init__(self) -> None:
         config.require(0 < self.port < 65536, "port", "in 1..65535", self.port)
@@ -53,5 +54,6 @@ class ServeConfig:
         config.require(self.gguf_type in ("auto", *GGUF_TYPES), "gguf_type",
                        f"one of auto, {', '.join(GGUF_TYPES)}", self.gguf_type)
         config.require(self.kv_tokens >= 0, "kv_tokens", ">= 0", self.kv_tokens)
+        config.require(self.idle_prompts >= 0, "idle_prompts", ">= 0", self.idle_prompts)
         config.require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype",
                        "one of auto, float32, bfloat16, float16", self.dtype)

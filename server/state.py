@@ -208,6 +208,7 @@ def _llamacpp_engine(model_dir: Path, cfg: ServeConfig, metrics: Metrics, max_to
                           context=max(cfg.kv_tokens, max_total), max_workers=cfg.max_concurrent_requests,
                           metrics=metrics, lora_cache=_gguf_cache(),
                           reuse_prompts=cfg.prefix_cache_entries > 0,
+                          keep_idle=cfg.idle_prompts if cfg.prefix_cache_entries > 0 else 0,
                           adapters=tuple((a, adapters.directory / a) for a in adapters.ids()
                                          if adapters.directory is not None))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 
 import httpx
 import pytest
@@ -131,3 +132,30 @@ async def test_requests_beyond_the_shared_cache_wait_and_idle_prompts_make_room(
         for prompt, ids in zip(prompts, await asyncio.gather(*map(one, prompts)), strict=True):
             assert ids == greedy_reference(tiny_model_dir, prompt, 40)
         assert await one(prompts[0]) == greedy_reference(tiny_model_dir, prompts[0], 40)
+
+
+def test_idle_prompts_beyond_the_newest_of_each_adapter_are_erased():
+    """`_Slots` keeps `keep_idle` idle prompts per adapter (`[serve] idle_prompts`), the newest: llama.cpp's
+    attention runs over every used cell of the shared cache, so each idle prompt slows every request."""
+    from server.llamacpp import _Slots
+
+    erased: list[int] = []
+    never = threading.Event()
+    slots = _Slots(4, 10_000, erased.append, keep_idle=1)
+    a, _ = slots.acquire(None, [1, 2, 3], 10, never)
+    b, _ = slots.acquire(None, [7, 8], 10, never)
+    slots.release(a, None, [1, 2, 3])
+    slots.release(b, None, [7, 8, 9])  # two idle base prompts, b the newer
+    again, reuse = slots.acquire(None, [7, 8, 9, 10], 10, never)
+    assert (again, reuse, erased) == (b, True, [])  # b running again; a is the base's one idle prompt
+    slots.release(b, None, [7, 8, 9, 10])
+    team, _ = slots.acquire("team", [5], 10, never)
+    assert team not in (a, b) and erased == [a]  # the base keeps its newest idle prompt only
+    slots.release(team, "team", [5, 6])
+    assert slots.acquire(None, [1, 2, 3, 4], 10, never)[1] is True  # a's slot, erased: nothing to misuse
+    every = _Slots(4, 10_000, erased.append)  # keep_idle None: every idle prompt stays
+    held = [every.acquire(None, [i, i], 10, never)[0] for i in range(3)]
+    for i, slot in enumerate(held):
+        every.release(slot, None, [i, i, i])
+    every.acquire(None, [7], 10, never)
+    assert erased == [a]
