@@ -203,9 +203,3 @@ def on_q4_0_grid(model_dir: Path) -> bool:
     return bool(samples) and all(
         w.shape[-1] % 32 == 0 and np.array_equal(dequantize(quantize(w, q4_0), q4_0).reshape(w.shape), w)
         for w in samples)
-    for name in ("Q4_1", "Q4_0"):
-        qtype = GGMLQuantizationType[name]
-        if all(w.shape[-1] % 32 == 0 and np.array_equal(dequantize(quantize(w, qtype), qtype).reshape(w.shape), w)
-               for w in samples):
-            return name
-    return None
