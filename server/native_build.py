@@ -128,7 +128,11 @@ def ensure_native(cache: Path, force: bool = False) -> str:
             shutil.rmtree(slot, ignore_errors=True)
             os.replace(staged, slot)  # the cache entry appears whole or not at all
         cached = sorted(slot.glob("xllamacpp-*.whl"))
-    _pip("install", "-q", "--no-deps", "--force-reinstall", str(cached[0]))
+    try:
+        _pip("install", "-q", "--no-deps", "--force-reinstall", str(cached[0]))
+    except subprocess.CalledProcessError as exc:
+        return (f"native llama.cpp: pip could not install {cached[0]} (exit {exc.returncode}); the PyPI wheel "
+                f"stays (remove {slot} to build it again)")
     return f"native llama.cpp: installed {cached[0].name} built for this CPU ({slot})"
 
 

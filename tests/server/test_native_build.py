@@ -59,6 +59,19 @@ def test_a_cached_wheel_is_installed_without_building(tool, tmp_path, monkeypatc
     assert "already the build for this CPU" in native_build.ensure_native(tmp_path)
 
 
+def test_a_cached_wheel_pip_refuses_leaves_the_portable_one(tool, tmp_path, monkeypatch):
+    slot = tmp_path / native_build.cache_key("1.0")
+    slot.mkdir()
+    (slot / "xllamacpp-1.0-cp310-abi3-linux_x86_64.whl").write_bytes(b"not a zip")
+
+    def refuse(*args: str) -> None:
+        raise native_build.subprocess.CalledProcessError(1, ["pip", *args])
+
+    monkeypatch.setattr(native_build, "_pip", refuse)
+    message = native_build.ensure_native(tmp_path)
+    assert "pip could not install" in message and f"remove {slot}" in message
+
+
 def test_a_build_lands_in_the_cache_whole(tool, tmp_path, monkeypatch):
     def build(version: str, dest: Path, log: Path) -> Path:
         dest.mkdir(parents=True)
