@@ -77,11 +77,15 @@ class Timed:
 class LlamaCpp:
     """llama.cpp's server, in this process (xllamacpp), one slot, prompt cache on."""
 
-    def __init__(self, path: Path, threads: int, n_ctx: int = 4096, batch_threads: int = 0) -> None:
+    def __init__(self, path: Path, threads: int, n_ctx: int = 4096, batch_threads: int = 0,
+                 read: bool = False) -> None:
+        """`read`: load the weights into memory rather than map the file, as the served engine does."""
         import xllamacpp
 
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
+        if read:
+            params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE
         params.n_ctx = n_ctx
         params.n_parallel = 1
         params.cpuparams.n_threads = threads

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from core.errors import ModelError
-from server.gguf_export import QTYPES, export_lora, export_model, source_files
+from server.config import GGUF_TYPES
+from server.gguf_export import export_lora, export_model, source_files
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ def _drop_stale(root: Path, prefix: str, keep: Path) -> None:
 def model_gguf(model_dir: str | Path, qtype: str = "Q8_0", cache_dir: str | Path | None = None) -> Path:
     """The GGUF of the HF Llama checkpoint `model_dir` in `qtype`, exported on first use."""
     model_dir = Path(model_dir)
-    if qtype not in QTYPES:
-        raise ModelError(f"`qtype` must be one of {', '.join(QTYPES)}, got {qtype!r}")
+    if qtype not in GGUF_TYPES:
+        raise ModelError(f"`qtype` must be one of {', '.join(GGUF_TYPES)}, got {qtype!r}")
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{str(model_dir)!r} is not a model directory (no config.json)")
     root = _cache_root(model_dir, Path(cache_dir) if cache_dir else None)

@@ -25,7 +25,6 @@ from server.safetensors_numpy import read_safetensors
 
 log = logging.getLogger(__name__)
 
-QTYPES = GGUF_TYPES
 ARCHITECTURE = "LlamaForCausalLM"
 
 # HF Llama tensor (after `model.layers.N.`) -> GGUF tensor (after `blk.N.`), as gguf-py's tensor_mapping.py has it.
@@ -248,8 +247,8 @@ def export_model(model_dir: str | Path, out: str | Path, qtype: str = "Q8_0") ->
     import gguf
 
     model_dir = Path(model_dir)
-    if qtype not in QTYPES:
-        raise ModelError(f"`qtype` must be one of {', '.join(QTYPES)}, got {qtype!r}")
+    if qtype not in GGUF_TYPES:
+        raise ModelError(f"`qtype` must be one of {', '.join(GGUF_TYPES)}, got {qtype!r}")
     config = llama_config(model_dir)
     tied = bool(config.get("tie_word_embeddings", False))
     files = _weight_files(model_dir)

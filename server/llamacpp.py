@@ -149,11 +149,15 @@ class _Slots:
                            key=lambda s: -self._cells[s]):
             if held + need <= self._capacity:
                 break
-            self._erase(idle)
             held -= self._cells[idle] - 1
-            self._cells[idle] = 1
-            self._last.pop(idle, None)
+            self._drop(idle)
         return held + need <= self._capacity
+
+    def _drop(self, idle: int) -> None:
+        """Erase an idle slot's prompt: one token of key/values left, nothing to reuse."""
+        self._erase(idle)
+        self._cells[idle] = 1
+        self._last.pop(idle, None)
 
     def _trim_idle(self) -> None:
         """Erase idle prompts beyond the newest `keep_idle` of each adapter. llama.cpp's attention runs over the
@@ -166,9 +170,7 @@ class _Slots:
             adapter = self._last[idle][0]
             kept[adapter] = kept.get(adapter, 0) + 1
             if kept[adapter] > self._keep_idle:
-                self._erase(idle)
-                self._cells[idle] = 1
-                self._last.pop(idle, None)
+                self._drop(idle)
 
     def release(self, slot: int, adapter: str | None, tokens: list[int]) -> None:
         with self._cond:
