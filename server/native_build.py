@@ -78,16 +78,23 @@ def _build(version: str, dest: Path, log: Path) -> Path:
     from tqdm import tqdm
 
     env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "NPROC": str(os.cpu_count() or 2)}
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-binary", "xllamacpp", "-v", "-w", str(dest),
+    # --no-cache-dir: pip's own wheel cache is keyed by the source, not by CMAKE_ARGS or the CPU, and would hand
+    # back whatever wheel an earlier build of that source left there
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary", "xllamacpp", "-v",
+           "-w", str(dest),
            f"xllamacpp=={version}"]
     with open(log, "wb") as out, tqdm(total=OBJECTS, unit="file", desc="llama.cpp for this CPU",
                                       file=sys.stderr) as bar:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            if _OBJECT.search(line) and bar.n < OBJECTS - 1:
-                bar.update(1)
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if _OBJECT.search(line) and bar.n < OBJECTS - 1:
+                    bar.update(1)
+        finally:  # interrupted: the compiler does not outlive the build
+            if proc.poll() is None and sys.exc_info()[0] is not None:
+                proc.kill()
         if proc.wait():
             raise RuntimeError(f"the build failed (exit {proc.returncode}); its output: {log}")
         bar.update(OBJECTS - bar.n)
@@ -146,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.key:
         print(cache_key(installed_version() or "?"))
         return 0
-    print(ensure_native(args.cache, args.force), flush=True)
+    try:
+        print(ensure_native(args.cache, args.force), flush=True)
+    except KeyboardInterrupt:
+        print("native llama.cpp: interrupted; nothing cached, the installed xllamacpp unchanged", file=sys.stderr)
+        return 130
     return 0
 
 
