@@ -8,11 +8,13 @@ temporary git repository. The last stdout line is JSON for bench/run_all.py.
     .venv/bin/python bench/corpus.py [--model models/smollm2] [--packages rich,click,...] [--workers N]
                                      [--token-budgets exact|estimate] [--stages] [--executor ray]
 
-`--executor ray` also builds on a local Ray cluster (all on 127.0.0.1) with 1, then 2 worker nodes of one CPU
-each (`--ray-nodes 1,2`), the input built 3 times on each (`--ray-repeats`, the median run is the figure), and
-prints MB/s and the scaling efficiency (target >= 0.8): wall (speed-up / nodes) and
-CPU (the cluster's CPU seconds with 1 node / with N: what the extra node costs in work), the cluster's and the
-driver's CPU seconds, and per pass how many map tasks ran at once (the manifest's `ray_tasks`).
+`--executor ray` also builds on a local Ray cluster (all on 127.0.0.1) of 2 worker nodes of one CPU each with 1,
+then 2 workers (`--ray-workers 1,2`: the build's `--ray-workers`, one map actor a node), alternating, 5 rounds
+(`--ray-repeats`; the median run is the figure), and prints MB/s and the scaling efficiency (target >= 0.8): wall
+(speed-up / workers) and CPU (the cluster's CPU seconds with 1 worker / with N: what the extra worker costs in
+work), the cluster's and the driver's CPU seconds, per pass how many tasks ran at once (the manifest's
+`ray_tasks`), and the baseline of the same rounds: how a pure-Python loop scales from 1 to N processes on this host
+at that time (`host_ceiling`), and the build's efficiency as a share of it.
 
 `--stages` also runs the build once in this process (one worker) and prints the CPU seconds per MB of each
 stage, timed around the stage functions (the machine is shared: CPU time, not wall time, is comparable).
@@ -154,14 +156,33 @@ def _cluster_cpu(cluster) -> float:
     return total
 
 
-def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, node_counts: tuple[int, ...],
-                repeats: int = 3) -> list[dict]:
-    """The build on a local Ray cluster (a head without CPUs and N worker nodes of one CPU each, all on
-    127.0.0.1) for each N: wall seconds of a build after a warm-up build on the same connection (Ray's worker
-    processes then hold their imports, tokenizer and caches, as they do through a long build), the CPU seconds
-    of the cluster's processes and of this driver, and the driver's own phases from the build's log. The build
-    runs `repeats` times on each cluster and the run of median wall time is the figure (this VM's speed
-    drifts between minutes; one run each gave efficiencies from 0.68 to 0.92 on the same input)."""
+def _spin(_: int = 0) -> float:
+    """Seconds this process takes for a fixed pure-Python loop (no memory traffic, no I/O)."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(4_000_000):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def host_ceiling(pool, n: int) -> float:
+    """How this host runs `n` CPU-bound processes at once right now: the loop's time alone over the slowest
+    of `n` copies run together (1.0: `n` free cores; a shared or throttled VM gives less). No build on `n`
+    workers can scale better than this on the same host at the same time."""
+    alone = min(pool.apply(_spin) for _ in range(2))
+    together = max(pool.map(_spin, range(n), chunksize=1))
+    return alone / together
+
+
+def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, worker_counts: tuple[int, ...],
+                repeats: int = 5) -> list[dict]:
+    """The build on a local Ray cluster of max(worker_counts) worker nodes of one CPU each and a head without
+    CPUs, all on 127.0.0.1, with N map actors (`--workers N`, one per node) for each N. After a warm-up build
+    per N on the connection (Ray's worker processes then hold their imports, tokenizer and caches, as through
+    a long build), the builds alternate between the counts, `repeats` rounds (N = 1, 2, then 2, 1, ...), so a
+    drift of this VM's speed between minutes falls on both; the figure per N is its run of median wall time.
+    Each round also measures `host_ceiling`. Per run: wall seconds, CPU seconds of the cluster's processes and
+    of this driver, the driver's phases from the build's log, and the manifest's `ray_tasks`."""
     import logging
 
     from finetune.corpus.pipeline import build
@@ -181,70 +202,86 @@ def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, node_cou
     pipe_log = logging.getLogger("finetune.corpus.pipeline")
     pipe_log.addHandler(handler)
     pipe_log.setLevel(logging.INFO)
-    results = []
+    nodes = max(worker_counts)
+    pool = multiprocessing.get_context("fork").Pool(nodes)  # forked before Ray's threads exist
+    runs: dict[int, list[dict]] = {n: [] for n in worker_counts}
+    ceilings: list[float] = []
     try:
-        for nodes in node_counts:
-            import ray
+        import ray
 
-            with LocalCluster(tmp / f"ray{nodes}", workers=nodes, cpus=1, env={"PYTHONPATH": str(ROOT)}) as cluster:
-                ray.init(address=cluster.address, logging_level=logging.WARNING,
-                         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
-                try:
-                    rcfg = replace(cfg, executor="ray", ray_address=cluster.address)
-                    start = time.perf_counter()
-                    build(from_paths([warm_repo]), tmp / f"warm{nodes}", rcfg, progress=False)
-                    cold = time.perf_counter() - start
-                    runs = []
-                    for k in range(repeats):
+        with LocalCluster(tmp / "ray", workers=nodes, cpus=1, env={"PYTHONPATH": str(ROOT)}) as cluster:
+            ray.init(address=cluster.address, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+            try:
+                rcfg = replace(cfg, executor="ray", ray_address=cluster.address)
+                for n in worker_counts:
+                    build(from_paths([warm_repo]), tmp / f"warm{n}", replace(rcfg, ray_workers=n), progress=False)
+                for k in range(repeats):
+                    for n in worker_counts if k % 2 == 0 else worker_counts[::-1]:
                         phases.clear()
                         cpu0, me0 = _cluster_cpu(cluster), time.process_time()
                         start = time.perf_counter()
-                        manifest = build(from_paths([repo]), tmp / f"ray-dataset{nodes}-{k}", rcfg, progress=False)
+                        manifest = build(from_paths([repo]), tmp / f"ray-dataset{n}-{k}",
+                                         replace(rcfg, ray_workers=n), progress=False)
                         wall = time.perf_counter() - start
-                        runs.append({"wall_s": wall, "cluster_cpu_s": _cluster_cpu(cluster) - cpu0,
-                                     "driver_cpu_s": time.process_time() - me0,
-                                     "phases": {name: t - start for name, t in phases},
-                                     "ray_tasks": manifest["ray_tasks"]})
-                finally:
-                    ray.shutdown()
-            median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-            results.append({"nodes": nodes, **median, "MB_per_s": mb / median["wall_s"],
-                            "walls": [round(r["wall_s"], 2) for r in runs], "warm_up_build_s": cold,
-                            "load": os.getloadavg()[0]})
+                        runs[n].append({"wall_s": wall, "cluster_cpu_s": _cluster_cpu(cluster) - cpu0,
+                                        "driver_cpu_s": time.process_time() - me0,
+                                        "phases": {name: t - start for name, t in phases},
+                                        "ray_tasks": manifest["ray_tasks"], "load": os.getloadavg()[0]})
+                        shutil.rmtree(tmp / f"ray-dataset{n}-{k}", ignore_errors=True)
+                    ceilings.append(host_ceiling(pool, nodes))
+            finally:
+                ray.shutdown()
     finally:
+        pool.terminate()
         pipe_log.removeHandler(handler)
+    results = []
+    for n in worker_counts:
+        median = sorted(runs[n], key=lambda r: r["wall_s"])[len(runs[n]) // 2]
+        results.append({"nodes": n, **median, "MB_per_s": mb / median["wall_s"],
+                        "walls": [round(r["wall_s"], 2) for r in runs[n]]})
+    results[-1]["host_ceilings"] = ceilings
     return results
 
 
 def print_ray(results: list[dict], mb: float) -> list[dict]:
     """Print the scaling table; return the JSON figures."""
     base = results[0]
-    print(f"Ray executor (local cluster, worker nodes of 1 CPU, warm workers), {mb:.2f} MB:")
+    print(f"Ray executor (local cluster, worker nodes of 1 CPU, warm workers, builds alternating), {mb:.2f} MB:")
     for r in results:
         eff = base["wall_s"] / r["wall_s"] / (r["nodes"] / base["nodes"])
         cpu_eff = base["cluster_cpu_s"] / r["cluster_cpu_s"]
         p = r["phases"]
-        print(f"  {r['nodes']} worker node(s): {r['wall_s']:6.2f} s wall (median of {r['walls']}) = "
+        print(f"  {r['nodes']} worker(s): {r['wall_s']:6.2f} s wall (median of {r['walls']}) = "
               f"{r['MB_per_s']:5.2f} MB/s; scaling "
               f"efficiency {eff:.2f} wall, {cpu_eff:.2f} CPU; cluster CPU {r['cluster_cpu_s']:.2f} s "
               f"({mb / max(r['cluster_cpu_s'], 1e-9):.2f}"
               f" MB per CPU s), driver CPU {r['driver_cpu_s']:.2f} s; prepare pass ends {p.get('prepare', 0):.2f} s, "
-              f"dedup+split {p.get('dedup and split', 0):.2f} s, examples+shards "
-              f"{p.get('examples and shards', 0):.2f} s,"
-              f" files table {p.get('files table', 0):.2f} s; load {r['load']:.1f}")
+              f"dedup+split {p.get('dedup and split', 0):.2f} s, examples pass {p.get('examples', 0):.2f} s,"
+              f" last shards written {p.get('shards and files table', 0):.2f} s; load {r['load']:.1f}")
         for name, t in r["ray_tasks"].items():  # task intervals: whether the nodes worked at the same time
-            print(f"    {name} pass: {t['tasks']} map tasks on {t['nodes']} node(s), at most {t['peak_concurrent']} "
+            print(f"    {name}: {t['tasks']} tasks on {t['nodes']} node(s), at most {t['peak_concurrent']} "
                   f"at once, {t['mean_concurrent']:.2f} on average, two or more {t['overlap']:.0%} of the busy time")
     figures = [{"figure": f"ray_{r['nodes']}_workers_MB_per_s", "value": round(r["MB_per_s"], 3), "target": None,
                 "met": True} for r in results]
     if len(results) > 1:
-        eff = base["wall_s"] / results[-1]["wall_s"] / (results[-1]["nodes"] / base["nodes"])
+        last = results[-1]
+        eff = base["wall_s"] / last["wall_s"] / (last["nodes"] / base["nodes"])
         figures.append({"figure": "ray_scaling_efficiency", "value": round(eff, 3), "target": 0.8, "met": eff >= 0.8})
         # On a shared machine the wall figure measures the other jobs too; the work the cluster did for the same
         # input (its CPU seconds, 1 node / N nodes) is what adding nodes costs.
-        cpu_eff = base["cluster_cpu_s"] / results[-1]["cluster_cpu_s"]
+        cpu_eff = base["cluster_cpu_s"] / last["cluster_cpu_s"]
         figures.append({"figure": "ray_scaling_efficiency_cpu", "value": round(cpu_eff, 3), "target": 0.8,
                         "met": cpu_eff >= 0.8})
+        ceilings = sorted(last["host_ceilings"])
+        ceiling = ceilings[len(ceilings) // 2]
+        print(f"  this host, the same rounds: a pure-Python loop in {last['nodes']} processes at once ran at "
+              f"{ceiling:.2f} of its speed alone (median; {', '.join(f'{c:.2f}' for c in last['host_ceilings'])}): "
+              f"the build's wall efficiency is {eff / ceiling:.2f} of what the host gave")
+        figures.append({"figure": "ray_host_parallel_ceiling", "value": round(ceiling, 3), "target": None,
+                        "met": True})
+        figures.append({"figure": "ray_scaling_efficiency_vs_host", "value": round(eff / ceiling, 3),
+                        "target": 0.8, "met": eff / ceiling >= 0.8})
     return figures
 
 
@@ -257,8 +294,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="also time each stage in a one-process build")
     parser.add_argument("--executor", default="local", choices=("local", "ray"),
                         help="ray: also build on a local Ray cluster with 1 and 2 worker nodes (scaling)")
-    parser.add_argument("--ray-nodes", default="1,2", help="worker node counts to measure (--executor ray)")
-    parser.add_argument("--ray-repeats", type=int, default=3, help="builds per cluster; the median is the figure")
+    parser.add_argument("--ray-workers", default="1,2", help="worker counts to measure (--executor ray)")
+    parser.add_argument("--ray-repeats", type=int, default=5,
+                        help="builds per worker count, alternating; the median is the figure")
     args = parser.parse_args()
 
     from finetune.corpus.config import CorpusConfig
@@ -289,7 +327,7 @@ def main() -> None:
             warm_repo = tmp / "warm"
             copy_sources(["tqdm"], warm_repo)
             ray_results = ray_scaling(repo, warm_repo, cfg, tmp, mb,
-                                      tuple(int(n) for n in args.ray_nodes.split(",")), args.ray_repeats)
+                                      tuple(int(n) for n in args.ray_workers.split(",")), args.ray_repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     e2e, fl = mb / e2e_s, mb / floor_s

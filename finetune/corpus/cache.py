@@ -48,9 +48,9 @@ PREPARE, SPANS = "prepare", "spans"
 # Config fields that act only after the per-file work (the split, dedup, the executor, the writer) or that are
 # replaced by what they point at (the model directory by the tokenizer's bytes): not part of any fingerprint.
 _GLOBAL_FIELDS = frozenset({
-    "model", "tokenizer", "fim_format", "workers", "executor", "ray_address", "eval_fraction", "dev_fraction",
-    "eval_since", "split_threshold", "near_dup_threshold", "rows_per_shard", "cache_dir", "cache_max_gb",
-    "cache_max_age_days",
+    "model", "tokenizer", "fim_format", "workers", "executor", "ray_address", "ray_workers", "eval_fraction",
+    "dev_fraction", "eval_since", "split_threshold", "near_dup_threshold", "rows_per_shard", "cache_dir",
+    "cache_max_gb", "cache_max_age_days",
 })
 # Fields read only when a file's rows are made (its spans, render, context): not part of the prepare pass's
 # fingerprint. Every other field is, so a new filter option invalidates the cache without anyone listing it.

@@ -30,6 +30,8 @@ def build(
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
     executor: str | None = typer.Option(None, "--executor", help='"local" (default): this host; "ray": a Ray cluster.'),
     ray_address: str | None = typer.Option(None, "--ray-address", help="HOST:PORT of the Ray head (--executor ray)."),
+    ray_workers: int | None = typer.Option(None, "--ray-workers", help=(
+        "Map actors on the Ray cluster, one CPU each (default: one per CPU of the cluster).")),
     clone_dir: Path | None = typer.Option(None, "--clone-dir", metavar="DIR", help=(
         "Where repositories given by url are cloned on each host (default ~/.cache/inhouse/repos).")),
     eval_fraction: float | None = typer.Option(None, "--eval-fraction", help="Share of files for the exam."),
@@ -57,8 +59,8 @@ def build(
         ctx.obj, CorpusConfig, model=str(model) if model else None, tokenizer=str(tokenizer) if tokenizer else None,
         fim_format=fim_format, eval_since=eval_since, seed=seed, workers=workers, eval_fraction=eval_fraction,
         dev_fraction=dev_fraction, max_examples_per_file=max_examples_per_file, token_budgets=token_budgets,
-        executor=executor, ray_address=ray_address, clone_dir=str(clone_dir) if clone_dir else None,
-        cache_dir=str(cache_dir) if cache_dir else None,
+        executor=executor, ray_address=ray_address, ray_workers=ray_workers,
+        clone_dir=str(clone_dir) if clone_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
         cache_max_gb=cache_max_gb, cache_max_age_days=cache_max_age_days)
     specs = repos_mod.from_paths(list(repos or []))
     if repos_file is not None:

@@ -52,6 +52,7 @@ class CorpusConfig:
     workers: int = 0  # 0: all cores (local executor)
     executor: str = "local"  # "local": a process pool on this host; "ray": Ray actors on a cluster (docs/corpus.md)
     ray_address: str | None = None  # HOST:PORT of a Ray head; unset: $RAY_ADDRESS, else Ray started on this host
+    ray_workers: int = 0  # map actors on the Ray cluster, one CPU each; 0: one per CPU the cluster has
     # Repositories given by `url` in repos.toml: cloned on each host that reads them (the driver on the local
     # executor, the workers on Ray) and fetched on the next build.
     clone_dir: str | None = None  # where `url` repositories are cloned; unset: ~/.cache/inhouse/repos
@@ -127,6 +128,7 @@ class CorpusConfig:
             require(all(w >= 0 for w in mix.values()) and sum(mix.values()) > 0, name,
                     "non-negative weights with a positive sum", mix)
         require(self.executor in ("local", "ray"), "executor", '"local" or "ray"', self.executor)
+        require(self.ray_workers >= 0, "ray_workers", ">= 0 (0: one per CPU of the cluster)", self.ray_workers)
         require(self.token_budgets in ("exact", "estimate"), "token_budgets", '"exact" or "estimate"',
                 self.token_budgets)
         for name in ("cache_max_gb", "cache_max_age_days"):

@@ -34,7 +34,7 @@ from finetune.corpus import clone, dedup, discover, filters, secrets, split, spo
 from finetune.corpus.config import CorpusConfig, cutoff_timestamp
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
-from finetune.corpus.write import FILE_SCHEMA, ROW_SCHEMA, ShardWriter, write_manifest
+from finetune.corpus.write import BATCH_ROWS, FILE_SCHEMA, ROW_SCHEMA, ShardWriter, file_rows, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,43 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
 
 
 class _Workers:
-    """An ordered map over files (`map`) on a fork pool of `workers` processes or in this process, and
-    `install` to give every worker new state. The same workers serve both passes, so what they warmed up in
-    the prepare pass (cached word counts, compiled regexes, the parser) serves the examples pass too."""
+    """An ordered map over files (`map`) on a fork pool of `workers` processes or in this process, `install` to
+    give every worker new state, and `shards` for the examples pass and the shards (`_LocalShards`; on Ray,
+    `raydata.RayShards`). The same workers serve both passes, so what they warmed up in the prepare pass
+    (cached word counts, compiled regexes, the parser) serves the examples pass too."""
 
     def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None],
-                 tasks: Callable[[], dict[str, Any]] | None = None) -> None:
+                 tasks: Callable[[], dict[str, Any]] | None = None,
+                 shards: Callable[[Path, int], Any] | None = None) -> None:
         self.map, self.install = map_, install
         self.tasks = tasks  # on Ray: how each pass's map tasks ran (for the manifest)
+        self.shards: Callable[[Path, int], Any] = shards or (lambda out, n: _LocalShards(self.map, out, n))
+
+
+class _LocalShards:
+    """The examples pass with its shards written here, as the rows arrive in file order (`ShardWriter`), and the
+    files table at the end."""
+
+    def __init__(self, map_: Callable[..., Iterable[Any]], out: Path, rows_per_shard: int) -> None:
+        self.map, self.out, self.rows_per_shard = map_, out, rows_per_shard
+        self.writers = {s: ShardWriter(out / s, ROW_SCHEMA, rows_per_shard) for s in split.SPLITS}
+        self.entries: list[tuple[str, str, str, str, spool.Location]] = []
+        self.spool = ""
+
+    def files(self, entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> None:
+        self.entries, self.spool = entries, spool_dir
+
+    def examples(self, jobs: list[worker.ExampleJob]) -> Iterator[tuple[int, dict[str, int]]]:
+        for job, (rows, counts) in zip(jobs, self.map(worker.examples, jobs), strict=True):
+            self.writers[job.split].write(rows)
+            yield len(rows), counts
+
+    def close(self) -> tuple[dict[str, int], int]:
+        split_rows = {s: w.close() for s, w in self.writers.items()}
+        files = ShardWriter(self.out / "files", FILE_SCHEMA, self.rows_per_shard)
+        for i in range(0, len(self.entries), BATCH_ROWS):
+            files.write(file_rows(self.entries[i:i + BATCH_ROWS], self.spool))
+        return split_rows, files.close()
 
 
 def _reducer_main(conn, parent_end, thresholds: tuple[float, float], num_perm: int) -> None:
@@ -158,9 +187,10 @@ def _executor(cfg: CorpusConfig, workers: int, state: worker.WorkerState) -> Ite
     if cfg.executor == "ray":
         from finetune.corpus import raydata
 
-        with raydata.workers(cfg.ray_address, state) as ray_workers:
+        with raydata.workers(cfg.ray_address, state, cfg.ray_workers) as ray_workers:
             yield _Workers(ray_workers.map, ray_workers.install,
-                           lambda: {name: raydata.summarize(spans) for name, spans in ray_workers.spans.items()})
+                           lambda: {name: raydata.summarize(spans) for name, spans in ray_workers.spans.items()},
+                           ray_workers.shards)
         return
     with _workers(workers, state) as pool:
         yield pool
@@ -394,34 +424,28 @@ def _build(repos: list[RepoSpec], out: Path, cfg: CorpusConfig, overwrite: bool,
             ex_jobs = [worker.ExampleJob(k, by_key[k].repo, by_key[k].path, by_key[k].language, splits[k],
                                          locations[k], blobs[k]) for k in sorted(splits)]
             spans_cached = 0
-            writers = {s: ShardWriter(tmp / s, ROW_SCHEMA, cfg.rows_per_shard) for s in split.SPLITS}
             task = bar.add_task("examples", total=len(ex_jobs))
             pool.install(state)
-            for job, (rows, file_counts) in zip(ex_jobs, pool.map(worker.examples, ex_jobs), strict=True):
-                writers[job.split].write(rows)
+            shards = pool.shards(tmp, cfg.rows_per_shard)
+            shards.files([(by_key[k].repo, by_key[k].path, by_key[k].language, splits[k], locations[k])
+                          for k in sorted(splits)], spool_dir)
+            for job, (n_rows, file_counts) in zip(ex_jobs, shards.examples(ex_jobs), strict=True):
                 spans_cached += file_counts.pop(worker.CACHE_HIT, 0)
                 for key, value in file_counts.items():
                     counts[_stage_of(key)][key] += value
-                counts[f"rows_{job.split}"][job.language] += len(rows)
+                counts[f"rows_{job.split}"][job.language] += n_rows
                 lang_stats[job.language]["files"] += 1
-                lang_stats[job.language][f"{job.split}_rows"] += len(rows)
+                lang_stats[job.language][f"{job.split}_rows"] += n_rows
                 counts[f"kinds_{job.split}"].update({k[5:]: v for k, v in file_counts.items()
                                                      if k.startswith("kind:")})
                 bar.advance(task)
+            log.info("examples: %.1f s", time.perf_counter() - started)
+            split_rows, n_files = shards.close()
+            log.info("shards and files table: %.1f s", time.perf_counter() - started)
             stack.close()  # the workers are done
             ray_tasks = pool.tasks() if pool.tasks is not None else None
             if ray_tasks is not None:
                 log.info("Ray map tasks: %s", ray_tasks)
-            split_rows = {s: w.close() for s, w in writers.items()}
-            log.info("examples and shards: %.1f s", time.perf_counter() - started)
-            files_writer = ShardWriter(tmp / "files", FILE_SCHEMA, cfg.rows_per_shard)
-            reader = spool.Reader(spool_dir, None, size=0)
-            for k in sorted(splits):
-                files_writer.write([{"repo": by_key[k].repo, "path": by_key[k].path, "language": by_key[k].language,
-                                     "split": splits[k], "content": reader.read(locations[k])[0]}])
-            reader.close()
-            n_files = files_writer.close()
-            log.info("files table: %.1f s", time.perf_counter() - started)
             cache_info = None
             if cache is not None:
                 files_cached = sum(1 for p in prepared if p.cached)

@@ -1,8 +1,12 @@
 """The Ray executor of `pipeline.build` (`--executor ray`): the two per-file passes (`worker.prepare`,
 `worker.examples`) run on a cluster as blocks of files on map actors (one per CPU, blocks queued to each), results
-in input order; repositories given by URL are cloned and discovered on those actors too (`survey`); the reduce
-step (exact and near dedup with datasketch's LSH, the split) and the shards stay on the driver, so a build on Ray
-gives the same bytes as a local one (docs/corpus.md, "Running on a Ray cluster").
+in input order; repositories given by URL are cloned and discovered on those actors too (`survey`). The examples
+pass's rows stay on the cluster (an Arrow table a block and split, in Ray's object store): the driver gets each
+file's row count, and as a split's rows fill a shard it sends that shard's writing to an actor
+(`RayShards`), as it sends the files table's shards when the pass starts. The reduce step (exact and near dedup
+with datasketch's LSH, the split) stays on the driver, and a shard's bytes depend only on its rows and where they
+start in the split (`write.write_shard`), so a build on Ray gives the same bytes as a local one (docs/corpus.md,
+"Running on a Ray cluster").
 
 Every node must see the repositories given by path, the model's tokenizer and the output's parent directory
 (where the spool of redacted texts lives between the passes) at the same paths: a shared filesystem.
@@ -18,14 +22,15 @@ import socket
 import sys
 import time
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, CorpusError
-from finetune.corpus import clone, worker
+from finetune.corpus import clone, split, spool, worker, write
 from finetune.corpus.repos import RepoSpec
 
 log = logging.getLogger(__name__)
@@ -147,40 +152,85 @@ class MapActor:
         except CorpusError as exc:
             return str(exc)
 
-    def run(self, fn: Callable[[Any], Any], box: _Box, jobs: list[bytes]) -> tuple[list[bytes], TaskSpan]:
-        """Pickled inputs in, pickled `fn(input)` out, with the block's `TaskSpan`."""
+    def _install(self, box: _Box) -> None:
         import ray
 
-        start = time.time()
         if self.token != box.token:
             worker.init(ray.get(box.ref))
             self.token = box.token
+
+    def _span(self, start: float, items: int) -> TaskSpan:
+        return TaskSpan(self.node, os.getpid(), start, time.time(), items)
+
+    def run(self, fn: Callable[[Any], Any], box: _Box, jobs: list[bytes]) -> tuple[list[bytes], TaskSpan]:
+        """Pickled inputs in, pickled `fn(input)` out, with the block's `TaskSpan`."""
+        start = time.time()
+        self._install(box)
         out = [pickle.dumps(fn(pickle.loads(blob)), protocol=pickle.HIGHEST_PROTOCOL) for blob in jobs]
-        return out, TaskSpan(self.node, os.getpid(), start, time.time(), len(out))
+        return out, self._span(start, len(out))
+
+    def rows(self, box: _Box, jobs: list[bytes]) -> tuple[tuple[list[tuple[int, dict[str, int]]], TaskSpan],
+                                                          dict[str, Any]]:
+        """`worker.examples` on a block of `ExampleJob`s, two results: each file's (row count, counts) with the
+        block's `TaskSpan`, for the driver; and the rows, a table a split, left in the object store for
+        `write_rows`."""
+        start = time.time()
+        self._install(box)
+        files = []
+        by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for blob in jobs:
+            job: worker.ExampleJob = pickle.loads(blob)
+            rows, counts = worker.examples(job)
+            by_split[job.split].extend(rows)
+            files.append((len(rows), counts))
+        tables = {name: write.table(rows, write.ROW_SCHEMA) for name, rows in by_split.items()}
+        return (files, self._span(start, len(files))), tables
+
+    def write_rows(self, path: str, first_row: int, parts: list[tuple[Any, str, int, int]]) -> TaskSpan:
+        """One shard at `path`: the rows `parts` name ((block's tables, split, first row, rows), in order),
+        the first of them row `first_row` of the split."""
+        import pyarrow as pa
+        import ray
+
+        start = time.time()
+        tables = ray.get([ref for ref, *_ in parts])
+        rows = pa.concat_tables([t[name].slice(at, n) for t, (_, name, at, n) in zip(tables, parts, strict=True)])
+        write.write_shard(Path(path), rows.combine_chunks(), first_row)
+        return self._span(start, rows.num_rows)
+
+    def write_files(self, path: str, first_row: int, entries: list[tuple[str, str, str, str, spool.Location]],
+                    spool_dir: str) -> TaskSpan:
+        """One shard of the files table at `path`, its texts read from the spool."""
+        start = time.time()
+        rows = write.table(write.file_rows(entries, spool_dir), write.FILE_SCHEMA)
+        write.write_shard(Path(path), rows, first_row)
+        return self._span(start, len(entries))
 
 
 _ACTORS: tuple[str, list[Any]] | None = None  # (cluster and job, its map actors): kept while the driver is connected
 
 
 def _actors(cpus: int) -> list[Any]:
-    """One `MapActor` per CPU of the cluster, started (and waited for) once per connection. Restarted by Ray
-    when its process dies, the block it held sent again."""
+    """`cpus` `MapActor`s (one per CPU of the cluster the build uses), started (and waited for) once per
+    connection: a later build that uses fewer takes the first ones, one that uses more starts the rest.
+    Restarted by Ray when its process dies, the block it held sent again."""
     global _ACTORS
     import ray
 
     context = ray.get_runtime_context()
     job = f"{context.gcs_address}/{context.get_job_id()}"  # job ids restart at 1 on every new cluster
-    if _ACTORS is not None and _ACTORS[0] == job and len(_ACTORS[1]) == cpus:
-        return _ACTORS[1]
+    actors: list[Any] = _ACTORS[1] if _ACTORS is not None and _ACTORS[0] == job else []
+    if len(actors) >= cpus:
+        return actors[:cpus]
     cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(MapActor)
-    actors: list[Any] = [cls.remote() for _ in range(cpus)]
+    new: list[Any] = [cls.remote() for _ in range(cpus - len(actors))]
     try:
-        ray.get([actor.ready.remote() for actor in actors], timeout=ACTOR_START_TIMEOUT_S)
+        ray.get([actor.ready.remote() for actor in new], timeout=ACTOR_START_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as exc:
-        raise CorpusError(f"the Ray cluster did not start {cpus} map actors (one per CPU it reports) in "
-                          f"{ACTOR_START_TIMEOUT_S} s") from exc
-    _ACTORS = (job, actors)
-    return actors
+        raise CorpusError(f"the Ray cluster did not start {cpus} map actors (one per CPU it reports, or "
+                          f"--workers) in {ACTOR_START_TIMEOUT_S} s") from exc
+    _ACTORS = (job, actors + new)
+    return _ACTORS[1]
 
 
 def survey(repos: list[RepoSpec], clone_dir: str | None, since: int | None) -> list[clone.Survey]:
@@ -200,15 +250,19 @@ def survey(repos: list[RepoSpec], clone_dir: str | None, since: int | None) -> l
 
 
 class RayWorkers:
-    """`pipeline._Workers` on a Ray cluster: an ordered `map` over blocks of files on the map actors, and
-    `install` (each actor takes the new state with its next block)."""
+    """`pipeline._Workers` on a Ray cluster: an ordered `map` over blocks of files on the map actors, `install`
+    (each actor takes the new state with its next block), and `shards` (the examples pass and the shards
+    written on the actors)."""
 
-    def __init__(self, state: worker.WorkerState) -> None:
+    def __init__(self, state: worker.WorkerState, limit: int = 0) -> None:
         import ray
 
         self.cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        if limit:  # --workers: at most that many of the cluster's CPUs
+            self.cpus = min(self.cpus, limit)
         self.actors = _actors(self.cpus)
         self.spans: dict[str, list[TaskSpan]] = {}  # pass (the mapped function's name) -> its map tasks
+        self.writes: list[tuple[Any, int]] = []  # (write task's reference, actor index), not yet seen finished
         self.install(state)
 
     def install(self, state: worker.WorkerState) -> None:
@@ -216,52 +270,173 @@ class RayWorkers:
 
         self.box = _Box(ray.put(state), uuid.uuid4().hex)
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    def blocks(self, items: Iterable[Any]) -> list[list[bytes]]:
         jobs = [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL) for item in items]
         blocks = min(len(jobs), max(self.cpus * BLOCKS_PER_CPU, math.ceil(len(jobs) / MAX_BLOCK_FILES)))
         size = math.ceil(len(jobs) / blocks) if jobs else 1
-        chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        return self._ordered(fn, chunks, self.spans.setdefault(fn.__name__, []))
+        return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
-    def _ordered(self, fn: Callable[[Any], Any], chunks: list[list[bytes]], spans: list[TaskSpan]) -> Iterator[Any]:
-        """Each block to the actor with the fewest blocks unfinished, up to `TASKS_QUEUED` each, so an actor
-        starts its next block the moment one ends; results yielded in input order as they complete. A slow
-        block at the head holds back only the yielding, not the actors, up to `RESULTS_HELD` blocks a CPU."""
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        spans = self.spans.setdefault(fn.__name__, [])
+        for (out, span), _ in self.ordered(lambda actor, chunk: (actor.run.remote(fn, self.box, chunk), None),
+                                            self.blocks(items)):
+            spans.append(span)
+            yield from (pickle.loads(blob) for blob in out)
+
+    def shards(self, out: Path, rows_per_shard: int) -> RayShards:
+        return RayShards(self, out, rows_per_shard)
+
+    def _load(self, pending: Iterable[tuple[Any, int]]) -> tuple[list[int], set[Any]]:
+        """Unfinished tasks per actor (the blocks `pending` and the writes) and the finished ones of `pending`."""
         import ray
 
-        pending: deque[tuple[Any, int]] = deque()  # (result reference, actor index), in input order
+        pending = list(pending)
+        refs = [ref for ref, _ in pending] + [ref for ref, _ in self.writes]
+        done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else set()
+        finished = [ref for ref, _ in self.writes if ref in done]
+        if finished:  # a write that failed raises here, not only at the end
+            self.spans.setdefault("shards", []).extend(ray.get(finished))
+            self.writes = [(ref, i) for ref, i in self.writes if ref not in done]
+        load = [0] * len(self.actors)
+        for ref, i in [*pending, *self.writes]:
+            load[i] += ref not in done
+        return load, done
+
+    def ordered(self, submit: Callable[[Any, list[bytes]], tuple[Any, Any]],
+                 chunks: list[list[bytes]]) -> Iterator[tuple[Any, Any]]:
+        """Each block to the actor with the fewest tasks unfinished, up to `TASKS_QUEUED` blocks each, so an
+        actor starts its next block the moment one ends; each block's result (`submit`'s first reference,
+        fetched) and `submit`'s second value yielded in input order as they complete. A slow block at the
+        head holds back only the yielding, not the actors, up to `RESULTS_HELD` blocks a CPU."""
+        import ray
+
+        pending: deque[tuple[Any, int, Any]] = deque()  # (result reference, actor index, kept), in input order
         held = len(self.actors) * RESULTS_HELD
         for chunk in chunks:
             while True:
-                refs = [ref for ref, _ in pending]
-                done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else set()
+                load, done = self._load((ref, i) for ref, i, _ in pending)
                 while pending and pending[0][0] in done:
-                    yield from self._take(pending.popleft(), spans)
-                load = [0] * len(self.actors)
-                for ref, i in pending:
-                    load[i] += ref not in done
-                if len(pending) < held and min(load) < TASKS_QUEUED:
+                    ref, _, kept = pending.popleft()
+                    yield ray.get(ref), kept
+                blocks = [0] * len(self.actors)
+                for ref, i, _ in pending:
+                    blocks[i] += ref not in done
+                if len(pending) < held and min(blocks) < TASKS_QUEUED:
                     break
                 if len(pending) >= held:
-                    yield from self._take(pending.popleft(), spans)
+                    ref, _, kept = pending.popleft()
+                    yield ray.get(ref), kept
                 else:  # every actor has its queue full: wait until one finishes a block
-                    ray.wait([ref for ref, _ in pending if ref not in done], num_returns=1)
-            i = min(range(len(self.actors)), key=load.__getitem__)
-            pending.append((self.actors[i].run.remote(fn, self.box, chunk), i))
+                    ray.wait([ref for ref, _, _ in pending if ref not in done], num_returns=1)
+            i = min((i for i in range(len(self.actors)) if blocks[i] < TASKS_QUEUED), key=load.__getitem__)
+            ref, kept = submit(self.actors[i], chunk)
+            pending.append((ref, i, kept))
         while pending:
-            yield from self._take(pending.popleft(), spans)
+            ref, _, kept = pending.popleft()
+            yield ray.get(ref), kept
 
-    @staticmethod
-    def _take(entry: tuple[Any, int], spans: list[TaskSpan]) -> Iterator[Any]:
+    def write(self, method: str, *args: Any) -> None:
+        """A write task (`MapActor.<method>(*args)`) to the actor with the fewest tasks unfinished."""
+        load, _ = self._load(())
+        i = min(range(len(self.actors)), key=load.__getitem__)
+        self.writes.append((getattr(self.actors[i], method).remote(*args), i))
+
+
+@dataclass
+class _Split:
+    """A split's rows on the cluster: how many so far, how many handed to write tasks, and the rest as parts
+    ((block's tables reference, split, first row, rows)) waiting to fill a shard."""
+
+    directory: Path
+    rows: int = 0
+    written: int = 0
+    parts: deque[tuple[Any, str, int, int]] = field(default_factory=deque)
+
+
+class RayShards:
+    """The examples pass and the dataset's shards on the map actors (`pipeline` calls `files`, iterates
+    `examples`, then `close`): each shard is written by one write task as soon as its rows exist, so the
+    driver unpickles row counts, not rows, and writes nothing but the manifest."""
+
+    def __init__(self, workers: RayWorkers, out: Path, rows_per_shard: int) -> None:
+        self.workers, self.out, self.rows_per_shard = workers, Path(out), rows_per_shard
+        self.splits = {name: _Split(self.out / name) for name in split.SPLITS}
+        for name in [*self.splits, "files"]:
+            (self.out / name).mkdir(parents=True, exist_ok=True)
+        self.files_count = 0
+
+    def files(self, entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> None:
+        """The files table, a write task a shard, sent now: the actors take them between examples blocks."""
+        self.files_count = len(entries)
+        directory = self.out / "files"
+        if not entries:
+            write.write_empty(directory, write.FILE_SCHEMA)
+        for first in range(0, len(entries), self.rows_per_shard):
+            path = str(directory / write.shard_name(first // self.rows_per_shard))
+            part = entries[first:first + self.rows_per_shard]
+            self.workers.write("write_files", path, first, part, spool_dir)
+
+    def examples(self, jobs: list[worker.ExampleJob]) -> Iterator[tuple[int, dict[str, int]]]:
+        """Each job's (row count, counts), in order; its rows go to a shard's write task."""
+        blocks = self.workers.blocks(jobs)
+        at = 0
+
+        def submit(actor: Any, chunk: list[bytes]) -> tuple[Any, Any]:
+            meta, tables = actor.rows.options(num_returns=2).remote(self.workers.box, chunk)
+            return meta, tables
+
+        spans = self.workers.spans.setdefault(worker.examples.__name__, [])
+        for (files, span), tables in self.workers.ordered(submit, blocks):
+            spans.append(span)
+            added: dict[str, int] = defaultdict(int)
+            for job, (n, counts) in zip(jobs[at:at + len(files)], files, strict=True):
+                added[job.split] += n
+                yield n, counts
+            at += len(files)
+            for name, n in added.items():
+                if n:
+                    self._add(name, tables, n)
+        assert at == len(jobs)
+
+    def _add(self, name: str, tables: Any, n: int) -> None:
+        s = self.splits[name]
+        s.parts.append((tables, name, 0, n))
+        s.rows += n
+        while s.rows - s.written >= self.rows_per_shard:
+            self._write(s, self.rows_per_shard)
+
+    def _write(self, s: _Split, n: int) -> None:
+        """A write task for the next `n` rows of split `s`."""
+        parts = []
+        need = n
+        while need:
+            ref, name, at, size = s.parts.popleft()
+            take = min(size, need)
+            parts.append((ref, name, at, take))
+            if take < size:
+                s.parts.appendleft((ref, name, at + take, size - take))
+            need -= take
+        path, first = str(s.directory / write.shard_name(s.written // self.rows_per_shard)), s.written
+        self.workers.write("write_rows", path, first, parts)
+        s.written += n
+
+    def close(self) -> tuple[dict[str, int], int]:
+        """The last shard of each split written, every write task waited for: (rows per split, files)."""
         import ray
 
-        out, span = ray.get(entry[0])
-        spans.append(span)
-        yield from (pickle.loads(blob) for blob in out)
+        for s in self.splits.values():
+            if s.rows > s.written:
+                self._write(s, s.rows - s.written)
+            elif s.rows == 0:
+                write.write_empty(s.directory, write.ROW_SCHEMA)
+        refs = [ref for ref, _ in self.workers.writes]
+        self.workers.spans.setdefault("shards", []).extend(ray.get(refs))
+        self.workers.writes = []
+        return {name: s.rows for name, s in self.splits.items()}, self.files_count
 
 
 @contextmanager
-def workers(address: str | None, state: worker.WorkerState) -> Iterator[RayWorkers]:
-    """Ray workers for one build, connected."""
+def workers(address: str | None, state: worker.WorkerState, limit: int = 0) -> Iterator[RayWorkers]:
+    """Ray workers for one build, connected: a map actor per CPU of the cluster, at most `limit` (0: no limit)."""
     with connected(address):  # first: it may set what Ray reads at import
-        yield RayWorkers(state)
+        yield RayWorkers(state, limit)

@@ -1,8 +1,12 @@
 """Stage 8, write: Parquet shards per split, the files/ table and manifest.json (CONTRACTS.md layout).
 
 Rows arrive in a fixed order (files sorted by repository and path, rows in per-file order), and Parquet is
-written with fixed settings, so the same input and seed give byte-identical shards. Everything is written
-under the temporary directory `core.artifacts.atomic_directory` renames into place at the end.
+written with fixed settings, so the same input and seed give byte-identical shards. A shard's row groups are cut
+where its split's row count crosses a multiple of `BATCH_ROWS` or of `rows_per_shard`, so a shard depends only on
+its rows and where the first of them falls in its split: `ShardWriter` streams a split in one process (the local
+executor), `write_shard` writes one shard anywhere (the Ray executor's workers), and both give the same bytes.
+Everything is written under the temporary directory `core.artifacts.atomic_directory` renames into place at the
+end.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.artifacts import write_json_atomic
+from finetune.corpus import spool
 
 ROW_SCHEMA = pa.schema([
     ("text", pa.string()),
@@ -62,9 +67,50 @@ def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
     return pa.array(values, type=type_)  # a column too large for 32-bit offsets, or another type
 
 
-def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """`rows` as an Arrow table of `schema` (what a shard holds)."""
     columns = [_column([row[f.name] for row in rows], f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, compression="zstd", compression_level=3, write_statistics=True,
+                            use_dictionary=[c for c in DICTIONARY_COLUMNS if c in schema.names])
+
+
+def write_shard(path: Path, rows: pa.Table, first_row: int) -> int:
+    """`rows` as the shard at `path` whose first row is row `first_row` of its split (a multiple of the build's
+    `rows_per_shard`): the bytes `ShardWriter` writes for the same rows. Returns the number of rows."""
+    writer = _parquet_writer(path, rows.schema)
+    try:
+        at = 0
+        while at < rows.num_rows:  # a row group ends where the split's row count crosses a multiple of BATCH_ROWS
+            take = min(rows.num_rows - at, BATCH_ROWS - (first_row + at) % BATCH_ROWS)
+            writer.write_table(rows.slice(at, take), row_group_size=BATCH_ROWS)
+            at += take
+    finally:
+        writer.close()
+    return rows.num_rows
+
+
+def write_empty(directory: Path, schema: pa.Schema) -> None:
+    """The one shard of a split without rows: readable, with the schema."""
+    pq.write_table(table([], schema), Path(directory) / shard_name(0), compression="zstd")
+
+
+def file_rows(entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> list[dict[str, Any]]:
+    """Rows of the files table for (repo, path, language, split, spool location) entries, the redacted text
+    read from the spool."""
+    reader = spool.Reader(spool_dir, None, size=0)
+    try:
+        return [{"repo": repo, "path": path, "language": language, "split": split_, "content": reader.read(loc)[0]}
+                for repo, path, language, split_, loc in entries]
+    finally:
+        reader.close()
 
 
 class ShardWriter:
@@ -82,10 +128,7 @@ class ShardWriter:
         self.writer: pq.ParquetWriter | None = None
 
     def _open(self) -> pq.ParquetWriter:
-        path = self.directory / f"part-{self.shard:05d}.parquet"
-        return pq.ParquetWriter(path, self.schema, compression="zstd", compression_level=3,
-                                write_statistics=True, use_dictionary=[c for c in DICTIONARY_COLUMNS
-                                                                       if c in self.schema.names])
+        return _parquet_writer(self.directory / shard_name(self.shard), self.schema)
 
     def _flush(self) -> None:
         rows = self.buffer
@@ -95,7 +138,7 @@ class ShardWriter:
                 self.writer = self._open()
             room = self.rows_per_shard - self.in_shard
             take, rows = rows[:room], rows[room:]
-            self.writer.write_table(_table(take, self.schema), row_group_size=BATCH_ROWS)
+            self.writer.write_table(table(take, self.schema), row_group_size=BATCH_ROWS)
             self.in_shard += len(take)
             if self.in_shard >= self.rows_per_shard:
                 self.writer.close()
@@ -116,7 +159,7 @@ class ShardWriter:
             self.writer.close()
             self.writer = None
         elif self.total == 0:  # an empty split still gets a readable shard with the schema
-            pq.write_table(_table([], self.schema), self.directory / "part-00000.parquet", compression="zstd")
+            write_empty(self.directory, self.schema)
         return self.total
 
 

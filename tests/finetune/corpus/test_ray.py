@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,32 @@ def test_a_ray_build_writes_the_local_bytes(tmp_path, ray_cluster, tqdm_repo, tq
                          progress=False)
     assert digest(out) == digest(local) and len(digest(out)) == 4
     assert ray_manifest["counts"] == manifest["counts"] and ray_manifest["config"]["executor"] == "ray"
+
+
+def test_shards_written_on_the_workers_are_the_local_bytes(tmp_path, ray_cluster, tqdm_repo, corpus_cfg):
+    """Small shards: each split's rows end in many shards, a shard takes rows from several blocks and a block's
+    rows go to several shards, written by tasks on both worker nodes; the bytes are the local build's."""
+    cfg = corpus_cfg(eval_fraction=0.15, dev_fraction=0.1, rows_per_shard=9)
+    local = build(from_paths([tqdm_repo]), tmp_path / "local", cfg, progress=False)
+    remote = build(from_paths([tqdm_repo]), tmp_path / "ray", replace(cfg, executor="ray",
+                                                                      ray_address=ray_cluster.address),
+                   progress=False)
+    shards = digest(tmp_path / "ray")
+    assert shards == digest(tmp_path / "local") and remote["splits"] == local["splits"]
+    assert len([name for name in shards if name.startswith("train/")]) == -(-local["splits"]["train"] // 9) > 3
+    empty = [name for name, n in local["splits"].items() if n == 0]  # its schema-only shard is written here
+    assert remote["ray_tasks"]["shards"]["tasks"] == len(shards) - len(empty)
+    assert remote["ray_tasks"]["shards"]["nodes"] == 2
+
+
+def test_ray_workers_caps_the_map_actors(tmp_path, ray_cluster, tqdm_repo, tqdm_dataset, corpus_cfg):
+    """`--ray-workers 1` on the two-node cluster: every task on one node, the same bytes."""
+    local, _ = tqdm_dataset
+    manifest = build(from_paths([tqdm_repo]), tmp_path / "one", corpus_cfg(
+        eval_fraction=0.15, dev_fraction=0.1, executor="ray", ray_address=ray_cluster.address, ray_workers=1),
+        progress=False)
+    assert {t["nodes"] for t in manifest["ray_tasks"].values()} == {1}
+    assert digest(tmp_path / "one") == digest(local)
 
 
 def test_a_ray_build_reads_and_writes_the_cache(tmp_path, ray_cluster, tqdm_repo, tqdm_dataset, corpus_cfg):
