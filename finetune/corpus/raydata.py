@@ -2,11 +2,11 @@
 `worker.examples`) run on a cluster as blocks of files on map actors (one per CPU, blocks queued to each), results
 in input order; repositories given by URL are cloned and discovered on those actors too (`survey`). The examples
 pass's rows stay on the cluster (an Arrow table a block and split, in Ray's object store): the driver gets each
-file's row count, and as a split's rows fill a shard it sends that shard's writing to an actor
-(`RayShards`), as it sends the files table's shards when the pass starts. The reduce step (exact and near dedup
-with datasketch's LSH, the split) stays on the driver, and a shard's bytes depend only on its rows and where they
-start in the split (`write.write_shard`), so a build on Ray gives the same bytes as a local one (docs/corpus.md,
-"Running on a Ray cluster").
+file's row count, and as a split's rows fill a row group it sends the group to the actor writing that shard
+(`RayShards`); the files table's shards go to the actors when the pass starts. The reduce step (exact and near
+dedup with datasketch's LSH, the split) stays on the driver, and a shard's bytes depend only on its rows and where
+they start in the split (`write.write_groups`), so a build on Ray gives the same bytes as a local one
+(docs/corpus.md, "Running on a Ray cluster").
 
 Every node must see the repositories given by path, the model's tokenizer and the output's parent directory
 (where the spool of redacted texts lives between the passes) at the same paths: a shared filesystem.
@@ -131,6 +131,26 @@ def summarize(spans: list[TaskSpan]) -> dict[str, Any]:
             "overlap": round(both / busy, 3) if busy > 0 else 0.0}
 
 
+Part = tuple[Any, str, int, int]  # rows of a block: (its tables' object reference, split, first row, rows)
+
+
+def fetch(parts: list[Part]) -> Any:
+    """The rows `parts` name, as one Arrow table (contiguous: written as `write.table` builds them)."""
+    import ray
+
+    return slice_parts(ray.get([ref for ref, *_ in parts]), parts)
+
+
+def slice_parts(tables: list[dict[str, Any]], parts: list[Part]) -> Any:
+    """`fetch` once each part's tables are here."""
+    import pyarrow as pa
+
+    if not parts:
+        return write.ROW_SCHEMA.empty_table()
+    return pa.concat_tables([t[name].slice(at, n) for t, (_, name, at, n) in zip(tables, parts, strict=True)]
+                            ).combine_chunks()
+
+
 class MapActor:
     """A map worker holding one CPU of a node for as long as the driver stays connected: it installs a pass's
     worker state on its first block of the pass (a restarted actor, on its next block) and keeps its caches
@@ -141,6 +161,7 @@ class MapActor:
 
         self.node = ray.get_runtime_context().get_node_id()
         self.token: str | None = None
+        self.open: dict[str, Any] = {}  # path -> Parquet writer of a shard this actor is writing
 
     def ready(self) -> str:
         return self.node
@@ -173,7 +194,7 @@ class MapActor:
                                                           dict[str, Any]]:
         """`worker.examples` on a block of `ExampleJob`s, two results: each file's (row count, counts) with the
         block's `TaskSpan`, for the driver; and the rows, a table a split, left in the object store for
-        `write_rows`."""
+        `write_group`."""
         start = time.time()
         self._install(box)
         files = []
@@ -186,16 +207,25 @@ class MapActor:
         tables = {name: write.table(rows, write.ROW_SCHEMA) for name, rows in by_split.items()}
         return (files, self._span(start, len(files))), tables
 
-    def write_rows(self, path: str, first_row: int, parts: list[tuple[Any, str, int, int]]) -> TaskSpan:
-        """One shard at `path`: the rows `parts` name ((block's tables, split, first row, rows), in order),
-        the first of them row `first_row` of the split."""
-        import pyarrow as pa
-        import ray
-
+    def write_group(self, path: str, first_row: int, earlier: list[Part], parts: list[Part],
+                    closes: bool) -> TaskSpan:
+        """Append the rows `parts` name, the first of them row `first_row` of their split, to the shard at
+        `path` this actor holds open (opened when `earlier` is empty: the shard's first rows), and close it after
+        them if `closes`. `earlier` names the shard's rows sent before: an actor that Ray restarted since has no
+        open file (this task runs again on the new process) and writes the shard again from its first row."""
         start = time.time()
-        tables = ray.get([ref for ref, *_ in parts])
-        rows = pa.concat_tables([t[name].slice(at, n) for t, (_, name, at, n) in zip(tables, parts, strict=True)])
-        write.write_shard(Path(path), rows.combine_chunks(), first_row)
+        writer = self.open.get(path)
+        if writer is None or not earlier:
+            if writer is not None:  # a build that failed left it open
+                writer.close()
+            writer = self.open[path] = write.open_shard(Path(path), write.ROW_SCHEMA)
+            first_row -= sum(n for *_, n in earlier)
+            parts = [*earlier, *parts]
+        rows = fetch(parts)
+        write.write_groups(writer, rows, first_row)
+        if closes:
+            writer.close()
+            del self.open[path]
         return self._span(start, rows.num_rows)
 
     def write_files(self, path: str, first_row: int, entries: list[tuple[str, str, str, str, spool.Location]],
@@ -335,28 +365,41 @@ class RayWorkers:
             ref, _, kept = pending.popleft()
             yield ray.get(ref), kept
 
-    def write(self, method: str, *args: Any) -> None:
-        """A write task (`MapActor.<method>(*args)`) to the actor with the fewest tasks unfinished."""
-        load, _ = self._load(())
-        i = min(range(len(self.actors)), key=load.__getitem__)
-        self.writes.append((getattr(self.actors[i], method).remote(*args), i))
+    def write(self, method: str, *args: Any, actor: int | None = None) -> int:
+        """A write task (`MapActor.<method>(*args)`) to `actor`, else to the actor with the fewest tasks
+        unfinished; returns the actor's index."""
+        if actor is None:
+            load, _ = self._load(())
+            actor = min(range(len(self.actors)), key=load.__getitem__)
+        self.writes.append((getattr(self.actors[actor], method).remote(*args), actor))
+        return actor
+
+    def wait_writes(self) -> None:
+        """Every write task finished (a failed one raises), their spans kept."""
+        import ray
+
+        self.spans.setdefault("shards", []).extend(ray.get([ref for ref, _ in self.writes]))
+        self.writes = []
 
 
 @dataclass
 class _Split:
-    """A split's rows on the cluster: how many so far, how many handed to write tasks, and the rest as parts
-    ((block's tables reference, split, first row, rows)) waiting to fill a shard."""
+    """A split's rows on the cluster: how many so far and how many sent to write tasks, the rest (`pending`)
+    waiting for a row group to fill, the parts of the shard being written (`shard`) and its actor."""
 
     directory: Path
     rows: int = 0
-    written: int = 0
-    parts: deque[tuple[Any, str, int, int]] = field(default_factory=deque)
+    sent: int = 0
+    pending: deque[Part] = field(default_factory=deque)
+    shard: list[Part] = field(default_factory=list)
+    actor: int = 0
 
 
 class RayShards:
     """The examples pass and the dataset's shards on the map actors (`pipeline` calls `files`, iterates
-    `examples`, then `close`): each shard is written by one write task as soon as its rows exist, so the
-    driver unpickles row counts, not rows, and writes nothing but the manifest."""
+    `examples`, then `close`). A shard is written by one actor, a row group at a time as soon as the group's
+    rows exist (`MapActor.write_group`), so the driver unpickles row counts, not rows, writes nothing but the
+    manifest, and when the pass ends only each split's last row group is left to write."""
 
     def __init__(self, workers: RayWorkers, out: Path, rows_per_shard: int) -> None:
         self.workers, self.out, self.rows_per_shard = workers, Path(out), rows_per_shard
@@ -373,12 +416,10 @@ class RayShards:
             write.write_empty(directory, write.FILE_SCHEMA)
         for first in range(0, len(entries), self.rows_per_shard):
             path = str(directory / write.shard_name(first // self.rows_per_shard))
-            part = entries[first:first + self.rows_per_shard]
-            self.workers.write("write_files", path, first, part, spool_dir)
+            self.workers.write("write_files", path, first, entries[first:first + self.rows_per_shard], spool_dir)
 
     def examples(self, jobs: list[worker.ExampleJob]) -> Iterator[tuple[int, dict[str, int]]]:
         """Each job's (row count, counts), in order; its rows go to a shard's write task."""
-        blocks = self.workers.blocks(jobs)
         at = 0
 
         def submit(actor: Any, chunk: list[bytes]) -> tuple[Any, Any]:
@@ -386,7 +427,7 @@ class RayShards:
             return meta, tables
 
         spans = self.workers.spans.setdefault(worker.examples.__name__, [])
-        for (files, span), tables in self.workers.ordered(submit, blocks):
+        for (files, span), tables in self.workers.ordered(submit, self.workers.blocks(jobs)):
             spans.append(span)
             added: dict[str, int] = defaultdict(int)
             for job, (n, counts) in zip(jobs[at:at + len(files)], files, strict=True):
@@ -395,43 +436,51 @@ class RayShards:
             at += len(files)
             for name, n in added.items():
                 if n:
-                    self._add(name, tables, n)
+                    self.add(name, tables, n)
         assert at == len(jobs)
 
-    def _add(self, name: str, tables: Any, n: int) -> None:
+    def add(self, name: str, tables: Any, n: int) -> None:
+        """`n` more rows of split `name`, in the block whose tables are `tables`."""
         s = self.splits[name]
-        s.parts.append((tables, name, 0, n))
+        s.pending.append((tables, name, 0, n))
         s.rows += n
-        while s.rows - s.written >= self.rows_per_shard:
-            self._write(s, self.rows_per_shard)
+        self._send(s, final=False)
 
-    def _write(self, s: _Split, n: int) -> None:
-        """A write task for the next `n` rows of split `s`."""
-        parts = []
-        need = n
-        while need:
-            ref, name, at, size = s.parts.popleft()
-            take = min(size, need)
-            parts.append((ref, name, at, take))
-            if take < size:
-                s.parts.appendleft((ref, name, at + take, size - take))
-            need -= take
-        path, first = str(s.directory / write.shard_name(s.written // self.rows_per_shard)), s.written
-        self.workers.write("write_rows", path, first, parts)
-        s.written += n
+    def _send(self, s: _Split, final: bool) -> None:
+        """Each row group of split `s` whose rows all exist (`final`: the rest too, and the last shard closed)
+        to the actor writing its shard."""
+        per_shard, per_group = self.rows_per_shard, write.BATCH_ROWS
+        while s.sent < s.rows or (final and s.shard):
+            end = min((s.sent // per_group + 1) * per_group, (s.sent // per_shard + 1) * per_shard)
+            if end > s.rows:
+                if not final:
+                    return
+                end = s.rows
+            group: list[Part] = []
+            need = end - s.sent
+            while need:
+                ref, name, at, size = s.pending.popleft()
+                take = min(size, need)
+                group.append((ref, name, at, take))
+                if take < size:
+                    s.pending.appendleft((ref, name, at + take, size - take))
+                need -= take
+            closes = end % per_shard == 0 or (final and end == s.rows)
+            path = str(s.directory / write.shard_name(s.sent // per_shard))
+            s.actor = self.workers.write("write_group", path, s.sent, list(s.shard), group, closes,
+                                         actor=s.actor if s.shard else None)
+            s.shard = [] if closes else [*s.shard, *group]
+            s.sent = end
 
     def close(self) -> tuple[dict[str, int], int]:
-        """The last shard of each split written, every write task waited for: (rows per split, files)."""
-        import ray
-
+        """The last row groups written and each split's last shard closed, every write task waited for:
+        (rows per split, files)."""
         for s in self.splits.values():
-            if s.rows > s.written:
-                self._write(s, s.rows - s.written)
-            elif s.rows == 0:
+            if s.rows:
+                self._send(s, final=True)
+            else:
                 write.write_empty(s.directory, write.ROW_SCHEMA)
-        refs = [ref for ref, _ in self.workers.writes]
-        self.workers.spans.setdefault("shards", []).extend(ray.get(refs))
-        self.workers.writes = []
+        self.workers.wait_writes()
         return {name: s.rows for name, s in self.splits.items()}, self.files_count
 
 

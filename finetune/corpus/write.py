@@ -77,21 +77,29 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def open_shard(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A shard's Parquet writer, with the settings every shard is written with."""
     return pq.ParquetWriter(path, schema, compression="zstd", compression_level=3, write_statistics=True,
                             use_dictionary=[c for c in DICTIONARY_COLUMNS if c in schema.names])
+
+
+def write_groups(writer: pq.ParquetWriter, rows: pa.Table, first_row: int) -> None:
+    """Append `rows`, the first of them row `first_row` of the split, to an open shard: a row group ends where
+    the split's row count crosses a multiple of BATCH_ROWS (the shard itself ends at a multiple of
+    rows_per_shard), as `ShardWriter` cuts them."""
+    at = 0
+    while at < rows.num_rows:
+        take = min(rows.num_rows - at, BATCH_ROWS - (first_row + at) % BATCH_ROWS)
+        writer.write_table(rows.slice(at, take), row_group_size=BATCH_ROWS)
+        at += take
 
 
 def write_shard(path: Path, rows: pa.Table, first_row: int) -> int:
     """`rows` as the shard at `path` whose first row is row `first_row` of its split (a multiple of the build's
     `rows_per_shard`): the bytes `ShardWriter` writes for the same rows. Returns the number of rows."""
-    writer = _parquet_writer(path, rows.schema)
+    writer = open_shard(path, rows.schema)
     try:
-        at = 0
-        while at < rows.num_rows:  # a row group ends where the split's row count crosses a multiple of BATCH_ROWS
-            take = min(rows.num_rows - at, BATCH_ROWS - (first_row + at) % BATCH_ROWS)
-            writer.write_table(rows.slice(at, take), row_group_size=BATCH_ROWS)
-            at += take
+        write_groups(writer, rows, first_row)
     finally:
         writer.close()
     return rows.num_rows
@@ -128,7 +136,7 @@ class ShardWriter:
         self.writer: pq.ParquetWriter | None = None
 
     def _open(self) -> pq.ParquetWriter:
-        return _parquet_writer(self.directory / shard_name(self.shard), self.schema)
+        return open_shard(self.directory / shard_name(self.shard), self.schema)
 
     def _flush(self) -> None:
         rows = self.buffer

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from finetune.corpus import write
+from finetune.corpus import raydata, write
 from finetune.corpus.write import FILE_SCHEMA, ROW_SCHEMA, ShardWriter, table, write_shard
 
 TEXTS = ["", "ä", "a\u0308", "錯誤", "😋", "x = 1\r\ny = 2\r\n", "def f():\n    return 'é'\n"]
@@ -61,3 +61,62 @@ def test_a_shard_written_alone_is_the_streamed_shards_bytes(tmp_path, monkeypatc
         meta = pq.ParquetFile(path).metadata
         assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [
             y - x for x, y in zip(cuts, cuts[1:], strict=False)]
+
+
+class _Workers:
+    """`raydata.RayWorkers` for `RayShards`, without Ray: each write task runs at once on a `MapActor` of this
+    process; the first task that continues a shard finds its actor restarted (a new process: no open file)."""
+
+    def __init__(self, count: int) -> None:
+        self.actors = [self._actor() for _ in range(count)]
+        self.tasks: list[tuple[int, str, tuple]] = []
+        self.restarted: tuple | None = None
+
+    @staticmethod
+    def _actor() -> raydata.MapActor:
+        actor = object.__new__(raydata.MapActor)
+        actor.node, actor.token, actor.open = "node", None, {}
+        return actor
+
+    def write(self, method: str, *args, actor: int | None = None) -> int:
+        i = actor if actor is not None else len(self.tasks) % len(self.actors)
+        if method == "write_group" and args[2] and self.restarted is None:
+            for writer in self.actors[i].open.values():  # the process died: its files stay as far as written
+                writer.close()
+            self.actors[i] = self._actor()
+            self.restarted = args
+        self.tasks.append((i, method, args))
+        getattr(self.actors[i], method)(*args)
+        return i
+
+    def wait_writes(self) -> None:
+        pass
+
+
+def test_shards_sent_a_row_group_at_a_time_are_the_streamed_bytes_after_an_actor_restart(tmp_path, monkeypatch):
+    """`RayShards` sends each row group to the actor writing its shard as soon as the group's rows exist, from
+    blocks of any size; an actor restarted in the middle of a shard writes it again from its first row. The
+    shards are those `ShardWriter` writes."""
+    monkeypatch.setattr(write, "BATCH_ROWS", 3)
+    monkeypatch.setattr(raydata, "fetch", lambda parts: raydata.slice_parts([ref for ref, *_ in parts], parts))
+    rows = {"train": [_row(i, TEXTS[i % len(TEXTS)]) for i in range(23)], "dev": [_row(i, "x") for i in range(4)],
+            "eval": []}
+    for name, split_rows in rows.items():
+        streamed = ShardWriter(tmp_path / "a" / name, ROW_SCHEMA, rows_per_shard=7)
+        streamed.write(split_rows)
+        streamed.close()
+    workers = _Workers(2)
+    shards = raydata.RayShards(workers, tmp_path / "b", rows_per_shard=7)  # type: ignore[arg-type]
+    at = {"train": 0, "dev": 0}
+    for name, size in [("train", 4), ("dev", 1), ("train", 1), ("train", 6), ("dev", 3), ("train", 5), ("train", 7)]:
+        block = rows[name][at[name]:at[name] + size]
+        shards.add(name, {name: table(block, ROW_SCHEMA)}, size)
+        at[name] += size
+    assert shards.close() == ({"train": 23, "dev": 4, "eval": 0}, 0)
+    assert workers.restarted is not None and workers.restarted[2], "no task continued a shard on a restarted actor"
+    groups = [args for _, method, args in workers.tasks if method == "write_group"]
+    assert len(groups) > 4 and all(sum(n for *_, n in args[3]) <= 3 for args in groups)  # a row group a task
+    for name in rows:
+        a, b = sorted((tmp_path / "a" / name).iterdir()), sorted((tmp_path / "b" / name).iterdir())
+        assert [p.name for p in a] == [p.name for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=True)), name
