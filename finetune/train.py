@@ -408,11 +408,14 @@ def _tracker_args(cfg: TrainConfig, out: Path) -> dict[str, Any]:
 
     from accelerate.utils import ProjectConfiguration
 
-    package = {"tensorboard": "tensorboard", "mlflow": "mlflow"}[cfg.report_to]
+    package, wheel = {"tensorboard": ("tensorboard", "tensorboard"),
+                      "mlflow": ("mlflow", "mlflow-skinny")}[cfg.report_to]
     if importlib.util.find_spec(package) is None and not (
             package == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None):
         raise ConfigError(f"`report_to` {cfg.report_to} needs the {package} package (pip install "
-                          f"'inhouse[distributed]' or pip install {package})")
+                          f"'inhouse[distributed]' or pip install {wheel})")
+    if package == "mlflow":  # MLflow 3 sends usage events to its vendor unless told not to (as `inhouse` does)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     return {"log_with": cfg.report_to,
             "project_config": ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "runs"))}
 

@@ -74,6 +74,7 @@ def connected(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a Ray started here for the build reports nothing
     try:
         # One tokenizer thread a task: Ray's workers are the parallelism. Ray does not carry the driver's
         # environment to its workers, hence runtime_env.

@@ -74,3 +74,19 @@ def test_a_commands_exit_code_and_ctrl_c_reach_the_exit_status(monkeypatch, caps
     assert cli.main(["works"]) == 0
     assert cli.main(["interrupted"]) == 130
     assert "inhouse: interrupted" in capsys.readouterr().err
+
+
+def test_the_libraries_usage_reports_are_off_unless_the_environment_says(monkeypatch, capsys):
+    """MLflow, Ray and the Hugging Face hub would report usage to their vendors: off for inhouse and what it
+    starts (Ray workers, an MLflow client), an admin's own setting kept."""
+    import os
+
+    from app.cli import NO_USAGE_REPORTS, main
+
+    for key in NO_USAGE_REPORTS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DO_NOT_TRACK", "0")
+    assert main(["version"]) == 0
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1" and os.environ["DO_NOT_TRACK"] == "0"
+    assert capsys.readouterr().out.startswith("inhouse ")

@@ -111,6 +111,28 @@ def test_report_to_tensorboard_writes_events(tmp_path, tiny_model_dir, tiny_data
     assert "dev_loss" in acc.Tags()["scalars"] and "lr" in acc.Tags()["scalars"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy's, about what MLflow's SQL store calls
+def test_report_to_mlflow_logs_the_run(tmp_path, tiny_model_dir, tiny_dataset, monkeypatch):
+    """The experiment named after the output, the config as parameters, the loss per step, in an MLflow store
+    (a local SQLite one here; an admin points MLFLOW_TRACKING_URI at the company's server)."""
+    import mlflow
+
+    from finetune.train import train
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = TrainConfig(**dict(FAST, max_steps=3, eval_every=2, save_every=0), report_to="mlflow",
+                      data_cache=str(tmp_path / "cache"))
+    train(tiny_model_dir, tiny_dataset, tmp_path / "acme", cfg, progress=False)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("acme")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["max_steps"] == "3" and run.data.params["report_to"] == "mlflow"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
+    assert client.get_metric_history(run.info.run_id, "dev_loss")
+
+
 def test_bad_tracker_and_workers_name_the_field():
     with pytest.raises(ConfigError, match="`report_to` must be"):
         TrainConfig(report_to="wandb")
