@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core import artifacts, fim, languages
 from core import config as core_config
@@ -34,7 +34,7 @@ from finetune.corpus import clone, dedup, discover, filters, secrets, split, spo
 from finetune.corpus.config import CorpusConfig, cutoff_timestamp
 from finetune.corpus.context import index_by_dir
 from finetune.corpus.repos import RepoSpec, check_repos, git_changed_since, git_commit, git_toplevel
-from finetune.corpus.write import BATCH_ROWS, FILE_SCHEMA, ROW_SCHEMA, ShardWriter, file_rows, write_manifest
+from finetune.corpus.write import BATCH_ROWS, FILE_SCHEMA, ROW_SCHEMA, FileEntry, ShardWriter, file_rows, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,17 @@ def resolve_tokenizer(cfg: CorpusConfig) -> tuple[str, str, str]:
     return str(tok), fmt.name, label
 
 
+class Shards(Protocol):
+    """The examples pass and the dataset's shards: `files` (the files table's entries), then `examples` iterated
+    (each job's row count and counts, in order), then `close` (rows per split, files)."""
+
+    def files(self, entries: list[FileEntry], spool_dir: str) -> None: ...
+
+    def examples(self, jobs: list[worker.ExampleJob]) -> Iterator[tuple[int, dict[str, int]]]: ...
+
+    def close(self) -> tuple[dict[str, int], int]: ...
+
+
 class _Workers:
     """An ordered map over files (`map`) on a fork pool of `workers` processes or in this process, `install` to
     give every worker new state, and `shards` for the examples pass and the shards (`_LocalShards`; on Ray,
@@ -87,10 +98,10 @@ class _Workers:
 
     def __init__(self, map_: Callable[..., Iterable[Any]], install: Callable[[worker.WorkerState], None],
                  tasks: Callable[[], dict[str, Any]] | None = None,
-                 shards: Callable[[Path, int], Any] | None = None) -> None:
+                 shards: Callable[[Path, int], Shards] | None = None) -> None:
         self.map, self.install = map_, install
         self.tasks = tasks  # on Ray: how each pass's map tasks ran (for the manifest)
-        self.shards: Callable[[Path, int], Any] = shards or (lambda out, n: _LocalShards(self.map, out, n))
+        self.shards: Callable[[Path, int], Shards] = shards or (lambda out, n: _LocalShards(self.map, out, n))
 
 
 class _LocalShards:
@@ -100,10 +111,10 @@ class _LocalShards:
     def __init__(self, map_: Callable[..., Iterable[Any]], out: Path, rows_per_shard: int) -> None:
         self.map, self.out, self.rows_per_shard = map_, out, rows_per_shard
         self.writers = {s: ShardWriter(out / s, ROW_SCHEMA, rows_per_shard) for s in split.SPLITS}
-        self.entries: list[tuple[str, str, str, str, spool.Location]] = []
+        self.entries: list[FileEntry] = []
         self.spool = ""
 
-    def files(self, entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> None:
+    def files(self, entries: list[FileEntry], spool_dir: str) -> None:
         self.entries, self.spool = entries, spool_dir
 
     def examples(self, jobs: list[worker.ExampleJob]) -> Iterator[tuple[int, dict[str, int]]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, CorpusError
-from finetune.corpus import clone, split, spool, worker, write
+from finetune.corpus import clone, split, worker, write
 from finetune.corpus.repos import RepoSpec
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class MapActor:
             del self.open[path]
         return self._span(start, rows.num_rows)
 
-    def write_files(self, path: str, first_row: int, entries: list[tuple[str, str, str, str, spool.Location]],
+    def write_files(self, path: str, first_row: int, entries: list[write.FileEntry],
                     spool_dir: str) -> TaskSpan:
         """One shard of the files table at `path`, its texts read from the spool."""
         start = time.time()
@@ -409,7 +409,7 @@ class RayShards:
             (self.out / name).mkdir(parents=True, exist_ok=True)
         self.files_count = 0
 
-    def files(self, entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> None:
+    def files(self, entries: list[write.FileEntry], spool_dir: str) -> None:
         """The files table, a write task a shard, sent now: the actors take them between examples blocks."""
         self.files_count = len(entries)
         directory = self.out / "files"

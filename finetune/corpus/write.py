@@ -46,6 +46,7 @@ FILE_SCHEMA = pa.schema([
 BATCH_ROWS = 2048
 DICTIONARY_COLUMNS = ("objective", "kind", "language", "path", "repo", "fim_format", "split")
 _MAX_STRING_BYTES = 2**31 - 1  # what a `pa.string()` column's 32-bit offsets address
+FileEntry = tuple[str, str, str, str, spool.Location]  # a files-table row to be: repo, path, language, split, text
 
 
 def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
@@ -110,7 +111,7 @@ def write_empty(directory: Path, schema: pa.Schema) -> None:
     pq.write_table(table([], schema), Path(directory) / shard_name(0), compression="zstd")
 
 
-def file_rows(entries: list[tuple[str, str, str, str, spool.Location]], spool_dir: str) -> list[dict[str, Any]]:
+def file_rows(entries: list[FileEntry], spool_dir: str) -> list[dict[str, Any]]:
     """Rows of the files table for (repo, path, language, split, spool location) entries, the redacted text
     read from the spool."""
     reader = spool.Reader(spool_dir, None, size=0)
