@@ -22,7 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# RAY_AUTH_MODE: a `ray.init()` that starts a Ray of its own (a build without --ray-address) writes
+# ~/.ray/auth_token, and from then on every cluster started on the host asks its clients for that token, which
+# the worker nodes started here do not send: the cluster never came up. It listens on 127.0.0.1 only.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def _free_port() -> int:
@@ -61,9 +64,13 @@ class LocalCluster:
              "--disable-usage-stats"],
             stdout=log, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True))
         log.close()
-        self._wait_nodes(1, timeout)
-        for _ in range(self.workers):
-            self.add_worker(timeout)
+        try:
+            self._wait_nodes(1, timeout)
+            for _ in range(self.workers):
+                self.add_worker(timeout)
+        except BaseException:  # a cluster that did not come up is not left running
+            self.stop()
+            raise
         return self
 
     def add_worker(self, timeout: float = 120) -> subprocess.Popen:
@@ -90,8 +97,11 @@ class LocalCluster:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a Ray node exited with {proc.returncode} while starting "
                                        f"(logs in {self.temp_dir})")
-            done = subprocess.run([sys.executable, "-c", probe, self.address], check=False, capture_output=True,
-                                  text=True, env=self._env(), timeout=max(deadline - time.monotonic(), 5))
+            try:
+                done = subprocess.run([sys.executable, "-c", probe, self.address], check=False, capture_output=True,
+                                      text=True, env=self._env(), timeout=max(deadline - time.monotonic(), 5))
+            except subprocess.TimeoutExpired as exc:  # the probe itself hung: as good as a "not yet"
+                done = subprocess.CompletedProcess(exc.cmd, -1, "", str(exc.stderr or "the probe hung"))
             lines = done.stdout.split()
             if done.returncode == 0 and lines and int(lines[-1]) >= count:
                 return

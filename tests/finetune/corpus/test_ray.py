@@ -204,3 +204,19 @@ def test_the_cli_builds_on_a_loopback_cluster(tmp_path, ray_cluster, tiny_model_
                           env={**env, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert digest(out) == digest(local)
+
+
+def test_a_local_cluster_comes_up_where_a_ray_left_its_auth_token(tmp_path, monkeypatch):
+    """A build without --ray-address starts a Ray of its own, which writes ~/.ray/auth_token; a cluster started
+    on the host after that wanted the token from worker nodes that do not send it, and never came up. The
+    loopback cluster turns token authentication off (it listens on 127.0.0.1 only)."""
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("0123456789abcdef" * 4)
+    monkeypatch.setenv("HOME", str(home))
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    try:
+        with LocalCluster(temp, workers=1, cpus=1, env={"PYTHONPATH": str(ROOT)}) as cluster:
+            assert any(cmdline.startswith(b"ray::") or b"raylet" in cmdline for cmdline in cluster.processes().values())
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
