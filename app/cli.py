@@ -21,6 +21,7 @@ from core import __version__
 from core.artifacts import git_sha
 from core.config import Invocation
 from core.errors import InhouseError
+from core.usage import no_usage_reports
 
 # (name on the command line, "module:attribute", "group" for a Typer sub-app or "command" for a function)
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
@@ -125,17 +126,10 @@ def _load_config_modules() -> None:
             continue
 
 
-# Libraries that report usage to their vendors unless told not to (MLflow 3's telemetry, Ray's usage stats,
-# the Hugging Face hub's): off for this process and what it starts, unless the environment says otherwise.
-NO_USAGE_REPORTS = {"HF_HUB_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                    "RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1"}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    for key, value in NO_USAGE_REPORTS.items():
-        os.environ.setdefault(key, value)
+    no_usage_reports()
     debug = "--debug" in argv or os.environ.get("INHOUSE_DEBUG") == "1"
     _load_config_modules()
     _register()

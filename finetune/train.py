@@ -25,6 +25,7 @@ from core.artifacts import read_info, write_info, write_json_atomic
 from core.completion.profile import PROFILE_KEY, CompletionProfile, profile_of_info
 from core.config import to_dict
 from core.errors import ConfigError, CorpusError, ModelError
+from core.usage import no_usage_reports
 from finetune import checkpoint as ckpt
 from finetune import continued, runlog, trainset
 from finetune import data as D
@@ -414,8 +415,7 @@ def _tracker_args(cfg: TrainConfig, out: Path) -> dict[str, Any]:
             package == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None):
         raise ConfigError(f"`report_to` {cfg.report_to} needs the {package} package (pip install "
                           f"'inhouse[distributed]' or pip install {wheel})")
-    if package == "mlflow":  # MLflow 3 sends usage events to its vendor unless told not to (as `inhouse` does)
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    no_usage_reports()  # MLflow 3 sends usage events to its vendor unless told not to
     return {"log_with": cfg.report_to,
             "project_config": ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "runs"))}
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, CorpusError
+from core.usage import no_usage_reports
 from finetune.corpus import clone, split, worker, write
 from finetune.corpus.repos import RepoSpec
 
@@ -74,7 +75,7 @@ def connected(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a Ray started here for the build reports nothing
+    no_usage_reports()  # a Ray started here for the build reports nothing to its vendor
     try:
         # One tokenizer thread a task: Ray's workers are the parallelism. Ray does not carry the driver's
         # environment to its workers, hence runtime_env.

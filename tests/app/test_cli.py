@@ -81,7 +81,8 @@ def test_the_libraries_usage_reports_are_off_unless_the_environment_says(monkeyp
     starts (Ray workers, an MLflow client), an admin's own setting kept."""
     import os
 
-    from app.cli import NO_USAGE_REPORTS, main
+    from app.cli import main
+    from core.usage import NO_USAGE_REPORTS
 
     for key in NO_USAGE_REPORTS:
         monkeypatch.delenv(key, raising=False)
