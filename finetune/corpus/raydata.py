@@ -260,7 +260,7 @@ def _actors(cpus: int) -> list[Any]:
         ray.get([actor.ready.remote() for actor in new], timeout=ACTOR_START_TIMEOUT_S)
     except ray.exceptions.GetTimeoutError as exc:
         raise CorpusError(f"the Ray cluster did not start {cpus} map actors (one per CPU it reports, or "
-                          f"--workers) in {ACTOR_START_TIMEOUT_S} s") from exc
+                          f"--ray-workers) in {ACTOR_START_TIMEOUT_S} s") from exc
     _ACTORS = (job, actors + new)
     return _ACTORS[1]
 
@@ -290,7 +290,7 @@ class RayWorkers:
         import ray
 
         self.cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
-        if limit:  # --workers: at most that many of the cluster's CPUs
+        if limit:  # --ray-workers: at most that many of the cluster's CPUs
             self.cpus = min(self.cpus, limit)
         self.actors = _actors(self.cpus)
         self.spans: dict[str, list[TaskSpan]] = {}  # pass (the mapped function's name) -> its map tasks
@@ -318,8 +318,9 @@ class RayWorkers:
     def shards(self, out: Path, rows_per_shard: int) -> RayShards:
         return RayShards(self, out, rows_per_shard)
 
-    def _load(self, pending: Iterable[tuple[Any, int]]) -> tuple[list[int], set[Any]]:
-        """Unfinished tasks per actor (the blocks `pending` and the writes) and the finished ones of `pending`."""
+    def _load(self, pending: Iterable[tuple[Any, int]]) -> tuple[list[int], list[int], set[Any]]:
+        """Unfinished tasks per actor (the blocks `pending` and the writes), unfinished blocks per actor, and the
+        finished ones of `pending`."""
         import ray
 
         pending = list(pending)
@@ -329,10 +330,13 @@ class RayWorkers:
         if finished:  # a write that failed raises here, not only at the end
             self.spans.setdefault("shards", []).extend(ray.get(finished))
             self.writes = [(ref, i) for ref, i in self.writes if ref not in done]
-        load = [0] * len(self.actors)
-        for ref, i in [*pending, *self.writes]:
-            load[i] += ref not in done
-        return load, done
+        blocks = [0] * len(self.actors)
+        for ref, i in pending:
+            blocks[i] += ref not in done
+        load = list(blocks)
+        for _, i in self.writes:  # all unfinished: the finished ones were dropped above
+            load[i] += 1
+        return load, blocks, done
 
     def ordered(self, submit: Callable[[Any, list[bytes]], tuple[Any, Any]],
                  chunks: list[list[bytes]]) -> Iterator[tuple[Any, Any]]:
@@ -346,13 +350,10 @@ class RayWorkers:
         held = len(self.actors) * RESULTS_HELD
         for chunk in chunks:
             while True:
-                load, done = self._load((ref, i) for ref, i, _ in pending)
+                load, blocks, done = self._load((ref, i) for ref, i, _ in pending)
                 while pending and pending[0][0] in done:
                     ref, _, kept = pending.popleft()
                     yield ray.get(ref), kept
-                blocks = [0] * len(self.actors)
-                for ref, i, _ in pending:
-                    blocks[i] += ref not in done
                 if len(pending) < held and min(blocks) < TASKS_QUEUED:
                     break
                 if len(pending) >= held:
@@ -371,7 +372,7 @@ class RayWorkers:
         """A write task (`MapActor.<method>(*args)`) to `actor`, else to the actor with the fewest tasks
         unfinished; returns the actor's index."""
         if actor is None:
-            load, _ = self._load(())
+            load, _, _ = self._load(())
             actor = min(range(len(self.actors)), key=load.__getitem__)
         self.writes.append((getattr(self.actors[actor], method).remote(*args), actor))
         return actor
@@ -424,9 +425,8 @@ class RayShards:
         """Each job's (row count, counts), in order; its rows go to a shard's write task."""
         at = 0
 
-        def submit(actor: Any, chunk: list[bytes]) -> tuple[Any, Any]:
-            meta, tables = actor.rows.options(num_returns=2).remote(self.workers.box, chunk)
-            return meta, tables
+        def submit(actor: Any, chunk: list[bytes]) -> tuple[Any, Any]:  # (files' counts and span, rows)
+            return tuple(actor.rows.options(num_returns=2).remote(self.workers.box, chunk))
 
         spans = self.workers.spans.setdefault(worker.examples.__name__, [])
         for (files, span), tables in self.workers.ordered(submit, self.workers.blocks(jobs)):

@@ -3,8 +3,8 @@
 Rows arrive in a fixed order (files sorted by repository and path, rows in per-file order), and Parquet is
 written with fixed settings, so the same input and seed give byte-identical shards. A shard's row groups are cut
 where its split's row count crosses a multiple of `BATCH_ROWS` or of `rows_per_shard`, so a shard depends only on
-its rows and where the first of them falls in its split: `ShardWriter` streams a split in one process (the local
-executor), `write_shard` writes one shard anywhere (the Ray executor's workers), and both give the same bytes.
+its rows and where the first of them falls in its split: `write_groups` cuts them, for `ShardWriter` streaming a
+split in one process (the local executor) and for the Ray executor's workers each writing a shard of it.
 Everything is written under the temporary directory `core.artifacts.atomic_directory` renames into place at the
 end.
 """
@@ -87,7 +87,7 @@ def open_shard(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 def write_groups(writer: pq.ParquetWriter, rows: pa.Table, first_row: int) -> None:
     """Append `rows`, the first of them row `first_row` of the split, to an open shard: a row group ends where
     the split's row count crosses a multiple of BATCH_ROWS (the shard itself ends at a multiple of
-    rows_per_shard), as `ShardWriter` cuts them."""
+    rows_per_shard)."""
     at = 0
     while at < rows.num_rows:
         take = min(rows.num_rows - at, BATCH_ROWS - (first_row + at) % BATCH_ROWS)
@@ -147,7 +147,7 @@ class ShardWriter:
                 self.writer = self._open()
             room = self.rows_per_shard - self.in_shard
             take, rows = rows[:room], rows[room:]
-            self.writer.write_table(table(take, self.schema), row_group_size=BATCH_ROWS)
+            write_groups(self.writer, table(take, self.schema), self.shard * self.rows_per_shard + self.in_shard)
             self.in_shard += len(take)
             if self.in_shard >= self.rows_per_shard:
                 self.writer.close()
