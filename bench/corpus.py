@@ -180,7 +180,7 @@ def host_ceiling(pool, n: int, samples: int = 3) -> list[float]:
 def ray_scaling(repo: Path, warm_repo: Path, cfg, tmp: Path, mb: float, worker_counts: tuple[int, ...],
                 repeats: int = 5) -> list[dict]:
     """The build on a local Ray cluster of max(worker_counts) worker nodes of one CPU each and a head without
-    CPUs, all on 127.0.0.1, with N map actors (`--workers N`, one per node) for each N. After a warm-up build
+    CPUs, all on 127.0.0.1, with N map actors (`--ray-workers N`, one per node) for each N. After a warm-up build
     per N on the connection (Ray's worker processes then hold their imports, tokenizer and caches, as through
     a long build), the builds alternate between the counts, `repeats` rounds (N = 1, 2, then 2, 1, ...), so a
     drift of this VM's speed between minutes falls on both; the figure per N is its run of median wall time.

@@ -40,8 +40,9 @@ def test_shard_writer_splits_by_rows_and_reads_back(tmp_path):
 
 @pytest.mark.parametrize("rows_per_shard", [10, 7, 4])
 def test_a_shard_written_alone_is_the_streamed_shards_bytes(tmp_path, monkeypatch, rows_per_shard):
-    """`write_shard` (a Ray worker writing one shard) cuts the row groups where `ShardWriter` (the local build,
-    streaming the whole split) does: at multiples of BATCH_ROWS and of rows_per_shard in the split."""
+    """A shard written alone (`write_shard`, as a Ray worker writes one) has the row groups and bytes of the same
+    shard streamed with its whole split (`ShardWriter`, the local build): cut at multiples of BATCH_ROWS and of
+    rows_per_shard in the split."""
     monkeypatch.setattr(write, "BATCH_ROWS", 3)
     rows = [_row(i, TEXTS[i % len(TEXTS)]) for i in range(23)]
     streamed = ShardWriter(tmp_path / "a", ROW_SCHEMA, rows_per_shard)
